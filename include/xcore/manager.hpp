@@ -1,0 +1,124 @@
+// xcore::Manager: the plugin catalogue and lifecycle, and the front door to tools, actions and hooks.
+//
+// States: discovered -> loaded -> enabled <-> disabled -> unloaded, plus failed (with the last error).
+// Loading is atomic: a plugin that fails half-way leaves no tool, hook or subscription behind. Disabling
+// makes its tools and hooks stop answering at once. Reload swaps in a new generation only after it
+// initialised, drains the old one's in-flight calls, then unloads it; a failed reload keeps the old one.
+// Thread-safe: lifecycle operations are serialized, calls run concurrently.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <xcore/call_context.hpp>
+#include <xcore/error.hpp>
+#include <xcore/hooks.hpp>
+#include <xcore/json.hpp>
+#include <xcore/log.hpp>
+#include <xcore/manifest.hpp>
+#include <xcore/tools.hpp>
+
+namespace xcore::inline v1 {
+
+enum class PluginState : std::uint8_t { discovered, loaded, enabled, disabled, unloaded, failed };
+std::string_view to_string(PluginState s) noexcept;
+
+struct PluginStats {
+  std::uint64_t calls = 0;   // tool calls and actions that reached the plugin
+  std::uint64_t errors = 0;
+  std::uint64_t in_flight = 0;
+  double total_seconds = 0;
+  double max_seconds = 0;
+  std::uint64_t generation = 0;  // 1 after the first load, +1 per reload
+  std::uint64_t reloads = 0;
+};
+
+struct PluginInfo {
+  PluginManifest manifest;
+  PluginState state = PluginState::discovered;
+  std::optional<Error> last_error;
+  std::vector<std::string> warnings;   // from the manifest
+  json::object config;                 // as set (defaults not applied)
+  std::vector<std::string> dependents; // loaded plugins that require this one
+  PluginStats stats;
+};
+
+struct DiscoveryReport {
+  std::vector<std::string> found;     // ids discovered or refreshed
+  std::vector<Error> problems;        // broken manifests, duplicate ids: each names the file
+  std::vector<std::string> warnings;
+};
+
+struct ManagerOptions {
+  std::vector<std::filesystem::path> plugin_dirs;  // each holds one folder per plugin
+  // Where binaries are copied before loading (so a rebuild never touches a loaded file).
+  // Default: a fresh folder under the system temp dir, removed with the Manager.
+  std::filesystem::path shadow_dir;
+  LogSink log;  // default: discard
+  // Initial configs by plugin id; set_config() changes them later.
+  std::map<std::string, json::object> configs;
+  // How long unload/reload wait for in-flight calls before giving up on unmapping the old code.
+  std::chrono::milliseconds drain_timeout{30000};
+};
+
+struct UnloadOptions {
+  bool cascade = false;  // also unload (or disable) the plugins that depend on this one, first
+};
+
+class Manager {
+ public:
+  explicit Manager(ManagerOptions options = {});
+  ~Manager();  // unloads every plugin, dependents first
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  // Reads manifests under plugin_dirs; runs no plugin code. Plugins already loaded keep their manifest
+  // until reload().
+  DiscoveryReport discover();
+  // Adds one plugin folder explicitly (outside plugin_dirs).
+  Result<std::string> add(const std::filesystem::path& plugin_dir);
+
+  // Loads the plugin, its dependencies first. ABI and manifest/binary agreement are checked before any
+  // plugin code runs. Leaves the plugin in `loaded`.
+  Result<void> load(std::string_view id);
+  // Loads (if needed) and enables; dependencies are enabled first.
+  Result<void> enable(std::string_view id);
+  Result<void> disable(std::string_view id, UnloadOptions options = {});
+  Result<void> unload(std::string_view id, UnloadOptions options = {});
+  Result<void> reload(std::string_view id);
+  // Every discovered plugin, in dependency order; returns the first error after trying them all.
+  Result<void> load_all(bool enable = true);
+
+  Result<void> set_config(std::string_view id, json::object config);
+
+  // A plugin action, as the reference server's POST /app/{plugin}/{action}.
+  Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params,
+                                  const CallContext& ctx = {});
+  // Shorthand for tools().invoke().
+  Result<ToolResult> call_tool(std::string_view name, const json::value& arguments, const CallContext& ctx = {});
+  Result<json::value> health(std::string_view id);
+
+  std::optional<PluginInfo> info(std::string_view id) const;
+  std::vector<PluginInfo> list() const;
+
+  // Watch plugin folders (inotify) and reload a plugin when its binary or manifest changes. For
+  // development; off by default.
+  Result<void> watch(bool on);
+
+  HookBus& hooks() noexcept;
+  ToolRegistry& tools() noexcept;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace xcore::inline v1

@@ -1,0 +1,65 @@
+// The plugin manifest (plugin.yaml or plugin.json beside the binary): read without running plugin code.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <xcore/error.hpp>
+#include <xcore/json.hpp>
+#include <xcore/semver.hpp>
+#include <xcore/tools.hpp>
+
+namespace xcore::inline v1 {
+
+enum class PluginMode : std::uint8_t { trusted, sandboxed };
+std::string_view to_string(PluginMode mode) noexcept;
+
+struct PluginDependency {
+  std::string id;
+  VersionRange versions;
+};
+
+struct PluginLimits {
+  std::optional<unsigned> max_concurrency;           // calls running at once; more wait, then fail
+  std::optional<std::chrono::milliseconds> timeout;  // default deadline of a call (timeout_ms)
+};
+
+struct PluginManifest {
+  std::string id;  // [a-z0-9][a-z0-9_.-]{0,63}
+  std::string name;
+  Version version;
+  std::string description, author, license, homepage;
+  std::vector<std::string> tags;
+  PluginMode mode = PluginMode::trusted;
+  std::string entry;         // the plugin binary, relative to the manifest's folder
+  VersionRange api_version;  // host ABI versions the plugin accepts; default "^1"
+  std::vector<PluginDependency> dependencies;  // "requires"
+  std::vector<std::string> permissions;        // e.g. "tools.call:core.*", "hooks.subscribe:tool.*"
+  PluginLimits limits;
+  std::optional<json::object> config_schema;
+  std::vector<ToolSpec> tools;  // declared tools: the binary must provide each
+  json::object raw;             // the whole manifest as read, for fields other subsystems own
+
+  std::filesystem::path file;  // where it was read from
+  std::filesystem::path dir() const { return file.parent_path(); }
+  std::filesystem::path binary() const { return dir() / entry; }
+};
+
+struct ManifestLoad {
+  PluginManifest manifest;
+  std::vector<std::string> warnings;  // unknown fields and the like: "plugin.yaml: field 'x': ..."
+};
+
+// Reads and checks a manifest. On failure the error message names the file and every bad field with what
+// was expected; details holds a JSON array of {"field","message"}.
+Result<ManifestLoad> load_manifest(const std::filesystem::path& file);
+Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem::path& file_for_messages);
+
+// The manifest file in a plugin folder (plugin.yaml, plugin.yml or plugin.json), if any.
+std::optional<std::filesystem::path> find_manifest(const std::filesystem::path& dir);
+
+}  // namespace xcore::inline v1

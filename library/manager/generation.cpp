@@ -1,0 +1,155 @@
+#include "manager/generation.hpp"
+
+#include <fmt/format.h>
+
+#include "core/glob.hpp"
+#include "manager/manager_core.hpp"
+
+namespace xcore::inline v1 {
+
+Generation::~Generation() {
+  // Subscriptions first (no handler can be reached), then the plugin instance and its code.
+  if (services) services->drop_subscriptions();
+  runner.reset();
+  services.reset();
+  if (!shadow.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(shadow, ec);
+  }
+}
+
+bool GenerationServices::allowed(std::string_view permission) const {
+  for (const auto& p : manifest_.permissions)
+    if (glob_match(p, permission)) return true;
+  return false;
+}
+
+void GenerationServices::log(LogLevel level, std::string_view message) { core_.log(level, manifest_.id, message); }
+
+namespace {
+// A plugin's own hooks live under "<id>." and need no permission.
+bool own_hook(std::string_view hook, const std::string& id) {
+  return hook.size() > id.size() && hook.starts_with(id) && hook[id.size()] == '.';
+}
+}  // namespace
+
+Result<HookOutcome> GenerationServices::emit_hook(std::string_view hook, const json::value& payload, std::string_view tenant) {
+  if (!own_hook(hook, manifest_.id) && !allowed(fmt::format("hooks.emit:{}", hook)))
+    return Error{ErrorCode::permission_denied,
+                 fmt::format("plugin '{}' may not emit hook '{}': its manifest needs the permission 'hooks.emit:{}'", manifest_.id, hook, hook)};
+  return core_.bus().emit(hook, payload, tenant);
+}
+
+Result<std::uint64_t> GenerationServices::subscribe_hook(std::string_view hook, HookBand band, int priority, HookHandler handler) {
+  if (!own_hook(hook, manifest_.id) && !allowed(fmt::format("hooks.subscribe:{}", hook)))
+    return Error{ErrorCode::permission_denied,
+                 fmt::format("plugin '{}' may not subscribe to hook '{}': its manifest needs the permission 'hooks.subscribe:{}'",
+                             manifest_.id, hook, hook)};
+  auto gen = gen_.lock();
+  if (!gen) return Error{ErrorCode::unavailable, "the plugin is being unloaded"};
+  // Every call into the plugin passes its generation's gate, so unload can wait for it.
+  HookHandler gated = [weak = gen_, h = std::move(handler)](const HookEvent& ev) -> HookReply {
+    auto g = weak.lock();
+    if (!g || !g->enter()) return HookReply::none();
+    GenerationLease lease(std::move(g));
+    return h(ev);
+  };
+  SubscribeOptions opt;
+  opt.band = band;
+  opt.priority = priority;
+  opt.owner = manifest_.id;
+  opt.active = gen->hooks_active;
+  XCORE_ASSIGN_OR_RETURN(auto sub, core_.bus().subscribe(hook, std::move(gated), std::move(opt)));
+  auto id = sub.id();
+  std::lock_guard lock(mutex_);
+  subscriptions_.push_back(std::move(sub));
+  return id;
+}
+
+bool GenerationServices::unsubscribe_hook(std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  for (auto it = subscriptions_.begin(); it != subscriptions_.end(); ++it)
+    if (it->id() == id) {
+      subscriptions_.erase(it);
+      return true;
+    }
+  return false;
+}
+
+void GenerationServices::drop_subscriptions() {
+  std::vector<Subscription> subs;
+  {
+    std::lock_guard lock(mutex_);
+    subs.swap(subscriptions_);
+  }
+  subs.clear();
+}
+
+Result<ToolResult> GenerationServices::call_tool(std::string_view name, const json::value& args, const CallContext& ctx) {
+  auto found = core_.registry().find(name, ctx.tenant);
+  if (!found) return Error{ErrorCode::not_found, fmt::format("no tool named '{}'", name)};
+  bool own = found->spec.plugin == manifest_.id;
+  if (!own && !allowed(fmt::format("tools.call:{}", name)) && !allowed(fmt::format("tools.call:{}", found->qualified_name)))
+    return Error{ErrorCode::permission_denied,
+                 fmt::format("plugin '{}' may not call tool '{}': its manifest needs the permission 'tools.call:{}'", manifest_.id,
+                             name, found->qualified_name)};
+  CallContext c = ctx;
+  c.caller_plugin = manifest_.id;
+  c.permissions = manifest_.permissions;
+  // Call the tool that was checked, by its unambiguous name.
+  return core_.registry().invoke(found->qualified_name, args, c);
+}
+
+Result<json::value> GenerationServices::call_action(std::string_view plugin, std::string_view action, const json::value& params,
+                                                    const CallContext& ctx) {
+  if (plugin != manifest_.id && !allowed(fmt::format("actions.call:{}/{}", plugin, action)))
+    return Error{ErrorCode::permission_denied,
+                 fmt::format("plugin '{}' may not call action '{}/{}': its manifest needs the permission 'actions.call:{}/{}'",
+                             manifest_.id, plugin, action, plugin, action)};
+  CallContext c = ctx;
+  c.caller_plugin = manifest_.id;
+  return core_.call_action(plugin, action, params, c);
+}
+
+json::object GenerationServices::config() {
+  auto g = gen_.lock();
+  return g ? g->config : json::object();
+}
+
+Result<void> GenerationServices::register_tool(ToolSpec spec) {
+  spec.plugin = manifest_.id;
+  XCORE_TRY(spec.validate());
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& t : runtime_tools_)
+      if (t.name == spec.name) return Error{ErrorCode::already_exists, fmt::format("tool '{}' is already registered", spec.name)};
+    runtime_tools_.push_back(std::move(spec));
+  }
+  auto g = gen_.lock();
+  if (!g) return ok();
+  auto r = core_.tools_changed(manifest_.id, *g);
+  if (!r) {
+    std::lock_guard lock(mutex_);
+    runtime_tools_.pop_back();
+  }
+  return r;
+}
+
+Result<void> GenerationServices::unregister_tool(std::string_view name) {
+  {
+    std::lock_guard lock(mutex_);
+    auto it = std::find_if(runtime_tools_.begin(), runtime_tools_.end(), [&](const auto& t) { return t.name == name; });
+    if (it == runtime_tools_.end())
+      return Error{ErrorCode::not_found, fmt::format("tool '{}' was not registered at run time", name)};
+    runtime_tools_.erase(it);
+  }
+  auto g = gen_.lock();
+  return g ? core_.tools_changed(manifest_.id, *g) : ok();
+}
+
+std::vector<ToolSpec> GenerationServices::runtime_tools() const {
+  std::lock_guard lock(mutex_);
+  return runtime_tools_;
+}
+
+}  // namespace xcore::inline v1

@@ -1,0 +1,877 @@
+#include <xcore/manager.hpp>
+#include <xcore/plugin.h>
+
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <semaphore>
+#include <set>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "json-schema/json_schema.hpp"
+#include "manager/folder_watcher.hpp"
+#include "manager/generation.hpp"
+#include "manager/manager_core.hpp"
+#include "runners/in_process_runner.hpp"
+
+namespace xcore::inline v1 {
+
+std::string_view to_string(PluginState s) noexcept {
+  switch (s) {
+    case PluginState::discovered: return "discovered";
+    case PluginState::loaded: return "loaded";
+    case PluginState::enabled: return "enabled";
+    case PluginState::disabled: return "disabled";
+    case PluginState::unloaded: return "unloaded";
+    case PluginState::failed: return "failed";
+  }
+  return "?";
+}
+
+namespace {
+
+bool is_loaded(PluginState s) { return s == PluginState::loaded || s == PluginState::enabled || s == PluginState::disabled; }
+
+std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point t0) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+
+// Catalogue entry of one plugin. Plain fields are guarded by Impl::catalogue_mutex; atomics are read on
+// the call path without it.
+struct PluginSlot {
+  PluginManifest manifest;
+  std::vector<std::string> warnings;
+  PluginState state = PluginState::discovered;
+  std::optional<Error> last_error;
+  json::object config;
+  std::uint64_t generations = 0;
+  std::uint64_t reloads = 0;
+
+  std::atomic<std::shared_ptr<Generation>> current;
+  std::atomic<bool> enabled{false};
+  std::unique_ptr<std::counting_semaphore<>> concurrency;
+
+  std::atomic<std::uint64_t> calls{0}, errors{0}, in_flight{0}, total_ns{0}, max_ns{0};
+
+  void record(std::uint64_t ns, bool error) {
+    calls.fetch_add(1, std::memory_order_relaxed);
+    if (error) errors.fetch_add(1, std::memory_order_relaxed);
+    total_ns.fetch_add(ns, std::memory_order_relaxed);
+    auto prev = max_ns.load(std::memory_order_relaxed);
+    while (ns > prev && !max_ns.compare_exchange_weak(prev, ns, std::memory_order_relaxed)) {
+    }
+  }
+};
+
+using SlotPtr = std::shared_ptr<PluginSlot>;
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+}  // namespace
+
+struct Manager::Impl final : ManagerCore {
+  ManagerOptions options;
+  bool own_shadow_dir = false;
+  HookBus hook_bus;
+  ToolRegistry tool_registry{&hook_bus};
+
+  std::recursive_mutex ops;  // serializes lifecycle operations (recursive: dependencies recurse)
+  mutable std::shared_mutex catalogue_mutex;
+  std::unordered_map<std::string, SlotPtr, StringHash, std::equal_to<>> catalogue;
+  std::atomic<std::uint64_t> shadow_counter{0};
+
+  // Lifecycle events are emitted after the operation let go of `ops`, so a handler may call back in.
+  std::mutex events_mutex;
+  std::vector<std::pair<std::string, json::object>> pending_events;
+
+  std::unique_ptr<FolderWatcher> watcher;
+
+  explicit Impl(ManagerOptions o) : options(std::move(o)) {
+    if (options.shadow_dir.empty()) {
+      std::random_device rd;
+      options.shadow_dir = std::filesystem::temp_directory_path() / fmt::format("xcore-shadow-{}-{:08x}", ::getpid(), rd());
+      own_shadow_dir = true;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(options.shadow_dir, ec);
+    for (auto [name, desc, historic] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
+             {"plugin.discovered", "a plugin's manifest was read", false},
+             {"plugin.loaded", "a plugin was loaded (replayed to late subscribers)", true},
+             {"plugin.enabled", "a plugin was enabled", false},
+             {"plugin.disabled", "a plugin was disabled", false},
+             {"plugin.unloaded", "a plugin was unloaded", false},
+             {"plugin.reloaded", "a plugin was hot-reloaded", false},
+             {"plugin.failed", "a plugin failed to load, enable or reload", false},
+             {"hook.error", "a hook handler failed", false}}) {
+      HookSpec s;
+      s.name = name;
+      s.description = desc;
+      s.historic = historic;
+      (void)hook_bus.define(std::move(s));
+    }
+  }
+
+  ~Impl() override {
+    watcher.reset();
+    if (own_shadow_dir) {
+      std::error_code ec;
+      std::filesystem::remove_all(options.shadow_dir, ec);
+    }
+  }
+
+  // ---- ManagerCore -----------------------------------------------------------------------------------
+  HookBus& bus() override { return hook_bus; }
+  ToolRegistry& registry() override { return tool_registry; }
+  void log(LogLevel level, std::string_view source, std::string_view message) override {
+    if (!options.log) return;
+    try {
+      options.log(level, source, message);
+    } catch (...) {
+    }
+  }
+
+  // ---- catalogue -------------------------------------------------------------------------------------
+  SlotPtr find(std::string_view id) const {
+    std::shared_lock lock(catalogue_mutex);
+    auto it = catalogue.find(id);
+    return it == catalogue.end() ? nullptr : it->second;
+  }
+
+  Error no_such_plugin(std::string_view id) const {
+    return Error{ErrorCode::not_found, fmt::format("no plugin '{}' has been discovered", id)};
+  }
+
+  void set_state(PluginSlot& s, PluginState st, std::optional<Error> err = std::nullopt) {
+    std::unique_lock lock(catalogue_mutex);
+    s.state = st;
+    if (err) s.last_error = std::move(err);
+  }
+
+  void queue_event(std::string name, json::object payload) {
+    std::lock_guard lock(events_mutex);
+    pending_events.emplace_back(std::move(name), std::move(payload));
+  }
+
+  void flush_events() {
+    std::vector<std::pair<std::string, json::object>> events;
+    {
+      std::lock_guard lock(events_mutex);
+      events.swap(pending_events);
+    }
+    for (auto& [name, payload] : events) hook_bus.emit(name, payload);
+  }
+
+  json::object plugin_event(const PluginSlot& s) const {
+    return json::object{{"plugin", s.manifest.id}, {"version", s.manifest.version.to_string()}};
+  }
+
+  Result<void> fail(PluginSlot& s, Error e) {
+    log(LogLevel::error, s.manifest.id, e.message);
+    set_state(s, PluginState::failed, e);
+    auto p = plugin_event(s);
+    p["code"] = to_string(e.code);
+    p["message"] = e.message;
+    queue_event("plugin.failed", std::move(p));
+    return e;
+  }
+
+  // ---- discovery -------------------------------------------------------------------------------------
+  Result<std::string> add_folder(const std::filesystem::path& dir, DiscoveryReport& report) {
+    auto file = find_manifest(dir);
+    if (!file) return Error{ErrorCode::not_found, fmt::format("{}: no plugin.yaml, plugin.yml or plugin.json", dir.string())};
+    auto loaded = load_manifest(*file);
+    if (!loaded) return std::move(loaded).error();
+    for (auto& w : loaded->warnings) {
+      log(LogLevel::warn, "xcore", w);
+      report.warnings.push_back(w);
+    }
+    const auto id = loaded->manifest.id;
+    std::unique_lock lock(catalogue_mutex);
+    auto it = catalogue.find(id);
+    if (it != catalogue.end()) {
+      auto& slot = *it->second;
+      if (std::filesystem::weakly_canonical(slot.manifest.file) != std::filesystem::weakly_canonical(*file))
+        return Error{ErrorCode::already_exists, fmt::format("{}: plugin id '{}' is already provided by {}", file->string(), id,
+                                                            slot.manifest.file.string())};
+      if (!is_loaded(slot.state)) {  // loaded plugins keep their manifest until reload()
+        slot.manifest = std::move(loaded->manifest);
+        slot.warnings = std::move(loaded->warnings);
+      }
+      return id;
+    }
+    auto slot = std::make_shared<PluginSlot>();
+    slot->manifest = std::move(loaded->manifest);
+    slot->warnings = std::move(loaded->warnings);
+    if (auto c = options.configs.find(id); c != options.configs.end()) slot->config = c->second;
+    catalogue.emplace(id, slot);
+    return id;
+  }
+
+  // ---- the call path ---------------------------------------------------------------------------------
+
+  // Enters the slot's current generation. A reload swaps the pointer before closing the old generation,
+  // so a failed enter on a generation that is no longer current just retries on the new one.
+  Result<GenerationLease> acquire(PluginSlot& slot) {
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      auto gen = slot.current.load(std::memory_order_acquire);
+      if (!gen) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not loaded", slot.manifest.id)};
+      if (gen->enter()) return GenerationLease(std::move(gen));
+      if (slot.current.load(std::memory_order_acquire) == gen)
+        return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is being unloaded", slot.manifest.id)};
+    }
+    return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is reloading too often to serve calls", slot.manifest.id)};
+  }
+
+  template <class T, class F>
+  Result<T> with_plugin(PluginSlot& slot, const CallContext& ctx, F&& call) {
+    if (!slot.enabled.load(std::memory_order_acquire))
+      return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not enabled", slot.manifest.id)};
+    std::counting_semaphore<>* limit = slot.concurrency.get();
+    if (limit) {
+      // Wait for a free place until the call's deadline (or briefly, without one).
+      auto until = ctx.deadline ? std::chrono::steady_clock::now() + (*ctx.deadline - std::chrono::system_clock::now())
+                                : std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+      if (!limit->try_acquire_until(until))
+        return Error{ErrorCode::resource_exhausted,
+                     fmt::format("plugin '{}' is at its concurrency limit ({} calls)", slot.manifest.id, *slot.manifest.limits.max_concurrency)};
+    }
+    struct Release {
+      std::counting_semaphore<>* s;
+      ~Release() {
+        if (s) s->release();
+      }
+    } release{limit};
+    XCORE_ASSIGN_OR_RETURN(auto lease, acquire(slot));
+    slot.in_flight.fetch_add(1, std::memory_order_relaxed);
+    auto t0 = std::chrono::steady_clock::now();
+    Result<T> r = [&]() -> Result<T> {
+      // A manifest timeout becomes the deadline the plugin sees, unless the caller set an earlier one.
+      if (auto t = lease->manifest.limits.timeout) {
+        auto d = std::chrono::system_clock::now() + *t;
+        if (!ctx.deadline || d < *ctx.deadline) {
+          CallContext c = ctx;
+          c.deadline = d;
+          return call(*lease, c);
+        }
+      }
+      return call(*lease, ctx);
+    }();
+    bool error = !r.ok();
+    if constexpr (std::is_same_v<T, ToolResult>) error = error || r->is_error;
+    slot.record(elapsed_ns(t0), error);
+    slot.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    return r;
+  }
+
+  ToolHandler make_tool_handler(const SlotPtr& slot, const std::string& tool_name) {
+    return [this, weak = std::weak_ptr<PluginSlot>(slot), tool_name](const json::value& args, const CallContext& ctx) -> Result<ToolResult> {
+      auto s = weak.lock();
+      if (!s) return Error{ErrorCode::unavailable, "the plugin is gone"};
+      return with_plugin<ToolResult>(*s, ctx, [&](Generation& g, const CallContext& c) { return g.runner->call_tool(tool_name, args, c); });
+    };
+  }
+
+  Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params,
+                                  const CallContext& ctx) override {
+    auto slot = find(plugin);
+    if (!slot) return no_such_plugin(plugin);
+    if (ctx.cancel.stop_requested()) return Error{ErrorCode::cancelled, "the call was cancelled"};
+    if (ctx.deadline && std::chrono::system_clock::now() >= *ctx.deadline)
+      return Error{ErrorCode::timeout, fmt::format("deadline passed before action '{}/{}' started", plugin, action)};
+    return with_plugin<json::value>(*slot, ctx, [&](Generation& g, const CallContext& c) { return g.runner->handle(action, params, c); });
+  }
+
+  // ---- tools of a generation -------------------------------------------------------------------------
+
+  // The binary's tools plus those registered at run time; manifest-declared tools must all be provided
+  // and lend the fields the binary left empty.
+  Result<std::vector<ToolSpec>> tool_set(Generation& gen) {
+    std::vector<ToolSpec> tools = gen.tools;
+    for (auto& t : gen.services->runtime_tools()) tools.push_back(std::move(t));
+    for (const auto& declared : gen.manifest.tools) {
+      auto it = std::find_if(tools.begin(), tools.end(), [&](const auto& t) { return t.name == declared.name; });
+      if (it == tools.end())
+        return Error{ErrorCode::incompatible, fmt::format("plugin '{}': the manifest declares tool '{}' but the binary does not provide it",
+                                                          gen.manifest.id, declared.name)};
+      if (it->title.empty()) it->title = declared.title;
+      if (it->description.empty()) it->description = declared.description;
+      if (it->input_schema.empty()) it->input_schema = declared.input_schema;
+      if (!it->output_schema) it->output_schema = declared.output_schema;
+      if (it->category.empty()) it->category = declared.category;
+      if (it->competencies.empty()) it->competencies = declared.competencies;
+      if (it->permissions.empty()) it->permissions = declared.permissions;
+      if (it->annotations.empty()) it->annotations = declared.annotations;
+    }
+    for (auto& t : tools) t.plugin = gen.manifest.id;
+    XCORE_TRY(ToolRegistry::check(tools));
+    return tools;
+  }
+
+  Result<void> publish_tools(const SlotPtr& slot, Generation& gen) {
+    XCORE_ASSIGN_OR_RETURN(auto tools, tool_set(gen));
+    XCORE_TRY(tool_registry.replace_plugin_tools(slot->manifest.id, std::move(tools),
+                                                 [&](const ToolSpec& s) { return make_tool_handler(slot, s.name); }));
+    tool_registry.set_plugin_enabled(slot->manifest.id, slot->enabled.load());
+    return ok();
+  }
+
+  Result<void> tools_changed(const std::string& plugin, Generation& gen) override {
+    auto slot = find(plugin);
+    if (!slot) return ok();
+    auto cur = slot->current.load();
+    if (cur.get() != &gen) return ok();  // not published yet: load/reload will pick the tools up
+    return publish_tools(slot, gen);
+  }
+
+  // ---- generations -----------------------------------------------------------------------------------
+
+  Result<json::object> effective_config(const PluginManifest& m, const json::object& config) {
+    json::value v = config;
+    if (m.config_schema) {
+      XCORE_ASSIGN_OR_RETURN(auto schema, JsonSchema::compile(*m.config_schema));
+      schema->apply_defaults(v);
+      if (auto r = schema->validate(v, "config"); !r)
+        return Error{ErrorCode::invalid_argument, fmt::format("plugin '{}': {}", m.id, r.error().message), r.error().details};
+    }
+    return v.get_object();
+  }
+
+  // Builds and initialises a new generation without publishing anything: on failure nothing is left.
+  Result<std::shared_ptr<Generation>> start_generation(const SlotPtr& slot, const PluginManifest& m, const json::object& config) {
+    if (m.mode == PluginMode::sandboxed)
+      return Error{ErrorCode::unavailable,
+                   fmt::format("plugin '{}' asks for mode 'sandboxed', which needs the sandbox runner; this build runs trusted plugins only",
+                               m.id)};
+    static const Version host_abi{XCORE_ABI_MAJOR, XCORE_ABI_MINOR, 0, {}, {}};
+    if (!m.api_version.contains(host_abi))
+      return Error{ErrorCode::incompatible, fmt::format("plugin '{}' accepts host ABI '{}', this host provides {}", m.id,
+                                                        m.api_version.text(), host_abi.to_string())};
+    XCORE_ASSIGN_OR_RETURN(auto cfg, effective_config(m, config));
+
+    auto gen = std::make_shared<Generation>();
+    gen->manifest = m;
+    gen->config = std::move(cfg);
+    {
+      std::unique_lock lock(catalogue_mutex);
+      gen->number = slot->generations + 1;
+    }
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(m.binary(), ec))
+      return Error{ErrorCode::not_found, fmt::format("plugin '{}': binary '{}' not found", m.id, m.binary().string())};
+    // A private copy: rebuilding the plugin never rewrites mapped code, and each generation is unique.
+    gen->shadow = options.shadow_dir / fmt::format("{}-g{}-{}{}", m.id, gen->number, shadow_counter.fetch_add(1), m.binary().extension().string());
+    std::filesystem::create_directories(options.shadow_dir, ec);
+    if (!std::filesystem::copy_file(m.binary(), gen->shadow, std::filesystem::copy_options::overwrite_existing, ec))
+      return Error{ErrorCode::unavailable, fmt::format("plugin '{}': cannot copy binary to {}: {}", m.id, gen->shadow.string(), ec.message())};
+
+    gen->services = std::make_unique<GenerationServices>(*this, m, gen);
+    XCORE_ASSIGN_OR_RETURN(gen->runner, open_in_process(m, gen->shadow, *gen->services));
+    XCORE_TRY(gen->runner->on_load(gen->config));
+    auto rest = [&]() -> Result<void> {
+      XCORE_ASSIGN_OR_RETURN(gen->tools, gen->runner->list_tools());
+      XCORE_TRY(tool_set(*gen));
+      return ok();
+    }();
+    if (!rest) {
+      (void)gen->runner->on_unload();
+      return std::move(rest).error();
+    }
+    return gen;
+  }
+
+  // Closes a generation that is no longer current: waits for its calls, runs on_unload, frees it.
+  void retire(std::shared_ptr<Generation> gen, bool was_enabled) {
+    if (!gen) return;
+    gen->hooks_active->store(false);
+    const auto id = gen->manifest.id;
+    if (!gen->close_and_drain(options.drain_timeout)) {
+      // Unmapping code that is still running would crash the host: keep it mapped, say so.
+      log(LogLevel::error, id, fmt::format("generation {} still has {} calls running after {} ms; its code stays loaded",
+                                           gen->number, gen->in_flight(), options.drain_timeout.count()));
+      static std::mutex leak_mutex;
+      static std::vector<std::shared_ptr<Generation>> leaked;
+      std::lock_guard lock(leak_mutex);
+      leaked.push_back(std::move(gen));
+      return;
+    }
+    if (was_enabled)
+      if (auto r = gen->runner->on_disable(); !r) log(LogLevel::warn, id, r.error().message);
+    if (auto r = gen->runner->on_unload(); !r) log(LogLevel::warn, id, r.error().message);
+    gen.reset();
+  }
+
+  // ---- lifecycle (callers hold `ops`) ---------------------------------------------------------------
+
+  Result<void> load_locked(std::string_view id, std::vector<std::string>& chain) {
+    auto slot = find(id);
+    if (!slot) return no_such_plugin(id);
+    if (is_loaded(slot->state)) return ok();
+    if (std::find(chain.begin(), chain.end(), id) != chain.end()) {
+      std::string cycle;
+      for (const auto& c : chain) cycle += c + " -> ";
+      return fail(*slot, Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id)});
+    }
+    const auto m = slot->manifest;
+    chain.push_back(m.id);
+    for (const auto& dep : m.dependencies) {
+      auto d = find(dep.id);
+      if (!d) {
+        chain.pop_back();
+        return fail(*slot, Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' requires '{}' ({}), which was not discovered",
+                                                                             m.id, dep.id, dep.versions.text())});
+      }
+      if (!dep.versions.contains(d->manifest.version)) {
+        chain.pop_back();
+        return fail(*slot, Error{ErrorCode::incompatible, fmt::format("plugin '{}' requires '{}' {}, but version {} is installed", m.id,
+                                                                      dep.id, dep.versions.text(), d->manifest.version.to_string())});
+      }
+      if (auto r = load_locked(dep.id, chain); !r) {
+        chain.pop_back();
+        if (r.error().message.starts_with("dependency cycle")) return fail(*slot, r.error());
+        return fail(*slot, Error{r.error().code, fmt::format("plugin '{}': dependency '{}' failed to load: {}", m.id, dep.id, r.error().message)});
+      }
+    }
+    chain.pop_back();
+
+    json::object config;
+    {
+      std::shared_lock lock(catalogue_mutex);
+      config = slot->config;
+    }
+    auto gen = start_generation(slot, m, config);
+    if (!gen) return fail(*slot, std::move(gen).error());
+
+    if (m.limits.max_concurrency) slot->concurrency = std::make_unique<std::counting_semaphore<>>(*m.limits.max_concurrency);
+    else slot->concurrency.reset();
+    slot->current.store(*gen);
+    if (auto r = publish_tools(slot, **gen); !r) {
+      slot->current.store(nullptr);
+      retire(*gen, false);
+      return fail(*slot, r.error());
+    }
+    {
+      std::unique_lock lock(catalogue_mutex);
+      slot->generations = (*gen)->number;
+      slot->state = PluginState::loaded;
+      slot->last_error.reset();
+    }
+    log(LogLevel::info, m.id, fmt::format("loaded version {} (generation {})", m.version.to_string(), (*gen)->number));
+    queue_event("plugin.loaded", plugin_event(*slot));
+    return ok();
+  }
+
+  std::vector<SlotPtr> dependents_of(std::string_view id, bool enabled_only) const {
+    std::vector<SlotPtr> out;
+    std::shared_lock lock(catalogue_mutex);
+    for (const auto& [_, s] : catalogue) {
+      if (!(enabled_only ? s->state == PluginState::enabled : is_loaded(s->state))) continue;
+      for (const auto& d : s->manifest.dependencies)
+        if (d.id == id) out.push_back(s);
+    }
+    return out;
+  }
+
+  Result<void> enable_locked(std::string_view id) {
+    std::vector<std::string> chain;
+    XCORE_TRY(load_locked(id, chain));
+    auto slot = find(id);
+    if (slot->state == PluginState::enabled) return ok();
+    for (const auto& dep : slot->manifest.dependencies)
+      if (auto r = enable_locked(dep.id); !r)
+        return Error{r.error().code, fmt::format("plugin '{}': dependency '{}' could not be enabled: {}", id, dep.id, r.error().message)};
+    auto gen = slot->current.load();
+    if (auto r = gen->runner->on_enable(); !r) {
+      log(LogLevel::error, slot->manifest.id, r.error().message);
+      std::unique_lock lock(catalogue_mutex);
+      slot->last_error = r.error();
+      return r;
+    }
+    slot->enabled.store(true, std::memory_order_release);
+    tool_registry.set_plugin_enabled(slot->manifest.id, true);
+    gen->hooks_active->store(true, std::memory_order_release);
+    set_state(*slot, PluginState::enabled);
+    queue_event("plugin.enabled", plugin_event(*slot));
+    return ok();
+  }
+
+  Result<void> disable_locked(std::string_view id, bool cascade) {
+    auto slot = find(id);
+    if (!slot) return no_such_plugin(id);
+    if (slot->state != PluginState::enabled) {
+      if (is_loaded(slot->state)) return ok();
+      return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}, not enabled", id, to_string(slot->state))};
+    }
+    auto deps = dependents_of(id, true);
+    if (!deps.empty() && !cascade) {
+      std::string names;
+      for (const auto& d : deps) names += (names.empty() ? "" : ", ") + d->manifest.id;
+      return Error{ErrorCode::conflict, fmt::format("plugin '{}' is required by enabled plugins: {}; disable them first or ask for a cascade", id, names)};
+    }
+    for (const auto& d : deps) XCORE_TRY(disable_locked(d->manifest.id, true));
+    // Stop answering first, then tell the plugin.
+    slot->enabled.store(false, std::memory_order_release);
+    tool_registry.set_plugin_enabled(slot->manifest.id, false);
+    auto gen = slot->current.load();
+    gen->hooks_active->store(false, std::memory_order_release);
+    if (auto r = gen->runner->on_disable(); !r) log(LogLevel::warn, slot->manifest.id, r.error().message);
+    set_state(*slot, PluginState::disabled);
+    queue_event("plugin.disabled", plugin_event(*slot));
+    return ok();
+  }
+
+  Result<void> unload_locked(std::string_view id, bool cascade) {
+    auto slot = find(id);
+    if (!slot) return no_such_plugin(id);
+    if (!is_loaded(slot->state)) {
+      if (slot->state == PluginState::failed) return ok();
+      return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}, not loaded", id, to_string(slot->state))};
+    }
+    auto deps = dependents_of(id, false);
+    if (!deps.empty() && !cascade) {
+      std::string names;
+      for (const auto& d : deps) names += (names.empty() ? "" : ", ") + d->manifest.id;
+      return Error{ErrorCode::conflict, fmt::format("plugin '{}' is required by loaded plugins: {}; unload them first or ask for a cascade", id, names)};
+    }
+    for (const auto& d : deps) XCORE_TRY(unload_locked(d->manifest.id, true));
+    bool was_enabled = slot->state == PluginState::enabled;
+    slot->enabled.store(false, std::memory_order_release);
+    tool_registry.remove_plugin_tools(slot->manifest.id);
+    auto gen = slot->current.exchange(nullptr);
+    if (gen) gen->hooks_active->store(false);
+    retire(std::move(gen), was_enabled);
+    set_state(*slot, PluginState::unloaded);
+    log(LogLevel::info, slot->manifest.id, "unloaded");
+    queue_event("plugin.unloaded", plugin_event(*slot));
+    return ok();
+  }
+
+  Result<void> reload_locked(std::string_view id) {
+    auto slot = find(id);
+    if (!slot) return no_such_plugin(id);
+    if (!is_loaded(slot->state))
+      return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}; only a loaded plugin can be reloaded", id, to_string(slot->state))};
+    auto loaded = load_manifest(slot->manifest.file);
+    if (!loaded) return std::move(loaded).error();
+    auto& m = loaded->manifest;
+    if (m.id != slot->manifest.id)
+      return Error{ErrorCode::conflict, fmt::format("{}: the id changed from '{}' to '{}'; unload and load instead", m.file.string(), slot->manifest.id, m.id)};
+    for (const auto& d : dependents_of(id, false))
+      for (const auto& dep : d->manifest.dependencies)
+        if (dep.id == id && !dep.versions.contains(m.version))
+          return Error{ErrorCode::conflict, fmt::format("plugin '{}' requires '{}' {}, which version {} would break", d->manifest.id, id,
+                                                        dep.versions.text(), m.version.to_string())};
+    for (const auto& dep : m.dependencies) {
+      auto d = find(dep.id);
+      if (!d || !is_loaded(d->state) || !dep.versions.contains(d->manifest.version))
+        return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' {} requires '{}' {}, which is not loaded", id,
+                                                                 m.version.to_string(), dep.id, dep.versions.text())};
+    }
+    json::object config;
+    {
+      std::shared_lock lock(catalogue_mutex);
+      config = slot->config;
+    }
+    const bool enabled = slot->state == PluginState::enabled;
+    auto fresh = start_generation(slot, m, config);
+    if (!fresh) {
+      log(LogLevel::error, id, fmt::format("reload failed, the previous version keeps serving: {}", fresh.error().message));
+      auto p = plugin_event(*slot);
+      p["message"] = fresh.error().message;
+      p["reload"] = true;
+      queue_event("plugin.failed", std::move(p));
+      std::unique_lock lock(catalogue_mutex);
+      slot->last_error = fresh.error();
+      return std::move(fresh).error();
+    }
+    auto gen = *fresh;
+    if (enabled)
+      if (auto r = gen->runner->on_enable(); !r) {
+        (void)gen->runner->on_unload();
+        std::unique_lock lock(catalogue_mutex);
+        slot->last_error = r.error();
+        return r;
+      }
+    // Swap: new calls reach the new generation from here on.
+    auto old = slot->current.exchange(gen);
+    if (auto r = publish_tools(slot, *gen); !r) log(LogLevel::error, id, r.error().message);  // checked in start_generation
+    gen->hooks_active->store(enabled);
+    if (old) old->hooks_active->store(false);
+    {
+      std::unique_lock lock(catalogue_mutex);
+      slot->manifest = m;
+      slot->warnings = loaded->warnings;
+      slot->generations = gen->number;
+      ++slot->reloads;
+      slot->last_error.reset();
+    }
+    if (m.limits.max_concurrency && !slot->concurrency)
+      slot->concurrency = std::make_unique<std::counting_semaphore<>>(*m.limits.max_concurrency);
+    retire(std::move(old), enabled);
+    log(LogLevel::info, id, fmt::format("reloaded: version {} (generation {})", m.version.to_string(), gen->number));
+    auto p = plugin_event(*slot);
+    p["generation"] = gen->number;
+    queue_event("plugin.reloaded", std::move(p));
+    return ok();
+  }
+
+  // Dependency order of every discovered plugin; cycles are reported, the rest still ordered.
+  std::vector<std::string> topological(std::vector<Error>& problems) const {
+    std::vector<std::string> order;
+    std::map<std::string, int> mark;  // 1 visiting, 2 done
+    std::shared_lock lock(catalogue_mutex);
+    std::function<void(const std::string&, std::vector<std::string>&)> visit = [&](const std::string& id, std::vector<std::string>& path) {
+      if (mark[id] == 2) return;
+      if (mark[id] == 1) {
+        std::string cycle;
+        auto it = std::find(path.begin(), path.end(), id);
+        for (; it != path.end(); ++it) cycle += *it + " -> ";
+        problems.push_back(Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id)});
+        return;
+      }
+      mark[id] = 1;
+      path.push_back(id);
+      if (auto it = catalogue.find(id); it != catalogue.end())
+        for (const auto& d : it->second->manifest.dependencies) visit(d.id, path);
+      path.pop_back();
+      mark[id] = 2;
+      if (catalogue.contains(id)) order.push_back(id);
+    };
+    std::vector<std::string> ids;
+    for (const auto& [id, _] : catalogue) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());
+    for (const auto& id : ids) {
+      std::vector<std::string> path;
+      visit(id, path);
+    }
+    return order;
+  }
+
+  PluginInfo info_of(const PluginSlot& s) const {
+    PluginInfo i;
+    {
+      std::shared_lock lock(catalogue_mutex);
+      i.manifest = s.manifest;
+      i.state = s.state;
+      i.last_error = s.last_error;
+      i.warnings = s.warnings;
+      i.config = s.config;
+      i.stats.generation = s.generations;
+      i.stats.reloads = s.reloads;
+    }
+    for (const auto& d : dependents_of(s.manifest.id, false)) i.dependents.push_back(d->manifest.id);
+    i.stats.calls = s.calls.load();
+    i.stats.errors = s.errors.load();
+    i.stats.in_flight = s.in_flight.load();
+    i.stats.total_seconds = static_cast<double>(s.total_ns.load()) * 1e-9;
+    i.stats.max_seconds = static_cast<double>(s.max_ns.load()) * 1e-9;
+    return i;
+  }
+
+  void refresh_watches() {
+    if (!watcher) return;
+    std::vector<std::pair<std::string, std::filesystem::path>> dirs;
+    {
+      std::shared_lock lock(catalogue_mutex);
+      for (const auto& [id, s] : catalogue) dirs.emplace_back(id, s->manifest.dir());
+    }
+    for (const auto& [id, dir] : dirs) watcher->watch(id, dir);
+  }
+};
+
+// ---- Manager: each public operation takes `ops`, then flushes the events it queued -----------------
+
+namespace {
+template <class F>
+auto locked(Manager::Impl& impl, F&& f) {
+  decltype(f()) r = [&] {
+    std::lock_guard lock(impl.ops);
+    return f();
+  }();
+  impl.flush_events();
+  return r;
+}
+}  // namespace
+
+Manager::Manager(ManagerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Manager::~Manager() {
+  impl_->watcher.reset();
+  std::vector<Error> problems;
+  auto order = impl_->topological(problems);
+  std::reverse(order.begin(), order.end());
+  {
+    std::lock_guard lock(impl_->ops);
+    for (const auto& id : order) {
+      auto slot = impl_->find(id);
+      if (slot && is_loaded(slot->state)) (void)impl_->unload_locked(id, true);
+    }
+  }
+  impl_->flush_events();
+}
+
+DiscoveryReport Manager::discover() {
+  DiscoveryReport report;
+  locked(*impl_, [&] {
+    for (const auto& root : impl_->options.plugin_dirs) {
+      std::error_code ec;
+      if (!std::filesystem::is_directory(root, ec)) {
+        report.problems.push_back(Error{ErrorCode::not_found, fmt::format("plugin folder '{}' does not exist", root.string())});
+        continue;
+      }
+      std::vector<std::filesystem::path> dirs;
+      for (const auto& e : std::filesystem::directory_iterator(root, ec))
+        if (e.is_directory()) dirs.push_back(e.path());
+      std::sort(dirs.begin(), dirs.end());  // deterministic: the first folder wins an id
+      for (const auto& dir : dirs) {
+        if (!find_manifest(dir)) continue;
+        auto r = impl_->add_folder(dir, report);
+        if (!r) {
+          impl_->log(LogLevel::error, "xcore", r.error().message);
+          report.problems.push_back(std::move(r).error());
+          continue;
+        }
+        report.found.push_back(*r);
+        if (auto slot = impl_->find(*r)) impl_->queue_event("plugin.discovered", impl_->plugin_event(*slot));
+      }
+    }
+    impl_->refresh_watches();
+    return 0;
+  });
+  return report;
+}
+
+Result<std::string> Manager::add(const std::filesystem::path& plugin_dir) {
+  DiscoveryReport report;
+  return locked(*impl_, [&]() -> Result<std::string> {
+    auto r = impl_->add_folder(plugin_dir, report);
+    if (r) {
+      impl_->queue_event("plugin.discovered", impl_->plugin_event(*impl_->find(*r)));
+      impl_->refresh_watches();
+    }
+    return r;
+  });
+}
+
+Result<void> Manager::load(std::string_view id) {
+  return locked(*impl_, [&] {
+    std::vector<std::string> chain;
+    return impl_->load_locked(id, chain);
+  });
+}
+
+Result<void> Manager::enable(std::string_view id) {
+  return locked(*impl_, [&] { return impl_->enable_locked(id); });
+}
+
+Result<void> Manager::disable(std::string_view id, UnloadOptions o) {
+  return locked(*impl_, [&] { return impl_->disable_locked(id, o.cascade); });
+}
+
+Result<void> Manager::unload(std::string_view id, UnloadOptions o) {
+  return locked(*impl_, [&] { return impl_->unload_locked(id, o.cascade); });
+}
+
+Result<void> Manager::reload(std::string_view id) {
+  return locked(*impl_, [&] { return impl_->reload_locked(id); });
+}
+
+Result<void> Manager::load_all(bool enable) {
+  return locked(*impl_, [&]() -> Result<void> {
+    std::vector<Error> problems;
+    auto order = impl_->topological(problems);
+    for (const auto& id : order) {
+      std::vector<std::string> chain;
+      auto r = enable ? impl_->enable_locked(id) : impl_->load_locked(id, chain);
+      if (!r) problems.push_back(std::move(r).error());
+    }
+    if (problems.empty()) return ok();
+    std::string msg = fmt::format("{} plugin(s) failed", problems.size());
+    for (const auto& p : problems) msg += "; " + p.message;
+    return Error{problems.front().code, msg};
+  });
+}
+
+Result<void> Manager::set_config(std::string_view id, json::object config) {
+  return locked(*impl_, [&]() -> Result<void> {
+    auto slot = impl_->find(id);
+    if (!slot) return impl_->no_such_plugin(id);
+    XCORE_ASSIGN_OR_RETURN(auto effective, impl_->effective_config(slot->manifest, config));
+    if (auto gen = slot->current.load()) {
+      XCORE_TRY(gen->runner->on_config(effective));  // the plugin may refuse: then nothing changes
+      gen->config = std::move(effective);
+    }
+    std::unique_lock lock(impl_->catalogue_mutex);
+    slot->config = std::move(config);
+    return ok();
+  });
+}
+
+Result<json::value> Manager::call_action(std::string_view plugin, std::string_view action, const json::value& params,
+                                         const CallContext& ctx) {
+  return impl_->call_action(plugin, action, params, ctx);
+}
+
+Result<ToolResult> Manager::call_tool(std::string_view name, const json::value& arguments, const CallContext& ctx) {
+  return impl_->tool_registry.invoke(name, arguments, ctx);
+}
+
+Result<json::value> Manager::health(std::string_view id) {
+  auto slot = impl_->find(id);
+  if (!slot) return impl_->no_such_plugin(id);
+  XCORE_ASSIGN_OR_RETURN(auto lease, impl_->acquire(*slot));
+  return lease->runner->health();
+}
+
+std::optional<PluginInfo> Manager::info(std::string_view id) const {
+  auto slot = impl_->find(id);
+  if (!slot) return std::nullopt;
+  return impl_->info_of(*slot);
+}
+
+std::vector<PluginInfo> Manager::list() const {
+  std::vector<SlotPtr> slots;
+  {
+    std::shared_lock lock(impl_->catalogue_mutex);
+    for (const auto& [_, s] : impl_->catalogue) slots.push_back(s);
+  }
+  std::vector<PluginInfo> out;
+  for (const auto& s : slots) out.push_back(impl_->info_of(*s));
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.manifest.id < b.manifest.id; });
+  return out;
+}
+
+Result<void> Manager::watch(bool on) {
+  if (!on) {
+    // Stopped outside `ops`: the watcher thread may be waiting for it inside a reload.
+    std::unique_ptr<FolderWatcher> w;
+    {
+      std::lock_guard lock(impl_->ops);
+      w = std::move(impl_->watcher);
+    }
+    return ok();
+  }
+  std::lock_guard lock(impl_->ops);
+  if (impl_->watcher) return ok();
+  auto* impl = impl_.get();
+  XCORE_ASSIGN_OR_RETURN(impl_->watcher, FolderWatcher::start([this, impl](const std::string& id) {
+                           auto slot = impl->find(id);
+                           if (!slot || !is_loaded(slot->state)) return;
+                           if (auto r = reload(id); !r) impl->log(LogLevel::error, id, fmt::format("automatic reload failed: {}", r.error().message));
+                         }));
+  impl_->refresh_watches();
+  return ok();
+}
+
+HookBus& Manager::hooks() noexcept { return impl_->hook_bus; }
+ToolRegistry& Manager::tools() noexcept { return impl_->tool_registry; }
+
+}  // namespace xcore::inline v1

@@ -1,0 +1,21 @@
+// The part of the Manager that generations and tool handlers call back into.
+#pragma once
+
+#include <xcore/manager.hpp>
+
+#include "manager/generation.hpp"
+
+namespace xcore::inline v1 {
+
+struct ManagerCore {
+  virtual ~ManagerCore() = default;
+  virtual HookBus& bus() = 0;
+  virtual ToolRegistry& registry() = 0;
+  virtual void log(LogLevel level, std::string_view source, std::string_view message) = 0;
+  virtual Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params,
+                                          const CallContext& ctx) = 0;
+  // A generation registered or removed a tool at run time: republish its tool set if it is current.
+  virtual Result<void> tools_changed(const std::string& plugin, Generation& gen) = 0;
+};
+
+}  // namespace xcore::inline v1

@@ -1,0 +1,369 @@
+#include <xcore/manifest.hpp>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "json-schema/json_schema.hpp"
+
+namespace xcore::inline v1 {
+
+std::string_view to_string(PluginMode mode) noexcept {
+  return mode == PluginMode::trusted ? "trusted" : "sandboxed";
+}
+
+namespace {
+
+// ---- YAML -> JSON: plain scalars get YAML 1.2 core-schema types, quoted ones stay strings ----------
+
+std::optional<json::value> plain_scalar(const std::string& s) {
+  if (s == "null" || s == "Null" || s == "NULL" || s == "~" || s.empty()) return json::value(nullptr);
+  if (s == "true" || s == "True" || s == "TRUE") return json::value(true);
+  if (s == "false" || s == "False" || s == "FALSE") return json::value(false);
+  const char* b = s.data();
+  const char* e = s.data() + s.size();
+  std::int64_t i = 0;
+  if (auto [p, ec] = std::from_chars(b + (s[0] == '+'), e, i); ec == std::errc{} && p == e) return json::value(i);
+  // Only things that look like decimal numbers; "1.2.3" stays a string.
+  if (s.find_first_not_of("+-0123456789.eE") == std::string::npos && s.find_first_of("0123456789") != std::string::npos) {
+    double d = 0;
+    if (auto [p, ec] = std::from_chars(b + (s[0] == '+'), e, d); ec == std::errc{} && p == e) return json::value(d);
+  }
+  return std::nullopt;
+}
+
+json::value yaml_to_json(const YAML::Node& n, int depth = 0) {
+  if (depth > 64) throw std::runtime_error("nesting deeper than 64 levels");
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined: return nullptr;
+    case YAML::NodeType::Scalar: {
+      const auto& s = n.Scalar();
+      if (n.Tag() == "?")  // plain, unquoted
+        if (auto v = plain_scalar(s)) return *v;
+      return json::value(json::string(s));
+    }
+    case YAML::NodeType::Sequence: {
+      json::array a;
+      for (const auto& item : n) a.push_back(yaml_to_json(item, depth + 1));
+      return a;
+    }
+    case YAML::NodeType::Map: {
+      json::object o;
+      for (const auto& kv : n) {
+        auto key = kv.first.as<std::string>();
+        if (o.contains(key)) throw std::runtime_error(fmt::format("key '{}' appears twice", key));
+        o[key] = yaml_to_json(kv.second, depth + 1);
+      }
+      return o;
+    }
+  }
+  return nullptr;
+}
+
+// ---- field checks -----------------------------------------------------------------------------------
+
+struct Checker {
+  std::string file;
+  json::array problems;
+  std::vector<std::string> warnings;
+
+  void fail(std::string_view field, std::string message) {
+    problems.push_back(json::object{{"field", field}, {"message", message}});
+  }
+  void warn(std::string_view field, std::string_view message) {
+    warnings.push_back(fmt::format("{}: field '{}': {}", file, field, message));
+  }
+
+  static std::string describe(const json::value& v) {
+    switch (v.kind()) {
+      case json::kind::null: return "null";
+      case json::kind::bool_: return "a boolean";
+      case json::kind::int64:
+      case json::kind::uint64:
+      case json::kind::double_: return fmt::format("the number {}", json::serialize(v));
+      case json::kind::string: return fmt::format("'{}'", std::string_view(v.get_string()));
+      case json::kind::array: return "a list";
+      case json::kind::object: return "a mapping";
+    }
+    return "?";
+  }
+
+  std::optional<std::string> string(const json::object& o, std::string_view field, bool required,
+                                    std::string_view expected = "a string") {
+    auto it = o.find(field);
+    if (it == o.end() || it->value().is_null()) {
+      if (required) fail(field, fmt::format("is required: expected {}", expected));
+      return std::nullopt;
+    }
+    if (!it->value().is_string()) {
+      fail(field, fmt::format("expected {}, got {}", expected, describe(it->value())));
+      return std::nullopt;
+    }
+    return std::string(it->value().get_string());
+  }
+
+  std::vector<std::string> string_list(const json::object& o, std::string_view field) {
+    std::vector<std::string> out;
+    auto it = o.find(field);
+    if (it == o.end() || it->value().is_null()) return out;
+    if (!it->value().is_array()) {
+      fail(field, fmt::format("expected a list of strings, got {}", describe(it->value())));
+      return out;
+    }
+    std::size_t i = 0;
+    for (const auto& item : it->value().get_array()) {
+      if (!item.is_string())
+        fail(fmt::format("{}[{}]", field, i), fmt::format("expected a string, got {}", describe(item)));
+      else
+        out.emplace_back(item.get_string());
+      ++i;
+    }
+    return out;
+  }
+};
+
+bool valid_plugin_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  auto ok_first = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!ok_first(id[0])) return false;
+  for (char c : id)
+    if (!ok_first(c) && c != '-' && c != '_' && c != '.') return false;
+  return id.find("..") == std::string_view::npos;
+}
+
+const std::set<std::string, std::less<>> kKnownFields{
+    "id",       "name",        "version",     "description", "author",      "license", "homepage",
+    "tags",     "mode",        "entry",       "api_version", "requires",    "permissions",
+    "limits",   "config_schema", "tools"};
+
+void check_entry(Checker& c, const std::string& entry) {
+  std::filesystem::path p(entry);
+  if (entry.empty()) c.fail("entry", "must name the plugin binary, e.g. libmyplugin.so");
+  else if (p.is_absolute()) c.fail("entry", fmt::format("'{}' must be relative to the manifest's folder", entry));
+  else
+    for (const auto& part : p)
+      if (part == "..") {
+        c.fail("entry", fmt::format("'{}' must stay inside the plugin's folder (no '..')", entry));
+        break;
+      }
+}
+
+void read_dependencies(Checker& c, const json::object& o, PluginManifest& m) {
+  auto it = o.find("requires");
+  if (it == o.end() || it->value().is_null()) return;
+  auto add = [&](std::string field, std::string_view id, const json::value& range_v) {
+    if (!valid_plugin_id(id)) {
+      c.fail(field, fmt::format("'{}' is not a plugin id", id));
+      return;
+    }
+    std::string range_text = "*";
+    if (range_v.is_string()) range_text = std::string(range_v.get_string());
+    else if (!range_v.is_null()) {
+      c.fail(field, fmt::format("expected a version range such as '^1.2', got {}", Checker::describe(range_v)));
+      return;
+    }
+    auto r = VersionRange::parse(range_text);
+    if (!r) {
+      c.fail(field, r.error().message);
+      return;
+    }
+    if (id == m.id) {
+      c.fail(field, "a plugin cannot require itself");
+      return;
+    }
+    m.dependencies.push_back({std::string(id), std::move(*r)});
+  };
+  const auto& v = it->value();
+  if (v.is_object()) {  // requires: {core: "^1.0"}
+    for (const auto& [id, range] : v.get_object()) add(fmt::format("requires.{}", std::string_view(id)), id, range);
+  } else if (v.is_array()) {  // requires: [{id: core, version: "^1.0"}] or ["core"]
+    std::size_t i = 0;
+    for (const auto& item : v.get_array()) {
+      auto field = fmt::format("requires[{}]", i++);
+      if (item.is_string()) add(field, item.get_string(), nullptr);
+      else if (item.is_object() && item.get_object().contains("id") && item.get_object().at("id").is_string()) {
+        auto ver = item.get_object().find("version");
+        add(field, item.get_object().at("id").get_string(), ver == item.get_object().end() ? json::value() : ver->value());
+      } else
+        c.fail(field, "expected a plugin id or {id: ..., version: ...}");
+    }
+  } else {
+    c.fail("requires", fmt::format("expected a mapping of plugin id to version range, got {}", Checker::describe(v)));
+  }
+}
+
+void read_limits(Checker& c, const json::object& o, PluginManifest& m) {
+  auto it = o.find("limits");
+  if (it == o.end() || it->value().is_null()) return;
+  if (!it->value().is_object()) {
+    c.fail("limits", fmt::format("expected a mapping, got {}", Checker::describe(it->value())));
+    return;
+  }
+  auto positive = [&](std::string_view key, const json::value& v) -> std::optional<std::int64_t> {
+    if (v.is_int64() && v.get_int64() > 0) return v.get_int64();
+    if (v.is_uint64() && v.get_uint64() > 0 && v.get_uint64() < (1ULL << 62)) return static_cast<std::int64_t>(v.get_uint64());
+    c.fail(fmt::format("limits.{}", key), fmt::format("expected a positive whole number, got {}", Checker::describe(v)));
+    return std::nullopt;
+  };
+  for (const auto& [key, v] : it->value().get_object()) {
+    if (key == "max_concurrency") {
+      if (auto n = positive(key, v)) m.limits.max_concurrency = static_cast<unsigned>(std::min<std::int64_t>(*n, 1 << 20));
+    } else if (key == "timeout_ms") {
+      if (auto n = positive(key, v)) m.limits.timeout = std::chrono::milliseconds(*n);
+    } else {
+      c.warn(fmt::format("limits.{}", std::string_view(key)), "unknown limit, ignored");
+    }
+  }
+}
+
+void read_tools(Checker& c, const json::object& o, PluginManifest& m) {
+  auto it = o.find("tools");
+  if (it == o.end() || it->value().is_null()) return;
+  if (!it->value().is_array()) {
+    c.fail("tools", fmt::format("expected a list of tools, got {}", Checker::describe(it->value())));
+    return;
+  }
+  std::set<std::string> names;
+  std::size_t i = 0;
+  for (const auto& t : it->value().get_array()) {
+    auto field = fmt::format("tools[{}]", i++);
+    auto spec = ToolSpec::from_json(t);
+    if (!spec) {
+      c.fail(field, spec.error().message);
+      continue;
+    }
+    if (auto v = spec->validate(); !v) {
+      c.fail(field, v.error().message);
+      continue;
+    }
+    if (!names.insert(spec->name).second) {
+      c.fail(field, fmt::format("tool '{}' is declared twice", spec->name));
+      continue;
+    }
+    spec->plugin = m.id;
+    m.tools.push_back(std::move(*spec));
+  }
+}
+
+}  // namespace
+
+Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem::path& file) {
+  Checker c;
+  c.file = file.string();
+  json::value doc;
+  auto ext = file.extension().string();
+  try {
+    if (ext == ".json") {
+      boost::system::error_code ec;
+      doc = json::parse(text, ec);
+      if (ec) return Error{ErrorCode::invalid_argument, fmt::format("{}: not valid JSON: {}", c.file, ec.message())};
+    } else {
+      doc = yaml_to_json(YAML::Load(std::string(text)));
+    }
+  } catch (const YAML::Exception& e) {
+    return Error{ErrorCode::invalid_argument,
+                 fmt::format("{}: not valid YAML at line {}, column {}: {}", c.file, e.mark.line + 1, e.mark.column + 1, e.msg)};
+  } catch (const std::exception& e) {
+    return Error{ErrorCode::invalid_argument, fmt::format("{}: {}", c.file, e.what())};
+  }
+  if (!doc.is_object())
+    return Error{ErrorCode::invalid_argument, fmt::format("{}: expected a mapping of fields at the top level", c.file)};
+  const auto& o = doc.get_object();
+
+  ManifestLoad out;
+  auto& m = out.manifest;
+  m.file = file;
+  m.raw = o;
+
+  if (auto id = c.string(o, "id", true, "a plugin id such as 'my-plugin'")) {
+    if (!valid_plugin_id(*id))
+      c.fail("id", fmt::format("'{}' is not a plugin id: expected 1-64 of [a-z0-9_.-], starting with a letter or digit", *id));
+    else
+      m.id = *id;
+  }
+  m.name = c.string(o, "name", false).value_or(m.id);
+  if (auto v = c.string(o, "version", true, "a semantic version such as 1.0.0")) {
+    auto ver = Version::parse(*v);
+    if (!ver) c.fail("version", fmt::format("expected a semantic version such as 1.0.0: {}", ver.error().message));
+    else m.version = std::move(*ver);
+  }
+  m.description = c.string(o, "description", false).value_or("");
+  m.author = c.string(o, "author", false).value_or("");
+  m.license = c.string(o, "license", false).value_or("");
+  m.homepage = c.string(o, "homepage", false).value_or("");
+  m.tags = c.string_list(o, "tags");
+  if (auto mode = c.string(o, "mode", false, "'trusted' or 'sandboxed'")) {
+    if (*mode == "trusted") m.mode = PluginMode::trusted;
+    else if (*mode == "sandboxed") m.mode = PluginMode::sandboxed;
+    else c.fail("mode", fmt::format("expected 'trusted' or 'sandboxed', got '{}'", *mode));
+  }
+  if (auto entry = c.string(o, "entry", true, "the plugin binary's file name, e.g. libmyplugin.so")) {
+    check_entry(c, *entry);
+    m.entry = *entry;
+  }
+  {
+    auto api = c.string(o, "api_version", false, "a version range such as '^1.0'").value_or("^1");
+    auto r = VersionRange::parse(api);
+    if (!r) c.fail("api_version", r.error().message);
+    else m.api_version = std::move(*r);
+  }
+  read_dependencies(c, o, m);
+  m.permissions = c.string_list(o, "permissions");
+  read_limits(c, o, m);
+  if (auto it = o.find("config_schema"); it != o.end() && !it->value().is_null()) {
+    if (!it->value().is_object()) {
+      c.fail("config_schema", fmt::format("expected a JSON Schema object, got {}", Checker::describe(it->value())));
+    } else if (auto s = JsonSchema::compile(it->value()); !s) {
+      c.fail("config_schema", s.error().message);
+    } else {
+      m.config_schema = it->value().get_object();
+      // The defaults themselves must satisfy the schema, or no plugin could ever load with them.
+      json::value defaults = json::object();
+      (*s)->apply_defaults(defaults);
+      if (auto ok = (*s)->validate(defaults, "default config"); !ok && !defaults.get_object().empty())
+        c.warn("config_schema", ok.error().message);
+    }
+  }
+  read_tools(c, o, m);
+  for (const auto& [key, v] : o)
+    if (!kKnownFields.contains(std::string_view(key))) c.warn(key, "unknown field, ignored");
+
+  if (!c.problems.empty()) {
+    std::string msg = fmt::format("{}: invalid manifest", c.file);
+    for (const auto& p : c.problems)
+      msg += fmt::format("; field '{}': {}", std::string_view(p.at("field").get_string()),
+                         std::string_view(p.at("message").get_string()));
+    return Error{ErrorCode::invalid_argument, std::move(msg), json::serialize(c.problems)};
+  }
+  out.warnings = std::move(c.warnings);
+  return out;
+}
+
+Result<ManifestLoad> load_manifest(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Error{ErrorCode::not_found, fmt::format("{}: cannot be read", file.string())};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  auto text = ss.str();
+  if (text.size() > (1u << 20))
+    return Error{ErrorCode::invalid_argument, fmt::format("{}: larger than 1 MiB", file.string())};
+  return parse_manifest(text, file);
+}
+
+std::optional<std::filesystem::path> find_manifest(const std::filesystem::path& dir) {
+  for (const char* name : {"plugin.yaml", "plugin.yml", "plugin.json"}) {
+    std::error_code ec;
+    auto p = dir / name;
+    if (std::filesystem::is_regular_file(p, ec)) return p;
+  }
+  return std::nullopt;
+}
+
+}  // namespace xcore::inline v1

@@ -1,0 +1,294 @@
+#include "runners/in_process_runner.hpp"
+
+#include <boost/dll/shared_library.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+#include "runners/abi_codec.hpp"
+#include "runners/abi_tag.hpp"
+
+namespace xcore::inline v1 {
+namespace {
+
+class InProcessRunner final : public Runner {
+ public:
+  InProcessRunner(std::string id, boost::dll::shared_library lib, const xcore_plugin_api* api, PluginServices& services)
+      : id_(std::move(id)), lib_(std::move(lib)), api_(api), services_(services) {
+    host_.abi_major = XCORE_ABI_MAJOR;
+    host_.size = sizeof(xcore_host_api);
+    host_.host = this;
+    host_.log = &InProcessRunner::h_log;
+    host_.emit_hook = &InProcessRunner::h_emit_hook;
+    host_.subscribe_hook = &InProcessRunner::h_subscribe_hook;
+    host_.unsubscribe_hook = &InProcessRunner::h_unsubscribe_hook;
+    host_.call_tool = &InProcessRunner::h_call_tool;
+    host_.call_action = &InProcessRunner::h_call_action;
+    host_.get_config = &InProcessRunner::h_get_config;
+    host_.register_tool = &InProcessRunner::h_register_tool;
+    host_.unregister_tool = &InProcessRunner::h_unregister_tool;
+  }
+
+  ~InProcessRunner() override {
+    if (self_ && api_->destroy) api_->destroy(self_);
+    // lib_ unmaps the code after this.
+  }
+
+  Result<void> create() {
+    StringSink err;
+    self_ = api_->create(&host_, &err.sink);
+    if (!self_) return Error{ErrorCode::plugin_crashed, fmt::format("plugin '{}' failed to construct: {}", id_, err.text)};
+    return ok();
+  }
+
+  Result<void> on_load(const json::object& config) override {
+    auto text = json::serialize(config);
+    return lifecycle("on_load", [&](xcore_sink* s) { return api_->on_load ? api_->on_load(self_, to_c(text), s) : XCORE_OK; });
+  }
+  Result<void> on_enable() override {
+    return lifecycle("on_enable", [&](xcore_sink* s) { return api_->on_enable ? api_->on_enable(self_, s) : XCORE_OK; });
+  }
+  Result<void> on_disable() override {
+    return lifecycle("on_disable", [&](xcore_sink* s) { return api_->on_disable ? api_->on_disable(self_, s) : XCORE_OK; });
+  }
+  Result<void> on_unload() override {
+    return lifecycle("on_unload", [&](xcore_sink* s) { return api_->on_unload ? api_->on_unload(self_, s) : XCORE_OK; });
+  }
+  Result<void> on_config(const json::object& config) override {
+    auto text = json::serialize(config);
+    return lifecycle("on_config", [&](xcore_sink* s) { return api_->on_config ? api_->on_config(self_, to_c(text), s) : XCORE_OK; });
+  }
+
+  Result<json::value> health() override {
+    if (!api_->health) return json::value(json::object{{"status", "ok"}});
+    StringSink out;
+    auto st = api_->health(self_, &out.sink);
+    if (st != XCORE_OK) return Error{code_from_status(st), out.text};
+    return parse_json(out.text, "health");
+  }
+
+  Result<std::vector<ToolSpec>> list_tools() override {
+    std::vector<ToolSpec> specs;
+    if (!api_->list_tools) return specs;
+    StringSink out;
+    auto st = api_->list_tools(self_, &out.sink);
+    if (st != XCORE_OK) return Error{code_from_status(st), fmt::format("plugin '{}': list_tools: {}", id_, out.text)};
+    XCORE_ASSIGN_OR_RETURN(auto v, parse_json(out.text, "list_tools"));
+    if (!v.is_array()) return Error{ErrorCode::plugin_crashed, fmt::format("plugin '{}': list_tools did not return a list", id_)};
+    for (const auto& t : v.get_array()) {
+      auto spec = ToolSpec::from_json(t);
+      if (!spec) return Error{ErrorCode::invalid_argument, fmt::format("plugin '{}': {}", id_, spec.error().message)};
+      specs.push_back(std::move(*spec));
+    }
+    return specs;
+  }
+
+  Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) override {
+    auto text = json::serialize(args);
+    CContext c(ctx);
+    StringSink out;
+    auto st = api_->call_tool(self_, to_c(name), to_c(text), &c.c, &out.sink);
+    if (st != XCORE_OK) return Error{code_from_status(st), std::move(out.text)};
+    XCORE_ASSIGN_OR_RETURN(auto v, parse_json(out.text, "call_tool"));
+    return ToolResult::from_mcp(v);
+  }
+
+  Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) override {
+    if (!api_->handle) return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no actions", id_)};
+    auto text = params.is_null() ? std::string() : json::serialize(params);
+    CContext c(ctx);
+    StringSink out;
+    auto st = api_->handle(self_, to_c(action), to_c(text), &c.c, &out.sink);
+    if (st != XCORE_OK) return Error{code_from_status(st), std::move(out.text)};
+    if (out.text.empty()) return json::value();
+    return parse_json(out.text, "handle");
+  }
+
+ private:
+  template <class F>
+  Result<void> lifecycle(std::string_view what, F&& call) {
+    StringSink err;
+    auto st = call(&err.sink);
+    if (st != XCORE_OK)
+      return Error{code_from_status(st), fmt::format("plugin '{}' failed in {}: {}", id_, what, err.text.empty() ? "no message" : err.text)};
+    return ok();
+  }
+
+  Result<json::value> parse_json(std::string_view text, std::string_view what) const {
+    boost::system::error_code ec;
+    auto v = json::parse(text, ec);
+    if (ec) return Error{ErrorCode::plugin_crashed, fmt::format("plugin '{}': {} returned malformed JSON: {}", id_, what, ec.message())};
+    return v;
+  }
+
+  static InProcessRunner& self(void* host) { return *static_cast<InProcessRunner*>(host); }
+
+  // Host services: every trampoline catches everything, nothing may unwind into plugin code.
+  template <class F>
+  static std::int32_t guarded(xcore_sink* out, F&& f) noexcept {
+    try {
+      return f();
+    } catch (const std::exception& e) {
+      write_sink(out, e.what());
+    } catch (...) {
+      write_sink(out, "internal error");
+    }
+    return XCORE_E_INTERNAL;
+  }
+  static std::int32_t fail(xcore_sink* out, const Error& e) {
+    write_sink(out, e.message);
+    return status_from_code(e.code);
+  }
+  static Result<json::value> parse_arg(xcore_str s, std::string_view what) {
+    if (s.size == 0) return json::value();
+    boost::system::error_code ec;
+    auto v = json::parse(from_c(s), ec);
+    if (ec) return Error{ErrorCode::invalid_argument, fmt::format("{} is not valid JSON: {}", what, ec.message())};
+    return v;
+  }
+
+  static void h_log(void* host, std::int32_t level, xcore_str message) noexcept {
+    try {
+      auto lv = level <= XCORE_LOG_TRACE ? LogLevel::trace : level >= XCORE_LOG_ERROR ? LogLevel::error : static_cast<LogLevel>(level);
+      self(host).services_.log(lv, from_c(message));
+    } catch (...) {
+    }
+  }
+  static std::int32_t h_emit_hook(void* host, xcore_str hook, xcore_str payload, xcore_sink* out) noexcept {
+    return guarded(out, [&] {
+      auto p = parse_arg(payload, "hook payload");
+      if (!p) return fail(out, p.error());
+      auto r = self(host).services_.emit_hook(from_c(hook), *p, {});
+      if (!r) return fail(out, r.error());
+      json::object o{{"results", r->results}, {"vetoed", r->vetoed}};
+      if (r->vetoed) o["veto_reason"] = r->veto_reason;
+      write_sink(out, json::serialize(o));
+      return std::int32_t(XCORE_OK);
+    });
+  }
+  static std::int32_t h_subscribe_hook(void* host, xcore_str hook, std::int32_t band, std::int32_t priority, xcore_hook_fn fn,
+                                       void* user, std::uint64_t* id, xcore_sink* err) noexcept {
+    return guarded(err, [&] {
+      if (!fn) return fail(err, Error{ErrorCode::invalid_argument, "hook handler is NULL"});
+      std::string hook_name(from_c(hook));
+      HookHandler h = [fn, user, hook_name](const HookEvent& ev) -> HookReply {
+        auto payload = json::serialize(ev.payload);
+        StringSink reply;
+        auto st = fn(user, to_c(hook_name), to_c(payload), to_c(ev.tenant), &reply.sink);
+        if (st == XCORE_HOOK_VETO) return HookReply::veto(reply.text);
+        if (st != XCORE_OK) return HookReply::fail(Error{code_from_status(st), reply.text});
+        if (reply.text.empty()) return HookReply::none();
+        boost::system::error_code ec;
+        auto v = json::parse(reply.text, ec);
+        if (ec) return HookReply::fail(Error{ErrorCode::plugin_crashed, "hook handler replied with malformed JSON"});
+        return HookReply(std::move(v));
+      };
+      auto b = band <= XCORE_BAND_FIRST ? HookBand::first : band >= XCORE_BAND_LAST ? HookBand::last : HookBand::normal;
+      auto r = self(host).services_.subscribe_hook(hook_name, b, priority, std::move(h));
+      if (!r) return fail(err, r.error());
+      if (id) *id = *r;
+      return std::int32_t(XCORE_OK);
+    });
+  }
+  static std::int32_t h_unsubscribe_hook(void* host, std::uint64_t id) noexcept {
+    try {
+      return self(host).services_.unsubscribe_hook(id) ? XCORE_OK : XCORE_E_NOT_FOUND;
+    } catch (...) {
+      return XCORE_E_INTERNAL;
+    }
+  }
+  static std::int32_t h_call_tool(void* host, xcore_str name, xcore_str args, const xcore_call_context* c, xcore_sink* out) noexcept {
+    return guarded(out, [&] {
+      auto a = parse_arg(args, "tool arguments");
+      if (!a) return fail(out, a.error());
+      auto r = self(host).services_.call_tool(from_c(name), *a, from_c(c));
+      if (!r) return fail(out, r.error());
+      write_sink(out, json::serialize(r->to_mcp()));
+      return std::int32_t(XCORE_OK);
+    });
+  }
+  static std::int32_t h_call_action(void* host, xcore_str plugin, xcore_str action, xcore_str params, const xcore_call_context* c,
+                                    xcore_sink* out) noexcept {
+    return guarded(out, [&] {
+      auto p = parse_arg(params, "action params");
+      if (!p) return fail(out, p.error());
+      auto r = self(host).services_.call_action(from_c(plugin), from_c(action), *p, from_c(c));
+      if (!r) return fail(out, r.error());
+      write_sink(out, json::serialize(*r));
+      return std::int32_t(XCORE_OK);
+    });
+  }
+  static std::int32_t h_get_config(void* host, xcore_sink* out) noexcept {
+    return guarded(out, [&] {
+      write_sink(out, json::serialize(self(host).services_.config()));
+      return std::int32_t(XCORE_OK);
+    });
+  }
+  static std::int32_t h_register_tool(void* host, xcore_str tool, xcore_sink* err) noexcept {
+    return guarded(err, [&] {
+      auto v = parse_arg(tool, "tool");
+      if (!v) return fail(err, v.error());
+      auto spec = ToolSpec::from_json(*v);
+      if (!spec) return fail(err, spec.error());
+      auto r = self(host).services_.register_tool(std::move(*spec));
+      if (!r) return fail(err, r.error());
+      return std::int32_t(XCORE_OK);
+    });
+  }
+  static std::int32_t h_unregister_tool(void* host, xcore_str name, xcore_sink* err) noexcept {
+    return guarded(err, [&] {
+      auto r = self(host).services_.unregister_tool(from_c(name));
+      if (!r) return fail(err, r.error());
+      return std::int32_t(XCORE_OK);
+    });
+  }
+
+  std::string id_;
+  boost::dll::shared_library lib_;
+  const xcore_plugin_api* api_;
+  PluginServices& services_;
+  xcore_host_api host_{};
+  void* self_ = nullptr;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Runner>> open_in_process(const PluginManifest& m, const std::filesystem::path& binary,
+                                                PluginServices& services) {
+  // 1. The tag, read from the file: nothing of the plugin has run yet.
+  XCORE_ASSIGN_OR_RETURN(auto tag, read_abi_tag(binary));
+  if (tag.abi_major != XCORE_ABI_MAJOR || tag.abi_minor > XCORE_ABI_MINOR)
+    return Error{ErrorCode::incompatible,
+                 fmt::format("plugin '{}' was built for plugin ABI {}.{}, this host provides {}.{} (same major and a minor "
+                             "no newer than the host's are required): rebuild the plugin against this SDK",
+                             m.id, tag.abi_major, tag.abi_minor, XCORE_ABI_MAJOR, XCORE_ABI_MINOR)};
+  if (tag.plugin_id != m.id)
+    return Error{ErrorCode::incompatible,
+                 fmt::format("plugin binary '{}' declares id '{}' but its manifest {} says '{}'", m.entry, tag.plugin_id, m.file.string(), m.id)};
+  auto binary_version = Version::parse(tag.plugin_version);
+  if (!binary_version || *binary_version != m.version)
+    return Error{ErrorCode::incompatible,
+                 fmt::format("plugin binary '{}' declares version '{}' but its manifest {} says '{}'", m.entry, tag.plugin_version,
+                             m.file.string(), m.version.to_string())};
+
+  // 2. Map it. RTLD_NOW: an unresolved symbol fails here, not in the middle of a call.
+  boost::dll::shared_library lib;
+  try {
+    lib.load(binary, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    return Error{ErrorCode::incompatible, fmt::format("plugin '{}': cannot load '{}': {}", m.id, binary.string(), e.what())};
+  }
+  if (!lib.has(XCORE_ENTRY_SYMBOL))
+    return Error{ErrorCode::incompatible, fmt::format("plugin '{}': '{}' exports no {}", m.id, m.entry, XCORE_ENTRY_SYMBOL)};
+  auto entry = lib.get<const xcore_plugin_api*()>(XCORE_ENTRY_SYMBOL);
+  const xcore_plugin_api* api = entry();
+  if (!api || api->abi_major != XCORE_ABI_MAJOR || api->size < sizeof(xcore_plugin_api) || !api->create || !api->destroy ||
+      !api->call_tool)
+    return Error{ErrorCode::incompatible, fmt::format("plugin '{}': its entry table is missing or malformed", m.id)};
+
+  auto runner = std::make_unique<InProcessRunner>(m.id, std::move(lib), api, services);
+  XCORE_TRY(runner->create());
+  return std::unique_ptr<Runner>(std::move(runner));
+}
+
+}  // namespace xcore::inline v1

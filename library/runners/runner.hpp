@@ -1,0 +1,49 @@
+// Where a plugin runs is a detail behind this interface: in-process for trusted plugins, a child process
+// for sandboxed ones. The Manager never cares which.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include <xcore/call_context.hpp>
+#include <xcore/error.hpp>
+#include <xcore/hooks.hpp>
+#include <xcore/json.hpp>
+#include <xcore/log.hpp>
+#include <xcore/tools.hpp>
+
+namespace xcore::inline v1 {
+
+// What a running plugin may ask of the host. The Manager implements it per plugin generation and
+// enforces the manifest's permissions; runners only translate their transport into these calls.
+class PluginServices {
+ public:
+  virtual ~PluginServices() = default;
+  virtual void log(LogLevel level, std::string_view message) = 0;
+  virtual Result<HookOutcome> emit_hook(std::string_view hook, const json::value& payload, std::string_view tenant) = 0;
+  virtual Result<std::uint64_t> subscribe_hook(std::string_view hook, HookBand band, int priority, HookHandler handler) = 0;
+  virtual bool unsubscribe_hook(std::uint64_t id) = 0;
+  virtual Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) = 0;
+  virtual Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params,
+                                          const CallContext& ctx) = 0;
+  virtual json::object config() = 0;
+  virtual Result<void> register_tool(ToolSpec spec) = 0;
+  virtual Result<void> unregister_tool(std::string_view name) = 0;
+};
+
+class Runner {
+ public:
+  virtual ~Runner() = default;  // releases the plugin (unmaps its code, or ends its process)
+  virtual Result<void> on_load(const json::object& config) = 0;
+  virtual Result<void> on_enable() = 0;
+  virtual Result<void> on_disable() = 0;
+  virtual Result<void> on_unload() = 0;
+  virtual Result<void> on_config(const json::object& config) = 0;
+  virtual Result<json::value> health() = 0;
+  virtual Result<std::vector<ToolSpec>> list_tools() = 0;
+  virtual Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) = 0;
+  virtual Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) = 0;
+};
+
+}  // namespace xcore::inline v1

@@ -1,0 +1,168 @@
+/*
+ * xcore plugin ABI: the only thing that crosses between a host and a plugin.
+ *
+ * Rules:
+ *  - Plain C: no C++ type, exception, allocator or RTTI crosses. Payloads are UTF-8 JSON text passed as
+ *    (pointer, length); results are written into a host-provided sink.
+ *  - Every table starts with its ABI major version and its size, so either side can grow it by appending
+ *    members: a reader checks `size` before touching a member added in a later minor version.
+ *  - A plugin exports two symbols: the data symbol XCORE_ABI_TAG_SYMBOL (read by the host from the file,
+ *    before any plugin code runs) and the function XCORE_ENTRY_SYMBOL.
+ *  - Compatibility (Qt's rule): same major, plugin minor <= host minor.
+ *  - Status codes: 0 is success; anything else is an error whose UTF-8 message is in the sink.
+ */
+#ifndef XCORE_PLUGIN_H
+#define XCORE_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define XCORE_ABI_MAJOR 1
+#define XCORE_ABI_MINOR 0
+#define XCORE_ABI_MAGIC 0x58434f52u /* "XCOR" */
+
+#define XCORE_ABI_TAG_SYMBOL "xcore_plugin_abi_tag"
+#define XCORE_ENTRY_SYMBOL "xcore_plugin_entry"
+
+#if defined(_WIN32)
+#define XCORE_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define XCORE_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* Status codes, in the same order as xcore::ErrorCode (plus one). */
+enum {
+  XCORE_OK = 0,
+  XCORE_E_INVALID_ARGUMENT = 1,
+  XCORE_E_NOT_FOUND = 2,
+  XCORE_E_ALREADY_EXISTS = 3,
+  XCORE_E_PERMISSION_DENIED = 4,
+  XCORE_E_CONFLICT = 5,
+  XCORE_E_FAILED_PRECONDITION = 6,
+  XCORE_E_RESOURCE_EXHAUSTED = 7,
+  XCORE_E_TIMEOUT = 8,
+  XCORE_E_CANCELLED = 9,
+  XCORE_E_UNAVAILABLE = 10,
+  XCORE_E_PLUGIN_CRASHED = 11,
+  XCORE_E_INCOMPATIBLE = 12,
+  XCORE_E_INTERNAL = 13,
+  /* Only from a hook handler: veto the event; the sink holds the reason. */
+  XCORE_HOOK_VETO = 100
+};
+
+enum { XCORE_LOG_TRACE = 0, XCORE_LOG_DEBUG = 1, XCORE_LOG_INFO = 2, XCORE_LOG_WARN = 3, XCORE_LOG_ERROR = 4 };
+enum { XCORE_BAND_FIRST = 0, XCORE_BAND_NORMAL = 1, XCORE_BAND_LAST = 2 };
+
+typedef struct xcore_str {
+  const char* data;
+  size_t size;
+} xcore_str;
+
+/* Where a callee writes its answer (JSON text, or an error message). append may be called repeatedly. */
+typedef struct xcore_sink {
+  void* ctx;
+  void (*append)(void* ctx, const char* data, size_t size);
+} xcore_sink;
+
+/* Read from the file without running plugin code: fixed arrays, no pointers (which would need
+ * relocation). Strings are NUL-terminated. */
+typedef struct xcore_abi_tag {
+  uint32_t magic; /* XCORE_ABI_MAGIC */
+  uint16_t abi_major;
+  uint16_t abi_minor;
+  char plugin_id[64];
+  char plugin_version[64];
+} xcore_abi_tag;
+
+/* What travels with a tool call or an action. */
+typedef struct xcore_call_context {
+  uint32_t size; /* sizeof(xcore_call_context) of the host that filled it */
+  xcore_str tenant;
+  xcore_str user;
+  xcore_str trace_id;
+  int64_t deadline_unix_ms; /* 0: no deadline */
+  const void* cancel_state;
+  int32_t (*is_cancelled)(const void* cancel_state); /* non-zero once the caller cancelled */
+} xcore_call_context;
+
+/* A hook handler of the plugin. Return XCORE_OK with an optional JSON reply in `reply` (empty: none),
+ * XCORE_HOOK_VETO with the reason, or an error status with a message. */
+typedef int32_t (*xcore_hook_fn)(void* user, xcore_str hook, xcore_str payload_json, xcore_str tenant,
+                                 xcore_sink* reply);
+
+/* Services the host offers a plugin. `host` is passed back on every call. Calls that act on other
+ * plugins or hooks are checked against the plugin's manifest permissions. */
+typedef struct xcore_host_api {
+  uint32_t abi_major;
+  uint32_t size; /* sizeof(xcore_host_api) of the host */
+  void* host;
+
+  void (*log)(void* host, int32_t level, xcore_str message);
+  /* out: {"results":[...],"vetoed":bool,"veto_reason":"..."} */
+  int32_t (*emit_hook)(void* host, xcore_str hook, xcore_str payload_json, xcore_sink* out);
+  int32_t (*subscribe_hook)(void* host, xcore_str hook, int32_t band, int32_t priority, xcore_hook_fn fn,
+                            void* user, uint64_t* subscription_id, xcore_sink* err);
+  int32_t (*unsubscribe_hook)(void* host, uint64_t subscription_id);
+  /* out: an MCP CallToolResult. ctx may be NULL, or the context of the call being served (propagates
+   * tenant, user, trace id and deadline). */
+  int32_t (*call_tool)(void* host, xcore_str name, xcore_str args_json, const xcore_call_context* ctx,
+                       xcore_sink* out);
+  int32_t (*call_action)(void* host, xcore_str plugin, xcore_str action, xcore_str params_json,
+                         const xcore_call_context* ctx, xcore_sink* out);
+  /* out: the plugin's current config, a JSON object */
+  int32_t (*get_config)(void* host, xcore_sink* out);
+  /* tool_json: an MCP tool object. Calls to it arrive through xcore_plugin_api.call_tool. */
+  int32_t (*register_tool)(void* host, xcore_str tool_json, xcore_sink* err);
+  int32_t (*unregister_tool)(void* host, xcore_str name, xcore_sink* err);
+} xcore_host_api;
+
+/* What a plugin offers. `self` is what create() returned. Any member may be NULL except create,
+ * destroy and call_tool. */
+typedef struct xcore_plugin_api {
+  uint32_t abi_major;
+  uint32_t size; /* sizeof(xcore_plugin_api) of the plugin */
+
+  void* (*create)(const xcore_host_api* host, xcore_sink* err);
+  void (*destroy)(void* self);
+  int32_t (*on_load)(void* self, xcore_str config_json, xcore_sink* err);
+  int32_t (*on_enable)(void* self, xcore_sink* err);
+  int32_t (*on_disable)(void* self, xcore_sink* err);
+  int32_t (*on_unload)(void* self, xcore_sink* err);
+  int32_t (*on_config)(void* self, xcore_str config_json, xcore_sink* err);
+  /* out: a JSON object, at least {"status":"ok"|"degraded"|"failing"} */
+  int32_t (*health)(void* self, xcore_sink* out);
+  /* out: a JSON array of MCP tool objects */
+  int32_t (*list_tools)(void* self, xcore_sink* out);
+  /* out: an MCP CallToolResult */
+  int32_t (*call_tool)(void* self, xcore_str name, xcore_str args_json, const xcore_call_context* ctx,
+                       xcore_sink* out);
+  /* out: any JSON value */
+  int32_t (*handle)(void* self, xcore_str action, xcore_str params_json, const xcore_call_context* ctx,
+                    xcore_sink* out);
+} xcore_plugin_api;
+
+typedef const xcore_plugin_api* (*xcore_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+/* Declares the two exported symbols. The C++ SDK's XCORE_PLUGIN macro uses this. */
+#ifdef __cplusplus
+#define XCORE_DECLARE_PLUGIN_SYMBOLS(id, version, api_table)                                              \
+  extern "C" XCORE_PLUGIN_EXPORT const xcore_abi_tag xcore_plugin_abi_tag;                                \
+  extern "C" XCORE_PLUGIN_EXPORT const xcore_abi_tag xcore_plugin_abi_tag = {XCORE_ABI_MAGIC, XCORE_ABI_MAJOR, \
+                                                                             XCORE_ABI_MINOR, id, version};  \
+  extern "C" XCORE_PLUGIN_EXPORT const xcore_plugin_api* xcore_plugin_entry(void) { return &(api_table); }
+#else
+#define XCORE_DECLARE_PLUGIN_SYMBOLS(id, version, api_table)                                                   \
+  XCORE_PLUGIN_EXPORT const xcore_abi_tag xcore_plugin_abi_tag = {XCORE_ABI_MAGIC, XCORE_ABI_MAJOR, XCORE_ABI_MINOR, \
+                                                                  id, version};                                  \
+  XCORE_PLUGIN_EXPORT const xcore_plugin_api* xcore_plugin_entry(void) { return &(api_table); }
+#endif
+
+#endif /* XCORE_PLUGIN_H */

@@ -1,0 +1,406 @@
+// The C++ layer over plugin.h, compiled into each plugin. It never lets an exception cross the ABI.
+//
+//   class Hello : public xcore::sdk::Plugin {
+//    public:
+//     Hello() {
+//       tool("greet").description("Say hello")
+//           .input({{"type", "object"}, {"properties", {{"name", {{"type", "string"}}}}}, {"required", {"name"}}})
+//           .handler([](const json::object& args, const xcore::sdk::Context&) {
+//             return json::value{{"greeting", "hello " + std::string(args.at("name").as_string())}};
+//           });
+//     }
+//   };
+//   XCORE_PLUGIN(Hello, "hello", "1.0.0")
+#pragma once
+
+#include <xcore/plugin.h>
+
+#include <boost/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace xcore::sdk {
+
+namespace json = boost::json;
+
+// Throw to fail a call with a specific status (XCORE_E_...) and message.
+class Error : public std::runtime_error {
+ public:
+  Error(std::int32_t code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  std::int32_t code() const noexcept { return code_; }
+
+ private:
+  std::int32_t code_;
+};
+
+inline Error invalid_argument(const std::string& m) { return {XCORE_E_INVALID_ARGUMENT, m}; }
+inline Error not_found(const std::string& m) { return {XCORE_E_NOT_FOUND, m}; }
+inline Error permission_denied(const std::string& m) { return {XCORE_E_PERMISSION_DENIED, m}; }
+inline Error failed_precondition(const std::string& m) { return {XCORE_E_FAILED_PRECONDITION, m}; }
+
+// Throw from a hook handler of a vetoable hook ("*.before_*") to veto the event.
+class Veto : public std::runtime_error {
+ public:
+  explicit Veto(const std::string& reason) : std::runtime_error(reason) {}
+};
+
+namespace detail {
+struct StringSink {
+  std::string text;
+  xcore_sink sink{this, &StringSink::append};
+  static void append(void* ctx, const char* data, std::size_t size) { static_cast<StringSink*>(ctx)->text.append(data, size); }
+};
+inline xcore_str str(std::string_view s) { return {s.data(), s.size()}; }
+inline std::string_view view(xcore_str s) { return {s.data ? s.data : "", s.size}; }
+inline void write(xcore_sink* sink, std::string_view s) {
+  if (sink && sink->append) sink->append(sink->ctx, s.data(), s.size());
+}
+inline json::value parse_or_empty(xcore_str s) {
+  if (s.size == 0) return json::object();
+  return json::parse(view(s));
+}
+}  // namespace detail
+
+// The call's context: tenant, user, trace id, deadline, cancellation.
+class Context {
+ public:
+  Context() = default;
+  explicit Context(const xcore_call_context* raw) : raw_(raw) {}
+  std::string_view tenant() const { return raw_ ? detail::view(raw_->tenant) : std::string_view(); }
+  std::string_view user() const { return raw_ ? detail::view(raw_->user) : std::string_view(); }
+  std::string_view trace_id() const { return raw_ ? detail::view(raw_->trace_id) : std::string_view(); }
+  std::optional<std::int64_t> deadline_unix_ms() const {
+    if (!raw_ || raw_->deadline_unix_ms == 0) return std::nullopt;
+    return raw_->deadline_unix_ms;
+  }
+  // Long-running tools should poll this and stop early.
+  bool cancelled() const { return raw_ && raw_->is_cancelled && raw_->is_cancelled(raw_->cancel_state) != 0; }
+  const xcore_call_context* raw() const { return raw_; }
+
+ private:
+  const xcore_call_context* raw_ = nullptr;
+};
+
+// What a tool returns: structured JSON (the usual case) or content blocks, possibly marked as an error.
+struct ToolOutput {
+  json::array content;
+  json::value structured;
+  bool is_error = false;
+
+  ToolOutput() = default;
+  // Structured output; a text block carries the same JSON for clients that read only text.
+  ToolOutput(json::value v) : structured(std::move(v)) {
+    content.push_back(json::object{{"type", "text"}, {"text", json::serialize(structured)}});
+  }
+  static ToolOutput text(std::string_view t, bool error = false) {
+    ToolOutput o;
+    o.content.push_back(json::object{{"type", "text"}, {"text", t}});
+    o.is_error = error;
+    return o;
+  }
+  // A failure the caller (often a model) should read and act on, as MCP prescribes for tool errors.
+  static ToolOutput error(std::string_view message) { return text(message, true); }
+
+  json::object to_json() const {
+    json::object o{{"content", content}, {"isError", is_error}};
+    if (!structured.is_null()) o["structuredContent"] = structured;
+    return o;
+  }
+};
+
+using ToolFn = std::function<ToolOutput(const json::object& args, const Context& ctx)>;
+
+// A tool's declaration, built fluently.
+class ToolBuilder {
+ public:
+  explicit ToolBuilder(std::string name) { spec_["name"] = name; }
+  ToolBuilder& title(std::string_view v) { return set("title", v); }
+  ToolBuilder& description(std::string_view v) { return set("description", v); }
+  ToolBuilder& input(json::value schema) { return set("inputSchema", std::move(schema)); }
+  ToolBuilder& output(json::value schema) { return set("outputSchema", std::move(schema)); }
+  ToolBuilder& category(std::string_view v) { return set("category", v); }
+  ToolBuilder& competency(std::string_view v) { return append("competencies", v); }
+  ToolBuilder& permission(std::string_view v) { return append("permissions", v); }
+  ToolBuilder& read_only(bool v = true) { return hint("readOnlyHint", v); }
+  ToolBuilder& destructive(bool v = true) { return hint("destructiveHint", v); }
+  ToolBuilder& idempotent(bool v = true) { return hint("idempotentHint", v); }
+  ToolBuilder& open_world(bool v = true) { return hint("openWorldHint", v); }
+  ToolBuilder& handler(ToolFn fn) {
+    fn_ = std::move(fn);
+    return *this;
+  }
+
+  std::string_view name() const { return spec_.at("name").as_string(); }
+  const json::object& spec() const { return spec_; }
+  const ToolFn& fn() const { return fn_; }
+
+ private:
+  ToolBuilder& set(std::string_view k, json::value v) {
+    spec_[k] = std::move(v);
+    return *this;
+  }
+  ToolBuilder& append(std::string_view k, std::string_view v) {
+    auto& a = spec_[k];
+    if (!a.is_array()) a = json::array();
+    a.as_array().push_back(json::string(v));
+    return *this;
+  }
+  ToolBuilder& hint(std::string_view k, bool v) {
+    auto& a = spec_["annotations"];
+    if (!a.is_object()) a = json::object();
+    a.as_object()[k] = v;
+    return *this;
+  }
+  json::object spec_;
+  ToolFn fn_;
+};
+
+using HookFn = std::function<json::value(std::string_view hook, const json::value& payload, std::string_view tenant)>;
+
+// The host's services, as the plugin sees them. Failures throw sdk::Error.
+class Host {
+ public:
+  explicit Host(const xcore_host_api* api = nullptr) : api_(api) {}
+
+  void log(std::int32_t level, std::string_view message) const {
+    if (api_ && api_->log) api_->log(api_->host, level, detail::str(message));
+  }
+  void debug(std::string_view m) const { log(XCORE_LOG_DEBUG, m); }
+  void info(std::string_view m) const { log(XCORE_LOG_INFO, m); }
+  void warn(std::string_view m) const { log(XCORE_LOG_WARN, m); }
+  void error(std::string_view m) const { log(XCORE_LOG_ERROR, m); }
+
+  // Another tool, by name; the answer is an MCP CallToolResult object.
+  json::object call_tool(std::string_view name, const json::value& args, const Context& ctx = {}) const {
+    auto text = json::serialize(args);
+    detail::StringSink out;
+    check(api_->call_tool(api_->host, detail::str(name), detail::str(text), ctx.raw(), &out.sink), out.text);
+    return json::parse(out.text).as_object();
+  }
+  json::value call_action(std::string_view plugin, std::string_view action, const json::value& params,
+                          const Context& ctx = {}) const {
+    auto text = json::serialize(params);
+    detail::StringSink out;
+    check(api_->call_action(api_->host, detail::str(plugin), detail::str(action), detail::str(text), ctx.raw(), &out.sink),
+          out.text);
+    return out.text.empty() ? json::value() : json::parse(out.text);
+  }
+  json::object config() const {
+    detail::StringSink out;
+    check(api_->get_config(api_->host, &out.sink), out.text);
+    return json::parse(out.text).as_object();
+  }
+  // {"results":[...],"vetoed":bool,"veto_reason":"..."}
+  json::object emit(std::string_view hook, const json::value& payload) const {
+    auto text = json::serialize(payload);
+    detail::StringSink out;
+    check(api_->emit_hook(api_->host, detail::str(hook), detail::str(text), &out.sink), out.text);
+    return json::parse(out.text).as_object();
+  }
+  const xcore_host_api* raw() const { return api_; }
+
+ private:
+  static void check(std::int32_t status, const std::string& message) {
+    if (status != XCORE_OK) throw Error(status, message);
+  }
+  const xcore_host_api* api_;
+};
+
+template <class T>
+struct Adapter;
+
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+
+  virtual void on_load(const json::object& /*config*/) {}
+  virtual void on_enable() {}
+  virtual void on_disable() {}
+  virtual void on_unload() {}
+  // A new config, already validated against the manifest's config_schema; throw to refuse it.
+  virtual void on_config(const json::object& /*config*/) {}
+  virtual json::value health() { return json::object{{"status", "ok"}}; }
+  // Plugin actions (POST /app/{plugin}/{action} in the reference server).
+  virtual json::value handle(std::string_view action, const json::value& /*params*/, const Context& /*ctx*/) {
+    throw not_found("unknown action '" + std::string(action) + "'");
+  }
+
+  const Host& host() const { return host_; }
+
+ protected:
+  // Declare a tool. Tools declared before on_load returns are part of the plugin's tool list; later ones
+  // are registered with the host at once.
+  ToolBuilder& tool(std::string name) {
+    tools_.emplace_back(std::move(name));
+    return tools_.back();
+  }
+  // Add a tool while running (after on_load).
+  void publish_tool(ToolBuilder builder) {
+    auto text = json::serialize(builder.spec());
+    tools_.push_back(std::move(builder));
+    detail::StringSink err;
+    auto status = host_.raw()->register_tool(host_.raw()->host, detail::str(text), &err.sink);
+    if (status != XCORE_OK) {
+      tools_.pop_back();
+      throw Error(status, err.text);
+    }
+  }
+  // Subscribe to a hook. Returning a non-null value contributes a result; throw Veto to veto.
+  void on_hook(std::string hook, HookFn fn, std::int32_t band = XCORE_BAND_NORMAL, std::int32_t priority = 0) {
+    hooks_.push_back({std::move(hook), std::move(fn), band, priority, 0});
+    if (loaded_) subscribe(hooks_.back());
+  }
+
+ private:
+  template <class T>
+  friend struct Adapter;
+
+  struct HookSlot {
+    std::string hook;
+    HookFn fn;
+    std::int32_t band, priority;
+    std::uint64_t id;
+  };
+
+  static std::int32_t hook_trampoline(void* user, xcore_str hook, xcore_str payload, xcore_str tenant, xcore_sink* reply) {
+    auto* slot = static_cast<HookSlot*>(user);
+    try {
+      json::value p = payload.size ? json::parse(detail::view(payload)) : json::value();
+      json::value r = slot->fn(detail::view(hook), p, detail::view(tenant));
+      if (!r.is_null()) detail::write(reply, json::serialize(r));
+      return XCORE_OK;
+    } catch (const Veto& v) {
+      detail::write(reply, v.what());
+      return XCORE_HOOK_VETO;
+    } catch (const Error& e) {
+      detail::write(reply, e.what());
+      return e.code();
+    } catch (const std::exception& e) {
+      detail::write(reply, e.what());
+      return XCORE_E_INTERNAL;
+    } catch (...) {
+      detail::write(reply, "hook handler threw a non-standard exception");
+      return XCORE_E_INTERNAL;
+    }
+  }
+
+  void subscribe(HookSlot& s) {
+    detail::StringSink err;
+    auto status = host_.raw()->subscribe_hook(host_.raw()->host, detail::str(s.hook), s.band, s.priority,
+                                              &Plugin::hook_trampoline, &s, &s.id, &err.sink);
+    if (status != XCORE_OK) throw Error(status, "cannot subscribe to hook '" + s.hook + "': " + err.text);
+  }
+
+  const ToolBuilder* find_tool(std::string_view name) const {
+    for (const auto& t : tools_)
+      if (t.name() == name) return &t;
+    return nullptr;
+  }
+
+  Host host_;
+  std::list<ToolBuilder> tools_;  // list: references handed out by tool() stay valid
+  std::list<HookSlot> hooks_;     // list: the C side holds pointers to slots
+  bool loaded_ = false;
+};
+
+// Turns a Plugin subclass into the C function table. Every entry point catches everything.
+template <class T>
+struct Adapter {
+  static Plugin* self(void* p) { return static_cast<Plugin*>(static_cast<T*>(p)); }
+
+  template <class F>
+  static std::int32_t guard(xcore_sink* err, F&& f) {
+    try {
+      f();
+      return XCORE_OK;
+    } catch (const Error& e) {
+      detail::write(err, e.what());
+      return e.code();
+    } catch (const std::exception& e) {
+      detail::write(err, e.what());
+      return XCORE_E_INTERNAL;
+    } catch (...) {
+      detail::write(err, "a non-standard exception");
+      return XCORE_E_INTERNAL;
+    }
+  }
+
+  static void* create(const xcore_host_api* host, xcore_sink* err) {
+    T* made = nullptr;
+    auto status = guard(err, [&] {
+      made = new T();
+      static_cast<Plugin*>(made)->host_ = Host(host);
+    });
+    return status == XCORE_OK ? made : nullptr;
+  }
+  static void destroy(void* p) {
+    try {
+      delete static_cast<T*>(p);
+    } catch (...) {
+    }
+  }
+  static std::int32_t on_load(void* p, xcore_str config, xcore_sink* err) {
+    return guard(err, [&] {
+      Plugin* pl = self(p);
+      for (auto& h : pl->hooks_) pl->subscribe(h);  // hooks declared in the constructor
+      auto cfg = detail::parse_or_empty(config);
+      pl->on_load(cfg.as_object());
+      pl->loaded_ = true;
+    });
+  }
+  static std::int32_t on_enable(void* p, xcore_sink* err) { return guard(err, [&] { self(p)->on_enable(); }); }
+  static std::int32_t on_disable(void* p, xcore_sink* err) { return guard(err, [&] { self(p)->on_disable(); }); }
+  static std::int32_t on_unload(void* p, xcore_sink* err) { return guard(err, [&] { self(p)->on_unload(); }); }
+  static std::int32_t on_config(void* p, xcore_str config, xcore_sink* err) {
+    return guard(err, [&] { self(p)->on_config(detail::parse_or_empty(config).as_object()); });
+  }
+  static std::int32_t health(void* p, xcore_sink* out) {
+    return guard(out, [&] { detail::write(out, json::serialize(self(p)->health())); });
+  }
+  static std::int32_t list_tools(void* p, xcore_sink* out) {
+    return guard(out, [&] {
+      json::array a;
+      for (const auto& t : self(p)->tools_) a.push_back(t.spec());
+      detail::write(out, json::serialize(a));
+    });
+  }
+  static std::int32_t call_tool(void* p, xcore_str name, xcore_str args, const xcore_call_context* ctx, xcore_sink* out) {
+    return guard(out, [&] {
+      const ToolBuilder* t = self(p)->find_tool(detail::view(name));
+      if (!t || !t->fn()) throw not_found("unknown tool '" + std::string(detail::view(name)) + "'");
+      json::value a = detail::parse_or_empty(args);
+      if (!a.is_object()) throw invalid_argument("tool arguments must be a JSON object");
+      ToolOutput o = t->fn()(a.as_object(), Context(ctx));
+      detail::write(out, json::serialize(o.to_json()));
+    });
+  }
+  static std::int32_t handle(void* p, xcore_str action, xcore_str params, const xcore_call_context* ctx, xcore_sink* out) {
+    return guard(out, [&] {
+      json::value prm = params.size ? json::parse(detail::view(params)) : json::value();
+      json::value r = self(p)->handle(detail::view(action), prm, Context(ctx));
+      detail::write(out, json::serialize(r));
+    });
+  }
+
+  static constexpr xcore_plugin_api table() {
+    return xcore_plugin_api{XCORE_ABI_MAJOR, sizeof(xcore_plugin_api), &create, &destroy, &on_load, &on_enable,
+                            &on_disable, &on_unload, &on_config, &health, &list_tools, &call_tool, &handle};
+  }
+};
+
+}  // namespace xcore::sdk
+
+// XCORE_PLUGIN(MyPlugin, "my-plugin", "1.0.0"): id and version must match the plugin's manifest.
+#define XCORE_PLUGIN(Class, id, version)                                                      \
+  static constexpr xcore_plugin_api xcore_plugin_api_table_ = ::xcore::sdk::Adapter<Class>::table(); \
+  XCORE_DECLARE_PLUGIN_SYMBOLS(id, version, xcore_plugin_api_table_)
