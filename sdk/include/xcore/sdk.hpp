@@ -124,11 +124,11 @@ using ToolFn = std::function<ToolOutput(const json::object& args, const Context&
 class ToolBuilder {
  public:
   explicit ToolBuilder(std::string name) { spec_["name"] = name; }
-  ToolBuilder& title(std::string_view v) { return set("title", v); }
-  ToolBuilder& description(std::string_view v) { return set("description", v); }
+  ToolBuilder& title(std::string_view v) { return set("title", json::string(v)); }
+  ToolBuilder& description(std::string_view v) { return set("description", json::string(v)); }
   ToolBuilder& input(json::value schema) { return set("inputSchema", std::move(schema)); }
   ToolBuilder& output(json::value schema) { return set("outputSchema", std::move(schema)); }
-  ToolBuilder& category(std::string_view v) { return set("category", v); }
+  ToolBuilder& category(std::string_view v) { return set("category", json::string(v)); }
   ToolBuilder& competency(std::string_view v) { return append("competencies", v); }
   ToolBuilder& permission(std::string_view v) { return append("permissions", v); }
   ToolBuilder& read_only(bool v = true) { return hint("readOnlyHint", v); }
@@ -258,7 +258,8 @@ class Plugin {
   // Subscribe to a hook. Returning a non-null value contributes a result; throw Veto to veto.
   void on_hook(std::string hook, HookFn fn, std::int32_t band = XCORE_BAND_NORMAL, std::int32_t priority = 0) {
     hooks_.push_back({std::move(hook), std::move(fn), band, priority, 0});
-    if (loaded_) subscribe(hooks_.back());
+    // In the constructor the host is not bound yet: on_load subscribes what was declared there.
+    if (host_.raw()) subscribe(hooks_.back());
   }
 
  private:
@@ -310,7 +311,6 @@ class Plugin {
   Host host_;
   std::list<ToolBuilder> tools_;  // list: references handed out by tool() stay valid
   std::list<HookSlot> hooks_;     // list: the C side holds pointers to slots
-  bool loaded_ = false;
 };
 
 // Turns a Plugin subclass into the C function table. Every entry point catches everything.
@@ -352,10 +352,10 @@ struct Adapter {
   static std::int32_t on_load(void* p, xcore_str config, xcore_sink* err) {
     return guard(err, [&] {
       Plugin* pl = self(p);
-      for (auto& h : pl->hooks_) pl->subscribe(h);  // hooks declared in the constructor
+      for (auto& h : pl->hooks_)
+        if (h.id == 0) pl->subscribe(h);  // hooks declared in the constructor
       auto cfg = detail::parse_or_empty(config);
       pl->on_load(cfg.as_object());
-      pl->loaded_ = true;
     });
   }
   static std::int32_t on_enable(void* p, xcore_sink* err) { return guard(err, [&] { self(p)->on_enable(); }); }
