@@ -544,6 +544,7 @@ struct Manager::Impl final : ManagerCore {
     for (const auto& d : deps) XCORE_TRY(unload_locked(d->manifest.id, true));
     bool was_enabled = slot->state == PluginState::enabled;
     slot->enabled.store(false, std::memory_order_release);
+    if (was_enabled) queue_event("plugin.disabled", plugin_event(*slot));
     tool_registry.remove_plugin_tools(slot->manifest.id);
     auto gen = slot->current.exchange(nullptr);
     if (gen) gen->hooks_active->store(false);

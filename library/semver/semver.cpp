@@ -155,10 +155,14 @@ struct RangeParser {
     }
     auto parts = split(s, '.');
     if (parts.size() > 3) return bad(fmt::format("'{}' has more than three parts", s));
+    bool wild = false;
     for (std::size_t i = 0; i < parts.size(); ++i) {
       auto part = parts[i];
-      if (part == "x" || part == "X" || part == "*") break;
-      if (static_cast<int>(i) != p.given) return bad("a number after a wildcard");
+      if (part == "x" || part == "X" || part == "*") {
+        wild = true;
+        continue;
+      }
+      if (wild) return bad(fmt::format("'{}' has a number after a wildcard", s));
       auto num = parse_number(part, whole, "part");
       if (!num) return bad(fmt::format("'{}' is not a version", s));
       p.n[i] = *num;

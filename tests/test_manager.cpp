@@ -1,0 +1,381 @@
+// The Manager against real plugin binaries built by this build.
+#include <doctest/doctest.h>
+
+#include "support/test_support.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <thread>
+
+using namespace xcore;
+using namespace xcore_test;
+
+namespace {
+
+struct Host {
+  TempDir tmp;
+  fs::path plugins = tmp / "plugins";
+  fs::path shadow = tmp / "shadow";
+  CapturedLog log;
+  std::unique_ptr<Manager> manager;
+
+  explicit Host(std::initializer_list<fs::path> staged, std::map<std::string, json::object> configs = {}) {
+    fs::create_directories(plugins);
+    for (const auto& s : staged) stage(s, plugins);
+    ManagerOptions o;
+    o.plugin_dirs = {plugins};
+    o.shadow_dir = shadow;
+    o.log = log.sink();
+    o.configs = std::move(configs);
+    o.drain_timeout = std::chrono::seconds(20);
+    manager = std::make_unique<Manager>(std::move(o));
+    auto report = manager->discover();
+    for (const auto& p : report.problems) MESSAGE(p.message);
+  }
+  Manager& operator*() { return *manager; }
+  Manager* operator->() { return manager.get(); }
+  PluginState state(std::string_view id) { return manager->info(id)->state; }
+  Result<json::value> action(std::string_view plugin, std::string_view action, std::string_view params = "{}") {
+    return manager->call_action(plugin, action, J(params));
+  }
+  // Swaps a staged plugin folder's content for another build (same folder, as a developer's rebuild would).
+  void replace_with(const fs::path& staged, const std::string& as) { stage(staged, plugins, as); }
+};
+
+int version_of(const Result<ToolResult>& r) { return static_cast<int>(r->structured.at("version").as_int64()); }
+
+}  // namespace
+
+TEST_CASE("lifecycle: discovered -> loaded -> enabled <-> disabled -> unloaded, and back") {
+  Host h({example_plugins() / "core"});
+  CHECK(h.state("core") == PluginState::discovered);
+  CHECK(h->tools().list({.include_disabled = true}).empty());  // discovery ran no plugin code
+
+  REQUIRE(h->load("core").ok());
+  CHECK(h.state("core") == PluginState::loaded);
+  auto not_yet = h->call_tool("calculate", J(R"({"expression":"1+1"})"));
+  REQUIRE(!not_yet.ok());
+  CHECK(not_yet.error().code == ErrorCode::unavailable);
+
+  REQUIRE(h->enable("core").ok());
+  CHECK(h.state("core") == PluginState::enabled);
+  CHECK(h->call_tool("calculate", J(R"({"expression":"1+1"})"))->structured.at("result") == 2);
+
+  REQUIRE(h->disable("core").ok());
+  CHECK(h.state("core") == PluginState::disabled);
+  CHECK(h->call_tool("calculate", J(R"({"expression":"1+1"})")).error().code == ErrorCode::unavailable);
+  CHECK(h->call_action("core", "echo", J("{}")).error().code == ErrorCode::unavailable);
+
+  REQUIRE(h->enable("core").ok());
+  REQUIRE(h->unload("core").ok());
+  CHECK(h.state("core") == PluginState::unloaded);
+  CHECK(h->tools().list({.include_disabled = true}).empty());
+  CHECK(h->call_tool("calculate", J(R"({"expression":"1"})")).error().code == ErrorCode::not_found);
+
+  REQUIRE(h->enable("core").ok());
+  CHECK(h->info("core")->stats.generation == 2);
+  CHECK(h->call_tool("core.echo", J(R"({"x":1})"))->structured == J(R"({"x":1})"));
+  CHECK(h->info("core")->stats.calls >= 2);
+  CHECK(fs::is_empty(h.shadow) == false);  // the running generation's private copy
+}
+
+TEST_CASE("a plugin built for another ABI is refused before any of its code runs") {
+  // abi_future's constructor aborts the process if it ever runs.
+  Host h({test_plugins() / "abi_future"});
+  auto r = h->load("abi-future");
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == ErrorCode::incompatible);
+  CHECK_MESSAGE(r.error().message.find("plugin ABI 99.0, this host provides 1.0") != std::string::npos, r.error().message);
+  CHECK(h.state("abi-future") == PluginState::failed);
+  CHECK(h->info("abi-future")->last_error->code == ErrorCode::incompatible);
+}
+
+TEST_CASE("the binary must agree with its manifest on id and version") {
+  Host h({test_plugins() / "id_mismatch", test_plugins() / "probe"});
+  auto r = h->load("id-mismatch");
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == ErrorCode::incompatible);
+  CHECK(r.error().message.find("declares id 'someone-else'") != std::string::npos);
+
+  auto manifest = h.plugins / "probe" / "plugin.yaml";
+  auto text = std::string("id: probe\nversion: 1.0.1\nentry: libprobe.so\n");
+  write_file(manifest, text);
+  h->discover();
+  auto v = h->load("probe");
+  REQUIRE(!v.ok());
+  CHECK(v.error().message.find("declares version '1.0.0'") != std::string::npos);
+}
+
+TEST_CASE("a plugin that throws in on_load leaves nothing behind") {
+  Host h({test_plugins() / "throws_on_load"});
+  auto r = h->load("throws-on-load");
+  REQUIRE(!r.ok());
+  CHECK_MESSAGE(r.error().message.find("database unreachable") != std::string::npos, r.error().message);
+  CHECK(h.state("throws-on-load") == PluginState::failed);
+  CHECK(h->tools().list({.include_disabled = true}).empty());
+  for (const auto& hook : h->hooks().list()) {
+    CHECK_MESSAGE(hook.handlers == 0, hook.spec.name);
+  }
+  CHECK(fs::is_empty(h.shadow));  // its private copy is gone too
+}
+
+TEST_CASE("a plugin written in C loads and answers") {
+  Host h({test_plugins() / "c_echo"});
+  REQUIRE(h->enable("c-echo").ok());
+  auto r = h->call_tool("c_echo", J(R"({"from":"c"})"));
+  REQUIRE(r.ok());
+  CHECK(r->structured == J(R"({"from":"c"})"));
+}
+
+TEST_CASE("dependencies: loaded first, unloading them refused unless cascading") {
+  Host h({example_plugins() / "core", example_plugins() / "audit"});
+  REQUIRE(h->enable("audit").ok());
+  CHECK(h.state("core") == PluginState::enabled);
+  CHECK(h->info("core")->dependents == std::vector<std::string>{"audit"});
+
+  auto refused = h->unload("core");
+  REQUIRE(!refused.ok());
+  CHECK(refused.error().code == ErrorCode::conflict);
+  CHECK(refused.error().message.find("required by loaded plugins: audit") != std::string::npos);
+  auto not_disabled = h->disable("core");
+  CHECK(not_disabled.error().code == ErrorCode::conflict);
+
+  REQUIRE(h->disable("core", {.cascade = true}).ok());
+  CHECK(h.state("audit") == PluginState::disabled);
+  REQUIRE(h->unload("core", {.cascade = true}).ok());
+  CHECK(h.state("audit") == PluginState::unloaded);
+  CHECK(h.state("core") == PluginState::unloaded);
+}
+
+TEST_CASE("missing dependencies, version conflicts and cycles are reported") {
+  Host h({example_plugins() / "audit"});
+  auto missing = h->load("audit");
+  REQUIRE(!missing.ok());
+  CHECK(missing.error().message.find("requires 'core' (^1.0), which was not discovered") != std::string::npos);
+
+  write_file(h.plugins / "needs-core2" / "plugin.yaml", "id: needs-core2\nversion: 1.0.0\nentry: lib.so\nrequires: {core: \"^2\"}\n");
+  stage(example_plugins() / "core", h.plugins);
+  write_file(h.plugins / "a" / "plugin.yaml", "id: a\nversion: 1.0.0\nentry: lib.so\nrequires: [b]\n");
+  write_file(h.plugins / "b" / "plugin.yaml", "id: b\nversion: 1.0.0\nentry: lib.so\nrequires: [a]\n");
+  h->discover();
+  auto old = h->load("needs-core2");
+  REQUIRE(!old.ok());
+  CHECK(old.error().message.find("requires 'core' ^2, but version 1.0.0 is installed") != std::string::npos);
+
+  auto cycle = h->load("a");
+  REQUIRE(!cycle.ok());
+  CHECK_MESSAGE(cycle.error().message.find("dependency cycle: a -> b -> a") != std::string::npos, cycle.error().message);
+  auto all = h->load_all();
+  REQUIRE(!all.ok());
+  CHECK(all.error().message.find("dependency cycle") != std::string::npos);
+  CHECK(h.state("core") == PluginState::enabled);  // the healthy ones still load
+}
+
+TEST_CASE("config: defaults applied, validated against config_schema on load and on update") {
+  Host h({test_plugins() / "probe"}, {{"probe", json::object{{"level", 9}}}});
+  auto bad = h->load("probe");
+  REQUIRE(!bad.ok());
+  CHECK(bad.error().code == ErrorCode::invalid_argument);
+  CHECK_MESSAGE(bad.error().message.find("config '/level'") != std::string::npos, bad.error().message);
+
+  REQUIRE(h->set_config("probe", json::object{}).ok());
+  REQUIRE(h->enable("probe").ok());
+  CHECK(*h.action("probe", "config") == J(R"({"fail_load":false,"level":3})"));
+  REQUIRE(h->set_config("probe", json::object{{"level", 5}}).ok());
+  CHECK(h.action("probe", "config")->at("level") == 5);
+  auto refused = h->set_config("probe", json::object{{"colour", "red"}});
+  REQUIRE(!refused.ok());
+  CHECK(h.action("probe", "config")->at("level") == 5);  // the old config stays
+  CHECK(h->info("probe")->config.at("level") == 5);
+}
+
+TEST_CASE("host services are checked against the manifest's permissions") {
+  Host h({example_plugins() / "core", test_plugins() / "probe"});
+  REQUIRE(h->load_all().ok());
+  auto allowed = h.action("probe", "call_tool", R"({"name":"core.echo","arguments":{"hi":1}})");
+  REQUIRE_MESSAGE(allowed.ok(), allowed.error().message);
+  CHECK(allowed->at("structuredContent") == J(R"({"hi":1})"));
+
+  auto denied = h.action("probe", "call_tool", R"({"name":"calculate","arguments":{"expression":"1"}})");
+  REQUIRE(!denied.ok());
+  CHECK(denied.error().code == ErrorCode::permission_denied);
+  CHECK(denied.error().message.find("'tools.call:core.calculate'") != std::string::npos);
+
+  CHECK(h.action("probe", "call_action", R"({"plugin":"core","action":"echo","params":{"a":1}})")->at("a") == 1);
+  CHECK(h.action("probe", "call_action", R"({"plugin":"core","action":"info"})").error().code == ErrorCode::permission_denied);
+  CHECK(h.action("probe", "emit", R"({"hook":"allowed.thing"})").ok());
+  CHECK(h.action("probe", "emit", R"({"hook":"secret.thing"})").error().code == ErrorCode::permission_denied);
+  auto own = h.action("probe", "emit", R"({"hook":"probe.ping","payload":{"n":1}})");
+  REQUIRE(own.ok());
+  CHECK(own->at("results").at(0).at("pong") == 1);
+  CHECK(h.action("probe", "subscribe", R"({"hook":"tool.after_call"})").error().code == ErrorCode::permission_denied);
+}
+
+TEST_CASE("tools registered at run time join the registry and follow the plugin") {
+  Host h({test_plugins() / "probe"});
+  REQUIRE(h->enable("probe").ok());
+  REQUIRE(h.action("probe", "publish_tool", R"({"name":"dyn"})").ok());
+  CHECK(h->call_tool("probe.dyn", J(R"({"v":1})"))->structured.at("v") == 1);
+  REQUIRE(h->disable("probe").ok());
+  CHECK(h->call_tool("dyn", J("{}")).error().code == ErrorCode::unavailable);
+  REQUIRE(h->unload("probe").ok());
+  CHECK(h->call_tool("dyn", J("{}")).error().code == ErrorCode::not_found);
+}
+
+TEST_CASE("the call context reaches the plugin") {
+  Host h({test_plugins() / "probe"});
+  REQUIRE(h->enable("probe").ok());
+  CallContext ctx;
+  ctx.tenant = "acme";
+  ctx.user = "ada";
+  ctx.trace_id = "abc123";
+  auto r = h->call_action("probe", "context", J("{}"), ctx);
+  CHECK(*r == J(R"({"tenant":"acme","user":"ada","trace_id":"abc123"})"));
+  CHECK(h->health("probe")->at("status") == "ok");
+}
+
+TEST_CASE("hot reload under concurrent callers: no failed call, and the new version answers") {
+  Host h({test_plugins() / "probe"});
+  REQUIRE(h->enable("probe").ok());
+  REQUIRE(version_of(h->call_tool("version", J("{}"))) == 1);
+
+  std::atomic<bool> stop = false;
+  std::atomic<int> failures = 0, calls = 0, saw_v2 = 0;
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&] {
+      while (!stop) {
+        auto r = h->call_tool("version", J("{}"));
+        ++calls;
+        if (!r.ok()) {
+          ++failures;
+          MESSAGE(r.error().message);
+        } else if (version_of(r) == 2) {
+          ++saw_v2;
+        }
+      }
+    });
+  while (calls < 200) std::this_thread::yield();
+  h.replace_with(test_plugins() / "probe-v2", "probe");
+  auto r = h->reload("probe");
+  CHECK_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message));
+  while (saw_v2 < 100) std::this_thread::yield();
+  stop = true;
+  for (auto& t : callers) t.join();
+
+  CHECK(failures == 0);
+  CHECK(h->info("probe")->manifest.version.to_string() == "2.0.0");
+  CHECK(h->info("probe")->stats.generation == 2);
+  CHECK(h->info("probe")->stats.reloads == 1);
+  CHECK(h->call_tool("added_in_v2", J("{}")).ok());
+  CHECK(h->hooks().emit("probe.ping", J("{}")).first().at("pong") == 2);  // the old generation's hook is gone
+  CHECK(h->hooks().emit("probe.ping", J("{}")).results.size() == 1);
+  // One private copy left: the old generation's was removed after it drained.
+  CHECK(std::distance(fs::directory_iterator(h.shadow), fs::directory_iterator()) == 1);
+}
+
+TEST_CASE("a failed reload keeps the old version serving") {
+  Host h({test_plugins() / "probe"});
+  REQUIRE(h->enable("probe").ok());
+  write_file(h.plugins / "probe" / "libprobe.so", "this is not a shared library");
+  auto r = h->reload("probe");
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == ErrorCode::incompatible);
+  CHECK(h.state("probe") == PluginState::enabled);
+  CHECK(version_of(h->call_tool("version", J("{}"))) == 1);
+  CHECK(h->info("probe")->last_error);
+  CHECK(h.log.contains("reload failed, the previous version keeps serving"));
+}
+
+TEST_CASE("unload waits for calls in flight, while new calls are refused at once") {
+  Host h({test_plugins() / "probe"});
+  REQUIRE(h->enable("probe").ok());
+  std::stop_source release;
+  Result<ToolResult> held = Error{};
+  std::thread caller([&] {
+    CallContext ctx;
+    ctx.cancel = release.get_token();
+    held = h->call_tool("hold", J("{}"), ctx);
+  });
+  while (h->health("probe")->at("held") != 1) std::this_thread::yield();
+
+  std::atomic<bool> unloaded = false;
+  std::thread unloader([&] {
+    REQUIRE(h->unload("probe").ok());
+    unloaded = true;
+  });
+  // Once the unload has begun, new calls are refused...
+  while (h->call_tool("version", J("{}")).ok()) std::this_thread::yield();
+  // ...but it cannot finish while the held call runs in the plugin's code.
+  CHECK(!unloaded);
+  release.request_stop();
+  caller.join();
+  unloader.join();
+  REQUIRE(held.ok());
+  CHECK(held->structured.at("released") == true);
+  CHECK(h.state("probe") == PluginState::unloaded);
+}
+
+TEST_CASE("a concurrency limit refuses calls beyond it instead of queueing forever") {
+  Host h({test_plugins() / "probe"});
+  auto manifest = h.plugins / "probe" / "plugin.yaml";
+  write_file(manifest, "id: probe\nversion: 1.0.0\nentry: libprobe.so\nlimits: {max_concurrency: 1}\n");
+  h->discover();
+  REQUIRE(h->enable("probe").ok());
+  std::stop_source release;
+  std::thread caller([&] {
+    CallContext ctx;
+    ctx.cancel = release.get_token();
+    (void)h->call_tool("hold", J("{}"), ctx);
+  });
+  while (h->health("probe")->at("held") != 1) std::this_thread::yield();
+  auto r = h->call_tool("version", J("{}"));
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == ErrorCode::resource_exhausted);
+  release.request_stop();
+  caller.join();
+  CHECK(h->call_tool("version", J("{}")).ok());
+}
+
+TEST_CASE("lifecycle events reach hook subscribers; plugin.loaded is replayed to late ones") {
+  Host h({example_plugins() / "core"});
+  REQUIRE(h->enable("core").ok());
+  std::vector<std::string> seen;
+  auto sub = h->hooks().subscribe("plugin.loaded", [&](const HookEvent& ev) {
+                  seen.emplace_back(ev.payload.at("plugin").as_string());
+                  return HookReply::none();
+                }).value();
+  CHECK(seen == std::vector<std::string>{"core"});
+  std::vector<std::string> lifecycle;
+  std::vector<Subscription> subs;
+  for (const char* e : {"plugin.disabled", "plugin.unloaded"})
+    subs.push_back(h->hooks().subscribe(e, [&lifecycle](const HookEvent& ev) {
+                         lifecycle.emplace_back(ev.name);
+                         return HookReply::none();
+                       }).value());
+  REQUIRE(h->unload("core").ok());
+  CHECK(lifecycle == std::vector<std::string>{"plugin.disabled", "plugin.unloaded"});
+}
+
+TEST_CASE("watching the folder reloads a plugin when its binary is rebuilt") {
+  Host h({test_plugins() / "probe"});
+  REQUIRE(h->enable("probe").ok());
+  std::mutex m;
+  std::condition_variable cv;
+  bool reloaded = false;
+  auto sub = h->hooks().subscribe("plugin.reloaded", [&](const HookEvent&) {
+                  std::lock_guard lock(m);
+                  reloaded = true;
+                  cv.notify_all();
+                  return HookReply::none();
+                }).value();
+  REQUIRE(h->watch(true).ok());
+  h.replace_with(test_plugins() / "probe-v2", "probe");
+  {
+    std::unique_lock lock(m);
+    cv.wait_for(lock, std::chrono::seconds(20), [&] { return reloaded; });  // an upper bound, not a timing check
+  }
+  REQUIRE(reloaded);
+  CHECK(version_of(h->call_tool("version", J("{}"))) == 2);
+  REQUIRE(h->watch(false).ok());
+}
