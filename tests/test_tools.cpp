@@ -281,3 +281,15 @@ TEST_CASE("ToolSpec::from_json reads MCP and snake_case forms and names bad fiel
   CHECK(!ToolResult::from_mcp(J(R"({"content":"x"})")).ok());
   CHECK(!ToolResult::from_mcp(J(R"({"isError":"yes"})")).ok());
 }
+
+TEST_CASE("a structured result gets its text block in MCP form, once") {
+  auto r = ToolResult::structured_value(J(R"({"n":1})"));
+  CHECK(r.content.empty());
+  auto mcp = r.to_mcp();
+  REQUIRE(mcp.at("content").as_array().size() == 1);
+  CHECK(mcp.at("content").at(0).at("text") == R"({"n":1})");
+  CHECK(mcp.at("structuredContent") == J(R"({"n":1})"));
+  auto back = ToolResult::from_mcp(json::value(mcp));
+  REQUIRE(back.ok());
+  CHECK(back->to_mcp() == mcp);  // content present now: kept as is, not duplicated
+}

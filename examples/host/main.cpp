@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
 
   for (auto [tool, args] : {std::pair<const char*, const char*>{"calculate", R"({"expression":"2 * (3 + 4) ^ 2"})"},
                             {"echo", R"({"hello":"world"})"},
+                            {"read_file", R"({"path":"hello.txt"})"},
+                            {"read_file", R"({"path":"../../etc/passwd"})"},
                             {"calculate", R"({"expression":42})"},
                             {"audit.tool_usage", "{}"}}) {
     auto result = manager.call_tool(tool, boost::json::parse(args));

@@ -39,14 +39,16 @@ struct ToolSpec {
 
 // A call's result, compatible with MCP's CallToolResult.
 struct ToolResult {
-  json::array content;     // content blocks, e.g. {"type":"text","text":"..."}
+  json::array content;     // content blocks, e.g. {"type":"text","text":"..."}; may be empty when structured is set
   json::value structured;  // structuredContent; null when absent
   bool is_error = false;   // the tool ran and reports a failure (MCP: isError)
 
   static ToolResult text(std::string_view text, bool is_error = false);
-  // structuredContent plus its JSON text as a text block, as MCP recommends for compatibility.
   static ToolResult structured_value(json::value value);
   static Result<ToolResult> from_mcp(const json::value& v);
+  static Result<ToolResult> from_mcp(json::value&& v);
+  // MCP form. A structured result without content gets a text block holding the same JSON, as MCP
+  // recommends for clients that read only text.
   json::object to_mcp() const;
 };
 

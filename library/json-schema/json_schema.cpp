@@ -14,7 +14,21 @@ namespace xcore::inline v1 {
 struct JsonSchema::Impl {
   json::value source;
   valijson::Schema schema;
+  // {} or {"type":"object"} (plus annotations): the answer is a type check, no validator pass needed.
+  bool object_only = false;
 };
+
+namespace {
+bool is_object_only(const json::value& schema) {
+  if (!schema.is_object()) return false;
+  for (const auto& [k, v] : schema.get_object()) {
+    if (k == "type" && v == "object") continue;
+    if (k == "title" || k == "description" || k == "$schema" || k == "$comment") continue;
+    return false;
+  }
+  return true;
+}
+}  // namespace
 
 JsonSchema::JsonSchema() : impl_(std::make_unique<Impl>()) {}
 JsonSchema::~JsonSchema() = default;
@@ -24,6 +38,7 @@ Result<std::shared_ptr<const JsonSchema>> JsonSchema::compile(const json::value&
     return Error{ErrorCode::invalid_argument, "a JSON Schema must be an object"};
   std::shared_ptr<JsonSchema> s(new JsonSchema());
   s->impl_->source = schema;
+  s->impl_->object_only = is_object_only(schema);
   try {
     valijson::SchemaParser parser(valijson::SchemaParser::kDraft7);
     valijson::adapters::BoostJsonAdapter adapter(s->impl_->source);
@@ -86,6 +101,7 @@ void apply_defaults_rec(const json::value& schema, json::value& value, int depth
 }  // namespace
 
 Result<void> JsonSchema::validate(const json::value& value, std::string_view what) const {
+  if (impl_->object_only && value.is_object()) return ok();
   valijson::adapters::BoostJsonAdapter target(value);
   try {
     // The fast pass stops at the first failure; only a failing value pays for the detailed pass.

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <xcore/plugin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <vector>
@@ -24,7 +25,10 @@ Result<AbiTag> read_abi_tag(const std::filesystem::path& binary) {
   const auto name = binary.string();
   std::ifstream in(binary, std::ios::binary);
   if (!in) return Error{ErrorCode::not_found, fmt::format("plugin binary '{}' cannot be read", name)};
-  std::vector<char> f((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.seekg(0, std::ios::end);
+  std::vector<char> f(static_cast<std::size_t>(std::max<std::streamoff>(0, in.tellg())));
+  in.seekg(0);
+  in.read(f.data(), static_cast<std::streamsize>(f.size()));
   auto bad = [&](std::string_view why) {
     return Error{ErrorCode::incompatible, fmt::format("plugin binary '{}': {}", name, why)};
   };

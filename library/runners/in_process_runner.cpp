@@ -90,7 +90,7 @@ class InProcessRunner final : public Runner {
     auto st = api_->call_tool(self_, to_c(name), to_c(text), &c.c, &out.sink);
     if (st != XCORE_OK) return Error{code_from_status(st), std::move(out.text)};
     XCORE_ASSIGN_OR_RETURN(auto v, parse_json(out.text, "call_tool"));
-    return ToolResult::from_mcp(v);
+    return ToolResult::from_mcp(std::move(v));
   }
 
   Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) override {

@@ -99,20 +99,21 @@ ToolResult ToolResult::text(std::string_view text, bool is_error) {
 
 ToolResult ToolResult::structured_value(json::value value) {
   ToolResult r;
-  r.content.push_back(json::object{{"type", "text"}, {"text", json::serialize(value)}});
   r.structured = std::move(value);
   return r;
 }
 
-Result<ToolResult> ToolResult::from_mcp(const json::value& v) {
+Result<ToolResult> ToolResult::from_mcp(const json::value& v) { return from_mcp(json::value(v)); }
+
+Result<ToolResult> ToolResult::from_mcp(json::value&& v) {
   if (!v.is_object()) return Error{ErrorCode::invalid_argument, "a tool result must be a JSON object"};
-  const auto& o = v.get_object();
+  auto& o = v.get_object();
   ToolResult r;
   if (auto it = o.find("content"); it != o.end()) {
     if (!it->value().is_array()) return Error{ErrorCode::invalid_argument, "tool result: 'content' must be a list"};
-    r.content = it->value().get_array();
+    r.content = std::move(it->value().get_array());
   }
-  if (auto it = o.find("structuredContent"); it != o.end()) r.structured = it->value();
+  if (auto it = o.find("structuredContent"); it != o.end()) r.structured = std::move(it->value());
   if (auto it = o.find("isError"); it != o.end()) {
     if (!it->value().is_bool()) return Error{ErrorCode::invalid_argument, "tool result: 'isError' must be a boolean"};
     r.is_error = it->value().get_bool();
@@ -122,7 +123,10 @@ Result<ToolResult> ToolResult::from_mcp(const json::value& v) {
 
 json::object ToolResult::to_mcp() const {
   json::object o;
-  o["content"] = content;
+  if (content.empty() && !structured.is_null())
+    o["content"] = json::array{json::object{{"type", "text"}, {"text", json::serialize(structured)}}};
+  else
+    o["content"] = content;
   if (!structured.is_null()) o["structuredContent"] = structured;
   o["isError"] = is_error;
   return o;

@@ -65,10 +65,17 @@ inline std::string_view view(xcore_str s) { return {s.data ? s.data : "", s.size
 inline void write(xcore_sink* sink, std::string_view s) {
   if (sink && sink->append) sink->append(sink->ctx, s.data(), s.size());
 }
-inline json::value parse_or_empty(xcore_str s) {
-  if (s.size == 0) return json::object();
-  return json::parse(view(s));
+inline json::value parse_or_empty(xcore_str s, json::storage_ptr sp = {}) {
+  if (s.size == 0) return json::object(sp);
+  return json::parse(view(s), sp);
 }
+// Per-call scratch memory: a call's arguments and whatever the handler builds from them live in a stack
+// buffer, released at once when the answer has been written. Declare it before the values that use it.
+struct CallArena {
+  unsigned char buffer[4096];
+  json::monotonic_resource resource{buffer, sizeof(buffer)};
+  json::storage_ptr storage() { return json::storage_ptr(&resource); }
+};
 }  // namespace detail
 
 // The call's context: tenant, user, trace id, deadline, cancellation.
@@ -98,10 +105,9 @@ struct ToolOutput {
   bool is_error = false;
 
   ToolOutput() = default;
-  // Structured output; a text block carries the same JSON for clients that read only text.
-  ToolOutput(json::value v) : structured(std::move(v)) {
-    content.push_back(json::object{{"type", "text"}, {"text", json::serialize(structured)}});
-  }
+  // Structured output. The host adds the text block MCP clients expect when it exports the result, so
+  // the payload crosses the boundary once.
+  ToolOutput(json::value v) : structured(std::move(v)) {}
   static ToolOutput text(std::string_view t, bool error = false) {
     ToolOutput o;
     o.content.push_back(json::object{{"type", "text"}, {"text", t}});
@@ -111,10 +117,17 @@ struct ToolOutput {
   // A failure the caller (often a model) should read and act on, as MCP prescribes for tool errors.
   static ToolOutput error(std::string_view message) { return text(message, true); }
 
-  json::object to_json() const {
-    json::object o{{"content", content}, {"isError", is_error}};
-    if (!structured.is_null()) o["structuredContent"] = structured;
-    return o;
+  // The MCP CallToolResult text, written without building (and copying into) an intermediate object.
+  std::string to_json_text() const {
+    std::string out = "{\"content\":";
+    out += json::serialize(content);
+    out += is_error ? ",\"isError\":true" : ",\"isError\":false";
+    if (!structured.is_null()) {
+      out += ",\"structuredContent\":";
+      out += json::serialize(structured);
+    }
+    out += '}';
+    return out;
   }
 };
 
@@ -378,15 +391,17 @@ struct Adapter {
     return guard(out, [&] {
       const ToolBuilder* t = self(p)->find_tool(detail::view(name));
       if (!t || !t->fn()) throw not_found("unknown tool '" + std::string(detail::view(name)) + "'");
-      json::value a = detail::parse_or_empty(args);
+      detail::CallArena arena;
+      json::value a = detail::parse_or_empty(args, arena.storage());
       if (!a.is_object()) throw invalid_argument("tool arguments must be a JSON object");
       ToolOutput o = t->fn()(a.as_object(), Context(ctx));
-      detail::write(out, json::serialize(o.to_json()));
+      detail::write(out, o.to_json_text());
     });
   }
   static std::int32_t handle(void* p, xcore_str action, xcore_str params, const xcore_call_context* ctx, xcore_sink* out) {
     return guard(out, [&] {
-      json::value prm = params.size ? json::parse(detail::view(params)) : json::value();
+      detail::CallArena arena;
+      json::value prm = params.size ? json::parse(detail::view(params), arena.storage()) : json::value();
       json::value r = self(p)->handle(detail::view(action), prm, Context(ctx));
       detail::write(out, json::serialize(r));
     });

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the whole test suite: all tests on the release build, then the unit and
+# integration tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
+#   XCORE_SKIP_SANITIZERS=1 scripts/test.sh   skips the sanitizer pass
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+bash scripts/install-deps.sh
+
+cmake --preset default >/dev/null
+cmake --build --preset default
+ctest --preset default
+
+if [[ "${XCORE_SKIP_SANITIZERS:-0}" != 1 ]]; then
+  cmake --preset asan >/dev/null
+  cmake --build --preset asan
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --preset asan
+fi
