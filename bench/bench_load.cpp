@@ -17,17 +17,22 @@ fs::path scratch() {
   return p;
 }
 
-void BM_RawDlopen(benchmark::State& state) {
-  auto so = example_plugins() / "core" / "libcore.so";
-  auto copy = scratch() / "raw-libcore.so";
+// The same file work the Manager does: a fresh private copy per load, removed after unload.
+void raw_dlopen(benchmark::State& state, const fs::path& so) {
+  std::uint64_t n = 0;
   for (auto _ : state) {
+    auto copy = scratch() / ("raw-" + std::to_string(n++) + so.extension().string());
     fs::copy_file(so, copy, fs::copy_options::overwrite_existing);
     void* h = dlopen(copy.c_str(), RTLD_NOW | RTLD_LOCAL);
     benchmark::DoNotOptimize(dlsym(h, "xcore_plugin_entry"));
     dlclose(h);
+    fs::remove(copy);
   }
 }
-BENCHMARK(BM_RawDlopen)->Unit(benchmark::kMicrosecond);
+void BM_RawDlopenCore(benchmark::State& state) { raw_dlopen(state, example_plugins() / "core" / "libcore.so"); }
+void BM_RawDlopenProbe(benchmark::State& state) { raw_dlopen(state, test_plugins() / "probe" / "libprobe.so"); }
+BENCHMARK(BM_RawDlopenCore)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RawDlopenProbe)->Unit(benchmark::kMicrosecond);
 
 // load + enable + unload of "core": manifest already discovered, ABI tag read, shadow copy, dlopen,
 // on_load, tool registration, on_enable, then the reverse.
@@ -50,18 +55,18 @@ void BM_Reload(benchmark::State& state) {
   auto dir = scratch() / "plugins";
   fs::remove_all(dir);
   fs::create_directories(dir / "probe");
-  fs::copy(test_plugins() / "probe", dir / "probe", fs::copy_options::overwrite_existing);
+  fs::copy(test_plugins() / "probe", dir / "probe", fs::copy_options::overwrite_existing | fs::copy_options::recursive);
   ManagerOptions o;
   o.plugin_dirs = {dir};
   Manager m(o);
   m.discover();
-  if (!m.enable("probe")) {
-    state.SkipWithError("probe did not load");
+  if (auto r = m.enable("probe"); !r) {
+    state.SkipWithError(r.error().message.c_str());
     return;
   }
   for (auto _ : state) {
-    if (!m.reload("probe")) {
-      state.SkipWithError("reload failed");
+    if (auto r = m.reload("probe"); !r) {
+      state.SkipWithError(r.error().message.c_str());
       return;
     }
   }

@@ -1,0 +1,51 @@
+"""Turns Google Benchmark JSON files into bench/RESULTS.md: medians beside their same-run baselines."""
+import json
+import pathlib
+import sys
+
+# (figure, baseline, what is measured, target)
+PAIRS = [
+    ("BM_RegistryHostEcho", "BM_DirectEcho", "registry invoke of a host echo tool, 4-property schema validated", ""),
+    ("BM_PluginEcho", "BM_DirectEcho", "invoke of the trusted plugin's echo (~100 B arguments), through the C ABI", "<= 2 us"),
+    ("BM_PluginEchoAudited", "BM_PluginEcho", "the same with the audit plugin's before/after hooks", ""),
+    ("BM_Emit/0", "BM_DirectCalls/0", "hook emit, 0 handlers", ""),
+    ("BM_Emit/1", "BM_DirectCalls/1", "hook emit, 1 handler", ""),
+    ("BM_Emit/10", "BM_DirectCalls/10", "hook emit, 10 handlers", "<= 0.5 us"),
+    ("BM_LoadUnload", "BM_RawDlopenCore", "load + enable + unload of 'core' (ABI check, shadow copy, on_load, tools)", ""),
+    ("BM_Reload", "BM_RawDlopenProbe", "hot reload of an enabled plugin (new generation, swap, drain, unload old)", ""),
+]
+
+
+def fmt(ns):
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} us"
+    return f"{ns:.0f} ns"
+
+
+def main():
+    folder, command = pathlib.Path(sys.argv[1]), sys.argv[2]
+    medians, context = {}, None
+    for f in sorted(folder.glob("*.json")):
+        data = json.loads(f.read_text())
+        context = context or data["context"]
+        for b in data["benchmarks"]:
+            if b.get("aggregate_name") == "median":
+                scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
+                medians[b["run_name"]] = b["real_time"] * scale
+    print("# Benchmark results\n")
+    print(f"Command: `{command}` (each figure is the median of the repetitions; baselines ran in the same process run).")
+    print(f"Machine: {context['num_cpus']} CPUs at {context['mhz_per_cpu']} MHz, load average "
+          f"{', '.join(f'{x:.2f}' for x in context.get('load_avg', []))}; library build type: RelWithDebInfo.\n")
+    print("| measured | median | baseline | baseline median | ratio | target |")
+    print("|---|---:|---|---:|---:|---|")
+    for name, base, what, target in PAIRS:
+        if name not in medians or base not in medians:
+            continue
+        ratio = medians[name] / medians[base] if medians[base] > 0 else float("nan")
+        print(f"| {what} (`{name}`) | {fmt(medians[name])} | `{base}` | {fmt(medians[base])} | {ratio:.1f}x | {target} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the release preset, runs every benchmark with repetitions, and writes bench/RESULTS.md:
+# medians, each beside the baseline measured in the same run, and their ratio.
+#   bench/run.sh            all benchmarks
+#   REPS=9 bench/run.sh     more repetitions on a noisy machine
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+bash scripts/install-deps.sh
+cmake --preset default >/dev/null
+cmake --build --preset default >/dev/null
+reps=${REPS:-5}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for b in bench_invoke bench_hooks bench_load; do
+  echo "running $b ($reps repetitions)" >&2
+  "build/bench/$b" --benchmark_repetitions="$reps" --benchmark_min_time=0.5 --benchmark_report_aggregates_only=true \
+    --benchmark_format=json --benchmark_out="$out/$b.json" --benchmark_out_format=json >/dev/null
+done
+python3 bench/report.py "$out" "bench/run.sh (REPS=$reps)" > bench/RESULTS.md
+cat bench/RESULTS.md
