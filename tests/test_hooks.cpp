@@ -267,3 +267,23 @@ TEST_CASE("list() reports hooks with their handler counts and calls") {
   CHECK(hooks[0].handlers == 1);
   CHECK(hooks[0].calls == 2);
 }
+
+TEST_CASE("historic replay reaches a subscriber that is not active yet (a plugin subscribing while it loads)") {
+  HookBus bus;
+  HookSpec spec;
+  spec.name = "plugin.loaded";
+  spec.historic = true;
+  REQUIRE(bus.define(spec).ok());
+  bus.emit("plugin.loaded", json::object{{"plugin", "core"}});
+  auto active = std::make_shared<std::atomic<bool>>(false);
+  SubscribeOptions o;
+  o.active = active;
+  std::vector<std::string> seen;
+  auto sub = bus.subscribe("plugin.loaded", [&](const HookEvent& ev) {
+                  seen.emplace_back(ev.payload.at("plugin").as_string());
+                  return HookReply::none();
+                }, o).value();
+  CHECK(seen == std::vector<std::string>{"core"});
+  bus.emit("plugin.loaded", json::object{{"plugin", "audit"}});
+  CHECK(seen.size() == 1);  // live events still wait for the switch
+}

@@ -379,3 +379,23 @@ TEST_CASE("watching the folder reloads a plugin when its binary is rebuilt") {
   CHECK(version_of(h->call_tool("version", J("{}"))) == 2);
   REQUIRE(h->watch(false).ok());
 }
+
+TEST_CASE("a reload applies the new manifest's limits") {
+  Host h({test_plugins() / "probe"});
+  auto manifest = h.plugins / "probe" / "plugin.yaml";
+  write_file(manifest, "id: probe\nversion: 1.0.0\nentry: libprobe.so\nlimits: {max_concurrency: 1}\n");
+  h->discover();
+  REQUIRE(h->enable("probe").ok());
+  write_file(manifest, "id: probe\nversion: 1.0.0\nentry: libprobe.so\nlimits: {max_concurrency: 2}\n");
+  REQUIRE(h->reload("probe").ok());
+  std::stop_source release;
+  std::thread caller([&] {
+    CallContext ctx;
+    ctx.cancel = release.get_token();
+    (void)h->call_tool("hold", J("{}"), ctx);
+  });
+  while (h->health("probe")->at("held") != 1) std::this_thread::yield();
+  CHECK(h->call_tool("version", J("{}")).ok());  // a second place now
+  release.request_stop();
+  caller.join();
+}

@@ -286,8 +286,10 @@ Result<Subscription> HookBus::subscribe(std::string_view hook, HookHandler handl
       std::lock_guard lock(ch->history_mutex);
       past.assign(ch->history.begin(), ch->history.end());
     }
+    // Replay is delivery to the new subscriber, so it ignores the activity switch (a plugin subscribing
+    // while it loads is not active yet) but keeps to the subscriber's tenant.
     for (const auto& [payload, tenant] : past) {
-      if (!answers(*entry, tenant)) continue;
+      if (!entry->tenant.empty() && entry->tenant != tenant) continue;
       HookEvent ev{ch->spec.name, payload, tenant};
       try {
         (void)entry->handler(ev);

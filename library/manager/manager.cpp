@@ -42,9 +42,18 @@ std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point t0) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
 }
 
-// Catalogue entry of one plugin. Plain fields are guarded by Impl::catalogue_mutex; atomics are read on
-// the call path without it.
+// The manifest's max_concurrency as a semaphore. Swapped whole on reload; a call releases the one it took.
+struct ConcurrencyLimit {
+  explicit ConcurrencyLimit(unsigned n) : max(n), places(n) {}
+  const unsigned max;
+  std::counting_semaphore<> places;
+};
+
+// Catalogue entry of one plugin. Plain fields are guarded by Impl::catalogue_mutex; `id` and the atomics
+// are read on the call path without it.
 struct PluginSlot {
+  explicit PluginSlot(std::string plugin_id) : id(std::move(plugin_id)) {}
+  const std::string id;
   PluginManifest manifest;
   std::vector<std::string> warnings;
   PluginState state = PluginState::discovered;
@@ -55,7 +64,13 @@ struct PluginSlot {
 
   std::atomic<std::shared_ptr<Generation>> current;
   std::atomic<bool> enabled{false};
-  std::unique_ptr<std::counting_semaphore<>> concurrency;
+  std::atomic<std::shared_ptr<ConcurrencyLimit>> limit;
+
+  void apply_limits(const PluginLimits& l) {
+    auto cur = limit.load();
+    if (!l.max_concurrency) limit.store(nullptr);
+    else if (!cur || cur->max != *l.max_concurrency) limit.store(std::make_shared<ConcurrencyLimit>(*l.max_concurrency));
+  }
 
   std::atomic<std::uint64_t> calls{0}, errors{0}, in_flight{0}, total_ns{0}, max_ns{0};
 
@@ -208,7 +223,7 @@ struct Manager::Impl final : ManagerCore {
       }
       return id;
     }
-    auto slot = std::make_shared<PluginSlot>();
+    auto slot = std::make_shared<PluginSlot>(id);
     slot->manifest = std::move(loaded->manifest);
     slot->warnings = std::move(loaded->warnings);
     if (auto c = options.configs.find(id); c != options.configs.end()) slot->config = c->second;
@@ -223,33 +238,33 @@ struct Manager::Impl final : ManagerCore {
   Result<GenerationLease> acquire(PluginSlot& slot) {
     for (int attempt = 0; attempt < 16; ++attempt) {
       auto gen = slot.current.load(std::memory_order_acquire);
-      if (!gen) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not loaded", slot.manifest.id)};
+      if (!gen) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not loaded", slot.id)};
       if (gen->enter()) return GenerationLease(std::move(gen));
       if (slot.current.load(std::memory_order_acquire) == gen)
-        return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is being unloaded", slot.manifest.id)};
+        return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is being unloaded", slot.id)};
     }
-    return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is reloading too often to serve calls", slot.manifest.id)};
+    return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is reloading too often to serve calls", slot.id)};
   }
 
   template <class T, class F>
   Result<T> with_plugin(PluginSlot& slot, const CallContext& ctx, F&& call) {
     if (!slot.enabled.load(std::memory_order_acquire))
-      return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not enabled", slot.manifest.id)};
-    std::counting_semaphore<>* limit = slot.concurrency.get();
+      return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not enabled", slot.id)};
+    auto limit = slot.limit.load(std::memory_order_acquire);
     if (limit) {
       // Wait for a free place until the call's deadline (or briefly, without one).
       auto until = ctx.deadline ? std::chrono::steady_clock::now() + (*ctx.deadline - std::chrono::system_clock::now())
                                 : std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
-      if (!limit->try_acquire_until(until))
+      if (!limit->places.try_acquire_until(until))
         return Error{ErrorCode::resource_exhausted,
-                     fmt::format("plugin '{}' is at its concurrency limit ({} calls)", slot.manifest.id, *slot.manifest.limits.max_concurrency)};
+                     fmt::format("plugin '{}' is at its concurrency limit ({} calls)", slot.id, limit->max)};
     }
     struct Release {
-      std::counting_semaphore<>* s;
+      ConcurrencyLimit* l;
       ~Release() {
-        if (s) s->release();
+        if (l) l->places.release();
       }
-    } release{limit};
+    } release{limit.get()};
     XCORE_ASSIGN_OR_RETURN(auto lease, acquire(slot));
     slot.in_flight.fetch_add(1, std::memory_order_relaxed);
     auto t0 = std::chrono::steady_clock::now();
@@ -318,9 +333,9 @@ struct Manager::Impl final : ManagerCore {
 
   Result<void> publish_tools(const SlotPtr& slot, Generation& gen) {
     XCORE_ASSIGN_OR_RETURN(auto tools, tool_set(gen));
-    XCORE_TRY(tool_registry.replace_plugin_tools(slot->manifest.id, std::move(tools),
+    XCORE_TRY(tool_registry.replace_plugin_tools(slot->id, std::move(tools),
                                                  [&](const ToolSpec& s) { return make_tool_handler(slot, s.name); }));
-    tool_registry.set_plugin_enabled(slot->manifest.id, slot->enabled.load());
+    tool_registry.set_plugin_enabled(slot->id, slot->enabled.load());
     return ok();
   }
 
@@ -397,10 +412,11 @@ struct Manager::Impl final : ManagerCore {
       // Unmapping code that is still running would crash the host: keep it mapped, say so.
       log(LogLevel::error, id, fmt::format("generation {} still has {} calls running after {} ms; its code stays loaded",
                                            gen->number, gen->in_flight(), options.drain_timeout.count()));
+      // Never destroyed, not even at exit: its code may still be running.
       static std::mutex leak_mutex;
-      static std::vector<std::shared_ptr<Generation>> leaked;
+      static auto* leaked = new std::vector<std::shared_ptr<Generation>>();
       std::lock_guard lock(leak_mutex);
-      leaked.push_back(std::move(gen));
+      leaked->push_back(std::move(gen));
       return;
     }
     if (was_enabled)
@@ -450,8 +466,7 @@ struct Manager::Impl final : ManagerCore {
     auto gen = start_generation(slot, m, config);
     if (!gen) return fail(*slot, std::move(gen).error());
 
-    if (m.limits.max_concurrency) slot->concurrency = std::make_unique<std::counting_semaphore<>>(*m.limits.max_concurrency);
-    else slot->concurrency.reset();
+    slot->apply_limits(m.limits);
     slot->current.store(*gen);
     if (auto r = publish_tools(slot, **gen); !r) {
       slot->current.store(nullptr);
@@ -490,13 +505,13 @@ struct Manager::Impl final : ManagerCore {
         return Error{r.error().code, fmt::format("plugin '{}': dependency '{}' could not be enabled: {}", id, dep.id, r.error().message)};
     auto gen = slot->current.load();
     if (auto r = gen->runner->on_enable(); !r) {
-      log(LogLevel::error, slot->manifest.id, r.error().message);
+      log(LogLevel::error, slot->id, r.error().message);
       std::unique_lock lock(catalogue_mutex);
       slot->last_error = r.error();
       return r;
     }
     slot->enabled.store(true, std::memory_order_release);
-    tool_registry.set_plugin_enabled(slot->manifest.id, true);
+    tool_registry.set_plugin_enabled(slot->id, true);
     gen->hooks_active->store(true, std::memory_order_release);
     set_state(*slot, PluginState::enabled);
     queue_event("plugin.enabled", plugin_event(*slot));
@@ -519,10 +534,10 @@ struct Manager::Impl final : ManagerCore {
     for (const auto& d : deps) XCORE_TRY(disable_locked(d->manifest.id, true));
     // Stop answering first, then tell the plugin.
     slot->enabled.store(false, std::memory_order_release);
-    tool_registry.set_plugin_enabled(slot->manifest.id, false);
+    tool_registry.set_plugin_enabled(slot->id, false);
     auto gen = slot->current.load();
     gen->hooks_active->store(false, std::memory_order_release);
-    if (auto r = gen->runner->on_disable(); !r) log(LogLevel::warn, slot->manifest.id, r.error().message);
+    if (auto r = gen->runner->on_disable(); !r) log(LogLevel::warn, slot->id, r.error().message);
     set_state(*slot, PluginState::disabled);
     queue_event("plugin.disabled", plugin_event(*slot));
     return ok();
@@ -545,12 +560,12 @@ struct Manager::Impl final : ManagerCore {
     bool was_enabled = slot->state == PluginState::enabled;
     slot->enabled.store(false, std::memory_order_release);
     if (was_enabled) queue_event("plugin.disabled", plugin_event(*slot));
-    tool_registry.remove_plugin_tools(slot->manifest.id);
+    tool_registry.remove_plugin_tools(slot->id);
     auto gen = slot->current.exchange(nullptr);
     if (gen) gen->hooks_active->store(false);
     retire(std::move(gen), was_enabled);
     set_state(*slot, PluginState::unloaded);
-    log(LogLevel::info, slot->manifest.id, "unloaded");
+    log(LogLevel::info, slot->id, "unloaded");
     queue_event("plugin.unloaded", plugin_event(*slot));
     return ok();
   }
@@ -563,8 +578,8 @@ struct Manager::Impl final : ManagerCore {
     auto loaded = load_manifest(slot->manifest.file);
     if (!loaded) return std::move(loaded).error();
     auto& m = loaded->manifest;
-    if (m.id != slot->manifest.id)
-      return Error{ErrorCode::conflict, fmt::format("{}: the id changed from '{}' to '{}'; unload and load instead", m.file.string(), slot->manifest.id, m.id)};
+    if (m.id != slot->id)
+      return Error{ErrorCode::conflict, fmt::format("{}: the id changed from '{}' to '{}'; unload and load instead", m.file.string(), slot->id, m.id)};
     for (const auto& d : dependents_of(id, false))
       for (const auto& dep : d->manifest.dependencies)
         if (dep.id == id && !dep.versions.contains(m.version))
@@ -614,8 +629,7 @@ struct Manager::Impl final : ManagerCore {
       ++slot->reloads;
       slot->last_error.reset();
     }
-    if (m.limits.max_concurrency && !slot->concurrency)
-      slot->concurrency = std::make_unique<std::counting_semaphore<>>(*m.limits.max_concurrency);
+    slot->apply_limits(m.limits);
     retire(std::move(old), enabled);
     log(LogLevel::info, id, fmt::format("reloaded: version {} (generation {})", m.version.to_string(), gen->number));
     auto p = plugin_event(*slot);

@@ -22,6 +22,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -257,22 +258,32 @@ class Plugin {
     tools_.emplace_back(std::move(name));
     return tools_.back();
   }
-  // Add a tool while running (after on_load).
+  // Add a tool while running (after on_load). Thread-safe with calls in flight.
   void publish_tool(ToolBuilder builder) {
     auto text = json::serialize(builder.spec());
-    tools_.push_back(std::move(builder));
+    {
+      std::lock_guard lock(mutex_);
+      if (find_tool_locked(builder.name())) throw Error(XCORE_E_ALREADY_EXISTS, "tool '" + std::string(builder.name()) + "' exists");
+      tools_.push_back(std::move(builder));
+    }
     detail::StringSink err;
     auto status = host_.raw()->register_tool(host_.raw()->host, detail::str(text), &err.sink);
     if (status != XCORE_OK) {
+      std::lock_guard lock(mutex_);
       tools_.pop_back();
       throw Error(status, err.text);
     }
   }
   // Subscribe to a hook. Returning a non-null value contributes a result; throw Veto to veto.
   void on_hook(std::string hook, HookFn fn, std::int32_t band = XCORE_BAND_NORMAL, std::int32_t priority = 0) {
-    hooks_.push_back({std::move(hook), std::move(fn), band, priority, 0});
+    HookSlot* slot;
+    {
+      std::lock_guard lock(mutex_);
+      hooks_.push_back({std::move(hook), std::move(fn), band, priority, 0});
+      slot = &hooks_.back();
+    }
     // In the constructor the host is not bound yet: on_load subscribes what was declared there.
-    if (host_.raw()) subscribe(hooks_.back());
+    if (host_.raw()) subscribe(*slot);
   }
 
  private:
@@ -315,13 +326,19 @@ class Plugin {
     if (status != XCORE_OK) throw Error(status, "cannot subscribe to hook '" + s.hook + "': " + err.text);
   }
 
-  const ToolBuilder* find_tool(std::string_view name) const {
+  const ToolBuilder* find_tool_locked(std::string_view name) const {
     for (const auto& t : tools_)
       if (t.name() == name) return &t;
     return nullptr;
   }
+  // List nodes never move and tools are never removed, so the pointer stays valid after the lock.
+  const ToolBuilder* find_tool(std::string_view name) const {
+    std::lock_guard lock(mutex_);
+    return find_tool_locked(name);
+  }
 
   Host host_;
+  mutable std::mutex mutex_;      // guards the two lists against publish_tool/on_hook at run time
   std::list<ToolBuilder> tools_;  // list: references handed out by tool() stay valid
   std::list<HookSlot> hooks_;     // list: the C side holds pointers to slots
 };
@@ -365,8 +382,13 @@ struct Adapter {
   static std::int32_t on_load(void* p, xcore_str config, xcore_sink* err) {
     return guard(err, [&] {
       Plugin* pl = self(p);
-      for (auto& h : pl->hooks_)
-        if (h.id == 0) pl->subscribe(h);  // hooks declared in the constructor
+      std::vector<Plugin::HookSlot*> pending;
+      {
+        std::lock_guard lock(pl->mutex_);
+        for (auto& h : pl->hooks_)
+          if (h.id == 0) pending.push_back(&h);  // hooks declared in the constructor
+      }
+      for (auto* h : pending) pl->subscribe(*h);
       auto cfg = detail::parse_or_empty(config);
       pl->on_load(cfg.as_object());
     });
@@ -383,6 +405,7 @@ struct Adapter {
   static std::int32_t list_tools(void* p, xcore_sink* out) {
     return guard(out, [&] {
       json::array a;
+      std::lock_guard lock(self(p)->mutex_);
       for (const auto& t : self(p)->tools_) a.push_back(t.spec());
       detail::write(out, json::serialize(a));
     });
