@@ -31,8 +31,8 @@ enum class PluginState : std::uint8_t { discovered, loaded, enabled, disabled, u
 std::string_view to_string(PluginState s) noexcept;
 
 struct PluginStats {
-  std::uint64_t calls = 0;   // tool calls and actions that reached the plugin
-  std::uint64_t errors = 0;
+  std::uint64_t calls = 0;   // tool calls and actions that reached the plugin (tool calls since it was loaded)
+  std::uint64_t errors = 0;  // failed calls and tool results marked isError
   std::uint64_t in_flight = 0;
   double total_seconds = 0;
   double max_seconds = 0;

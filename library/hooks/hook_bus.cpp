@@ -1,5 +1,7 @@
 #include <xcore/hooks.hpp>
 
+#include "core/shared_cell.hpp"
+
 #include <algorithm>
 #include <deque>
 #include <fmt/format.h>
@@ -44,7 +46,7 @@ struct HookChain {
 struct HookChannel {
   HookSpec spec;
   bool defined = false;
-  std::atomic<std::shared_ptr<const HookChain>> chain{std::make_shared<const HookChain>()};
+  SharedCell<const HookChain> chain{std::make_shared<const HookChain>()};
   std::atomic<std::uint64_t> calls{0};
   std::atomic<std::uint64_t> failures{0};
   std::mutex history_mutex;
@@ -339,7 +341,7 @@ std::size_t HookBus::unsubscribe_owner(std::string_view owner) noexcept {
 bool HookBus::has_subscribers(std::string_view hook) const noexcept {
   HookChannel* ch = state_->find(hook);
   if (!ch) return false;
-  auto chain = ch->chain.load(std::memory_order_acquire);
+  auto chain = ch->chain.load();
   return !chain->handlers.empty() || !chain->wrappers.empty() || ch->spec.historic;
 }
 
@@ -359,7 +361,7 @@ HookOutcome HookBus::emit(std::string_view hook, const json::value& payload, std
     ch->history.emplace_back(payload, std::string(tenant));
     while (ch->history.size() > ch->spec.history_limit) ch->history.pop_front();
   }
-  auto chain = ch->chain.load(std::memory_order_acquire);
+  auto chain = ch->chain.load();
   if (chain->handlers.empty() && chain->wrappers.empty()) return {};
   HookEvent ev{ch->spec.name, payload, tenant};
   Emitter em{*ch, *chain, ev};

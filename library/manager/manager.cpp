@@ -13,6 +13,7 @@
 #include <shared_mutex>
 #include <unordered_map>
 
+#include "core/shared_cell.hpp"
 #include "json-schema/json_schema.hpp"
 #include "manager/folder_watcher.hpp"
 #include "manager/generation.hpp"
@@ -62,9 +63,9 @@ struct PluginSlot {
   std::uint64_t generations = 0;
   std::uint64_t reloads = 0;
 
-  std::atomic<std::shared_ptr<Generation>> current;
+  SharedCell<Generation> current;
   std::atomic<bool> enabled{false};
-  std::atomic<std::shared_ptr<ConcurrencyLimit>> limit;
+  SharedCell<ConcurrencyLimit> limit;
 
   void apply_limits(const PluginLimits& l) {
     auto cur = limit.load();
@@ -237,20 +238,22 @@ struct Manager::Impl final : ManagerCore {
   // so a failed enter on a generation that is no longer current just retries on the new one.
   Result<GenerationLease> acquire(PluginSlot& slot) {
     for (int attempt = 0; attempt < 16; ++attempt) {
-      auto gen = slot.current.load(std::memory_order_acquire);
+      auto gen = slot.current.load();
       if (!gen) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not loaded", slot.id)};
       if (gen->enter()) return GenerationLease(std::move(gen));
-      if (slot.current.load(std::memory_order_acquire) == gen)
+      if (slot.current.load() == gen)
         return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is being unloaded", slot.id)};
     }
     return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is reloading too often to serve calls", slot.id)};
   }
 
+  // `timed`: record calls and latency in the plugin's stats. Tool calls pass false: the registry already
+  // times them, and info() adds the plugin's tool metrics in (clock reads are not free on a VM).
   template <class T, class F>
-  Result<T> with_plugin(PluginSlot& slot, const CallContext& ctx, F&& call) {
+  Result<T> with_plugin(PluginSlot& slot, const CallContext& ctx, bool timed, F&& call) {
     if (!slot.enabled.load(std::memory_order_acquire))
       return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not enabled", slot.id)};
-    auto limit = slot.limit.load(std::memory_order_acquire);
+    auto limit = slot.limit.load();
     if (limit) {
       // Wait for a free place until the call's deadline (or briefly, without one).
       auto until = ctx.deadline ? std::chrono::steady_clock::now() + (*ctx.deadline - std::chrono::system_clock::now())
@@ -267,7 +270,7 @@ struct Manager::Impl final : ManagerCore {
     } release{limit.get()};
     XCORE_ASSIGN_OR_RETURN(auto lease, acquire(slot));
     slot.in_flight.fetch_add(1, std::memory_order_relaxed);
-    auto t0 = std::chrono::steady_clock::now();
+    auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     Result<T> r = [&]() -> Result<T> {
       // A manifest timeout becomes the deadline the plugin sees, unless the caller set an earlier one.
       if (auto t = lease->manifest.limits.timeout) {
@@ -280,9 +283,7 @@ struct Manager::Impl final : ManagerCore {
       }
       return call(*lease, ctx);
     }();
-    bool error = !r.ok();
-    if constexpr (std::is_same_v<T, ToolResult>) error = error || r->is_error;
-    slot.record(elapsed_ns(t0), error);
+    if (timed) slot.record(elapsed_ns(t0), !r.ok());
     slot.in_flight.fetch_sub(1, std::memory_order_relaxed);
     return r;
   }
@@ -291,7 +292,7 @@ struct Manager::Impl final : ManagerCore {
     return [this, weak = std::weak_ptr<PluginSlot>(slot), tool_name](const json::value& args, const CallContext& ctx) -> Result<ToolResult> {
       auto s = weak.lock();
       if (!s) return Error{ErrorCode::unavailable, "the plugin is gone"};
-      return with_plugin<ToolResult>(*s, ctx, [&](Generation& g, const CallContext& c) { return g.runner->call_tool(tool_name, args, c); });
+      return with_plugin<ToolResult>(*s, ctx, false, [&](Generation& g, const CallContext& c) { return g.runner->call_tool(tool_name, args, c); });
     };
   }
 
@@ -302,7 +303,7 @@ struct Manager::Impl final : ManagerCore {
     if (ctx.cancel.stop_requested()) return Error{ErrorCode::cancelled, "the call was cancelled"};
     if (ctx.deadline && std::chrono::system_clock::now() >= *ctx.deadline)
       return Error{ErrorCode::timeout, fmt::format("deadline passed before action '{}/{}' started", plugin, action)};
-    return with_plugin<json::value>(*slot, ctx, [&](Generation& g, const CallContext& c) { return g.runner->handle(action, params, c); });
+    return with_plugin<json::value>(*slot, ctx, true, [&](Generation& g, const CallContext& c) { return g.runner->handle(action, params, c); });
   }
 
   // ---- tools of a generation -------------------------------------------------------------------------
@@ -683,11 +684,21 @@ struct Manager::Impl final : ManagerCore {
       i.stats.reloads = s.reloads;
     }
     for (const auto& d : dependents_of(s.manifest.id, false)) i.dependents.push_back(d->manifest.id);
+    // Actions are counted here; tool calls in the registry's per-tool metrics.
     i.stats.calls = s.calls.load();
     i.stats.errors = s.errors.load();
     i.stats.in_flight = s.in_flight.load();
     i.stats.total_seconds = static_cast<double>(s.total_ns.load()) * 1e-9;
     i.stats.max_seconds = static_cast<double>(s.max_ns.load()) * 1e-9;
+    ToolFilter mine;
+    mine.plugin = s.id;
+    mine.include_disabled = true;
+    for (const auto& t : tool_registry.list(mine)) {
+      i.stats.calls += t.metrics.calls;
+      i.stats.errors += t.metrics.errors;
+      i.stats.total_seconds += t.metrics.total_seconds;
+      i.stats.max_seconds = std::max(i.stats.max_seconds, t.metrics.max_seconds);
+    }
     return i;
   }
 

@@ -66,9 +66,16 @@ inline std::string_view view(xcore_str s) { return {s.data ? s.data : "", s.size
 inline void write(xcore_sink* sink, std::string_view s) {
   if (sink && sink->append) sink->append(sink->ctx, s.data(), s.size());
 }
+// Parses with a per-thread parser whose internal stack is reused across calls. Throws on bad JSON.
+inline json::value parse(std::string_view text, json::storage_ptr sp = {}) {
+  thread_local json::parser parser;
+  parser.reset(std::move(sp));
+  parser.write(text);
+  return parser.release();
+}
 inline json::value parse_or_empty(xcore_str s, json::storage_ptr sp = {}) {
   if (s.size == 0) return json::object(sp);
-  return json::parse(view(s), sp);
+  return parse(view(s), std::move(sp));
 }
 // Per-call scratch memory: a call's arguments and whatever the handler builds from them live in a stack
 // buffer, released at once when the answer has been written. Declare it before the values that use it.
@@ -424,7 +431,7 @@ struct Adapter {
   static std::int32_t handle(void* p, xcore_str action, xcore_str params, const xcore_call_context* ctx, xcore_sink* out) {
     return guard(out, [&] {
       detail::CallArena arena;
-      json::value prm = params.size ? json::parse(detail::view(params), arena.storage()) : json::value();
+      json::value prm = params.size ? detail::parse(detail::view(params), arena.storage()) : json::value();
       json::value r = self(p)->handle(detail::view(action), prm, Context(ctx));
       detail::write(out, json::serialize(r));
     });
