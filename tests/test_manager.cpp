@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <fstream>
 #include <thread>
 
 using namespace xcore;
@@ -401,4 +402,38 @@ TEST_CASE("a reload applies the new manifest's limits") {
   CHECK(h->call_tool("version", J("{}")).ok());  // a second place now
   release.request_stop();
   caller.join();
+}
+
+namespace {
+// How many of the process's mappings come from files under `dir`.
+int mappings_under(const fs::path& dir) {
+  std::ifstream maps("/proc/self/maps");
+  int n = 0;
+  for (std::string line; std::getline(maps, line);)
+    if (line.find(dir.string()) != std::string::npos) ++n;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("unload and reload really unmap the old code (nothing pins a plugin in memory)") {
+  Host h({test_plugins() / "probe", example_plugins() / "core"});
+  REQUIRE(h->enable("probe").ok());
+  REQUIRE(h->enable("core").ok());
+  // Exercise every path that runs plugin code, so nothing it might leave behind goes unnoticed.
+  REQUIRE(h->call_tool("version", J("{}")).ok());
+  REQUIRE(h->call_tool("core.echo", J(R"({"a":1})")).ok());
+  REQUIRE(h->call_action("probe", "config", J("{}")).ok());
+  CHECK(mappings_under(h.shadow) > 0);
+  for (int i = 0; i < 3; ++i) REQUIRE(h->reload("probe").ok());
+  REQUIRE(h->unload("probe").ok());
+  REQUIRE(h->unload("core").ok());
+  CHECK(mappings_under(h.shadow) == 0);
+}
+
+TEST_CASE("a plugin that glibc keeps mapped after unload is reported") {
+  Host h({test_plugins() / "pinned"});
+  REQUIRE(h->enable("pinned").ok());
+  REQUIRE(h->call_tool("touch", J("{}")).ok());
+  REQUIRE(h->unload("pinned").ok());
+  CHECK(h.log.contains("plugin 'pinned' stays mapped after unload"));
 }

@@ -4,6 +4,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
+#include <dlfcn.h>
 #include <fmt/format.h>
 
 #include "runners/abi_codec.hpp"
@@ -32,7 +33,20 @@ class InProcessRunner final : public Runner {
 
   ~InProcessRunner() override {
     if (self_ && api_->destroy) api_->destroy(self_);
-    // lib_ unmaps the code after this.
+    auto path = lib_.location();
+    lib_.unload();
+    // glibc keeps a library mapped when it holds thread_local objects with destructors or
+    // STB_GNU_UNIQUE symbols (built without -fno-gnu-unique). Reload still works, because every
+    // generation loads from its own copy, but the old code stays in memory: say so.
+    if (void* still = ::dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
+      ::dlclose(still);
+      try {
+        services_.log(LogLevel::warn, fmt::format("plugin '{}' stays mapped after unload (thread_local objects with destructors, "
+                                                  "or built without -fno-gnu-unique); its memory is not returned",
+                                                  id_));
+      } catch (...) {
+      }
+    }
   }
 
   Result<void> create() {

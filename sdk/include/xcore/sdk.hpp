@@ -66,9 +66,12 @@ inline std::string_view view(xcore_str s) { return {s.data ? s.data : "", s.size
 inline void write(xcore_sink* sink, std::string_view s) {
   if (sink && sink->append) sink->append(sink->ctx, s.data(), s.size());
 }
-// Parses with a per-thread parser whose internal stack is reused across calls. Throws on bad JSON.
+// Parses with the parser's scratch memory on the stack. Throws on bad JSON.
+// Never a thread_local here: a thread-local object with a destructor in a plugin makes glibc keep the
+// plugin mapped until the thread exits, so it could never be unloaded or hot-reloaded.
 inline json::value parse(std::string_view text, json::storage_ptr sp = {}) {
-  thread_local json::parser parser;
+  unsigned char scratch[1024];
+  json::parser parser(json::storage_ptr(), json::parse_options(), scratch, sizeof(scratch));
   parser.reset(std::move(sp));
   parser.write(text);
   return parser.release();
