@@ -16,6 +16,25 @@ PAIRS = [
 ]
 
 
+NOTES = """
+Baselines:
+- `BM_DirectEcho`: echo's work as a plain C++ call (wrap the arguments as a structured result), no registry.
+- `BM_DirectCalls/N`: the same N handlers called in a loop through `std::function`, no bus.
+- `BM_RawDlopenCore` / `BM_RawDlopenProbe`: the file work the Manager does per load (copy the binary to a
+  fresh private path), then dlopen + dlsym + dlclose of that same binary.
+
+Reading them:
+- A plugin call crosses the C ABI as JSON text: the arguments are serialized and parsed once each way, and
+  so is the result. That, not the registry, is most of `BM_PluginEcho` (see `perf` of the benchmark).
+- `BM_RegistryHostEcho` is dominated by valijson (its visitor copies its context per property); a schema
+  that only says "an object" skips it, which is why the plugin echo is not much slower than the host one.
+- `BM_PluginEchoAudited`: every plugin hook handler gets the payload as JSON text, and `tool.after_call`
+  carries the whole result; two plugin handlers per call cost about 3 us each.
+- The machine is a shared 2-core VM: medians move by about 10% between runs. Debian's libbenchmark is
+  itself a debug build (it prints a warning); that does not affect the code being measured.
+"""
+
+
 def fmt(ns):
     if ns >= 1e6:
         return f"{ns / 1e6:.2f} ms"
@@ -45,6 +64,7 @@ def main():
             continue
         ratio = medians[name] / medians[base] if medians[base] > 0 else float("nan")
         print(f"| {what} (`{name}`) | {fmt(medians[name])} | `{base}` | {fmt(medians[base])} | {ratio:.1f}x | {target} |")
+    print(NOTES)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,7 @@
 #   REPS=9 bench/run.sh     more repetitions on a noisy machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/env.sh
-bash scripts/install-deps.sh
-cmake --preset default >/dev/null
-cmake --build --preset default >/dev/null
+bash scripts/build.sh default >/dev/null
 reps=${REPS:-5}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

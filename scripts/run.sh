@@ -2,10 +2,7 @@
 # Sets everything up, builds, and runs the example host: it loads the example plugins and calls their tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/env.sh
-bash scripts/install-deps.sh
-cmake --preset default >/dev/null
-cmake --build --preset default
+bash scripts/build.sh default
 mkdir -p var/files
 echo "hello from xcore" > var/files/hello.txt
 exec build/examples/host/example-host build/plugins var/files

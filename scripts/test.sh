@@ -5,17 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-bash scripts/install-deps.sh
 
-cmake --preset default >/dev/null
-cmake --build --preset default
+bash scripts/build.sh default
 ctest --preset default
 
 if [[ "${XCORE_SKIP_SANITIZERS:-0}" != 1 ]]; then
-  cmake --preset asan >/dev/null
-  cmake --build --preset asan
+  bash scripts/build.sh asan
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --preset asan
-  cmake --preset tsan >/dev/null
-  cmake --build --preset tsan
+  bash scripts/build.sh tsan
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --preset tsan
 fi

@@ -45,6 +45,30 @@ struct Host {
 
 int version_of(const Result<ToolResult>& r) { return static_cast<int>(r->structured.at("version").as_int64()); }
 
+// Keeps one call of probe's "hold" tool running inside the plugin until release() (or destruction).
+class HeldCall {
+ public:
+  explicit HeldCall(Host& h) : host_(h), thread_([this] {
+    CallContext ctx;
+    ctx.cancel = stop_.get_token();
+    result_ = host_->call_tool("hold", J("{}"), ctx);
+  }) {
+    while (host_->health("probe")->at("held") != 1) std::this_thread::yield();
+  }
+  ~HeldCall() { release(); }
+  const Result<ToolResult>& release() {
+    stop_.request_stop();
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+
+ private:
+  Host& host_;
+  std::stop_source stop_;
+  Result<ToolResult> result_ = Error{};
+  std::thread thread_;
+};
+
 }  // namespace
 
 TEST_CASE("lifecycle: discovered -> loaded -> enabled <-> disabled -> unloaded, and back") {
@@ -294,14 +318,7 @@ TEST_CASE("a failed reload keeps the old version serving") {
 TEST_CASE("unload waits for calls in flight, while new calls are refused at once") {
   Host h({test_plugins() / "probe"});
   REQUIRE(h->enable("probe").ok());
-  std::stop_source release;
-  Result<ToolResult> held = Error{};
-  std::thread caller([&] {
-    CallContext ctx;
-    ctx.cancel = release.get_token();
-    held = h->call_tool("hold", J("{}"), ctx);
-  });
-  while (h->health("probe")->at("held") != 1) std::this_thread::yield();
+  HeldCall held(h);
 
   std::atomic<bool> unloaded = false;
   std::thread unloader([&] {
@@ -312,11 +329,10 @@ TEST_CASE("unload waits for calls in flight, while new calls are refused at once
   while (h->call_tool("version", J("{}")).ok()) std::this_thread::yield();
   // ...but it cannot finish while the held call runs in the plugin's code.
   CHECK(!unloaded);
-  release.request_stop();
-  caller.join();
+  const auto& result = held.release();
   unloader.join();
-  REQUIRE(held.ok());
-  CHECK(held->structured.at("released") == true);
+  REQUIRE(result.ok());
+  CHECK(result->structured.at("released") == true);
   CHECK(h.state("probe") == PluginState::unloaded);
 }
 
@@ -326,18 +342,11 @@ TEST_CASE("a concurrency limit refuses calls beyond it instead of queueing forev
   write_file(manifest, "id: probe\nversion: 1.0.0\nentry: libprobe.so\nlimits: {max_concurrency: 1}\n");
   h->discover();
   REQUIRE(h->enable("probe").ok());
-  std::stop_source release;
-  std::thread caller([&] {
-    CallContext ctx;
-    ctx.cancel = release.get_token();
-    (void)h->call_tool("hold", J("{}"), ctx);
-  });
-  while (h->health("probe")->at("held") != 1) std::this_thread::yield();
+  HeldCall held(h);
   auto r = h->call_tool("version", J("{}"));
   REQUIRE(!r.ok());
   CHECK(r.error().code == ErrorCode::resource_exhausted);
-  release.request_stop();
-  caller.join();
+  held.release();
   CHECK(h->call_tool("version", J("{}")).ok());
 }
 
@@ -392,16 +401,8 @@ TEST_CASE("a reload applies the new manifest's limits") {
   REQUIRE(h->enable("probe").ok());
   write_file(manifest, "id: probe\nversion: 1.0.0\nentry: libprobe.so\nlimits: {max_concurrency: 2}\n");
   REQUIRE(h->reload("probe").ok());
-  std::stop_source release;
-  std::thread caller([&] {
-    CallContext ctx;
-    ctx.cancel = release.get_token();
-    (void)h->call_tool("hold", J("{}"), ctx);
-  });
-  while (h->health("probe")->at("held") != 1) std::this_thread::yield();
+  HeldCall held(h);
   CHECK(h->call_tool("version", J("{}")).ok());  // a second place now
-  release.request_stop();
-  caller.join();
 }
 
 namespace {

@@ -1,6 +1,7 @@
 #include <xcore/hooks.hpp>
 
 #include "core/shared_cell.hpp"
+#include "core/string_map.hpp"
 
 #include <algorithm>
 #include <deque>
@@ -53,14 +54,9 @@ struct HookChannel {
   std::deque<std::pair<json::value, std::string>> history;  // payload, tenant
 };
 
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-
 struct HookBusState {
   mutable std::shared_mutex mutex;  // guards the maps; channels themselves are never removed
-  std::unordered_map<std::string, std::unique_ptr<HookChannel>, StringHash, std::equal_to<>> channels;
+  StringMap<std::unique_ptr<HookChannel>> channels;
   std::unordered_map<std::uint64_t, HookChannel*> by_id;
   std::uint64_t next_id = 1;
 

@@ -13,7 +13,9 @@
 #include <shared_mutex>
 #include <unordered_map>
 
+#include "core/call_metrics.hpp"
 #include "core/shared_cell.hpp"
+#include "core/string_map.hpp"
 #include "json-schema/json_schema.hpp"
 #include "manager/folder_watcher.hpp"
 #include "manager/generation.hpp"
@@ -73,24 +75,11 @@ struct PluginSlot {
     else if (!cur || cur->max != *l.max_concurrency) limit.store(std::make_shared<ConcurrencyLimit>(*l.max_concurrency));
   }
 
-  std::atomic<std::uint64_t> calls{0}, errors{0}, in_flight{0}, total_ns{0}, max_ns{0};
-
-  void record(std::uint64_t ns, bool error) {
-    calls.fetch_add(1, std::memory_order_relaxed);
-    if (error) errors.fetch_add(1, std::memory_order_relaxed);
-    total_ns.fetch_add(ns, std::memory_order_relaxed);
-    auto prev = max_ns.load(std::memory_order_relaxed);
-    while (ns > prev && !max_ns.compare_exchange_weak(prev, ns, std::memory_order_relaxed)) {
-    }
-  }
+  CallMetrics actions;  // tool calls are counted by the registry
+  std::atomic<std::uint64_t> in_flight{0};
 };
 
 using SlotPtr = std::shared_ptr<PluginSlot>;
-
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
 
 }  // namespace
 
@@ -102,7 +91,7 @@ struct Manager::Impl final : ManagerCore {
 
   std::recursive_mutex ops;  // serializes lifecycle operations (recursive: dependencies recurse)
   mutable std::shared_mutex catalogue_mutex;
-  std::unordered_map<std::string, SlotPtr, StringHash, std::equal_to<>> catalogue;
+  StringMap<SlotPtr> catalogue;
   std::atomic<std::uint64_t> shadow_counter{0};
 
   // Lifecycle events are emitted after the operation let go of `ops`, so a handler may call back in.
@@ -283,7 +272,7 @@ struct Manager::Impl final : ManagerCore {
       }
       return call(*lease, ctx);
     }();
-    if (timed) slot.record(elapsed_ns(t0), !r.ok());
+    if (timed) slot.actions.record(elapsed_ns(t0), !r.ok());
     slot.in_flight.fetch_sub(1, std::memory_order_relaxed);
     return r;
   }
@@ -519,6 +508,16 @@ struct Manager::Impl final : ManagerCore {
     return ok();
   }
 
+  // A plugin others depend on is not disabled or unloaded under them unless the caller asks for a cascade.
+  static Result<void> refuse_unless_cascade(std::string_view id, const std::vector<SlotPtr>& dependents, bool cascade,
+                                            std::string_view state, std::string_view verb) {
+    if (dependents.empty() || cascade) return ok();
+    std::string names;
+    for (const auto& d : dependents) names += (names.empty() ? "" : ", ") + d->id;
+    return Error{ErrorCode::conflict, fmt::format("plugin '{}' is required by {} plugins: {}; {} them first or ask for a cascade",
+                                                  id, state, names, verb)};
+  }
+
   Result<void> disable_locked(std::string_view id, bool cascade) {
     auto slot = find(id);
     if (!slot) return no_such_plugin(id);
@@ -527,12 +526,8 @@ struct Manager::Impl final : ManagerCore {
       return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}, not enabled", id, to_string(slot->state))};
     }
     auto deps = dependents_of(id, true);
-    if (!deps.empty() && !cascade) {
-      std::string names;
-      for (const auto& d : deps) names += (names.empty() ? "" : ", ") + d->manifest.id;
-      return Error{ErrorCode::conflict, fmt::format("plugin '{}' is required by enabled plugins: {}; disable them first or ask for a cascade", id, names)};
-    }
-    for (const auto& d : deps) XCORE_TRY(disable_locked(d->manifest.id, true));
+    XCORE_TRY(refuse_unless_cascade(id, deps, cascade, "enabled", "disable"));
+    for (const auto& d : deps) XCORE_TRY(disable_locked(d->id, true));
     // Stop answering first, then tell the plugin.
     slot->enabled.store(false, std::memory_order_release);
     tool_registry.set_plugin_enabled(slot->id, false);
@@ -552,12 +547,8 @@ struct Manager::Impl final : ManagerCore {
       return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}, not loaded", id, to_string(slot->state))};
     }
     auto deps = dependents_of(id, false);
-    if (!deps.empty() && !cascade) {
-      std::string names;
-      for (const auto& d : deps) names += (names.empty() ? "" : ", ") + d->manifest.id;
-      return Error{ErrorCode::conflict, fmt::format("plugin '{}' is required by loaded plugins: {}; unload them first or ask for a cascade", id, names)};
-    }
-    for (const auto& d : deps) XCORE_TRY(unload_locked(d->manifest.id, true));
+    XCORE_TRY(refuse_unless_cascade(id, deps, cascade, "loaded", "unload"));
+    for (const auto& d : deps) XCORE_TRY(unload_locked(d->id, true));
     bool was_enabled = slot->state == PluginState::enabled;
     slot->enabled.store(false, std::memory_order_release);
     if (was_enabled) queue_event("plugin.disabled", plugin_event(*slot));
@@ -685,11 +676,12 @@ struct Manager::Impl final : ManagerCore {
     }
     for (const auto& d : dependents_of(s.manifest.id, false)) i.dependents.push_back(d->manifest.id);
     // Actions are counted here; tool calls in the registry's per-tool metrics.
-    i.stats.calls = s.calls.load();
-    i.stats.errors = s.errors.load();
+    auto a = s.actions.snapshot();
+    i.stats.calls = a.calls;
+    i.stats.errors = a.errors;
     i.stats.in_flight = s.in_flight.load();
-    i.stats.total_seconds = static_cast<double>(s.total_ns.load()) * 1e-9;
-    i.stats.max_seconds = static_cast<double>(s.max_ns.load()) * 1e-9;
+    i.stats.total_seconds = a.total_seconds;
+    i.stats.max_seconds = a.max_seconds;
     ToolFilter mine;
     mine.plugin = s.id;
     mine.include_disabled = true;

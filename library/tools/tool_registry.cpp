@@ -12,49 +12,14 @@
 #include <shared_mutex>
 #include <unordered_map>
 
+#include "core/call_metrics.hpp"
 #include "core/glob.hpp"
+#include "core/string_map.hpp"
 #include "core/trace_id.hpp"
 #include "json-schema/json_schema.hpp"
 
 namespace xcore::inline v1 {
 namespace {
-
-constexpr std::array<double, 16> kBucketBounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                               0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
-
-struct AtomicMetrics {
-  std::atomic<std::uint64_t> calls{0}, errors{0}, rejected{0}, total_ns{0}, max_ns{0};
-  std::array<std::atomic<std::uint64_t>, kBucketBounds.size() + 1> buckets{};
-
-  void record(std::uint64_t ns, bool error) {
-    calls.fetch_add(1, std::memory_order_relaxed);
-    if (error) errors.fetch_add(1, std::memory_order_relaxed);
-    total_ns.fetch_add(ns, std::memory_order_relaxed);
-    auto prev = max_ns.load(std::memory_order_relaxed);
-    while (ns > prev && !max_ns.compare_exchange_weak(prev, ns, std::memory_order_relaxed)) {
-    }
-    double s = static_cast<double>(ns) * 1e-9;
-    std::size_t i = 0;
-    while (i < kBucketBounds.size() && s > kBucketBounds[i]) ++i;
-    buckets[i].fetch_add(1, std::memory_order_relaxed);
-  }
-
-  ToolMetrics snapshot() const {
-    ToolMetrics m;
-    m.calls = calls.load();
-    m.errors = errors.load();
-    m.rejected = rejected.load();
-    m.total_seconds = static_cast<double>(total_ns.load()) * 1e-9;
-    m.max_seconds = static_cast<double>(max_ns.load()) * 1e-9;
-    std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i < kBucketBounds.size(); ++i) {
-      cumulative += buckets[i].load();
-      m.buckets.push_back({kBucketBounds[i], cumulative});
-    }
-    m.buckets.push_back({std::numeric_limits<double>::infinity(), cumulative + buckets.back().load()});
-    return m;
-  }
-};
 
 struct ToolEntry {
   ToolSpec spec;
@@ -63,15 +28,10 @@ struct ToolEntry {
   ToolHandler handler;
   std::uint64_t seq = 0;
   std::atomic<bool> enabled{true};
-  std::shared_ptr<AtomicMetrics> metrics = std::make_shared<AtomicMetrics>();
+  std::shared_ptr<CallMetrics> metrics = std::make_shared<CallMetrics>();
 };
 
 using EntryPtr = std::shared_ptr<ToolEntry>;
-
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
 
 std::string qualify(const ToolSpec& s) { return s.plugin.empty() ? s.name : s.plugin + "." + s.name; }
 
@@ -95,8 +55,8 @@ Result<EntryPtr> make_entry(ToolSpec spec) {
 struct ToolRegistry::State {
   HookBus* hooks = nullptr;
   mutable std::shared_mutex mutex;
-  std::unordered_map<std::string, EntryPtr, StringHash, std::equal_to<>> by_qualified;
-  std::unordered_map<std::string, std::vector<EntryPtr>, StringHash, std::equal_to<>> by_name;  // in seq order
+  StringMap<EntryPtr> by_qualified;
+  StringMap<std::vector<EntryPtr>> by_name;  // in seq order
   std::uint64_t seq = 0;
 
   // Caller holds the lock. nullptr when nothing matches; a disabled match is returned so the caller
@@ -317,7 +277,7 @@ Result<ToolResult> ToolRegistry::invoke(std::string_view name, const json::value
   }
   if (!e) return Error{ErrorCode::not_found, fmt::format("no tool named '{}'", name)};
   auto reject = [&](Error err) -> Result<ToolResult> {
-    e->metrics->rejected.fetch_add(1, std::memory_order_relaxed);
+    e->metrics->reject();
     return err;
   };
   if (!e->enabled.load(std::memory_order_acquire))

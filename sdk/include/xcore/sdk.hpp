@@ -80,6 +80,27 @@ inline json::value parse_or_empty(xcore_str s, json::storage_ptr sp = {}) {
   if (s.size == 0) return json::object(sp);
   return parse(view(s), std::move(sp));
 }
+// Runs f at the ABI edge: every exception becomes a status and a message in `out`. A Veto is a veto only
+// where the caller is a hook handler.
+template <bool HookHandler = false, class F>
+std::int32_t guard(xcore_sink* out, F&& f) noexcept {
+  try {
+    f();
+    return XCORE_OK;
+  } catch (const Veto& v) {
+    write(out, v.what());
+    return HookHandler ? XCORE_HOOK_VETO : XCORE_E_INVALID_ARGUMENT;
+  } catch (const Error& e) {
+    write(out, e.what());
+    return e.code();
+  } catch (const std::exception& e) {
+    write(out, e.what());
+    return XCORE_E_INTERNAL;
+  } catch (...) {
+    write(out, "a non-standard exception");
+    return XCORE_E_INTERNAL;
+  }
+}
 // Per-call scratch memory: a call's arguments and whatever the handler builds from them live in a stack
 // buffer, released at once when the answer has been written. Declare it before the values that use it.
 struct CallArena {
@@ -309,24 +330,12 @@ class Plugin {
 
   static std::int32_t hook_trampoline(void* user, xcore_str hook, xcore_str payload, xcore_str tenant, xcore_sink* reply) {
     auto* slot = static_cast<HookSlot*>(user);
-    try {
-      json::value p = payload.size ? json::parse(detail::view(payload)) : json::value();
+    return detail::guard<true>(reply, [&] {
+      detail::CallArena arena;
+      json::value p = payload.size ? detail::parse(detail::view(payload), arena.storage()) : json::value();
       json::value r = slot->fn(detail::view(hook), p, detail::view(tenant));
       if (!r.is_null()) detail::write(reply, json::serialize(r));
-      return XCORE_OK;
-    } catch (const Veto& v) {
-      detail::write(reply, v.what());
-      return XCORE_HOOK_VETO;
-    } catch (const Error& e) {
-      detail::write(reply, e.what());
-      return e.code();
-    } catch (const std::exception& e) {
-      detail::write(reply, e.what());
-      return XCORE_E_INTERNAL;
-    } catch (...) {
-      detail::write(reply, "hook handler threw a non-standard exception");
-      return XCORE_E_INTERNAL;
-    }
+    });
   }
 
   void subscribe(HookSlot& s) {
@@ -360,19 +369,7 @@ struct Adapter {
 
   template <class F>
   static std::int32_t guard(xcore_sink* err, F&& f) {
-    try {
-      f();
-      return XCORE_OK;
-    } catch (const Error& e) {
-      detail::write(err, e.what());
-      return e.code();
-    } catch (const std::exception& e) {
-      detail::write(err, e.what());
-      return XCORE_E_INTERNAL;
-    } catch (...) {
-      detail::write(err, "a non-standard exception");
-      return XCORE_E_INTERNAL;
-    }
+    return detail::guard(err, std::forward<F>(f));
   }
 
   static void* create(const xcore_host_api* host, xcore_sink* err) {
