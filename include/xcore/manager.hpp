@@ -48,6 +48,9 @@ struct PluginInfo {
   json::object config;                 // as set (defaults not applied)
   std::vector<std::string> dependents; // loaded plugins that require this one
   PluginStats stats;
+  // How the loaded plugin runs: {"kind":"in_process"} or {"kind":"sandbox","pid","restarts","crashes",
+  // "last_exit","isolation":[...]}; empty when not loaded.
+  json::object runner;
 };
 
 struct DiscoveryReport {
@@ -66,6 +69,14 @@ struct ManagerOptions {
   std::map<std::string, json::object> configs;
   // How long unload/reload wait for in-flight calls before giving up on unmapping the old code.
   std::chrono::milliseconds drain_timeout{30000};
+
+  // Sandboxed plugins. plugin_host: the xcore-plugin-host executable (default: $XCORE_PLUGIN_HOST, the
+  // install location, then the build tree).
+  std::filesystem::path plugin_host;
+  std::chrono::milliseconds sandbox_call_timeout{30000};  // deadline of calls that carry none
+  unsigned crash_budget = 3;                              // crashes within crash_window, then `failed`
+  std::chrono::seconds crash_window{300};
+  std::chrono::milliseconds restart_backoff{50};          // first restart delay, doubled per recent crash
 };
 
 struct UnloadOptions {

@@ -26,6 +26,8 @@ struct PluginDependency {
 struct PluginLimits {
   std::optional<unsigned> max_concurrency;           // calls running at once; more wait, then fail
   std::optional<std::chrono::milliseconds> timeout;  // default deadline of a call (timeout_ms)
+  // Sandboxed plugins only: limits of the plugin's process.
+  std::optional<std::uint64_t> memory_mb, cpu_seconds, open_files, file_size_mb, processes;
 };
 
 struct PluginManifest {

@@ -35,6 +35,9 @@ struct ToolSpec {
   static Result<ToolSpec> from_json(const json::value& v);
   // Checks the name and that the schemas are valid JSON Schema.
   Result<void> validate() const;
+  // The MCP tool object, under `exposed_name` (default: name); xcore's own fields go in _meta.xcore,
+  // where from_json() reads them back.
+  json::object to_mcp(std::string_view exposed_name = {}) const;
 };
 
 // A call's result, compatible with MCP's CallToolResult.

@@ -147,6 +147,20 @@ Result<void> GenerationServices::unregister_tool(std::string_view name) {
   return g ? core_.tools_changed(manifest_.id, *g) : ok();
 }
 
+void GenerationServices::reset_plugin_state() {
+  drop_subscriptions();
+  bool had_tools;
+  {
+    std::lock_guard lock(mutex_);
+    had_tools = !runtime_tools_.empty();
+    runtime_tools_.clear();
+  }
+  if (had_tools)
+    if (auto g = gen_.lock()) (void)core_.tools_changed(manifest_.id, *g);
+}
+
+void GenerationServices::runner_failed(const Error& why) { core_.runner_failed(manifest_.id, why); }
+
 std::vector<ToolSpec> GenerationServices::runtime_tools() const {
   std::lock_guard lock(mutex_);
   return runtime_tools_;

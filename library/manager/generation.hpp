@@ -38,6 +38,9 @@ class GenerationServices final : public PluginServices {
   Result<void> register_tool(ToolSpec spec) override;
   Result<void> unregister_tool(std::string_view name) override;
 
+  void reset_plugin_state() override;
+  void runner_failed(const Error& why) override;
+
   void drop_subscriptions();
   std::vector<ToolSpec> runtime_tools() const;
 

@@ -21,6 +21,7 @@
 #include "manager/generation.hpp"
 #include "manager/manager_core.hpp"
 #include "runners/in_process_runner.hpp"
+#include "sandbox/sandbox_runner.hpp"
 
 namespace xcore::inline v1 {
 
@@ -329,6 +330,17 @@ struct Manager::Impl final : ManagerCore {
     return ok();
   }
 
+  void runner_failed(const std::string& plugin, const Error& why) override {
+    auto slot = find(plugin);
+    if (!slot) return;
+    // Runs on a calling thread, not under `ops`: stop answering and record; unload/reload clean up.
+    slot->enabled.store(false, std::memory_order_release);
+    tool_registry.set_plugin_enabled(plugin, false);
+    if (auto gen = slot->current.load()) gen->hooks_active->store(false);
+    (void)fail(*slot, why);
+    flush_events();
+  }
+
   Result<void> tools_changed(const std::string& plugin, Generation& gen) override {
     auto slot = find(plugin);
     if (!slot) return ok();
@@ -352,10 +364,6 @@ struct Manager::Impl final : ManagerCore {
 
   // Builds and initialises a new generation without publishing anything: on failure nothing is left.
   Result<std::shared_ptr<Generation>> start_generation(const SlotPtr& slot, const PluginManifest& m, const json::object& config) {
-    if (m.mode == PluginMode::sandboxed)
-      return Error{ErrorCode::unavailable,
-                   fmt::format("plugin '{}' asks for mode 'sandboxed', which needs the sandbox runner; this build runs trusted plugins only",
-                               m.id)};
     static const Version host_abi{XCORE_ABI_MAJOR, XCORE_ABI_MINOR, 0, {}, {}};
     if (!m.api_version.contains(host_abi))
       return Error{ErrorCode::incompatible, fmt::format("plugin '{}' accepts host ABI '{}', this host provides {}", m.id,
@@ -379,7 +387,17 @@ struct Manager::Impl final : ManagerCore {
       return Error{ErrorCode::unavailable, fmt::format("plugin '{}': cannot copy binary to {}: {}", m.id, gen->shadow.string(), ec.message())};
 
     gen->services = std::make_unique<GenerationServices>(*this, m, gen);
-    XCORE_ASSIGN_OR_RETURN(gen->runner, open_in_process(m, gen->shadow, *gen->services));
+    if (m.mode == PluginMode::sandboxed) {
+      sandbox::SandboxOptions so;
+      so.plugin_host = options.plugin_host.empty() ? sandbox::default_plugin_host() : options.plugin_host;
+      so.call_timeout = options.sandbox_call_timeout;
+      so.crash_budget = options.crash_budget;
+      so.crash_window = options.crash_window;
+      so.backoff_base = options.restart_backoff;
+      XCORE_ASSIGN_OR_RETURN(gen->runner, sandbox::open_sandboxed(m, gen->shadow, *gen->services, so));
+    } else {
+      XCORE_ASSIGN_OR_RETURN(gen->runner, open_in_process(m, gen->shadow, *gen->services));
+    }
     XCORE_TRY(gen->runner->on_load(gen->config));
     auto rest = [&]() -> Result<void> {
       XCORE_ASSIGN_OR_RETURN(gen->tools, gen->runner->list_tools());
@@ -417,10 +435,14 @@ struct Manager::Impl final : ManagerCore {
 
   // ---- lifecycle (callers hold `ops`) ---------------------------------------------------------------
 
+  // A plugin its runner gave up on still holds a generation: loading it again starts from scratch.
+  static bool failed_with_generation(PluginSlot& s) { return s.state == PluginState::failed && s.current.load() != nullptr; }
+
   Result<void> load_locked(std::string_view id, std::vector<std::string>& chain) {
     auto slot = find(id);
     if (!slot) return no_such_plugin(id);
     if (is_loaded(slot->state)) return ok();
+    if (failed_with_generation(*slot)) XCORE_TRY(unload_locked(id, true));
     if (std::find(chain.begin(), chain.end(), id) != chain.end()) {
       std::string cycle;
       for (const auto& c : chain) cycle += c + " -> ";
@@ -542,7 +564,7 @@ struct Manager::Impl final : ManagerCore {
   Result<void> unload_locked(std::string_view id, bool cascade) {
     auto slot = find(id);
     if (!slot) return no_such_plugin(id);
-    if (!is_loaded(slot->state)) {
+    if (!is_loaded(slot->state) && !failed_with_generation(*slot)) {
       if (slot->state == PluginState::failed) return ok();
       return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}, not loaded", id, to_string(slot->state))};
     }
@@ -565,6 +587,11 @@ struct Manager::Impl final : ManagerCore {
   Result<void> reload_locked(std::string_view id) {
     auto slot = find(id);
     if (!slot) return no_such_plugin(id);
+    if (failed_with_generation(*slot)) {
+      XCORE_TRY(unload_locked(id, true));
+      std::vector<std::string> chain;
+      return load_locked(id, chain);
+    }
     if (!is_loaded(slot->state))
       return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}; only a loaded plugin can be reloaded", id, to_string(slot->state))};
     auto loaded = load_manifest(slot->manifest.file);
@@ -675,6 +702,7 @@ struct Manager::Impl final : ManagerCore {
       i.stats.reloads = s.reloads;
     }
     for (const auto& d : dependents_of(s.manifest.id, false)) i.dependents.push_back(d->manifest.id);
+    if (auto gen = s.current.load(); gen && gen->runner) i.runner = gen->runner->describe();
     // Actions are counted here; tool calls in the registry's per-tool metrics.
     auto a = s.actions.snapshot();
     i.stats.calls = a.calls;

@@ -217,6 +217,16 @@ void read_limits(Checker& c, const json::object& o, PluginManifest& m) {
       if (auto n = positive(key, v)) m.limits.max_concurrency = static_cast<unsigned>(std::min<std::int64_t>(*n, 1 << 20));
     } else if (key == "timeout_ms") {
       if (auto n = positive(key, v)) m.limits.timeout = std::chrono::milliseconds(*n);
+    } else if (key == "memory_mb") {
+      m.limits.memory_mb = positive(key, v);
+    } else if (key == "cpu_seconds") {
+      m.limits.cpu_seconds = positive(key, v);
+    } else if (key == "open_files") {
+      m.limits.open_files = positive(key, v);
+    } else if (key == "file_size_mb") {
+      m.limits.file_size_mb = positive(key, v);
+    } else if (key == "processes") {
+      m.limits.processes = positive(key, v);
     } else {
       c.warn(fmt::format("limits.{}", std::string_view(key)), "unknown limit, ignored");
     }

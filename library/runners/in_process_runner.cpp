@@ -108,6 +108,8 @@ class InProcessRunner final : public Runner {
     return ToolResult::from_mcp(std::move(v));
   }
 
+  json::object describe() const override { return json::object{{"kind", "in_process"}}; }
+
   Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) override {
     if (!api_->handle) return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no actions", id_)};
     auto text = params.is_null() ? std::string() : json::serialize(params);

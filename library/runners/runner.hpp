@@ -30,6 +30,10 @@ class PluginServices {
   virtual json::object config() = 0;
   virtual Result<void> register_tool(ToolSpec spec) = 0;
   virtual Result<void> unregister_tool(std::string_view name) = 0;
+  // A sandboxed plugin's process was replaced: drop what the old one subscribed and registered.
+  virtual void reset_plugin_state() {}
+  // The runner gave up on the plugin (its crash budget is spent).
+  virtual void runner_failed(const Error& /*why*/) {}
 };
 
 class Runner {
@@ -44,6 +48,8 @@ class Runner {
   virtual Result<std::vector<ToolSpec>> list_tools() = 0;
   virtual Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) = 0;
   virtual Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) = 0;
+  // Where and how it runs, for PluginInfo::runner: {"kind": "in_process"|"sandbox", ...}.
+  virtual json::object describe() const = 0;
 };
 
 }  // namespace xcore::inline v1

@@ -235,22 +235,7 @@ std::vector<ToolInfo> ToolRegistry::list(const ToolFilter& f) const {
 
 json::array ToolRegistry::export_mcp(const ToolFilter& f) const {
   json::array out;
-  for (const auto& t : list(f)) {
-    json::object o;
-    o["name"] = t.exposed_name;
-    if (!t.spec.title.empty()) o["title"] = t.spec.title;
-    if (!t.spec.description.empty()) o["description"] = t.spec.description;
-    o["inputSchema"] = t.spec.input_schema.empty() ? json::object{{"type", "object"}} : t.spec.input_schema;
-    if (t.spec.output_schema) o["outputSchema"] = *t.spec.output_schema;
-    if (!t.spec.annotations.empty()) o["annotations"] = t.spec.annotations;
-    // xcore's own fields travel in _meta, where MCP allows extensions.
-    json::object meta;
-    if (!t.spec.category.empty()) meta["category"] = t.spec.category;
-    if (!t.spec.plugin.empty()) meta["plugin"] = t.spec.plugin;
-    if (!t.spec.competencies.empty()) meta["competencies"] = json::value_from(t.spec.competencies);
-    if (!meta.empty()) o["_meta"] = json::object{{"xcore", std::move(meta)}};
-    out.push_back(std::move(o));
-  }
+  for (const auto& t : list(f)) out.push_back(t.spec.to_mcp(t.exposed_name));
   return out;
 }
 

@@ -2,6 +2,7 @@
 #include <xcore/tools.hpp>
 
 #include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
 #include <fmt/format.h>
 
 #include "json-schema/json_schema.hpp"
@@ -54,10 +55,15 @@ Result<ToolSpec> ToolSpec::from_json(const json::value& v) {
   if (s.name.empty()) return Error{ErrorCode::invalid_argument, "a tool needs a 'name'"};
   XCORE_ASSIGN_OR_RETURN(s.title, opt_string(o, "title"));
   XCORE_ASSIGN_OR_RETURN(s.description, opt_string(o, "description"));
-  XCORE_ASSIGN_OR_RETURN(s.category, opt_string(o, "category"));
+  // xcore's fields stand at the top level (manifests) or in _meta.xcore (the MCP form).
+  const json::object* x = &o;
+  if (auto meta = o.find("_meta"); meta != o.end() && meta->value().is_object())
+    if (auto xc = meta->value().get_object().find("xcore"); xc != meta->value().get_object().end() && xc->value().is_object())
+      x = &xc->value().get_object();
+  XCORE_ASSIGN_OR_RETURN(s.category, opt_string(*x, "category"));
   XCORE_ASSIGN_OR_RETURN(s.tenant, opt_string(o, "tenant"));
-  XCORE_ASSIGN_OR_RETURN(s.competencies, opt_strings(o, "competencies"));
-  XCORE_ASSIGN_OR_RETURN(s.permissions, opt_strings(o, "permissions"));
+  XCORE_ASSIGN_OR_RETURN(s.competencies, opt_strings(*x, "competencies"));
+  XCORE_ASSIGN_OR_RETURN(s.permissions, opt_strings(*x, "permissions"));
   if (const auto* in = either(o, "inputSchema", "input_schema"); in && !in->is_null()) {
     if (!in->is_object()) return Error{ErrorCode::invalid_argument, fmt::format("tool '{}': 'inputSchema' must be an object", s.name)};
     s.input_schema = in->get_object();
@@ -71,6 +77,23 @@ Result<ToolSpec> ToolSpec::from_json(const json::value& v) {
     s.annotations = it->value().get_object();
   }
   return s;
+}
+
+json::object ToolSpec::to_mcp(std::string_view exposed_name) const {
+  json::object o;
+  o["name"] = exposed_name.empty() ? std::string_view(name) : exposed_name;
+  if (!title.empty()) o["title"] = title;
+  if (!description.empty()) o["description"] = description;
+  o["inputSchema"] = input_schema.empty() ? json::object{{"type", "object"}} : input_schema;
+  if (output_schema) o["outputSchema"] = *output_schema;
+  if (!annotations.empty()) o["annotations"] = annotations;
+  json::object meta;
+  if (!category.empty()) meta["category"] = category;
+  if (!plugin.empty()) meta["plugin"] = plugin;
+  if (!competencies.empty()) meta["competencies"] = json::value_from(competencies);
+  if (!permissions.empty()) meta["permissions"] = json::value_from(permissions);
+  if (!meta.empty()) o["_meta"] = json::object{{"xcore", std::move(meta)}};
+  return o;
 }
 
 Result<void> ToolSpec::validate() const {

@@ -1,0 +1,216 @@
+#include "jsonrpc/rpc_peer.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace xcore::inline v1::jsonrpc {
+
+RpcPeer::RpcPeer(int read_fd, int write_fd, Options options)
+    : read_fd_(read_fd), write_fd_(write_fd), wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), options_(options) {
+  ::fcntl(read_fd_, F_SETFL, ::fcntl(read_fd_, F_GETFL) | O_NONBLOCK);
+  ::fcntl(write_fd_, F_SETFL, ::fcntl(write_fd_, F_GETFL) | O_NONBLOCK);
+}
+
+RpcPeer::~RpcPeer() {
+  close(Error{ErrorCode::unavailable, "connection shut down"});
+  if (reader_.joinable()) reader_.join();
+  {
+    std::lock_guard lock(workers_mutex_);
+    stopping_ = true;
+  }
+  work_ready_.notify_all();
+  for (auto& w : workers_) w.join();
+  ::close(read_fd_);
+  if (write_fd_ != read_fd_) ::close(write_fd_);
+  ::close(wake_fd_);
+}
+
+void RpcPeer::start(RequestHandler on_request, NotificationHandler on_notification, ClosedHandler on_closed) {
+  on_request_ = std::move(on_request);
+  on_notification_ = std::move(on_notification);
+  on_closed_ = std::move(on_closed);
+  reader_ = std::thread([this] { reader_loop(); });
+}
+
+bool RpcPeer::closed() const {
+  std::lock_guard lock(mutex_);
+  return closed_;
+}
+
+void RpcPeer::close(Error why) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    closed_ = true;
+    close_reason_ = why;
+  }
+  std::uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+  fail_all(why);
+}
+
+void RpcPeer::fail_all(const Error& why) {
+  std::lock_guard lock(mutex_);
+  for (auto& [id, p] : pending_) {
+    p->done = true;
+    p->result = why;
+  }
+  pending_.clear();
+  answered_.notify_all();
+}
+
+Result<void> RpcPeer::write_line(const std::string& line, Clock::time_point deadline) {
+  std::lock_guard lock(write_mutex_);
+  std::size_t done = 0;
+  while (done < line.size()) {
+    ssize_t n = ::write(write_fd_, line.data() + done, line.size() - done);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) return Error{ErrorCode::plugin_crashed, fmt::format("write failed: {}", std::strerror(errno))};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return Error{ErrorCode::timeout, "the other side stopped reading"};
+    pollfd p{write_fd_, POLLOUT, 0};
+    ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
+    if (p.revents & (POLLERR | POLLHUP)) return Error{ErrorCode::plugin_crashed, "the other side closed its input"};
+  }
+  return ok();
+}
+
+Result<json::value> RpcPeer::call(std::string_view method, const json::value& params, std::optional<Clock::time_point> deadline) {
+  auto p = std::make_shared<Pending>();
+  std::uint64_t id;
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return close_reason_;
+    id = next_id_++;
+    pending_[id] = p;
+  }
+  auto write_deadline = Clock::now() + options_.write_timeout;
+  if (deadline && *deadline < write_deadline) write_deadline = *deadline;
+  if (auto w = write_line(request(json::value(id), method, params), write_deadline); !w) {
+    std::lock_guard lock(mutex_);
+    pending_.erase(id);
+    return std::move(w).error();
+  }
+  std::unique_lock lock(mutex_);
+  auto done = [&] { return p->done; };
+  if (deadline) {
+    if (!answered_.wait_until(lock, *deadline, done)) {
+      pending_.erase(id);  // a late answer now finds no one and is dropped
+      return Error{ErrorCode::timeout, fmt::format("no answer to '{}' before the deadline", method)};
+    }
+  } else {
+    answered_.wait(lock, done);
+  }
+  return std::move(p->result);
+}
+
+Result<void> RpcPeer::notify(std::string_view method, const json::value& params) {
+  if (closed()) return Error{ErrorCode::unavailable, "connection closed"};
+  return write_line(notification(method, params), Clock::now() + options_.write_timeout);
+}
+
+void RpcPeer::reader_loop() {
+  std::string buffer;
+  char chunk[64 * 1024];
+  Error why{ErrorCode::plugin_crashed, "the other side closed the connection"};
+  for (;;) {
+    pollfd fds[2] = {{read_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      why = Error{ErrorCode::internal, fmt::format("poll failed: {}", std::strerror(errno))};
+      break;
+    }
+    if (fds[1].revents) return;  // close() was called: it already failed the pending calls
+    ssize_t n = ::read(read_fd_, chunk, sizeof(chunk));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n <= 0) break;
+    buffer.append(chunk, static_cast<std::size_t>(n));
+    std::size_t start = 0;
+    bool broken = false;
+    for (;;) {
+      auto nl = buffer.find('\n', start);
+      if (nl == std::string::npos) break;
+      std::string_view line(buffer.data() + start, nl - start);
+      start = nl + 1;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.empty()) continue;
+      if (line.size() > options_.max_line) {
+        why = Error{ErrorCode::plugin_crashed, fmt::format("protocol error: a message of {} bytes exceeds the {} byte limit", line.size(), options_.max_line)};
+        broken = true;
+        break;
+      }
+      auto m = parse(line);
+      if (!m) {
+        why = Error{ErrorCode::plugin_crashed, fmt::format("protocol error: {}", m.error().message)};
+        broken = true;
+        break;
+      }
+      if (m->is_response()) {
+        if (!m->id.is_int64() && !m->id.is_uint64()) continue;  // not one of ours
+        std::uint64_t id = m->id.is_int64() ? static_cast<std::uint64_t>(m->id.get_int64()) : m->id.get_uint64();
+        std::lock_guard lock(mutex_);
+        auto it = pending_.find(id);
+        if (it == pending_.end()) continue;  // late answer to a call that gave up: dropped
+        it->second->done = true;
+        if (m->kind == Message::Kind::result) it->second->result = std::move(m->result);
+        else it->second->result = to_error(*m);
+        pending_.erase(it);
+        answered_.notify_all();
+      } else if (m->kind == Message::Kind::notification) {
+        if (on_notification_) on_notification_(m->method, m->params);
+      } else {
+        serve(std::move(*m));
+      }
+    }
+    if (broken) break;
+    buffer.erase(0, start);
+    if (buffer.size() > options_.max_line) {
+      why = Error{ErrorCode::plugin_crashed, fmt::format("protocol error: a message exceeds the {} byte limit", options_.max_line)};
+      break;
+    }
+  }
+  close(why);
+  if (on_closed_) on_closed_(why);
+}
+
+void RpcPeer::serve(Message m) {
+  std::lock_guard lock(workers_mutex_);
+  work_.push_back(std::move(m));
+  if (idle_workers_ == 0 && workers_.size() < options_.max_workers) {
+    workers_.emplace_back([this] {
+      std::unique_lock lk(workers_mutex_);
+      for (;;) {
+        ++idle_workers_;
+        work_ready_.wait(lk, [&] { return stopping_ || !work_.empty(); });
+        --idle_workers_;
+        if (stopping_) return;
+        Message job = std::move(work_.front());
+        work_.pop_front();
+        lk.unlock();
+        Result<json::value> r = Error{ErrorCode::not_found, fmt::format("unknown method '{}'", job.method)};
+        try {
+          if (on_request_) r = on_request_(job.method, job.params);
+        } catch (const std::exception& e) {
+          r = Error{ErrorCode::internal, e.what()};
+        }
+        std::string reply = r ? result(job.id, *r) : error(job.id, r.error());
+        (void)write_line(reply, Clock::now() + options_.write_timeout);
+        lk.lock();
+      }
+    });
+  } else {
+    work_ready_.notify_one();
+  }
+}
+
+}  // namespace xcore::inline v1::jsonrpc

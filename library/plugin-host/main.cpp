@@ -1,0 +1,253 @@
+// xcore-plugin-host: runs one SDK plugin in its own process and serves it over JSON-RPC on stdin/stdout.
+//
+//   xcore-plugin-host --manifest <plugin.yaml> --binary <plugin.so> [--parent <pid>] [--policy <json>]
+//
+// MCP methods (initialize, notifications/initialized, ping, tools/list, tools/call) make every sandboxed
+// xcore plugin a usable MCP server; xcore/* methods carry the rest of the lifecycle. Calls back to host
+// services go out as xcore/host/* requests.
+#include <xcore/manifest.hpp>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "jsonrpc/rpc_peer.hpp"
+#include "runners/in_process_runner.hpp"
+#include "sandbox/isolation.hpp"
+#include "sandbox/wire.hpp"
+
+using namespace xcore;
+using jsonrpc::RpcPeer;
+
+namespace {
+
+// Host services, forwarded to the host process.
+class RemoteServices final : public PluginServices {
+ public:
+  explicit RemoteServices(RpcPeer& peer) : peer_(peer) {}
+
+  void log(LogLevel level, std::string_view message) override {
+    (void)peer_.notify("xcore/host/log", json::object{{"level", to_string(level)}, {"message", message}});
+  }
+  Result<HookOutcome> emit_hook(std::string_view hook, const json::value& payload, std::string_view tenant) override {
+    XCORE_ASSIGN_OR_RETURN(auto r, peer_.call("xcore/host/emit_hook", json::object{{"hook", hook}, {"payload", payload}, {"tenant", tenant}}));
+    return wire::outcome_from_json(r);
+  }
+  Result<std::uint64_t> subscribe_hook(std::string_view hook, HookBand band, int priority, HookHandler handler) override {
+    std::uint64_t id;
+    {
+      std::lock_guard lock(mutex_);
+      id = next_id_++;
+      handlers_[id] = std::move(handler);
+    }
+    auto r = peer_.call("xcore/host/subscribe_hook", json::object{{"hook", hook}, {"band", static_cast<int>(band)}, {"priority", priority},
+                                                                  {"subscription", id}});
+    if (!r) {
+      std::lock_guard lock(mutex_);
+      handlers_.erase(id);
+      return std::move(r).error();
+    }
+    return id;
+  }
+  bool unsubscribe_hook(std::uint64_t id) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (!handlers_.erase(id)) return false;
+    }
+    return peer_.call("xcore/host/unsubscribe_hook", json::object{{"subscription", id}}).ok();
+  }
+  Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) override {
+    XCORE_ASSIGN_OR_RETURN(auto r, peer_.call("xcore/host/call_tool", json::object{{"name", name}, {"arguments", args}, {"context", wire::context_to_json(ctx)}}));
+    return ToolResult::from_mcp(std::move(r));
+  }
+  Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params, const CallContext& ctx) override {
+    return peer_.call("xcore/host/call_action",
+                      json::object{{"plugin", plugin}, {"action", action}, {"params", params}, {"context", wire::context_to_json(ctx)}});
+  }
+  json::object config() override {
+    auto r = peer_.call("xcore/host/config", json::object{});
+    return r && r->is_object() ? r->get_object() : json::object();
+  }
+  Result<void> register_tool(ToolSpec spec) override {
+    json::object t{{"name", spec.name}, {"title", spec.title}, {"description", spec.description}, {"inputSchema", spec.input_schema}};
+    if (spec.output_schema) t["outputSchema"] = *spec.output_schema;
+    XCORE_TRY(peer_.call("xcore/host/register_tool", json::object{{"tool", std::move(t)}}));
+    return ok();
+  }
+  Result<void> unregister_tool(std::string_view name) override {
+    XCORE_TRY(peer_.call("xcore/host/unregister_tool", json::object{{"name", name}}));
+    return ok();
+  }
+
+  // The host calls a subscribed handler through xcore/hook.
+  Result<json::value> run_hook(const json::value& params) {
+    const auto& p = params.as_object();
+    HookHandler h;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = handlers_.find(p.at("subscription").to_number<std::uint64_t>());
+      if (it == handlers_.end()) return Error{ErrorCode::not_found, "no such subscription"};
+      h = it->second;
+    }
+    const json::value& payload = p.at("payload");
+    HookEvent ev{p.at("hook").as_string(), payload, p.at("tenant").as_string()};
+    return wire::reply_to_json(h(ev));
+  }
+
+ private:
+  RpcPeer& peer_;
+  std::mutex mutex_;
+  std::uint64_t next_id_ = 1;
+  std::map<std::uint64_t, HookHandler> handlers_;
+};
+
+struct Options {
+  std::string manifest, binary, policy;
+  pid_t parent = 0;
+};
+
+bool parse_args(int argc, char** argv, Options& o) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string_view k = argv[i];
+    if (k == "--manifest") o.manifest = argv[i + 1];
+    else if (k == "--binary") o.binary = argv[i + 1];
+    else if (k == "--policy") o.policy = argv[i + 1];
+    else if (k == "--parent") o.parent = static_cast<pid_t>(std::atoi(argv[i + 1]));
+    else return false;
+  }
+  return !o.manifest.empty() && !o.binary.empty();
+}
+
+[[noreturn]] void die(const std::string& why) {
+  std::fprintf(stderr, "xcore-plugin-host: %s\n", why.c_str());
+  std::exit(70);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Die with the host, whatever kills it (checked after setting, against the race with its death).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  Options opt;
+  if (!parse_args(argc, argv, opt)) die("usage: xcore-plugin-host --manifest FILE --binary FILE [--parent PID] [--policy JSON]");
+  if (opt.parent && ::getppid() != opt.parent) return 0;
+
+  // The protocol owns the real stdout; anything the plugin prints goes to stderr, i.e. the host's log.
+  int protocol_out = ::dup(1);
+  ::dup2(2, 1);
+
+  sandbox::IsolationPolicy policy;
+  if (!opt.policy.empty()) {
+    auto p = sandbox::IsolationPolicy::from_json_text(opt.policy);
+    if (!p) die(p.error().message);
+    policy = std::move(*p);
+  }
+  if (auto r = sandbox::apply_in_child(policy); !r) die(r.error().message);
+
+  auto loaded = load_manifest(opt.manifest);
+  if (!loaded) die(loaded.error().message);
+  const auto& manifest = loaded->manifest;
+
+  RpcPeer peer(0, protocol_out, {});
+  RemoteServices services(peer);
+  std::unique_ptr<Runner> plugin;
+  std::mutex done_mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  auto finish = [&] {
+    std::lock_guard lock(done_mutex);
+    done = true;
+    done_cv.notify_all();
+  };
+  std::atomic<bool> loaded_once = false;
+  std::atomic<bool> xcore_client = false;
+  // Opened before the peer starts serving: the handlers below read `plugin` without a lock.
+  std::string start_error;
+  if (auto runner = open_in_process(manifest, opt.binary, services); runner) plugin = std::move(*runner);
+  else start_error = runner.error().message;
+
+  auto handle = [&](const std::string& method, const json::value& params) -> Result<json::value> {
+    const json::object empty;
+    const json::object& p = params.is_object() ? params.get_object() : empty;
+    if (method == "initialize") {
+      // An xcore host sends xcore/load with the plugin's config; a plain MCP client never does.
+      if (auto c = p.find("capabilities"); c != p.end() && c->value().is_object())
+        if (auto e = c->value().get_object().find("experimental"); e != c->value().get_object().end() && e->value().is_object())
+          xcore_client = e->value().get_object().contains("xcore");
+      auto r = wire::initialize_result(p, manifest.id, manifest.version.to_string());
+      json::array isolation;
+      for (const auto& m : sandbox::applied_mechanisms()) isolation.push_back(json::string(m));
+      r["_meta"] = json::object{{"isolation", std::move(isolation)}};
+      return r;
+    }
+    if (method == "ping") return json::object{};
+    if (!plugin) return Error{ErrorCode::unavailable, fmt::format("the plugin failed to start: {}", start_error)};
+    // A plain MCP client: load with the defaults before its first real request (on this worker thread:
+    // on_load may call back into the host, which must never block the reader).
+    if (!xcore_client && method != "xcore/load" && !loaded_once.exchange(true)) XCORE_TRY(plugin->on_load(json::object{}));
+    if (method == "xcore/load") {
+      json::object config = p.contains("config") && p.at("config").is_object() ? p.at("config").get_object() : json::object();
+      XCORE_TRY(plugin->on_load(config));
+      loaded_once = true;
+      return json::object{};
+    }
+    if (method == "tools/list") {
+      XCORE_ASSIGN_OR_RETURN(auto tools, plugin->list_tools());
+      json::array out;
+      for (const auto& t : tools) out.push_back(wire::tool_to_json(t));
+      return json::object{{"tools", std::move(out)}};
+    }
+    if (method == "tools/call") {
+      auto name = p.contains("name") && p.at("name").is_string() ? std::string(p.at("name").get_string()) : std::string();
+      XCORE_ASSIGN_OR_RETURN(auto r, plugin->call_tool(name, p.contains("arguments") ? p.at("arguments") : json::object(),
+                                                       wire::context_from_json(p.contains("_meta") ? p.at("_meta") : json::value())));
+      return r.to_mcp();
+    }
+    if (method == "xcore/action") {
+      return plugin->handle(p.at("action").as_string(), p.contains("params") ? p.at("params") : json::value(),
+                            wire::context_from_json(p.contains("context") ? p.at("context") : json::value()));
+    }
+    if (method == "xcore/hook") return services.run_hook(params);
+    if (method == "xcore/enable") {
+      XCORE_TRY(plugin->on_enable());
+      return json::object{};
+    }
+    if (method == "xcore/disable") {
+      XCORE_TRY(plugin->on_disable());
+      return json::object{};
+    }
+    if (method == "xcore/configure") {
+      XCORE_TRY(plugin->on_config(p.contains("config") && p.at("config").is_object() ? p.at("config").get_object() : json::object()));
+      return json::object{};
+    }
+    if (method == "xcore/health") return plugin->health();
+    if (method == "xcore/unload") {
+      XCORE_TRY(plugin->on_unload());
+      return json::object{};
+    }
+    return Error{ErrorCode::not_found, fmt::format("unknown method '{}'", method)};
+  };
+  // Runs on the reader thread: nothing here may wait for the host.
+  auto notified = [&](const std::string& method, const json::value&) {
+    if (method == "xcore/shutdown") finish();
+  };
+  if (!plugin) std::fprintf(stderr, "xcore-plugin-host: %s\n", start_error.c_str());
+  peer.start(handle, notified, [&](const Error&) { finish(); });
+
+  std::unique_lock lock(done_mutex);
+  done_cv.wait(lock, [&] { return done; });
+  lock.unlock();
+  // Leave without running the plugin's static destructors or unmapping it under running threads.
+  std::fflush(stderr);
+  ::_exit(0);
+}

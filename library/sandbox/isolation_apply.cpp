@@ -1,0 +1,98 @@
+// Enforcement, compiled into xcore-plugin-host only: libxcore itself never links libseccomp.
+#include "sandbox/isolation.hpp"
+
+#include <fmt/format.h>
+#include <seccomp.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace xcore::inline v1::sandbox {
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;  // ASan and TSan reserve terabytes of address space
+#else
+constexpr bool kSanitized = false;
+#endif
+
+std::vector<std::string>& applied() {
+  static std::vector<std::string> v;
+  return v;
+}
+
+Result<void> set_limit(int resource, std::uint64_t value, const char* name) {
+  rlimit rl{static_cast<rlim_t>(value), static_cast<rlim_t>(value)};
+  if (::setrlimit(resource, &rl) != 0)
+    return Error{ErrorCode::unavailable, fmt::format("setrlimit({}) failed: {}", name, std::strerror(errno))};
+  applied().push_back(fmt::format("rlimit:{}", name));
+  return ok();
+}
+
+// A deny-list: everything else stays allowed, so ordinary plugins (and node, python) keep working.
+Result<void> install_seccomp(bool network) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (!ctx) return Error{ErrorCode::unavailable, "seccomp_init failed"};
+  auto deny = [&](const char* name, std::uint32_t action) {
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR) return 0;  // not on this architecture
+    return seccomp_rule_add(ctx, action, nr, 0);
+  };
+  const std::uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
+  int rc = 0;
+  for (const char* name : {"mount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen", "fsmount", "fsconfig", "fspick",
+                           "unshare", "setns", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
+                           "io_uring_register", "process_vm_readv", "process_vm_writev", "init_module", "finit_module",
+                           "delete_module", "kexec_load", "kexec_file_load", "add_key", "request_key", "keyctl", "reboot",
+                           "swapon", "swapoff", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+                           "syslog", "quotactl", "lookup_dcookie", "name_to_handle_at", "open_by_handle_at"})
+    rc |= deny(name, eperm);
+  // Tracing another process is an attack, not an accident: the plugin dies.
+  rc |= deny("ptrace", SCMP_ACT_KILL_PROCESS);
+  if (!network) {
+    // Local (AF_UNIX) sockets stay allowed; anything that reaches a network does not.
+    int socket_nr = seccomp_syscall_resolve_name("socket");
+    rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), socket_nr, 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+  }
+  if (rc != 0) {
+    seccomp_release(ctx);
+    return Error{ErrorCode::unavailable, "building the seccomp filter failed"};
+  }
+  rc = seccomp_load(ctx);
+  seccomp_release(ctx);
+  if (rc != 0) return Error{ErrorCode::unavailable, fmt::format("seccomp_load failed: {}", std::strerror(-rc))};
+  applied().push_back("seccomp");
+  return ok();
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> apply_in_child(const IsolationPolicy& p) {
+  const char* strict_env = std::getenv("XCORE_SANDBOX_STRICT");
+  const bool strict = strict_env && std::string_view(strict_env) == "1";
+  auto step = [&](Result<void> r) -> Result<void> {
+    if (!r && strict) return r;
+    if (!r) std::fprintf(stderr, "xcore-plugin-host: isolation not applied: %s\n", r.error().message.c_str());
+    return ok();
+  };
+  XCORE_TRY(step(set_limit(RLIMIT_CORE, 0, "core")));
+  if (p.memory_bytes && !kSanitized) XCORE_TRY(step(set_limit(RLIMIT_AS, *p.memory_bytes, "as")));
+  if (p.cpu_seconds) XCORE_TRY(step(set_limit(RLIMIT_CPU, *p.cpu_seconds, "cpu")));
+  if (p.open_files) XCORE_TRY(step(set_limit(RLIMIT_NOFILE, *p.open_files, "nofile")));
+  if (p.file_size_bytes) XCORE_TRY(step(set_limit(RLIMIT_FSIZE, *p.file_size_bytes, "fsize")));
+  if (p.processes) XCORE_TRY(step(set_limit(RLIMIT_NPROC, *p.processes, "nproc")));
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0) applied().push_back("no_new_privs");
+  else XCORE_TRY(step(Error{ErrorCode::unavailable, fmt::format("no_new_privs failed: {}", std::strerror(errno))}));
+  if (p.seccomp) XCORE_TRY(step(install_seccomp(p.network)));
+  return applied();
+}
+
+const std::vector<std::string>& applied_mechanisms() { return applied(); }
+
+}  // namespace xcore::inline v1::sandbox

@@ -1,0 +1,474 @@
+#include "sandbox/sandbox_runner.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <set>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "jsonrpc/rpc_peer.hpp"
+#include "sandbox/isolation.hpp"
+#include "sandbox/wire.hpp"
+
+extern char** environ;
+
+namespace xcore::inline v1::sandbox {
+
+std::filesystem::path default_plugin_host() {
+  if (const char* env = std::getenv("XCORE_PLUGIN_HOST"); env && *env) return env;
+  std::error_code ec;
+#ifdef XCORE_INSTALLED_PLUGIN_HOST
+  if (std::filesystem::exists(XCORE_INSTALLED_PLUGIN_HOST, ec)) return XCORE_INSTALLED_PLUGIN_HOST;
+#endif
+#ifdef XCORE_BUILD_PLUGIN_HOST
+  if (std::filesystem::exists(XCORE_BUILD_PLUGIN_HOST, ec)) return XCORE_BUILD_PLUGIN_HOST;
+#endif
+  return "xcore-plugin-host";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using jsonrpc::RpcPeer;
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    const char* abbrev = sigabbrev_np(sig);
+    return fmt::format("killed by SIG{} ({})", abbrev ? abbrev : "?", strsignal(sig));
+  }
+  return "ended";
+}
+
+// One run of the plugin's process.
+struct Child {
+  pid_t pid = -1;
+  std::unique_ptr<RpcPeer> peer;
+  std::thread stderr_reader;
+  json::array isolation;
+  std::string exit_reason;  // set once reaped
+  bool reaped = false;
+  std::map<std::uint64_t, std::uint64_t> subscriptions;  // child's id -> host's id
+  std::mutex subscriptions_mutex;
+
+  void kill_group() {
+    if (pid > 0 && !reaped) ::kill(-pid, SIGKILL);
+  }
+  // Waits up to `grace` for the process to exit by itself, then kills its process group.
+  void reap(std::chrono::milliseconds grace) {
+    if (reaped || pid <= 0) return;
+    int status = 0;
+    auto until = Clock::now() + grace;
+    for (;;) {
+      pid_t r = ::waitpid(pid, &status, WNOHANG);
+      if (r == pid) break;
+      if (r < 0) {
+        status = 0;
+        break;
+      }
+      if (Clock::now() >= until) {
+        ::kill(-pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    // Whatever the plugin started in its process group goes with it.
+    ::kill(-pid, SIGKILL);
+    reaped = true;
+    if (exit_reason.empty()) exit_reason = describe_exit(status);
+  }
+  ~Child() {
+    kill_group();
+    reap(std::chrono::milliseconds(0));
+    peer.reset();  // joins the reader
+    if (stderr_reader.joinable()) stderr_reader.join();
+  }
+};
+
+class SandboxRunner final : public Runner {
+ public:
+  SandboxRunner(const PluginManifest& m, std::filesystem::path binary, PluginServices& services, SandboxOptions options)
+      : manifest_(m), binary_(std::move(binary)), services_(services), options_(std::move(options)),
+        policy_(IsolationPolicy::from_manifest(m)) {
+    if (m.limits.timeout) options_.call_timeout = *m.limits.timeout;
+  }
+
+  ~SandboxRunner() override {
+    std::shared_ptr<Child> c;
+    {
+      std::lock_guard lock(mutex_);
+      c = std::move(child_);
+    }
+    stop(c);
+  }
+
+  Result<void> start_first() {
+    std::lock_guard lock(mutex_);
+    XCORE_ASSIGN_OR_RETURN(child_, spawn());
+    return ok();
+  }
+
+  Result<void> on_load(const json::object& config) override {
+    XCORE_TRY(call("xcore/load", json::object{{"config", config}}, options_.start_timeout));
+    std::lock_guard lock(mutex_);
+    config_ = config;
+    loaded_ = true;
+    return ok();
+  }
+  Result<void> on_enable() override {
+    XCORE_TRY(call("xcore/enable", json::object{}, options_.start_timeout));
+    std::lock_guard lock(mutex_);
+    enabled_ = true;
+    return ok();
+  }
+  Result<void> on_disable() override {
+    {
+      std::lock_guard lock(mutex_);
+      enabled_ = false;
+    }
+    XCORE_TRY(call("xcore/disable", json::object{}, options_.start_timeout));
+    return ok();
+  }
+  Result<void> on_unload() override {
+    auto r = call("xcore/unload", json::object{}, options_.start_timeout, /*restart=*/false);
+    std::shared_ptr<Child> c;
+    {
+      std::lock_guard lock(mutex_);
+      loaded_ = false;
+      c = std::move(child_);
+    }
+    stop(c);
+    return r ? ok() : Result<void>(std::move(r).error());
+  }
+  Result<void> on_config(const json::object& config) override {
+    XCORE_TRY(call("xcore/configure", json::object{{"config", config}}, options_.start_timeout));
+    std::lock_guard lock(mutex_);
+    config_ = config;
+    return ok();
+  }
+  Result<json::value> health() override {
+    // A plugin that does not answer a health check within 3 s is unresponsive.
+    auto r = call("xcore/health", json::object{}, std::chrono::milliseconds(3000), /*restart=*/false);
+    if (!r && r.error().code == ErrorCode::timeout)
+      return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is unresponsive: no health answer within 3 s", manifest_.id)};
+    return r;
+  }
+  Result<std::vector<ToolSpec>> list_tools() override {
+    XCORE_ASSIGN_OR_RETURN(auto r, call("tools/list", json::object{}, options_.start_timeout));
+    std::vector<ToolSpec> out;
+    if (!r.is_object() || !r.get_object().contains("tools") || !r.get_object().at("tools").is_array())
+      return Error{ErrorCode::plugin_crashed, fmt::format("plugin '{}': tools/list answered without a tool list", manifest_.id)};
+    for (const auto& t : r.get_object().at("tools").get_array()) {
+      XCORE_ASSIGN_OR_RETURN(auto spec, ToolSpec::from_json(t));
+      out.push_back(std::move(spec));
+    }
+    return out;
+  }
+  Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) override {
+    XCORE_ASSIGN_OR_RETURN(auto r, call("tools/call", json::object{{"name", name}, {"arguments", args}, {"_meta", wire::context_to_json(ctx)}},
+                                        budget(ctx)));
+    return ToolResult::from_mcp(std::move(r));
+  }
+  Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) override {
+    return call("xcore/action", json::object{{"action", action}, {"params", params}, {"context", wire::context_to_json(ctx)}}, budget(ctx));
+  }
+
+  json::object describe() const override {
+    std::lock_guard lock(mutex_);
+    json::object o{{"kind", "sandbox"}, {"restarts", restarts_}, {"crashes", total_crashes_}, {"last_exit", last_exit_}};
+    if (child_ && !child_->reaped) {
+      o["pid"] = child_->pid;
+      o["isolation"] = child_->isolation;
+    }
+    if (failed_) o["failed"] = failed_->message;
+    return o;
+  }
+
+ private:
+  std::chrono::milliseconds budget(const CallContext& ctx) const {
+    if (!ctx.deadline) return options_.call_timeout;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*ctx.deadline - std::chrono::system_clock::now());
+    return std::max(left, std::chrono::milliseconds(1));
+  }
+
+  // One request to the plugin's process, starting (or restarting) it first if needed.
+  Result<json::value> call(std::string_view method, const json::value& params, std::chrono::milliseconds timeout, bool restart = true) {
+    std::shared_ptr<Child> c;
+    {
+      std::lock_guard lock(mutex_);
+      XCORE_ASSIGN_OR_RETURN(c, current_child(restart));
+    }
+    auto r = c->peer->call(method, params, Clock::now() + timeout);
+    if (r) return r;
+    if (r.error().code == ErrorCode::timeout) {
+      // A plugin that misses a deadline may be stuck for good: end it; the next call starts a fresh one.
+      c->exit_reason = fmt::format("killed after missing the {} ms deadline of '{}'", timeout.count(), method);
+      c->kill_group();
+      c->peer->close(Error{ErrorCode::plugin_crashed, c->exit_reason});
+      c->reap(std::chrono::milliseconds(1000));
+      std::lock_guard lock(mutex_);
+      note_crash(*c);
+      return Error{ErrorCode::timeout, fmt::format("plugin '{}' did not answer '{}' within {} ms; it was stopped and will be restarted",
+                                                   manifest_.id, method, timeout.count())};
+    }
+    if (r.error().code == ErrorCode::plugin_crashed) {
+      c->reap(std::chrono::milliseconds(500));
+      std::lock_guard lock(mutex_);
+      note_crash(*c);
+      return Error{ErrorCode::plugin_crashed,
+                   fmt::format("plugin '{}' crashed during '{}': {} ({})", manifest_.id, method, c->exit_reason, r.error().message)};
+    }
+    return r;
+  }
+
+  // Caller holds mutex_. Records a crash once per child.
+  void note_crash(Child& c) {
+    if (counted_.contains(c.pid)) return;
+    counted_.insert(c.pid);
+    ++total_crashes_;
+    crashes_.push_back(Clock::now());
+    last_exit_ = c.exit_reason;
+    services_.log(LogLevel::error, fmt::format("process {} {}", c.pid, c.exit_reason));
+  }
+
+  // Caller holds mutex_.
+  Result<std::shared_ptr<Child>> current_child(bool restart) {
+    if (failed_) return *failed_;
+    if (child_ && !child_->peer->closed()) return child_;
+    if (!child_) {
+      XCORE_ASSIGN_OR_RETURN(child_, spawn());
+      return child_;
+    }
+    if (!restart) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not running", manifest_.id)};
+    // The previous process died: reap it, then restart within the crash budget.
+    child_->reap(std::chrono::milliseconds(500));
+    note_crash(*child_);
+    auto now = Clock::now();
+    while (!crashes_.empty() && now - crashes_.front() > options_.crash_window) crashes_.pop_front();
+    if (crashes_.size() >= options_.crash_budget) {
+      failed_ = Error{ErrorCode::unavailable,
+                      fmt::format("plugin '{}' failed: {} crashes within {} s (last: {})", manifest_.id, crashes_.size(),
+                                  options_.crash_window.count(), last_exit_)};
+      auto old = std::move(child_);
+      services_.runner_failed(*failed_);
+      return *failed_;
+    }
+    auto delay = std::min(options_.backoff_max, options_.backoff_base * (1 << std::min<std::size_t>(crashes_.size() - 1, 16)));
+    std::this_thread::sleep_for(delay);
+    auto old = std::move(child_);
+    old.reset();
+    services_.reset_plugin_state();
+    XCORE_ASSIGN_OR_RETURN(child_, spawn());
+    ++restarts_;
+    // Bring the new process to where the old one was.
+    auto deadline = Clock::now() + options_.start_timeout;
+    if (loaded_) XCORE_TRY(unwrap(child_->peer->call("xcore/load", json::object{{"config", config_}}, deadline)));
+    if (enabled_) XCORE_TRY(unwrap(child_->peer->call("xcore/enable", json::object{}, deadline)));
+    services_.log(LogLevel::warn, fmt::format("restarted (restart {}, after: {})", restarts_, last_exit_));
+    return child_;
+  }
+
+  static Result<void> unwrap(Result<json::value> r) { return r ? ok() : Result<void>(std::move(r).error()); }
+
+  // Caller holds mutex_.
+  Result<std::shared_ptr<Child>> spawn() {
+    int in[2], out[2], err[2];
+    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
+      return Error{ErrorCode::unavailable, fmt::format("pipe failed: {}", std::strerror(errno))};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // the child inherits no other fd of the host
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    const std::string host = options_.plugin_host.string();
+    const std::string manifest = manifest_.file.string();
+    const std::string binary = binary_.string();
+    const std::string parent = std::to_string(::getpid());
+    const std::string policy = json::serialize(policy_.to_json());
+    std::vector<char*> argv{const_cast<char*>(host.c_str()), const_cast<char*>("--manifest"), const_cast<char*>(manifest.c_str()),
+                            const_cast<char*>("--binary"), const_cast<char*>(binary.c_str()), const_cast<char*>("--parent"),
+                            const_cast<char*>(parent.c_str()), const_cast<char*>("--policy"), const_cast<char*>(policy.c_str()), nullptr};
+    pid_t pid = -1;
+    int rc = ::posix_spawn(&pid, host.c_str(), &fa, &attr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    if (rc != 0) {
+      ::close(in[1]);
+      ::close(out[0]);
+      ::close(err[0]);
+      return Error{ErrorCode::unavailable, fmt::format("cannot start {}: {}", host, std::strerror(rc))};
+    }
+    auto c = std::make_shared<Child>();
+    c->pid = pid;
+    jsonrpc::RpcPeer::Options po;
+    po.max_line = options_.max_message;
+    c->peer = std::make_unique<RpcPeer>(out[0], in[1], po);
+    // stderr always drains into the host's log, so a chatty plugin never blocks on a full pipe.
+    c->stderr_reader = std::thread([fd = err[0], this] {
+      std::string buf;
+      char chunk[4096];
+      for (;;) {
+        ssize_t n = ::read(fd, chunk, sizeof(chunk));
+        if (n <= 0) break;
+        buf.append(chunk, static_cast<std::size_t>(n));
+        for (auto nl = buf.find('\n'); nl != std::string::npos; nl = buf.find('\n')) {
+          if (nl > 0) services_.log(LogLevel::warn, fmt::format("stderr: {}", std::string_view(buf).substr(0, std::min<std::size_t>(nl, 4096))));
+          buf.erase(0, nl + 1);
+        }
+        if (buf.size() > 65536) buf.clear();
+      }
+      ::close(fd);
+    });
+    std::weak_ptr<Child> weak = c;
+    c->peer->start([this, weak](const std::string& method, const json::value& params) { return serve_host(weak, method, params); },
+                   [this](const std::string& method, const json::value& params) { on_notification(method, params); }, nullptr);
+    auto init = c->peer->call("initialize", wire::initialize_params("xcore", "0.1.0"), Clock::now() + options_.start_timeout);
+    if (!init) {
+      c->reap(std::chrono::milliseconds(200));
+      return Error{ErrorCode::plugin_crashed,
+                   fmt::format("plugin '{}' did not start: {} ({})", manifest_.id, init.error().message, c->exit_reason)};
+    }
+    if (init->is_object())
+      if (auto it = init->get_object().find("_meta"); it != init->get_object().end() && it->value().is_object())
+        if (auto iso = it->value().get_object().find("isolation"); iso != it->value().get_object().end() && iso->value().is_array())
+          c->isolation = iso->value().get_array();
+    (void)c->peer->notify("notifications/initialized", json::object{});
+    return c;
+  }
+
+  void on_notification(const std::string& method, const json::value& params) {
+    if (method == "xcore/host/log" && params.is_object()) {
+      const auto& p = params.get_object();
+      LogLevel level = LogLevel::info;
+      if (auto it = p.find("level"); it != p.end() && it->value().is_string()) {
+        auto l = it->value().get_string();
+        level = l == "trace" ? LogLevel::trace : l == "debug" ? LogLevel::debug : l == "warn" ? LogLevel::warn : l == "error" ? LogLevel::error : LogLevel::info;
+      }
+      if (auto it = p.find("message"); it != p.end() && it->value().is_string()) services_.log(level, it->value().get_string());
+    }
+  }
+
+  // Requests from the plugin's process to host services.
+  Result<json::value> serve_host(const std::weak_ptr<Child>& weak, const std::string& method, const json::value& params) {
+    if (!params.is_object()) return Error{ErrorCode::invalid_argument, "params must be an object"};
+    const auto& p = params.get_object();
+    auto str = [&](const char* k) -> std::string {
+      auto it = p.find(k);
+      return it != p.end() && it->value().is_string() ? std::string(it->value().get_string()) : std::string();
+    };
+    auto ctx = [&] { return wire::context_from_json(p.contains("context") ? p.at("context") : json::value()); };
+    auto arg = [&](const char* k) { return p.contains(k) ? p.at(k) : json::value(); };
+    if (method == "xcore/host/call_tool") {
+      XCORE_ASSIGN_OR_RETURN(auto r, services_.call_tool(str("name"), arg("arguments"), ctx()));
+      return r.to_mcp();
+    }
+    if (method == "xcore/host/call_action") return services_.call_action(str("plugin"), str("action"), arg("params"), ctx());
+    if (method == "xcore/host/emit_hook") {
+      XCORE_ASSIGN_OR_RETURN(auto r, services_.emit_hook(str("hook"), arg("payload"), str("tenant")));
+      return wire::outcome_to_json(r);
+    }
+    if (method == "xcore/host/config") return services_.config();
+    if (method == "xcore/host/subscribe_hook") {
+      auto child_id = arg("subscription").to_number<std::uint64_t>();
+      auto band_n = arg("band").is_int64() ? arg("band").get_int64() : 1;
+      auto band = band_n <= 0 ? HookBand::first : band_n >= 2 ? HookBand::last : HookBand::normal;
+      int priority = arg("priority").is_int64() ? static_cast<int>(arg("priority").get_int64()) : 0;
+      HookHandler h = [this, weak, child_id](const HookEvent& ev) -> HookReply {
+        auto c = weak.lock();
+        if (!c || c->peer->closed()) return HookReply::none();
+        auto r = c->peer->call("xcore/hook", json::object{{"subscription", child_id}, {"hook", ev.name}, {"payload", ev.payload}, {"tenant", ev.tenant}},
+                               Clock::now() + options_.hook_timeout);
+        if (!r) return HookReply::fail(r.error());
+        return wire::reply_from_json(*r);
+      };
+      XCORE_ASSIGN_OR_RETURN(auto host_id, services_.subscribe_hook(str("hook"), band, priority, std::move(h)));
+      if (auto c = weak.lock()) {
+        std::lock_guard lock(c->subscriptions_mutex);
+        c->subscriptions[child_id] = host_id;
+      }
+      return json::object{};
+    }
+    if (method == "xcore/host/unsubscribe_hook") {
+      auto c = weak.lock();
+      if (!c) return json::object{};
+      std::uint64_t host_id = 0;
+      {
+        std::lock_guard lock(c->subscriptions_mutex);
+        auto it = c->subscriptions.find(arg("subscription").to_number<std::uint64_t>());
+        if (it == c->subscriptions.end()) return Error{ErrorCode::not_found, "no such subscription"};
+        host_id = it->second;
+        c->subscriptions.erase(it);
+      }
+      services_.unsubscribe_hook(host_id);
+      return json::object{};
+    }
+    if (method == "xcore/host/register_tool") {
+      XCORE_ASSIGN_OR_RETURN(auto spec, ToolSpec::from_json(arg("tool")));
+      XCORE_TRY(services_.register_tool(std::move(spec)));
+      return json::object{};
+    }
+    if (method == "xcore/host/unregister_tool") {
+      XCORE_TRY(services_.unregister_tool(str("name")));
+      return json::object{};
+    }
+    return Error{ErrorCode::not_found, fmt::format("unknown host method '{}'", method)};
+  }
+
+  // Asks the process to leave, then makes sure it did.
+  void stop(const std::shared_ptr<Child>& c) {
+    if (!c) return;
+    if (!c->peer->closed()) (void)c->peer->notify("xcore/shutdown", json::object{});
+    c->reap(std::chrono::milliseconds(2000));
+  }
+
+  const PluginManifest manifest_;
+  const std::filesystem::path binary_;
+  PluginServices& services_;
+  SandboxOptions options_;
+  IsolationPolicy policy_;
+
+  mutable std::mutex mutex_;
+  std::shared_ptr<Child> child_;
+  json::object config_;
+  bool loaded_ = false, enabled_ = false;
+  std::deque<Clock::time_point> crashes_;
+  std::set<pid_t> counted_;
+  std::uint64_t restarts_ = 0, total_crashes_ = 0;
+  std::string last_exit_;
+  std::optional<Error> failed_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Runner>> open_sandboxed(const PluginManifest& manifest, const std::filesystem::path& binary,
+                                               PluginServices& services, const SandboxOptions& options) {
+  auto r = std::make_unique<SandboxRunner>(manifest, binary, services, options);
+  XCORE_TRY(r->start_first());
+  return std::unique_ptr<Runner>(std::move(r));
+}
+
+}  // namespace xcore::inline v1::sandbox

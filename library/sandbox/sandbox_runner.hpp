@@ -1,0 +1,32 @@
+// Runs a plugin in a child process (xcore-plugin-host) and supervises it: deadlines, crashes, restarts.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+
+#include <xcore/manifest.hpp>
+
+#include "runners/runner.hpp"
+
+namespace xcore::inline v1::sandbox {
+
+struct SandboxOptions {
+  std::filesystem::path plugin_host;  // the xcore-plugin-host executable
+  std::chrono::milliseconds call_timeout{30000};  // deadline of a call that has none (manifest timeout_ms wins)
+  std::chrono::milliseconds start_timeout{10000};
+  std::chrono::milliseconds hook_timeout{5000};
+  unsigned crash_budget = 3;                       // crashes within crash_window, then the plugin is failed
+  std::chrono::seconds crash_window{300};
+  std::chrono::milliseconds backoff_base{50};      // first restart delay, doubled per recent crash
+  std::chrono::milliseconds backoff_max{5000};
+  std::size_t max_message = 16u << 20;             // bytes per JSON-RPC line
+};
+
+// Finds xcore-plugin-host: $XCORE_PLUGIN_HOST, then the install location, then the build tree.
+std::filesystem::path default_plugin_host();
+
+Result<std::unique_ptr<Runner>> open_sandboxed(const PluginManifest& manifest, const std::filesystem::path& binary,
+                                               PluginServices& services, const SandboxOptions& options);
+
+}  // namespace xcore::inline v1::sandbox

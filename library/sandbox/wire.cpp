@@ -1,0 +1,101 @@
+#include "sandbox/wire.hpp"
+
+#include <chrono>
+
+namespace xcore::inline v1::wire {
+
+bool supported_protocol(std::string_view version) {
+  for (auto v : kProtocolVersions)
+    if (v == version) return true;
+  return false;
+}
+
+json::object initialize_params(std::string_view client_name, std::string_view client_version) {
+  // "experimental.xcore" tells an xcore plugin host that xcore/* lifecycle calls will follow.
+  return json::object{{"protocolVersion", std::end(kProtocolVersions)[-1]},
+                      {"capabilities", json::object{{"experimental", json::object{{"xcore", json::object{}}}}}},
+                      {"clientInfo", json::object{{"name", client_name}, {"version", client_version}}}};
+}
+
+json::object initialize_result(const json::object& params, std::string_view name, std::string_view version) {
+  std::string_view asked;
+  if (auto it = params.find("protocolVersion"); it != params.end() && it->value().is_string()) asked = it->value().get_string();
+  std::string_view answer = supported_protocol(asked) ? asked : std::end(kProtocolVersions)[-1];
+  return json::object{{"protocolVersion", answer},
+                      {"capabilities", json::object{{"tools", json::object{{"listChanged", true}}}}},
+                      {"serverInfo", json::object{{"name", name}, {"version", version}}}};
+}
+
+json::object tool_to_json(const ToolSpec& spec) { return spec.to_mcp(); }
+
+json::object context_to_json(const CallContext& ctx) {
+  json::object o{{"tenant", ctx.tenant}, {"user", ctx.user}, {"trace_id", ctx.trace_id}};
+  if (ctx.deadline)
+    o["deadline_unix_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.deadline->time_since_epoch()).count();
+  return o;
+}
+
+CallContext context_from_json(const json::value& v) {
+  CallContext ctx;
+  if (!v.is_object()) return ctx;
+  const auto& o = v.get_object();
+  auto str = [&](const char* k) {
+    auto it = o.find(k);
+    return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : std::string();
+  };
+  ctx.tenant = str("tenant");
+  ctx.user = str("user");
+  ctx.trace_id = str("trace_id");
+  if (auto it = o.find("deadline_unix_ms"); it != o.end() && it->value().is_int64())
+    ctx.deadline = std::chrono::system_clock::time_point(std::chrono::milliseconds(it->value().get_int64()));
+  return ctx;
+}
+
+json::object outcome_to_json(const HookOutcome& o) {
+  json::object r{{"results", o.results}, {"vetoed", o.vetoed}};
+  if (o.vetoed) r["veto_reason"] = o.veto_reason;
+  return r;
+}
+
+Result<HookOutcome> outcome_from_json(const json::value& v) {
+  if (!v.is_object()) return Error{ErrorCode::plugin_crashed, "malformed hook outcome"};
+  const auto& o = v.get_object();
+  HookOutcome out;
+  if (auto it = o.find("results"); it != o.end() && it->value().is_array()) out.results = it->value().get_array();
+  if (auto it = o.find("vetoed"); it != o.end() && it->value().is_bool()) out.vetoed = it->value().get_bool();
+  if (auto it = o.find("veto_reason"); it != o.end() && it->value().is_string()) out.veto_reason = std::string(it->value().get_string());
+  return out;
+}
+
+json::object reply_to_json(const HookReply& r) {
+  switch (r.kind()) {
+    case HookReply::Kind::none: return json::object{{"kind", "none"}};
+    case HookReply::Kind::value: return json::object{{"kind", "value"}, {"value", r.value()}};
+    case HookReply::Kind::veto: return json::object{{"kind", "veto"}, {"message", r.error().message}};
+    case HookReply::Kind::failure:
+      return json::object{{"kind", "failure"}, {"code", to_string(r.error().code)}, {"message", r.error().message}};
+  }
+  return json::object{{"kind", "none"}};
+}
+
+HookReply reply_from_json(const json::value& v) {
+  if (!v.is_object()) return HookReply::fail(Error{ErrorCode::plugin_crashed, "malformed hook reply"});
+  const auto& o = v.get_object();
+  auto kind = o.find("kind");
+  if (kind == o.end() || !kind->value().is_string()) return HookReply::fail(Error{ErrorCode::plugin_crashed, "malformed hook reply"});
+  auto msg = [&] {
+    auto it = o.find("message");
+    return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : std::string();
+  };
+  const auto& k = kind->value().get_string();
+  if (k == "value") return HookReply(o.contains("value") ? o.at("value") : json::value());
+  if (k == "veto") return HookReply::veto(msg());
+  if (k == "failure") {
+    ErrorCode code = ErrorCode::internal;
+    if (auto c = o.find("code"); c != o.end() && c->value().is_string()) parse_error_code(c->value().get_string(), code);
+    return HookReply::fail(Error{code, msg()});
+  }
+  return HookReply::none();
+}
+
+}  // namespace xcore::inline v1::wire

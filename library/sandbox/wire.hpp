@@ -1,0 +1,30 @@
+// The shapes both ends of the sandbox protocol agree on: MCP's initialize, tools, call contexts, hooks.
+#pragma once
+
+#include <string_view>
+
+#include <xcore/call_context.hpp>
+#include <xcore/hooks.hpp>
+#include <xcore/json.hpp>
+#include <xcore/tools.hpp>
+
+namespace xcore::inline v1::wire {
+
+// MCP protocol versions we speak, oldest first. A peer asking for another gets the newest.
+inline constexpr std::string_view kProtocolVersions[] = {"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"};
+bool supported_protocol(std::string_view version);
+
+json::object initialize_params(std::string_view client_name, std::string_view client_version);
+json::object initialize_result(const json::object& params, std::string_view server_name, std::string_view server_version);
+
+json::object tool_to_json(const ToolSpec& spec);
+
+json::object context_to_json(const CallContext& ctx);
+CallContext context_from_json(const json::value& v);
+
+json::object outcome_to_json(const HookOutcome& o);
+Result<HookOutcome> outcome_from_json(const json::value& v);
+json::object reply_to_json(const HookReply& r);
+HookReply reply_from_json(const json::value& v);
+
+}  // namespace xcore::inline v1::wire

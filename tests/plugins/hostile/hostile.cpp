@@ -1,0 +1,126 @@
+// A sandboxed test plugin that misbehaves on request: one tool per fault. The host must survive every one.
+#include <xcore/sdk.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace json = boost::json;
+using xcore::sdk::Context;
+using xcore::sdk::ToolOutput;
+
+namespace {
+// The protocol pipe is some fd other than 0, 1 and 2: find every writable pipe and write `data` to it,
+// `times` times (a 100 MB line is streamed, not allocated: the plugin runs under a memory limit).
+void write_to_protocol(const std::string& data, int times = 1) {
+  for (int fd = 3; fd < 256; ++fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) continue;
+    int fl = ::fcntl(fd, F_GETFL);
+    if ((fl & O_ACCMODE) == O_RDONLY) continue;
+    ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    for (int t = 0; t < times; ++t) {
+      std::size_t done = 0;
+      while (done < data.size()) {
+        ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+        if (n <= 0) return;
+        done += static_cast<std::size_t>(n);
+      }
+    }
+  }
+}
+}  // namespace
+
+class Hostile : public xcore::sdk::Plugin {
+ public:
+  Hostile() {
+    auto fault = [this](const char* name, std::function<ToolOutput(const json::object&)> fn) {
+      tool(name).handler([fn](const json::object& a, const Context&) { return fn(a); });
+    };
+    fault("ok", [](const json::object& a) { return ToolOutput(json::object{{"pid", ::getpid()}, {"args", a}}); });
+    fault("segfault", [](const json::object&) -> ToolOutput {
+      volatile int* p = nullptr;
+      *p = 1;
+      return ToolOutput::text("unreachable");
+    });
+    fault("abort", [](const json::object&) -> ToolOutput { std::abort(); });
+    fault("exit", [](const json::object&) -> ToolOutput { std::_Exit(3); });
+    fault("spin", [](const json::object&) -> ToolOutput {
+      for (volatile unsigned long i = 0;; ++i) {
+      }
+    });
+    fault("never_answer", [](const json::object&) -> ToolOutput {
+      for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+    });
+    fault("sleep", [](const json::object& a) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(a.at("ms").to_number<int>()));
+      return ToolOutput::text("slept");
+    });
+    fault("garbage", [](const json::object&) {
+      write_to_protocol("this is not JSON-RPC\n");
+      return ToolOutput::text("wrote garbage");
+    });
+    fault("huge_line", [](const json::object&) {
+      write_to_protocol(std::string(1u << 20, 'x'), 100);
+      return ToolOutput::text("wrote 100 MB");
+    });
+    fault("close_stdout", [](const json::object&) {
+      for (int fd = 3; fd < 256; ++fd) {
+        struct stat st {};
+        if (::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && (::fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDONLY) ::close(fd);
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(30));
+      return ToolOutput::text("closed");
+    });
+    fault("memory_bomb", [](const json::object&) {
+      std::vector<char*> blocks;
+      try {
+        for (int i = 0; i < 64; ++i) {  // 64 x 16 MiB = 1 GiB at most, touched
+          char* b = new char[16u << 20];
+          std::memset(b, 1, 16u << 20);
+          blocks.push_back(b);
+        }
+      } catch (const std::bad_alloc&) {
+        for (auto* b : blocks) delete[] b;
+        return ToolOutput::error("out of memory after " + std::to_string(blocks.size() * 16) + " MiB");
+      }
+      for (auto* b : blocks) delete[] b;
+      return ToolOutput::text("allocated 1 GiB");
+    });
+    fault("fd_exhaust", [](const json::object&) {
+      std::vector<int> fds;
+      int err = 0;
+      for (int i = 0; i < 100000; ++i) {
+        int fd = ::open("/dev/null", O_RDONLY);
+        if (fd < 0) {
+          err = errno;
+          break;
+        }
+        fds.push_back(fd);
+      }
+      for (int fd : fds) ::close(fd);
+      return ToolOutput(json::object{{"opened", fds.size()}, {"error", std::strerror(err)}});
+    });
+    fault("socket", [](const json::object&) {
+      int s = ::socket(AF_INET, SOCK_STREAM, 0);
+      int err = errno;
+      if (s >= 0) ::close(s);
+      return ToolOutput(json::object{{"opened", s >= 0}, {"error", s >= 0 ? "" : std::strerror(err)}});
+    });
+    fault("ptrace_parent", [](const json::object&) {
+      long r = ::ptrace(PTRACE_ATTACH, ::getppid(), nullptr, nullptr);
+      return ToolOutput(json::object{{"attached", r == 0}});
+    });
+  }
+};
+
+XCORE_PLUGIN(Hostile, "hostile", "1.0.0")

@@ -1,0 +1,198 @@
+// Sandboxed plugins: same behaviour as trusted ones from the host's side, and every fault costs only
+// the call that met it.
+#include <doctest/doctest.h>
+
+#include "support/test_support.hpp"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <fstream>
+#include <thread>
+
+using namespace xcore;
+using namespace xcore_test;
+
+namespace {
+
+int open_fds() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d)) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+bool process_exists(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+struct SandboxHost {
+  TempDir tmp;
+  fs::path plugins = tmp / "plugins";
+  CapturedLog log;
+  std::unique_ptr<Manager> manager;
+
+  explicit SandboxHost(std::initializer_list<fs::path> staged, unsigned crash_budget = 50) {
+    fs::create_directories(plugins);
+    for (const auto& s : staged) stage(s, plugins);
+    ManagerOptions o;
+    o.plugin_dirs = {plugins};
+    o.shadow_dir = tmp / "shadow";
+    o.log = log.sink();
+    o.crash_budget = crash_budget;
+    o.restart_backoff = std::chrono::milliseconds(1);
+    manager = std::make_unique<Manager>(std::move(o));
+    manager->discover();
+  }
+  Manager* operator->() { return manager.get(); }
+  pid_t pid(std::string_view id) {
+    auto info = manager->info(id);
+    auto it = info->runner.find("pid");
+    return it == info->runner.end() ? -1 : static_cast<pid_t>(it->value().to_number<int>());
+  }
+};
+
+// Makes the probe's manifest sandboxed.
+void sandbox_manifest(const fs::path& dir) {
+  auto text = std::string("mode: sandboxed\n");
+  std::ifstream in(dir / "plugin.yaml");
+  text += std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  write_file(dir / "plugin.yaml", text);
+}
+
+}  // namespace
+
+TEST_CASE("a sandboxed plugin behaves like a trusted one: tools, actions, config, hooks, host services") {
+  SandboxHost h({example_plugins() / "core", test_plugins() / "probe"});
+  sandbox_manifest(h.plugins / "probe");
+  h->discover();
+  auto loaded = h->load_all();
+  REQUIRE_MESSAGE(loaded.ok(), loaded.error().message);
+  auto info = h->info("probe");
+  CHECK(info->runner.at("kind") == "sandbox");
+  CHECK(process_exists(h.pid("probe")));
+  CHECK(h.pid("probe") != ::getpid());
+
+  CHECK(h->call_tool("version", J("{}"))->structured.at("version") == 1);
+  CHECK(h->call_action("probe", "config", J("{}"))->at("level") == 3);
+  REQUIRE(h->set_config("probe", json::object{{"level", 4}}).ok());
+  CHECK(h->call_action("probe", "config", J("{}"))->at("level") == 4);
+  CHECK(h->health("probe")->at("status") == "ok");
+  // Its hook handler answers from the child process.
+  CHECK(h->hooks().emit("probe.ping", J(R"({"n":2})")).first().at("pong") == 1);
+  // Host services, with the same permission checks.
+  CHECK(h->call_action("probe", "call_tool", J(R"({"name":"core.echo","arguments":{"via":"child"}})"))->at("structuredContent").at("via") == "child");
+  CHECK(h->call_action("probe", "call_tool", J(R"({"name":"calculate","arguments":{"expression":"1"}})")).error().code ==
+        ErrorCode::permission_denied);
+  REQUIRE(h->call_action("probe", "publish_tool", J(R"({"name":"dyn"})")).ok());
+  CHECK(h->call_tool("probe.dyn", J(R"({"x":1})"))->structured.at("x") == 1);
+  CallContext ctx;
+  ctx.tenant = "acme";
+  ctx.trace_id = "t-1";
+  CHECK(h->call_action("probe", "context", J("{}"), ctx)->at("tenant") == "acme");
+
+  REQUIRE(h->disable("probe").ok());
+  CHECK(h->call_tool("version", J("{}")).error().code == ErrorCode::unavailable);
+  auto pid = h.pid("probe");
+  REQUIRE(h->unload("probe").ok());
+  CHECK(!process_exists(pid));
+}
+
+TEST_CASE("hot reload of a sandboxed plugin starts the new version in a new process") {
+  SandboxHost h({test_plugins() / "probe"});
+  sandbox_manifest(h.plugins / "probe");
+  h->discover();
+  REQUIRE(h->enable("probe").ok());
+  auto old_pid = h.pid("probe");
+  stage(test_plugins() / "probe-v2", h.plugins, "probe");
+  sandbox_manifest(h.plugins / "probe");
+  REQUIRE(h->reload("probe").ok());
+  CHECK(h->call_tool("version", J("{}"))->structured.at("version") == 2);
+  CHECK(h.pid("probe") != old_pid);
+  CHECK(!process_exists(old_pid));
+}
+
+TEST_CASE("each fault costs only its call: right error, no process left, restart, neighbours unharmed") {
+  SandboxHost h({test_plugins() / "hostile", example_plugins() / "core"});
+  REQUIRE(h->load_all().ok());
+  REQUIRE(h->call_tool("ok", J("{}")).ok());
+  int fds_before = open_fds();
+
+  struct Fault {
+    const char* tool;
+    ErrorCode code;
+    const char* reason;  // part of the error message
+  };
+  for (const Fault& f : {Fault{"segfault", ErrorCode::plugin_crashed, "SIGSEGV"},
+                         Fault{"abort", ErrorCode::plugin_crashed, "SIGABRT"},
+                         Fault{"exit", ErrorCode::plugin_crashed, "exited with status 3"},
+                         Fault{"spin", ErrorCode::timeout, "did not answer"},
+                         Fault{"never_answer", ErrorCode::timeout, "did not answer"},
+                         Fault{"garbage", ErrorCode::plugin_crashed, "protocol error"},
+                         Fault{"huge_line", ErrorCode::plugin_crashed, "byte limit"},
+                         Fault{"close_stdout", ErrorCode::plugin_crashed, "crashed"},
+                         Fault{"ptrace_parent", ErrorCode::plugin_crashed, "SIGSYS"}}) {
+    INFO("fault: " << std::string(f.tool));
+    auto pid = h.pid("hostile");
+    auto r = h->call_tool(f.tool, J("{}"));
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == f.code);
+    CHECK_MESSAGE(r.error().message.find(f.reason) != std::string::npos, r.error().message);
+    CHECK(!process_exists(pid));
+    // The neighbour kept answering, and the plugin comes back for the next call.
+    CHECK(h->call_tool("calculate", J(R"({"expression":"6*7"})"))->structured.at("result") == 42);
+    auto again = h->call_tool("ok", J("{}"));
+    REQUIRE_MESSAGE(again.ok(), again.error().message);
+    CHECK(h.pid("hostile") != pid);
+  }
+  CHECK(h->info("hostile")->runner.at("restarts").to_number<int>() == 9);
+  CHECK(open_fds() == fds_before);  // every restart closed what the previous process used
+}
+
+TEST_CASE("limits inside the sandbox: memory, open files, sockets") {
+  SandboxHost h({test_plugins() / "hostile"});
+  REQUIRE(h->enable("hostile").ok());
+  auto mem = h->call_tool("memory_bomb", J("{}"));
+  REQUIRE(mem.ok());
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  CHECK(mem->is_error);  // 256 MB address-space limit
+#endif
+  auto fds = h->call_tool("fd_exhaust", J("{}"));
+  REQUIRE(fds.ok());
+  CHECK(fds->structured.at("opened").to_number<int>() < 64);
+  auto sock = h->call_tool("socket", J("{}"));
+  REQUIRE(sock.ok());
+  CHECK(sock->structured.at("opened") == false);
+  auto iso = h->info("hostile")->runner.at("isolation").as_array();
+  auto has = [&](std::string_view m) { return std::find(iso.begin(), iso.end(), json::value(m)) != iso.end(); };
+  CHECK(has("seccomp"));
+  CHECK(has("no_new_privs"));
+  CHECK(has("rlimit:nofile"));
+  CHECK(has("rlimit:core"));
+}
+
+TEST_CASE("a sleep past the deadline times out; a late answer is never handed to the next caller") {
+  SandboxHost h({test_plugins() / "hostile"});
+  REQUIRE(h->enable("hostile").ok());
+  CallContext quick;
+  quick.with_deadline_in(std::chrono::milliseconds(200));
+  auto r = h->call_tool("sleep", J(R"({"ms":1500})"), quick);
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == ErrorCode::timeout);
+  auto next = h->call_tool("ok", J(R"({"n":7})"));
+  REQUIRE(next.ok());
+  CHECK(next->structured.at("args").at("n") == 7);
+}
+
+TEST_CASE("past its crash budget a plugin is failed, and can be loaded again") {
+  SandboxHost h({test_plugins() / "hostile"}, /*crash_budget=*/3);
+  REQUIRE(h->enable("hostile").ok());
+  for (int i = 0; i < 3; ++i) CHECK(h->call_tool("segfault", J("{}")).error().code == ErrorCode::plugin_crashed);
+  auto r = h->call_tool("ok", J("{}"));
+  REQUIRE(!r.ok());
+  CHECK(h->info("hostile")->state == PluginState::failed);
+  CHECK(h->info("hostile")->last_error->message.find("3 crashes") != std::string::npos);
+  CHECK(h->call_tool("ok", J("{}")).error().code == ErrorCode::unavailable);
+  REQUIRE(h->enable("hostile").ok());
+  CHECK(h->call_tool("ok", J("{}")).ok());
+}
