@@ -15,6 +15,14 @@ using namespace xcore_test;
 
 namespace {
 
+// Under a sanitizer the child's own SEGV/abort handlers report the crash and exit their own way, and its
+// allocator answers a memory bomb differently: the host-side guarantees are still checked.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
 int open_fds() {
   int n = 0;
   if (DIR* d = ::opendir("/proc/self/fd")) {
@@ -137,7 +145,8 @@ TEST_CASE("each fault costs only its call: right error, no process left, restart
     auto r = h->call_tool(f.tool, J("{}"));
     REQUIRE(!r.ok());
     CHECK(r.error().code == f.code);
-    CHECK_MESSAGE(r.error().message.find(f.reason) != std::string::npos, r.error().message);
+    if (!kSanitized || f.code == ErrorCode::timeout)
+      CHECK_MESSAGE(r.error().message.find(f.reason) != std::string::npos, r.error().message);
     CHECK(!process_exists(pid));
     // The neighbour kept answering, and the plugin comes back for the next call.
     CHECK(h->call_tool("calculate", J(R"({"expression":"6*7"})"))->structured.at("result") == 42);
@@ -153,10 +162,10 @@ TEST_CASE("limits inside the sandbox: memory, open files, sockets") {
   SandboxHost h({test_plugins() / "hostile"});
   REQUIRE(h->enable("hostile").ok());
   auto mem = h->call_tool("memory_bomb", J("{}"));
-  REQUIRE(mem.ok());
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-  CHECK(mem->is_error);  // 256 MB address-space limit
-#endif
+  if (!kSanitized) {
+    REQUIRE(mem.ok());
+    CHECK(mem->is_error);  // 256 MB address-space limit
+  }
   auto fds = h->call_tool("fd_exhaust", J("{}"));
   REQUIRE(fds.ok());
   CHECK(fds->structured.at("opened").to_number<int>() < 64);
