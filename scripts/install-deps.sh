@@ -11,6 +11,12 @@ packages=(
   libseccomp-dev doctest-dev libbenchmark-dev
 )
 
+# The sandbox tests load third-party MCP servers from the npm registry: they need node and npm. Use the
+# machine's own when present (a newer one than Debian's may be installed), else Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   # dpkg-query is the cheap check; a half-installed package counts as missing.

@@ -38,6 +38,11 @@ struct PluginManifest {
   std::vector<std::string> tags;
   PluginMode mode = PluginMode::trusted;
   std::string entry;         // the plugin binary, relative to the manifest's folder
+  // Or an external MCP server speaking stdio (sandboxed only): argv, extra environment, working folder
+  // (relative to the manifest's folder; default: that folder).
+  std::vector<std::string> command;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::string cwd;
   VersionRange api_version;  // host ABI versions the plugin accepts; default "^1"
   std::vector<PluginDependency> dependencies;  // "requires"
   std::vector<std::string> permissions;        // e.g. "tools.call:core.*", "hooks.subscribe:tool.*"
@@ -49,6 +54,7 @@ struct PluginManifest {
   std::filesystem::path file;  // where it was read from
   std::filesystem::path dir() const { return file.parent_path(); }
   std::filesystem::path binary() const { return dir() / entry; }
+  bool external() const { return !command.empty(); }
 };
 
 struct ManifestLoad {

@@ -161,6 +161,10 @@ void GenerationServices::reset_plugin_state() {
 
 void GenerationServices::runner_failed(const Error& why) { core_.runner_failed(manifest_.id, why); }
 
+void GenerationServices::refresh_tools() {
+  if (auto g = gen_.lock()) core_.refresh_tools(manifest_.id, *g);
+}
+
 std::vector<ToolSpec> GenerationServices::runtime_tools() const {
   std::lock_guard lock(mutex_);
   return runtime_tools_;

@@ -40,6 +40,7 @@ class GenerationServices final : public PluginServices {
 
   void reset_plugin_state() override;
   void runner_failed(const Error& why) override;
+  void refresh_tools() override;
 
   void drop_subscriptions();
   std::vector<ToolSpec> runtime_tools() const;
@@ -64,7 +65,8 @@ struct Generation {
   // Declared before runner_: members are destroyed in reverse, so the code is unmapped first.
   std::unique_ptr<GenerationServices> services;
   std::unique_ptr<Runner> runner;
-  std::vector<ToolSpec> tools;  // as listed after on_load
+  std::mutex tools_mutex;
+  std::vector<ToolSpec> tools;  // as the plugin listed them (guarded by tools_mutex)
 
   // In-flight gate: every call into the plugin enters and leaves; close() makes enter() fail and waits.
   bool enter() {

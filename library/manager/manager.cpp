@@ -301,7 +301,11 @@ struct Manager::Impl final : ManagerCore {
   // The binary's tools plus those registered at run time; manifest-declared tools must all be provided
   // and lend the fields the binary left empty.
   Result<std::vector<ToolSpec>> tool_set(Generation& gen) {
-    std::vector<ToolSpec> tools = gen.tools;
+    std::vector<ToolSpec> tools;
+    {
+      std::lock_guard lock(gen.tools_mutex);
+      tools = gen.tools;
+    }
     for (auto& t : gen.services->runtime_tools()) tools.push_back(std::move(t));
     for (const auto& declared : gen.manifest.tools) {
       auto it = std::find_if(tools.begin(), tools.end(), [&](const auto& t) { return t.name == declared.name; });
@@ -328,6 +332,19 @@ struct Manager::Impl final : ManagerCore {
                                                  [&](const ToolSpec& s) { return make_tool_handler(slot, s.name); }));
     tool_registry.set_plugin_enabled(slot->id, slot->enabled.load());
     return ok();
+  }
+
+  void refresh_tools(const std::string& plugin, Generation& gen) override {
+    auto listed = gen.runner->list_tools();
+    if (!listed) {
+      log(LogLevel::warn, plugin, fmt::format("cannot list tools again: {}", listed.error().message));
+      return;
+    }
+    {
+      std::lock_guard lock(gen.tools_mutex);
+      gen.tools = std::move(*listed);
+    }
+    if (auto r = tools_changed(plugin, gen); !r) log(LogLevel::warn, plugin, r.error().message);
   }
 
   void runner_failed(const std::string& plugin, const Error& why) override {
@@ -378,13 +395,15 @@ struct Manager::Impl final : ManagerCore {
       gen->number = slot->generations + 1;
     }
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(m.binary(), ec))
-      return Error{ErrorCode::not_found, fmt::format("plugin '{}': binary '{}' not found", m.id, m.binary().string())};
-    // A private copy: rebuilding the plugin never rewrites mapped code, and each generation is unique.
-    gen->shadow = options.shadow_dir / fmt::format("{}-g{}-{}{}", m.id, gen->number, shadow_counter.fetch_add(1), m.binary().extension().string());
-    std::filesystem::create_directories(options.shadow_dir, ec);
-    if (!std::filesystem::copy_file(m.binary(), gen->shadow, std::filesystem::copy_options::overwrite_existing, ec))
-      return Error{ErrorCode::unavailable, fmt::format("plugin '{}': cannot copy binary to {}: {}", m.id, gen->shadow.string(), ec.message())};
+    if (!m.external()) {
+      if (!std::filesystem::is_regular_file(m.binary(), ec))
+        return Error{ErrorCode::not_found, fmt::format("plugin '{}': binary '{}' not found", m.id, m.binary().string())};
+      // A private copy: rebuilding the plugin never rewrites mapped code, and each generation is unique.
+      gen->shadow = options.shadow_dir / fmt::format("{}-g{}-{}{}", m.id, gen->number, shadow_counter.fetch_add(1), m.binary().extension().string());
+      std::filesystem::create_directories(options.shadow_dir, ec);
+      if (!std::filesystem::copy_file(m.binary(), gen->shadow, std::filesystem::copy_options::overwrite_existing, ec))
+        return Error{ErrorCode::unavailable, fmt::format("plugin '{}': cannot copy binary to {}: {}", m.id, gen->shadow.string(), ec.message())};
+    }
 
     gen->services = std::make_unique<GenerationServices>(*this, m, gen);
     if (m.mode == PluginMode::sandboxed) {
@@ -400,7 +419,11 @@ struct Manager::Impl final : ManagerCore {
     }
     XCORE_TRY(gen->runner->on_load(gen->config));
     auto rest = [&]() -> Result<void> {
-      XCORE_ASSIGN_OR_RETURN(gen->tools, gen->runner->list_tools());
+      XCORE_ASSIGN_OR_RETURN(auto listed, gen->runner->list_tools());
+      {
+        std::lock_guard lock(gen->tools_mutex);
+        gen->tools = std::move(listed);
+      }
       XCORE_TRY(tool_set(*gen));
       return ok();
     }();

@@ -16,6 +16,8 @@ struct ManagerCore {
                                           const CallContext& ctx) = 0;
   // A generation registered or removed a tool at run time: republish its tool set if it is current.
   virtual Result<void> tools_changed(const std::string& plugin, Generation& gen) = 0;
+  // Lists the generation's tools again and publishes them if it is current.
+  virtual void refresh_tools(const std::string& plugin, Generation& gen) = 0;
   // The plugin's runner gave up on it (a sandboxed plugin spent its crash budget).
   virtual void runner_failed(const std::string& plugin, const Error& why) = 0;
 };

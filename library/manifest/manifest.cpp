@@ -141,7 +141,7 @@ bool valid_plugin_id(std::string_view id) {
 const std::set<std::string, std::less<>> kKnownFields{
     "id",       "name",        "version",     "description", "author",      "license", "homepage",
     "tags",     "mode",        "entry",       "api_version", "requires",    "permissions",
-    "limits",   "config_schema", "tools"};
+    "limits",   "config_schema", "tools",       "command",     "env",         "cwd"};
 
 void check_entry(Checker& c, const std::string& entry) {
   std::filesystem::path p(entry);
@@ -314,7 +314,22 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
     else if (*mode == "sandboxed") m.mode = PluginMode::sandboxed;
     else c.fail("mode", fmt::format("expected 'trusted' or 'sandboxed', got '{}'", *mode));
   }
-  if (auto entry = c.string(o, "entry", true, "the plugin binary's file name, e.g. libmyplugin.so")) {
+  m.command = c.string_list(o, "command");
+  if (o.contains("command") && m.command.empty()) c.fail("command", "expected a non-empty list: the program and its arguments");
+  if (!m.command.empty()) {
+    if (o.contains("entry")) c.fail("entry", "give either 'entry' (a plugin binary) or 'command' (an external MCP server), not both");
+    if (m.mode != PluginMode::sandboxed)
+      c.fail("command", "an external command runs in its own process: set 'mode: sandboxed'");
+    if (auto it = o.find("env"); it != o.end() && !it->value().is_null()) {
+      if (!it->value().is_object()) c.fail("env", "expected a mapping of variable names to strings");
+      else
+        for (const auto& [k, v] : it->value().get_object()) {
+          if (!v.is_string()) c.fail(fmt::format("env.{}", std::string_view(k)), "expected a string");
+          else m.env.emplace_back(std::string(k), std::string(v.get_string()));
+        }
+    }
+    m.cwd = c.string(o, "cwd", false).value_or("");
+  } else if (auto entry = c.string(o, "entry", true, "the plugin binary's file name, e.g. libmyplugin.so, or 'command'")) {
     check_entry(c, *entry);
     m.entry = *entry;
   }

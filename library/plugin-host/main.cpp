@@ -1,6 +1,9 @@
 // xcore-plugin-host: runs one SDK plugin in its own process and serves it over JSON-RPC on stdin/stdout.
 //
 //   xcore-plugin-host --manifest <plugin.yaml> --binary <plugin.so> [--parent <pid>] [--policy <json>]
+//   xcore-plugin-host --manifest <plugin.yaml> --exec 1 [--parent <pid>] [--policy <json>]
+//     applies the same isolation, then execs the manifest's `command` (an external MCP server), which
+//     speaks to the host directly on the same stdin/stdout.
 //
 // MCP methods (initialize, notifications/initialized, ping, tools/list, tools/call) make every sandboxed
 // xcore plugin a usable MCP server; xcore/* methods carry the rest of the lifecycle. Calls back to host
@@ -19,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <vector>
 #include <mutex>
 
 #include "jsonrpc/rpc_peer.hpp"
@@ -114,6 +118,7 @@ class RemoteServices final : public PluginServices {
 struct Options {
   std::string manifest, binary, policy;
   pid_t parent = 0;
+  bool exec = false;
 };
 
 bool parse_args(int argc, char** argv, Options& o) {
@@ -123,9 +128,26 @@ bool parse_args(int argc, char** argv, Options& o) {
     else if (k == "--binary") o.binary = argv[i + 1];
     else if (k == "--policy") o.policy = argv[i + 1];
     else if (k == "--parent") o.parent = static_cast<pid_t>(std::atoi(argv[i + 1]));
+    else if (k == "--exec") o.exec = std::string_view(argv[i + 1]) == "1";
     else return false;
   }
-  return !o.manifest.empty() && !o.binary.empty();
+  return !o.manifest.empty() && (o.exec || !o.binary.empty());
+}
+
+// Becomes the manifest's external command. Only returns on failure.
+[[noreturn]] void exec_command(const PluginManifest& m) {
+  auto dir = m.cwd.empty() ? m.dir() : m.dir() / m.cwd;
+  if (::chdir(dir.c_str()) != 0) {
+    std::fprintf(stderr, "xcore-plugin-host: cannot enter %s: %s\n", dir.c_str(), std::strerror(errno));
+    std::_Exit(70);
+  }
+  for (const auto& [k, v] : m.env) ::setenv(k.c_str(), v.c_str(), 1);
+  std::vector<char*> argv;
+  for (const auto& a : m.command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execvp(argv[0], argv.data());
+  std::fprintf(stderr, "xcore-plugin-host: cannot run %s: %s\n", argv[0], std::strerror(errno));
+  std::_Exit(71);
 }
 
 [[noreturn]] void die(const std::string& why) {
@@ -139,8 +161,23 @@ int main(int argc, char** argv) {
   // Die with the host, whatever kills it (checked after setting, against the race with its death).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   Options opt;
-  if (!parse_args(argc, argv, opt)) die("usage: xcore-plugin-host --manifest FILE --binary FILE [--parent PID] [--policy JSON]");
+  if (!parse_args(argc, argv, opt))
+    die("usage: xcore-plugin-host --manifest FILE (--binary FILE | --exec 1) [--parent PID] [--policy JSON]");
   if (opt.parent && ::getppid() != opt.parent) return 0;
+
+  if (opt.exec) {
+    auto loaded = load_manifest(opt.manifest);
+    if (!loaded) die(loaded.error().message);
+    if (!loaded->manifest.external()) die("the manifest has no 'command' to run");
+    sandbox::IsolationPolicy policy;
+    if (!opt.policy.empty()) {
+      auto p = sandbox::IsolationPolicy::from_json_text(opt.policy);
+      if (!p) die(p.error().message);
+      policy = std::move(*p);
+    }
+    if (auto r = sandbox::apply_in_child(policy); !r) die(r.error().message);
+    exec_command(loaded->manifest);
+  }
 
   // The protocol owns the real stdout; anything the plugin prints goes to stderr, i.e. the host's log.
   int protocol_out = ::dup(1);
@@ -209,8 +246,7 @@ int main(int argc, char** argv) {
     }
     if (method == "tools/call") {
       auto name = p.contains("name") && p.at("name").is_string() ? std::string(p.at("name").get_string()) : std::string();
-      XCORE_ASSIGN_OR_RETURN(auto r, plugin->call_tool(name, p.contains("arguments") ? p.at("arguments") : json::object(),
-                                                       wire::context_from_json(p.contains("_meta") ? p.at("_meta") : json::value())));
+      XCORE_ASSIGN_OR_RETURN(auto r, plugin->call_tool(name, p.contains("arguments") ? p.at("arguments") : json::object(), wire::context_from_meta(p)));
       return r.to_mcp();
     }
     if (method == "xcore/action") {

@@ -34,6 +34,9 @@ class PluginServices {
   virtual void reset_plugin_state() {}
   // The runner gave up on the plugin (its crash budget is spent).
   virtual void runner_failed(const Error& /*why*/) {}
+  // The plugin's tool list changed (an MCP server sent notifications/tools/list_changed): list and
+  // publish them again. Called from a thread of the runner's own, never from its protocol reader.
+  virtual void refresh_tools() {}
 };
 
 class Runner {

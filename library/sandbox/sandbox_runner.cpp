@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <set>
@@ -100,7 +101,7 @@ class SandboxRunner final : public Runner {
  public:
   SandboxRunner(const PluginManifest& m, std::filesystem::path binary, PluginServices& services, SandboxOptions options)
       : manifest_(m), binary_(std::move(binary)), services_(services), options_(std::move(options)),
-        policy_(IsolationPolicy::from_manifest(m)) {
+        policy_(IsolationPolicy::from_manifest(m)), external_(m.external()) {
     if (m.limits.timeout) options_.call_timeout = *m.limits.timeout;
   }
 
@@ -108,9 +109,16 @@ class SandboxRunner final : public Runner {
     std::shared_ptr<Child> c;
     {
       std::lock_guard lock(mutex_);
+      destroying_ = true;
       c = std::move(child_);
     }
     stop(c);
+    {
+      std::lock_guard lock(refresh_mutex_);
+      refresh_stop_ = true;
+    }
+    refresh_cv_.notify_all();
+    if (refresher_.joinable()) refresher_.join();
   }
 
   Result<void> start_first() {
@@ -119,15 +127,16 @@ class SandboxRunner final : public Runner {
     return ok();
   }
 
+  // An external MCP server has no xcore lifecycle: those steps are the host's bookkeeping only.
   Result<void> on_load(const json::object& config) override {
-    XCORE_TRY(call("xcore/load", json::object{{"config", config}}, options_.start_timeout));
+    if (!external_) XCORE_TRY(call("xcore/load", json::object{{"config", config}}, options_.start_timeout));
     std::lock_guard lock(mutex_);
     config_ = config;
     loaded_ = true;
     return ok();
   }
   Result<void> on_enable() override {
-    XCORE_TRY(call("xcore/enable", json::object{}, options_.start_timeout));
+    if (!external_) XCORE_TRY(call("xcore/enable", json::object{}, options_.start_timeout));
     std::lock_guard lock(mutex_);
     enabled_ = true;
     return ok();
@@ -137,11 +146,12 @@ class SandboxRunner final : public Runner {
       std::lock_guard lock(mutex_);
       enabled_ = false;
     }
-    XCORE_TRY(call("xcore/disable", json::object{}, options_.start_timeout));
+    if (!external_) XCORE_TRY(call("xcore/disable", json::object{}, options_.start_timeout));
     return ok();
   }
   Result<void> on_unload() override {
-    auto r = call("xcore/unload", json::object{}, options_.start_timeout, /*restart=*/false);
+    Result<json::value> r = json::value();
+    if (!external_) r = call("xcore/unload", json::object{}, options_.start_timeout, /*restart=*/false);
     std::shared_ptr<Child> c;
     {
       std::lock_guard lock(mutex_);
@@ -152,41 +162,52 @@ class SandboxRunner final : public Runner {
     return r ? ok() : Result<void>(std::move(r).error());
   }
   Result<void> on_config(const json::object& config) override {
-    XCORE_TRY(call("xcore/configure", json::object{{"config", config}}, options_.start_timeout));
+    if (!external_) XCORE_TRY(call("xcore/configure", json::object{{"config", config}}, options_.start_timeout));
     std::lock_guard lock(mutex_);
     config_ = config;
     return ok();
   }
   Result<json::value> health() override {
     // A plugin that does not answer a health check within 3 s is unresponsive.
-    auto r = call("xcore/health", json::object{}, std::chrono::milliseconds(3000), /*restart=*/false);
+    auto r = call(external_ ? "ping" : "xcore/health", json::object{}, std::chrono::milliseconds(3000), /*restart=*/false);
     if (!r && r.error().code == ErrorCode::timeout)
       return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is unresponsive: no health answer within 3 s", manifest_.id)};
+    if (r && external_) return json::value(json::object{{"status", "ok"}});
     return r;
   }
   Result<std::vector<ToolSpec>> list_tools() override {
-    XCORE_ASSIGN_OR_RETURN(auto r, call("tools/list", json::object{}, options_.start_timeout));
     std::vector<ToolSpec> out;
-    if (!r.is_object() || !r.get_object().contains("tools") || !r.get_object().at("tools").is_array())
-      return Error{ErrorCode::plugin_crashed, fmt::format("plugin '{}': tools/list answered without a tool list", manifest_.id)};
-    for (const auto& t : r.get_object().at("tools").get_array()) {
-      XCORE_ASSIGN_OR_RETURN(auto spec, ToolSpec::from_json(t));
-      out.push_back(std::move(spec));
+    json::value cursor;
+    for (int page = 0; page < 1000; ++page) {  // MCP pagination, bounded
+      json::object params;
+      if (!cursor.is_null()) params["cursor"] = cursor;
+      XCORE_ASSIGN_OR_RETURN(auto r, call("tools/list", params, options_.start_timeout));
+      if (!r.is_object() || !r.get_object().contains("tools") || !r.get_object().at("tools").is_array())
+        return Error{ErrorCode::plugin_crashed, fmt::format("plugin '{}': tools/list answered without a tool list", manifest_.id)};
+      for (const auto& t : r.get_object().at("tools").get_array()) {
+        auto spec = ToolSpec::from_json(t);
+        if (!spec) return Error{ErrorCode::invalid_argument, fmt::format("plugin '{}': {}", manifest_.id, spec.error().message)};
+        out.push_back(std::move(*spec));
+      }
+      auto next = r.get_object().find("nextCursor");
+      if (next == r.get_object().end() || next->value().is_null()) break;
+      cursor = next->value();
     }
     return out;
   }
   Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) override {
-    XCORE_ASSIGN_OR_RETURN(auto r, call("tools/call", json::object{{"name", name}, {"arguments", args}, {"_meta", wire::context_to_json(ctx)}},
+    XCORE_ASSIGN_OR_RETURN(auto r, call("tools/call", json::object{{"name", name}, {"arguments", args}, {"_meta", wire::meta_with_context(ctx)}},
                                         budget(ctx)));
     return ToolResult::from_mcp(std::move(r));
   }
   Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) override {
+    if (external_) return Error{ErrorCode::not_found, fmt::format("plugin '{}' is an external MCP server: it has tools, no actions", manifest_.id)};
     return call("xcore/action", json::object{{"action", action}, {"params", params}, {"context", wire::context_to_json(ctx)}}, budget(ctx));
   }
 
   json::object describe() const override {
     std::lock_guard lock(mutex_);
-    json::object o{{"kind", "sandbox"}, {"restarts", restarts_}, {"crashes", total_crashes_}, {"last_exit", last_exit_}};
+    json::object o{{"kind", external_ ? "mcp_server" : "sandbox"}, {"restarts", restarts_}, {"crashes", total_crashes_}, {"last_exit", last_exit_}};
     if (child_ && !child_->reaped) {
       o["pid"] = child_->pid;
       o["isolation"] = child_->isolation;
@@ -244,6 +265,7 @@ class SandboxRunner final : public Runner {
 
   // Caller holds mutex_.
   Result<std::shared_ptr<Child>> current_child(bool restart) {
+    if (destroying_) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is being unloaded", manifest_.id)};
     if (failed_) return *failed_;
     if (child_ && !child_->peer->closed()) return child_;
     if (!child_) {
@@ -273,8 +295,8 @@ class SandboxRunner final : public Runner {
     ++restarts_;
     // Bring the new process to where the old one was.
     auto deadline = Clock::now() + options_.start_timeout;
-    if (loaded_) XCORE_TRY(unwrap(child_->peer->call("xcore/load", json::object{{"config", config_}}, deadline)));
-    if (enabled_) XCORE_TRY(unwrap(child_->peer->call("xcore/enable", json::object{}, deadline)));
+    if (loaded_ && !external_) XCORE_TRY(unwrap(child_->peer->call("xcore/load", json::object{{"config", config_}}, deadline)));
+    if (enabled_ && !external_) XCORE_TRY(unwrap(child_->peer->call("xcore/enable", json::object{}, deadline)));
     services_.log(LogLevel::warn, fmt::format("restarted (restart {}, after: {})", restarts_, last_exit_));
     return child_;
   }
@@ -307,8 +329,9 @@ class SandboxRunner final : public Runner {
     const std::string parent = std::to_string(::getpid());
     const std::string policy = json::serialize(policy_.to_json());
     std::vector<char*> argv{const_cast<char*>(host.c_str()), const_cast<char*>("--manifest"), const_cast<char*>(manifest.c_str()),
-                            const_cast<char*>("--binary"), const_cast<char*>(binary.c_str()), const_cast<char*>("--parent"),
-                            const_cast<char*>(parent.c_str()), const_cast<char*>("--policy"), const_cast<char*>(policy.c_str()), nullptr};
+                            const_cast<char*>(external_ ? "--exec" : "--binary"), const_cast<char*>(external_ ? "1" : binary.c_str()),
+                            const_cast<char*>("--parent"), const_cast<char*>(parent.c_str()), const_cast<char*>("--policy"),
+                            const_cast<char*>(policy.c_str()), nullptr};
     pid_t pid = -1;
     int rc = ::posix_spawn(&pid, host.c_str(), &fa, &attr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -352,6 +375,17 @@ class SandboxRunner final : public Runner {
       return Error{ErrorCode::plugin_crashed,
                    fmt::format("plugin '{}' did not start: {} ({})", manifest_.id, init.error().message, c->exit_reason)};
     }
+    // MCP version negotiation: the server answers the version it will speak; it must be one of ours.
+    std::string_view version;
+    if (init->is_object())
+      if (auto v = init->get_object().find("protocolVersion"); v != init->get_object().end() && v->value().is_string())
+        version = v->value().get_string();
+    if (!wire::supported_protocol(version)) {
+      c->kill_group();
+      c->reap(std::chrono::milliseconds(200));
+      return Error{ErrorCode::incompatible, fmt::format("plugin '{}' answered MCP protocol version '{}'; supported: {} to {}", manifest_.id,
+                                                        version, wire::kProtocolVersions[0], std::end(wire::kProtocolVersions)[-1])};
+    }
     if (init->is_object())
       if (auto it = init->get_object().find("_meta"); it != init->get_object().end() && it->value().is_object())
         if (auto iso = it->value().get_object().find("isolation"); iso != it->value().get_object().end() && iso->value().is_array())
@@ -360,7 +394,26 @@ class SandboxRunner final : public Runner {
     return c;
   }
 
+  // On the reader thread: anything that talks to the plugin is handed to the refresher thread.
   void on_notification(const std::string& method, const json::value& params) {
+    if (method == "notifications/tools/list_changed") {
+      std::lock_guard lock(refresh_mutex_);
+      refresh_pending_ = true;
+      if (!refresher_.joinable())
+        refresher_ = std::thread([this] {
+          std::unique_lock lk(refresh_mutex_);
+          for (;;) {
+            refresh_cv_.wait(lk, [&] { return refresh_stop_ || refresh_pending_; });
+            if (refresh_stop_) return;
+            refresh_pending_ = false;
+            lk.unlock();
+            services_.refresh_tools();
+            lk.lock();
+          }
+        });
+      refresh_cv_.notify_all();
+      return;
+    }
     if (method == "xcore/host/log" && params.is_object()) {
       const auto& p = params.get_object();
       LogLevel level = LogLevel::info;
@@ -460,6 +513,13 @@ class SandboxRunner final : public Runner {
   std::uint64_t restarts_ = 0, total_crashes_ = 0;
   std::string last_exit_;
   std::optional<Error> failed_;
+  bool destroying_ = false;
+  const bool external_;
+
+  std::mutex refresh_mutex_;
+  std::condition_variable refresh_cv_;
+  bool refresh_pending_ = false, refresh_stop_ = false;
+  std::thread refresher_;
 };
 
 }  // namespace

@@ -51,6 +51,15 @@ CallContext context_from_json(const json::value& v) {
   return ctx;
 }
 
+json::object meta_with_context(const CallContext& ctx) { return json::object{{"xcore", context_to_json(ctx)}}; }
+
+CallContext context_from_meta(const json::object& params) {
+  auto meta = params.find("_meta");
+  if (meta == params.end() || !meta->value().is_object()) return {};
+  auto x = meta->value().get_object().find("xcore");
+  return x == meta->value().get_object().end() ? CallContext{} : context_from_json(x->value());
+}
+
 json::object outcome_to_json(const HookOutcome& o) {
   json::object r{{"results", o.results}, {"vetoed", o.vetoed}};
   if (o.vetoed) r["veto_reason"] = o.veto_reason;

@@ -21,6 +21,9 @@ json::object tool_to_json(const ToolSpec& spec);
 
 json::object context_to_json(const CallContext& ctx);
 CallContext context_from_json(const json::value& v);
+// tools/call carries the context as params._meta.xcore, where MCP allows extensions.
+json::object meta_with_context(const CallContext& ctx);
+CallContext context_from_meta(const json::object& params);
 
 json::object outcome_to_json(const HookOutcome& o);
 Result<HookOutcome> outcome_from_json(const json::value& v);

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the third-party MCP servers the sandbox tests load, pinned, into a cache folder (default:
+# ~/.cache/xcore/mcp-peers). Fast when already there. Prints the folder.
+set -euo pipefail
+dir=${XCORE_PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xcore/mcp-peers}
+packages=(
+  "@modelcontextprotocol/server-everything@2026.8.31"
+  "@modelcontextprotocol/server-filesystem@2026.8.31"
+)
+stamp="$dir/.installed-$(printf '%s\n' "${packages[@]}" | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  command -v npm >/dev/null || { echo "install.sh: npm is required (Debian: apt-get install npm)" >&2; exit 1; }
+  mkdir -p "$dir"
+  [[ -f "$dir/package.json" ]] || echo '{"name":"xcore-mcp-peers","private":true}' > "$dir/package.json"
+  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "${packages[@]}" >&2
+  touch "$stamp"
+fi
+echo "$dir"

@@ -1,0 +1,115 @@
+// Third-party MCP servers from the npm registry, loaded as sandboxed plugins: their tools join the
+// registry and answer through the sandbox. tests/peers/install.sh installs them (pinned) first.
+#include <doctest/doctest.h>
+
+#include "support/test_support.hpp"
+
+#include <signal.h>
+
+using namespace xcore;
+using namespace xcore_test;
+
+namespace {
+
+fs::path peers_dir() {
+  if (const char* d = std::getenv("XCORE_PEERS_DIR"); d && *d) return d;
+  if (const char* c = std::getenv("XDG_CACHE_HOME"); c && *c) return fs::path(c) / "xcore" / "mcp-peers";
+  return fs::path(std::getenv("HOME")) / ".cache" / "xcore" / "mcp-peers";
+}
+
+fs::path server(const std::string& name) {
+  return peers_dir() / "node_modules" / "@modelcontextprotocol" / name / "dist" / "index.js";
+}
+
+struct PeerHost {
+  TempDir tmp;
+  fs::path plugins = tmp / "plugins";
+  fs::path files = tmp / "files";
+  CapturedLog log;
+  std::unique_ptr<Manager> manager;
+
+  PeerHost() {
+    fs::create_directories(files);
+    write_file(files / "note.txt", "written before the server started");
+    write_file(plugins / "everything" / "plugin.yaml",
+               "id: everything\nversion: 2026.8.31\nmode: sandboxed\ncommand: [node, " + server("server-everything").string() + ", stdio]\n");
+    write_file(plugins / "filesystem" / "plugin.yaml",
+               "id: filesystem\nversion: 2026.8.31\nmode: sandboxed\ncommand: [node, " + server("server-filesystem").string() + ", " +
+                   files.string() + "]\n");
+    ManagerOptions o;
+    o.plugin_dirs = {plugins};
+    o.shadow_dir = tmp / "shadow";
+    o.log = log.sink();
+    o.restart_backoff = std::chrono::milliseconds(1);
+    manager = std::make_unique<Manager>(std::move(o));
+    auto report = manager->discover();
+    for (const auto& p : report.problems) MESSAGE(p.message);
+  }
+};
+
+std::string text_of(const ToolResult& r) {
+  std::string out;
+  for (const auto& c : r.content)
+    if (c.is_object() && c.as_object().contains("text")) out += std::string(c.at("text").as_string());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("server-everything: handshake, tools in the registry, echo, restart after it is killed") {
+  REQUIRE_MESSAGE(fs::exists(server("server-everything")), "run tests/peers/install.sh first");
+  PeerHost h;
+  auto r = h.manager->enable("everything");
+  REQUIRE_MESSAGE(r.ok(), r.error().message);
+  auto info = h.manager->info("everything");
+  CHECK(info->runner.at("kind") == "mcp_server");
+  auto tool = h.manager->tools().find("echo");
+  REQUIRE(tool);
+  CHECK(tool->spec.plugin == "everything");
+  auto echo = h.manager->call_tool("echo", J(R"({"message":"hello through the sandbox"})"));
+  REQUIRE_MESSAGE(echo.ok(), echo.error().message);
+  CHECK(text_of(*echo).find("hello through the sandbox") != std::string::npos);
+  CHECK(h.manager->health("everything")->at("status") == "ok");
+
+  // Its arguments are validated against the server's own inputSchema before it sees them.
+  auto bad = h.manager->call_tool("echo", J(R"({"message":42})"));
+  REQUIRE(!bad.ok());
+  CHECK(bad.error().code == ErrorCode::invalid_argument);
+
+  auto pid = static_cast<pid_t>(info->runner.at("pid").to_number<int>());
+  ::kill(-pid, SIGKILL);
+  auto after = h.manager->call_tool("echo", J(R"({"message":"again"})"));
+  if (!after.ok()) {  // the call that meets the dead process fails; the next one starts a new one
+    CHECK(after.error().code == ErrorCode::plugin_crashed);
+    after = h.manager->call_tool("echo", J(R"({"message":"again"})"));
+  }
+  REQUIRE_MESSAGE(after.ok(), after.error().message);
+  CHECK(text_of(*after).find("again") != std::string::npos);
+  REQUIRE(h.manager->unload("everything").ok());
+}
+
+TEST_CASE("server-filesystem: 14 tools with output schemas; structured results are validated") {
+  REQUIRE_MESSAGE(fs::exists(server("server-filesystem")), "run tests/peers/install.sh first");
+  PeerHost h;
+  auto r = h.manager->enable("filesystem");
+  REQUIRE_MESSAGE(r.ok(), r.error().message);
+  ToolFilter mine;
+  mine.plugin = "filesystem";
+  auto tools = h.manager->tools().list(mine);
+  CHECK(tools.size() >= 10);
+  int with_output_schema = 0;
+  for (const auto& t : tools) with_output_schema += t.spec.output_schema ? 1 : 0;
+  CHECK(with_output_schema > 0);
+
+  auto written = h.manager->call_tool("write_file", json::object{{"path", (h.files / "new.txt").string()}, {"content", "from xcore"}});
+  REQUIRE_MESSAGE(written.ok(), written.error().message);
+  CHECK(!written->is_error);
+  auto read = h.manager->call_tool("read_text_file", json::object{{"path", (h.files / "new.txt").string()}});
+  REQUIRE_MESSAGE(read.ok(), read.error().message);
+  CHECK_MESSAGE(!read->is_error, text_of(*read));
+  CHECK(text_of(*read).find("from xcore") != std::string::npos);
+  // Outside its allowed folder the server itself refuses: an isError result, not a protocol error.
+  auto outside = h.manager->call_tool("read_text_file", json::object{{"path", "/etc/hostname"}});
+  REQUIRE(outside.ok());
+  CHECK(outside->is_error);
+}
