@@ -335,6 +335,10 @@ struct Manager::Impl final : ManagerCore {
   }
 
   void refresh_tools(const std::string& plugin, Generation& gen) override {
+    // Only the current generation publishes tools. One still being built lists them itself once loaded
+    // (and may not even have its runner yet): nothing to do for it.
+    auto slot = find(plugin);
+    if (!slot || slot->current.load().get() != &gen) return;
     auto listed = gen.runner->list_tools();
     if (!listed) {
       log(LogLevel::warn, plugin, fmt::format("cannot list tools again: {}", listed.error().message));
