@@ -9,7 +9,8 @@ bash scripts/build.sh default >/dev/null
 reps=${REPS:-5}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for b in bench_invoke bench_hooks bench_load; do
+bash tests/peers/install.sh >/dev/null  # server-everything for the MCP comparison
+for b in bench_invoke bench_hooks bench_load bench_sandbox; do
   echo "running $b ($reps repetitions)" >&2
   "build/bench/$b" --benchmark_repetitions="$reps" --benchmark_min_time=0.5 --benchmark_report_aggregates_only=true \
     --benchmark_format=json --benchmark_out="$out/$b.json" --benchmark_out_format=json >/dev/null
