@@ -78,6 +78,8 @@ TEST_CASE("a sandboxed plugin behaves like a trusted one: tools, actions, config
   REQUIRE_MESSAGE(loaded.ok(), loaded.error().message);
   auto info = h->info("probe");
   CHECK(info->runner.at("kind") == "sandbox");
+  CHECK(info->runner.at("rss_bytes").to_number<double>() > 0);
+  CHECK(info->runner.contains("cpu_seconds"));
   CHECK(process_exists(h.pid("probe")));
   CHECK(h.pid("probe") != ::getpid());
 

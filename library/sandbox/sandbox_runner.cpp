@@ -11,6 +11,9 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <set>
 #include <map>
 #include <mutex>
@@ -65,11 +68,13 @@ struct Child {
   void kill_group() {
     if (pid > 0 && !reaped) ::kill(-pid, SIGKILL);
   }
-  // Waits up to `grace` for the process to exit by itself, then kills its process group.
-  void reap(std::chrono::milliseconds grace) {
+  // Waits up to `grace` for the process to exit by itself; then, if `term_grace` is set, sends SIGTERM
+  // to its process group and waits that long again; then kills the group.
+  void reap(std::chrono::milliseconds grace, std::chrono::milliseconds term_grace = std::chrono::milliseconds(0)) {
     if (reaped || pid <= 0) return;
     int status = 0;
     auto until = Clock::now() + grace;
+    bool termed = term_grace.count() == 0;
     for (;;) {
       pid_t r = ::waitpid(pid, &status, WNOHANG);
       if (r == pid) break;
@@ -78,6 +83,12 @@ struct Child {
         break;
       }
       if (Clock::now() >= until) {
+        if (!termed) {
+          ::kill(-pid, SIGTERM);
+          termed = true;
+          until = Clock::now() + term_grace;
+          continue;
+        }
         ::kill(-pid, SIGKILL);
         ::waitpid(pid, &status, 0);
         break;
@@ -96,6 +107,21 @@ struct Child {
     if (stderr_reader.joinable()) stderr_reader.join();
   }
 };
+
+// Resident memory and CPU time of a process, from /proc/<pid>/stat.
+void add_process_figures(pid_t pid, json::object& out) {
+  std::ifstream f(fmt::format("/proc/{}/stat", pid));
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto close = stat.rfind(')');  // the command name may contain spaces
+  if (close == std::string::npos) return;
+  std::istringstream rest(stat.substr(close + 2));
+  std::vector<std::string> fields{std::istream_iterator<std::string>(rest), std::istream_iterator<std::string>()};
+  // Fields after the name start at 3 (state); utime 14, stime 15, rss 24 in proc(5) numbering.
+  if (fields.size() < 22) return;
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  out["cpu_seconds"] = (std::stod(fields[11]) + std::stod(fields[12])) / tick;
+  out["rss_bytes"] = std::stoull(fields[21]) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
 
 class SandboxRunner final : public Runner {
  public:
@@ -211,6 +237,7 @@ class SandboxRunner final : public Runner {
     if (child_ && !child_->reaped) {
       o["pid"] = child_->pid;
       o["isolation"] = child_->isolation;
+      add_process_figures(child_->pid, o);
     }
     if (failed_) o["failed"] = failed_->message;
     return o;
@@ -491,11 +518,15 @@ class SandboxRunner final : public Runner {
     return Error{ErrorCode::not_found, fmt::format("unknown host method '{}'", method)};
   }
 
-  // Asks the process to leave, then makes sure it did.
+  // Asks the process to leave (a shutdown notice; for an MCP server, closing its input), then SIGTERM,
+  // then SIGKILL.
   void stop(const std::shared_ptr<Child>& c) {
     if (!c) return;
-    if (!c->peer->closed()) (void)c->peer->notify("xcore/shutdown", json::object{});
-    c->reap(std::chrono::milliseconds(2000));
+    if (!c->peer->closed()) {
+      if (external_) c->peer->close(Error{ErrorCode::unavailable, "stopped"});
+      else (void)c->peer->notify("xcore/shutdown", json::object{});
+    }
+    c->reap(std::chrono::milliseconds(1000), std::chrono::milliseconds(1000));
   }
 
   const PluginManifest manifest_;
