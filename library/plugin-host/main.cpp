@@ -155,6 +155,16 @@ bool parse_args(int argc, char** argv, Options& o) {
   std::exit(70);
 }
 
+// Namespaces come first, while this process has one thread. Missing ones are an error under
+// XCORE_SANDBOX_STRICT=1, a warning otherwise.
+void enter_namespaces_or_die(const sandbox::IsolationPolicy& policy) {
+  auto r = sandbox::enter_namespaces(policy);
+  if (r) return;
+  const char* strict = std::getenv("XCORE_SANDBOX_STRICT");
+  if (strict && std::string_view(strict) == "1") die(r.error().message);
+  std::fprintf(stderr, "xcore-plugin-host: isolation not applied: namespaces: %s\n", r.error().message.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -175,13 +185,10 @@ int main(int argc, char** argv) {
       if (!p) die(p.error().message);
       policy = std::move(*p);
     }
+    enter_namespaces_or_die(policy);
     if (auto r = sandbox::apply_in_child(policy); !r) die(r.error().message);
     exec_command(loaded->manifest);
   }
-
-  // The protocol owns the real stdout; anything the plugin prints goes to stderr, i.e. the host's log.
-  int protocol_out = ::dup(1);
-  ::dup2(2, 1);
 
   sandbox::IsolationPolicy policy;
   if (!opt.policy.empty()) {
@@ -189,6 +196,11 @@ int main(int argc, char** argv) {
     if (!p) die(p.error().message);
     policy = std::move(*p);
   }
+  enter_namespaces_or_die(policy);
+
+  // The protocol owns the real stdout; anything the plugin prints goes to stderr, i.e. the host's log.
+  int protocol_out = ::dup(1);
+  ::dup2(2, 1);
   if (auto r = sandbox::apply_in_child(policy); !r) die(r.error().message);
 
   auto loaded = load_manifest(opt.manifest);

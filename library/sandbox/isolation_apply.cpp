@@ -7,6 +7,13 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -72,6 +79,103 @@ Result<void> install_seccomp(bool network) {
 }
 
 }  // namespace
+
+namespace {
+
+bool write_proc(const char* path, const std::string& text) {
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  return ok;
+}
+
+// Points 0, 1 and 2 at /dev/null: a helper must not hold the protocol pipes open, or the host would never
+// see end-of-file when the plugin dies.
+void let_go_of_stdio() {
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  for (int fd = 0; fd <= 2; ++fd) ::dup2(null, fd);
+  if (null > 2) ::close(null);
+}
+
+// Exits the way `status` says a child ended: a death by signal is repeated on ourselves.
+[[noreturn]] void end_like(int status) {
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  if (code > 128 && code < 128 + NSIG) {
+    int sig = code - 128;
+    rlimit none{0, 0};
+    ::setrlimit(RLIMIT_CORE, &none);
+    ::signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
+    ::raise(sig);
+  }
+  ::_exit(code);
+}
+
+}  // namespace
+
+Result<void> enter_namespaces(const IsolationPolicy& p) {
+  if (!p.namespaces) return ok();
+  const bool root = ::geteuid() == 0;
+  const uid_t uid = ::getuid();
+  const gid_t gid = ::getgid();
+  int flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNS;
+  if (!p.network) flags |= CLONE_NEWNET;
+  if (!root) flags |= CLONE_NEWUSER;  // what lets an unprivileged user create the others
+  if (::unshare(flags) != 0) return Error{ErrorCode::unavailable, fmt::format("unshare failed: {}", std::strerror(errno))};
+  if (!root) {
+    // Keep the same ids inside; nothing maps to root.
+    if (!write_proc("/proc/self/setgroups", "deny") || !write_proc("/proc/self/uid_map", fmt::format("{0} {0} 1\n", uid)) ||
+        !write_proc("/proc/self/gid_map", fmt::format("{0} {0} 1\n", gid)))
+      return Error{ErrorCode::unavailable, fmt::format("writing the user namespace's id maps failed: {}", std::strerror(errno))};
+  }
+  // The next child is pid 1 of the new pid namespace: the reaper.
+  pid_t reaper = ::fork();
+  if (reaper < 0) return Error{ErrorCode::unavailable, fmt::format("fork failed: {}", std::strerror(errno))};
+  if (reaper > 0) {  // the helper outside: waits, then ends as the plugin did
+    let_go_of_stdio();
+    int status = 0;
+    while (::waitpid(reaper, &status, 0) < 0 && errno == EINTR) {
+    }
+    end_like(status);
+  }
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  pid_t plugin = ::fork();
+  if (plugin < 0) ::_exit(70);
+  if (plugin > 0) {  // pid 1: reap everything; when the plugin ends, end everything else in the namespace
+    let_go_of_stdio();
+    int plugin_status = 0;
+    for (;;) {
+      int status = 0;
+      pid_t r = ::wait(&status);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) break;  // no children left
+      if (r == plugin) {
+        plugin_status = status;
+        ::kill(-1, SIGKILL);  // orphans and grandchildren (pid 1 itself is never hit)
+      }
+    }
+    // pid 1 cannot die by most signals: encode the plugin's end in the exit code for the helper.
+    ::_exit(WIFEXITED(plugin_status) ? WEXITSTATUS(plugin_status) : 128 + WTERMSIG(plugin_status));
+  }
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // A /proc of the new pid namespace: the host's processes (and their memory) are not even visible.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+      ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0)
+    applied().push_back("proc:private");
+  else
+    std::fprintf(stderr, "xcore-plugin-host: isolation not applied: private /proc: %s\n", std::strerror(errno));
+  applied().push_back("namespace:pid");
+  applied().push_back("namespace:ipc");
+  applied().push_back("namespace:uts");
+  applied().push_back("namespace:mount");
+  if (!p.network) applied().push_back("namespace:net");
+  if (!root) applied().push_back("namespace:user");
+  return ok();
+}
 
 Result<std::vector<std::string>> apply_in_child(const IsolationPolicy& p) {
   const char* strict_env = std::getenv("XCORE_SANDBOX_STRICT");

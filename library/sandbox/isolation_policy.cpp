@@ -18,7 +18,7 @@ IsolationPolicy IsolationPolicy::from_manifest(const PluginManifest& m) {
 }
 
 json::object IsolationPolicy::to_json() const {
-  json::object o{{"network", network}, {"seccomp", seccomp}};
+  json::object o{{"network", network}, {"seccomp", seccomp}, {"namespaces", namespaces}};
   auto put = [&](const char* k, const std::optional<std::uint64_t>& v) {
     if (v) o[k] = *v;
   };
@@ -48,6 +48,7 @@ Result<IsolationPolicy> IsolationPolicy::from_json_text(std::string_view text) {
   p.processes = get("processes");
   if (auto it = o.find("network"); it != o.end() && it->value().is_bool()) p.network = it->value().get_bool();
   if (auto it = o.find("seccomp"); it != o.end() && it->value().is_bool()) p.seccomp = it->value().get_bool();
+  if (auto it = o.find("namespaces"); it != o.end() && it->value().is_bool()) p.namespaces = it->value().get_bool();
   return p;
 }
 

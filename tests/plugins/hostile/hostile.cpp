@@ -2,6 +2,7 @@
 #include <xcore/sdk.hpp>
 
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -115,6 +116,31 @@ class Hostile : public xcore::sdk::Plugin {
       int err = errno;
       if (s >= 0) ::close(s);
       return ToolOutput(json::object{{"opened", s >= 0}, {"error", s >= 0 ? "" : std::strerror(err)}});
+    });
+    fault("signal_storm", [](const json::object&) {
+      for (int i = 0; i < 1000; ++i) ::kill(::getppid(), SIGUSR1);
+      ::kill(0, SIGUSR2);  // its whole process group, itself included
+      return ToolOutput::text("stormed");
+    });
+    fault("orphan_then_exit", [](const json::object&) -> ToolOutput {
+      if (::fork() == 0) {  // a grandchild that keeps the protocol pipes open
+        for (;;) ::pause();
+      }
+      std::_Exit(4);
+    });
+    fault("zombies", [](const json::object&) {
+      int made = 0;
+      for (int i = 0; i < 50; ++i)
+        if (pid_t p = ::fork(); p == 0) std::_Exit(0);
+        else if (p > 0) ++made;
+      return ToolOutput(json::object{{"zombies", made}});
+    });
+    fault("read_host_memory", [](const json::object& a) {
+      auto path = "/proc/" + std::to_string(a.at("pid").to_number<int>()) + "/mem";
+      int fd = ::open(path.c_str(), O_RDONLY);
+      int err = errno;
+      if (fd >= 0) ::close(fd);
+      return ToolOutput(json::object{{"opened", fd >= 0}, {"error", fd >= 0 ? "" : std::strerror(err)}});
     });
     fault("ptrace_parent", [](const json::object&) {
       long r = ::ptrace(PTRACE_ATTACH, ::getppid(), nullptr, nullptr);
