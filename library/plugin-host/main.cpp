@@ -155,6 +155,13 @@ bool parse_args(int argc, char** argv, Options& o) {
   std::exit(70);
 }
 
+sandbox::IsolationPolicy read_policy(const std::string& text) {
+  if (text.empty()) return {};
+  auto p = sandbox::IsolationPolicy::from_json_text(text);
+  if (!p) die(p.error().message);
+  return std::move(*p);
+}
+
 // Namespaces come first, while this process has one thread. Missing ones are an error under
 // XCORE_SANDBOX_STRICT=1, a warning otherwise.
 void enter_namespaces_or_die(const sandbox::IsolationPolicy& policy) {
@@ -175,27 +182,16 @@ int main(int argc, char** argv) {
     die("usage: xcore-plugin-host --manifest FILE (--binary FILE | --exec 1) [--parent PID] [--policy JSON]");
   if (opt.parent && ::getppid() != opt.parent) return 0;
 
+  const sandbox::IsolationPolicy policy = read_policy(opt.policy);
   if (opt.exec) {
     auto loaded = load_manifest(opt.manifest);
     if (!loaded) die(loaded.error().message);
     if (!loaded->manifest.external()) die("the manifest has no 'command' to run");
-    sandbox::IsolationPolicy policy;
-    if (!opt.policy.empty()) {
-      auto p = sandbox::IsolationPolicy::from_json_text(opt.policy);
-      if (!p) die(p.error().message);
-      policy = std::move(*p);
-    }
     enter_namespaces_or_die(policy);
     if (auto r = sandbox::apply_in_child(policy); !r) die(r.error().message);
     exec_command(loaded->manifest);
   }
 
-  sandbox::IsolationPolicy policy;
-  if (!opt.policy.empty()) {
-    auto p = sandbox::IsolationPolicy::from_json_text(opt.policy);
-    if (!p) die(p.error().message);
-    policy = std::move(*p);
-  }
   enter_namespaces_or_die(policy);
 
   // The protocol owns the real stdout; anything the plugin prints goes to stderr, i.e. the host's log.
