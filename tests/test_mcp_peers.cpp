@@ -4,6 +4,7 @@
 
 #include "support/test_support.hpp"
 
+#include <cstdio>
 #include <signal.h>
 
 using namespace xcore;
@@ -112,4 +113,34 @@ TEST_CASE("server-filesystem: 14 tools with output schemas; structured results a
   auto outside = h.manager->call_tool("read_text_file", json::object{{"path", "/etc/hostname"}});
   REQUIRE(outside.ok());
   CHECK(outside->is_error);
+}
+
+namespace {
+// Runs a command and returns what it printed (stdout and stderr).
+std::string run(const std::string& command) {
+  std::string out;
+  if (FILE* p = ::popen((command + " 2>&1").c_str(), "r")) {
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+    ::pclose(p);
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("every sandboxed xcore plugin is an MCP server: the official inspector CLI lists and calls its tools") {
+  auto cli = peers_dir() / "node_modules" / ".bin" / "mcp-inspector-cli";
+  REQUIRE_MESSAGE(fs::exists(cli), "run tests/peers/install.sh first");
+  // The CLI looks for its package.json relative to the working folder's parent: run it from a folder of the cache.
+  auto cwd = peers_dir() / "run";
+  fs::create_directories(cwd);
+  std::string host = XCORE_PLUGIN_HOST_PATH;
+  auto core = example_plugins() / "core";
+  std::string base = "cd " + cwd.string() + " && timeout 60 " + cli.string() + " --cli " + host + " --manifest " +
+                     (core / "plugin.yaml").string() + " --binary " + (core / "libcore.so").string();
+  auto listed = run(base + " --method tools/list");
+  CHECK_MESSAGE(listed.find("\"calculate\"") != std::string::npos, listed);
+  CHECK(listed.find("\"read_file\"") != std::string::npos);
+  auto called = run(base + " --method tools/call --tool-name calculate --tool-arg 'expression=6*7'");
+  CHECK_MESSAGE(called.find("\"result\": 42") != std::string::npos, called);
 }

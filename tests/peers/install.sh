@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the third-party MCP servers the sandbox tests load, pinned, into a cache folder (default:
+# Installs the third-party MCP servers (and the MCP client) the sandbox tests use, pinned, into a cache folder (default:
 # ~/.cache/xcore/mcp-peers). Fast when already there. Prints the folder.
 set -euo pipefail
 dir=${XCORE_PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xcore/mcp-peers}
 packages=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/server-filesystem@2026.8.31"
+  "@modelcontextprotocol/inspector-cli@1.0.3"
 )
 stamp="$dir/.installed-$(printf '%s\n' "${packages[@]}" | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
