@@ -23,10 +23,7 @@ struct Host {
   explicit Host(std::initializer_list<fs::path> staged, std::map<std::string, json::object> configs = {}) {
     fs::create_directories(plugins);
     for (const auto& s : staged) stage(s, plugins);
-    ManagerOptions o;
-    o.plugin_dirs = {plugins};
-    o.shadow_dir = shadow;
-    o.log = log.sink();
+    ManagerOptions o = test_options(tmp, plugins, log);
     o.configs = std::move(configs);
     o.drain_timeout = std::chrono::seconds(20);
     manager = std::make_unique<Manager>(std::move(o));

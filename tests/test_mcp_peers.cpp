@@ -37,10 +37,7 @@ struct PeerHost {
     write_file(plugins / "filesystem" / "plugin.yaml",
                "id: filesystem\nversion: 2026.8.31\nmode: sandboxed\ncommand: [node, " + server("server-filesystem").string() + ", " +
                    files.string() + "]\n");
-    ManagerOptions o;
-    o.plugin_dirs = {plugins};
-    o.shadow_dir = tmp / "shadow";
-    o.log = log.sink();
+    ManagerOptions o = test_options(tmp, plugins, log);
     o.restart_backoff = std::chrono::milliseconds(1);
     manager = std::make_unique<Manager>(std::move(o));
     auto report = manager->discover();

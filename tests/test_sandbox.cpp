@@ -43,10 +43,7 @@ struct SandboxHost {
   explicit SandboxHost(std::initializer_list<fs::path> staged, unsigned crash_budget = 50) {
     fs::create_directories(plugins);
     for (const auto& s : staged) stage(s, plugins);
-    ManagerOptions o;
-    o.plugin_dirs = {plugins};
-    o.shadow_dir = tmp / "shadow";
-    o.log = log.sink();
+    ManagerOptions o = test_options(tmp, plugins, log);
     o.crash_budget = crash_budget;
     o.restart_backoff = std::chrono::milliseconds(1);
     manager = std::make_unique<Manager>(std::move(o));

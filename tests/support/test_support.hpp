@@ -73,4 +73,13 @@ struct CapturedLog {
 
 inline boost::json::value J(std::string_view text) { return boost::json::parse(text); }
 
+// Options for a test's Manager: one plugins folder, a private shadow folder, a log the test can search.
+inline xcore::ManagerOptions test_options(const TempDir& tmp, const fs::path& plugins, CapturedLog& log) {
+  xcore::ManagerOptions o;
+  o.plugin_dirs = {plugins};
+  o.shadow_dir = tmp / "shadow";
+  o.log = log.sink();
+  return o;
+}
+
 }  // namespace xcore_test
