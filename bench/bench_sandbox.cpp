@@ -112,8 +112,14 @@ BENCHMARK(BM_SandboxColdStart)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The same echo through @modelcontextprotocol/server-everything (node), if tests/peers/install.sh ran.
 void BM_ServerEverythingEcho(benchmark::State& state) {
+  // Where tests/peers/install.sh puts it (see there for the order).
+  const char* env_dir = std::getenv("XCORE_PEERS_DIR");
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
-  fs::path peers = std::getenv("XCORE_PEERS_DIR") ? fs::path(std::getenv("XCORE_PEERS_DIR")) : fs::path(home ? home : "/root") / ".cache/xcore/mcp-peers";
+  fs::path peers = env_dir && *env_dir ? fs::path(env_dir)
+                   : xdg && *xdg       ? fs::path(xdg) / "xcore/mcp-peers"
+                   : home && *home     ? fs::path(home) / ".cache/xcore/mcp-peers"
+                                       : fs::path("/tmp") / ("xcore-" + std::to_string(::getuid())) / ".cache/xcore/mcp-peers";
   auto js = peers / "node_modules/@modelcontextprotocol/server-everything/dist/index.js";
   if (!fs::exists(js)) {
     state.SkipWithError("server-everything not installed (tests/peers/install.sh)");

@@ -2,7 +2,8 @@
 # Installs the third-party MCP servers (and the MCP client) the sandbox tests use, pinned, into a cache folder (default:
 # ~/.cache/xcore/mcp-peers). Fast when already there. Prints the folder.
 set -euo pipefail
-dir=${XCORE_PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xcore/mcp-peers}
+# The same order as the tests use: XCORE_PEERS_DIR, XDG_CACHE_HOME, HOME, then a folder in /tmp.
+dir=${XCORE_PEERS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp/xcore-$(id -u)}/.cache}/xcore/mcp-peers}
 packages=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/server-filesystem@2026.8.31"
