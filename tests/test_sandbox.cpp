@@ -218,11 +218,20 @@ TEST_CASE("a sleep past the deadline times out; a late answer is never handed to
 TEST_CASE("past its crash budget a plugin is failed, and can be loaded again") {
   SandboxHost h({test_plugins() / "hostile"}, /*crash_budget=*/3);
   REQUIRE(h->enable("hostile").ok());
+  // A plugin.failed subscriber that reaches the plugin's runner again: health() goes straight to it
+  // (this once deadlocked on the runner's lock, held while reporting the failure).
+  std::vector<ErrorCode> seen_by_subscriber;
+  auto sub = h->hooks().subscribe("plugin.failed", [&](const HookEvent&) {
+                  auto r = h->health("hostile");
+                  seen_by_subscriber.push_back(r ? ErrorCode::internal : r.error().code);
+                  return HookReply::none();
+                }).value();
   for (int i = 0; i < 3; ++i) CHECK(h->call_tool("segfault", J("{}")).error().code == ErrorCode::plugin_crashed);
   auto r = h->call_tool("ok", J("{}"));
   REQUIRE(!r.ok());
   CHECK(h->info("hostile")->state == PluginState::failed);
   CHECK(h->info("hostile")->last_error->message.find("3 crashes") != std::string::npos);
+  CHECK(seen_by_subscriber == std::vector<ErrorCode>{ErrorCode::unavailable});
   CHECK(h->call_tool("ok", J("{}")).error().code == ErrorCode::unavailable);
   REQUIRE(h->enable("hostile").ok());
   CHECK(h->call_tool("ok", J("{}")).ok());

@@ -180,13 +180,15 @@ struct Manager::Impl final : ManagerCore {
     return json::object{{"plugin", s.manifest.id}, {"version", s.manifest.version.to_string()}};
   }
 
-  Result<void> fail(PluginSlot& s, Error e) {
-    log(LogLevel::error, s.manifest.id, e.message);
+  // Records a failure; the plugin.failed event goes out after the current operation (or `now`).
+  Result<void> fail(PluginSlot& s, Error e, bool now = false) {
+    log(LogLevel::error, s.id, e.message);
     set_state(s, PluginState::failed, e);
     auto p = plugin_event(s);
     p["code"] = to_string(e.code);
     p["message"] = e.message;
-    queue_event("plugin.failed", std::move(p));
+    if (now) hook_bus.emit("plugin.failed", p);
+    else queue_event("plugin.failed", std::move(p));
     return e;
   }
 
@@ -358,8 +360,7 @@ struct Manager::Impl final : ManagerCore {
     slot->enabled.store(false, std::memory_order_release);
     tool_registry.set_plugin_enabled(plugin, false);
     if (auto gen = slot->current.load()) gen->hooks_active->store(false);
-    (void)fail(*slot, why);
-    flush_events();
+    (void)fail(*slot, why, /*now=*/true);  // only this event: others belong to the operations that queued them
   }
 
   Result<void> tools_changed(const std::string& plugin, Generation& gen) override {

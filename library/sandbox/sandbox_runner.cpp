@@ -253,9 +253,24 @@ class SandboxRunner final : public Runner {
   // One request to the plugin's process, starting (or restarting) it first if needed.
   Result<json::value> call(std::string_view method, const json::value& params, std::chrono::milliseconds timeout, bool restart = true) {
     std::shared_ptr<Child> c;
+    std::optional<Error> newly_failed;
     {
       std::lock_guard lock(mutex_);
-      XCORE_ASSIGN_OR_RETURN(c, current_child(restart));
+      auto cur = current_child(restart);
+      if (!cur) {
+        if (failed_ && !failure_reported_) {
+          failure_reported_ = true;
+          newly_failed = *failed_;
+        }
+        if (!newly_failed) return std::move(cur).error();
+      } else {
+        c = std::move(*cur);
+      }
+    }
+    // Reported without the lock: the host reacts (events, subscribers) and may call this plugin again.
+    if (newly_failed) {
+      services_.runner_failed(*newly_failed);
+      return *newly_failed;
     }
     auto r = c->peer->call(method, params, Clock::now() + timeout);
     if (r) return r;
@@ -310,7 +325,6 @@ class SandboxRunner final : public Runner {
                       fmt::format("plugin '{}' failed: {} crashes within {} s (last: {})", manifest_.id, crashes_.size(),
                                   options_.crash_window.count(), last_exit_)};
       auto old = std::move(child_);
-      services_.runner_failed(*failed_);
       return *failed_;
     }
     auto delay = std::min(options_.backoff_max, options_.backoff_base * (1 << std::min<std::size_t>(crashes_.size() - 1, 16)));
@@ -544,6 +558,7 @@ class SandboxRunner final : public Runner {
   std::uint64_t restarts_ = 0, total_crashes_ = 0;
   std::string last_exit_;
   std::optional<Error> failed_;
+  bool failure_reported_ = false;
   bool destroying_ = false;
   const bool external_;
 
