@@ -4,6 +4,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
+#include <cstddef>
 #include <dlfcn.h>
 #include <fmt/format.h>
 
@@ -302,7 +303,10 @@ Result<std::unique_ptr<Runner>> open_in_process(const PluginManifest& m, const s
     return Error{ErrorCode::incompatible, fmt::format("plugin '{}': '{}' exports no {}", m.id, m.entry, XCORE_ENTRY_SYMBOL)};
   auto entry = lib.get<const xcore_plugin_api*()>(XCORE_ENTRY_SYMBOL);
   const xcore_plugin_api* api = entry();
-  if (!api || api->abi_major != XCORE_ABI_MAJOR || api->size < sizeof(xcore_plugin_api) || !api->create || !api->destroy ||
+  // ABI 1.0's table ends with `handle`. Later minors append members; a plugin built against an older minor
+  // has a shorter table, which is fine: members past its size are treated as absent.
+  constexpr std::size_t kPluginApiSize_1_0 = offsetof(xcore_plugin_api, handle) + sizeof(api->handle);
+  if (!api || api->abi_major != XCORE_ABI_MAJOR || api->size < kPluginApiSize_1_0 || !api->create || !api->destroy ||
       !api->call_tool)
     return Error{ErrorCode::incompatible, fmt::format("plugin '{}': its entry table is missing or malformed", m.id)};
 
