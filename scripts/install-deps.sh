@@ -24,7 +24,15 @@ for p in "${packages[@]}"; do
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
 
+# A host running as root runs sandboxed plugins as this system user (no home, no shell, no login).
+add_sandbox_user() {
+  if [[ $(id -u) -eq 0 ]] && ! getent passwd xcore-sandbox >/dev/null; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --user-group xcore-sandbox
+  fi
+}
+
 if ((${#missing[@]} == 0)); then
+  add_sandbox_user
   exit 0
 fi
 
@@ -37,3 +45,4 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 # Never an unversioned libboost-*-dev: it would pull another Boost and remove 1.81.
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+add_sandbox_user

@@ -13,9 +13,11 @@ using namespace xcore_test;
 
 namespace {
 
-// The same order as tests/peers/install.sh: XCORE_PEERS_DIR, XDG_CACHE_HOME, HOME, then a folder in /tmp.
+// The same order as tests/peers/install.sh: XCORE_PEERS_DIR, /var/cache as root, XDG_CACHE_HOME, HOME,
+// then a folder in /tmp.
 fs::path peers_dir() {
   if (const char* d = std::getenv("XCORE_PEERS_DIR"); d && *d) return d;
+  if (::geteuid() == 0) return "/var/cache/xcore/mcp-peers";
   if (const char* c = std::getenv("XDG_CACHE_HOME"); c && *c) return fs::path(c) / "xcore" / "mcp-peers";
   if (const char* h = std::getenv("HOME"); h && *h) return fs::path(h) / ".cache" / "xcore" / "mcp-peers";
   return fs::path("/tmp") / ("xcore-" + std::to_string(::getuid())) / ".cache" / "xcore" / "mcp-peers";
@@ -35,11 +37,16 @@ struct PeerHost {
   PeerHost() {
     fs::create_directories(files);
     write_file(files / "note.txt", "written before the server started");
-    write_file(plugins / "everything" / "plugin.yaml",
-               "id: everything\nversion: 2026.8.31\nmode: sandboxed\ncommand: [node, " + server("server-everything").string() + ", stdio]\n");
-    write_file(plugins / "filesystem" / "plugin.yaml",
-               "id: filesystem\nversion: 2026.8.31\nmode: sandboxed\ncommand: [node, " + server("server-filesystem").string() + ", " +
-                   files.string() + "]\n");
+    // The servers run as the sandbox's user, which must be able to write here; Landlock is what keeps
+    // them to the folders their manifests grant.
+    fs::permissions(files, fs::perms::all);
+    fs::permissions(files / "note.txt", fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+    const std::string grant = "permissions: [\"fs.read:" + peers_dir().string() + "\"";
+    write_file(plugins / "everything" / "plugin.yaml", "id: everything\nversion: 2026.8.31\nmode: sandboxed\n" + grant +
+                                                           "]\ncommand: [node, " + server("server-everything").string() + ", stdio]\n");
+    write_file(plugins / "filesystem" / "plugin.yaml", "id: filesystem\nversion: 2026.8.31\nmode: sandboxed\n" + grant + ", \"fs.write:" +
+                                                           files.string() + "\"]\ncommand: [node, " + server("server-filesystem").string() +
+                                                           ", " + files.string() + "]\n");
     ManagerOptions o = test_options(tmp, plugins, log);
     o.restart_backoff = std::chrono::milliseconds(1);
     manager = std::make_unique<Manager>(std::move(o));

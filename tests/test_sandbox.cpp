@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 using namespace xcore;
@@ -33,6 +34,36 @@ int open_fds() {
 }
 
 bool process_exists(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+// Processes of the session `sid` (the helper of a sandboxed plugin leads its own session).
+int session_members(pid_t sid) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream f(e.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string state;
+    long ppid = 0, pgrp = 0, session = 0;
+    rest >> state >> ppid >> pgrp >> session;
+    if (session == sid) ++n;
+  }
+  return n;
+}
+
+bool strict() {
+  const char* s = std::getenv("XCORE_SANDBOX_STRICT");
+  return s && std::string_view(s) == "1";
+}
+
+bool has_mechanism(const json::object& runner, std::string_view m) {
+  const auto& iso = runner.at("isolation").as_array();
+  return std::find(iso.begin(), iso.end(), json::value(m)) != iso.end();
+}
 
 struct SandboxHost {
   TempDir tmp;
@@ -235,4 +266,61 @@ TEST_CASE("past its crash budget a plugin is failed, and can be loaded again") {
   CHECK(h->call_tool("ok", J("{}")).error().code == ErrorCode::unavailable);
   REQUIRE(h->enable("hostile").ok());
   CHECK(h->call_tool("ok", J("{}")).ok());
+}
+
+TEST_CASE("a fork bomb is contained by the process limit, and nothing of it outlives the plugin") {
+  SandboxHost h({test_plugins() / "hostile", example_plugins() / "core"});
+  REQUIRE(h->load_all().ok());
+  const auto runner = h->info("hostile")->runner;
+  if (::geteuid() == 0 && strict()) CHECK((has_mechanism(runner, "cgroup:v1:pids") || has_mechanism(runner, "cgroup:v2:pids")));
+  const pid_t helper = h.pid("hostile");
+  auto r = h->call_tool("fork_bomb", J("{}"));
+  REQUIRE_MESSAGE(r.ok(), r.error().message);
+  CHECK(r->structured.at("forked").to_number<int>() < 64);  // limits.processes: 64
+  CHECK(session_members(helper) > 1);
+  // The neighbour and the plugin itself still answer.
+  CHECK(h->call_tool("calculate", J(R"({"expression":"6*7"})"))->structured.at("result") == 42);
+  auto ok = h->call_tool("ok", J("{}"));
+  CHECK_MESSAGE(ok.ok(), ok.error().message);
+  REQUIRE(h->unload("hostile").ok());
+  CHECK(session_members(helper) == 0);
+}
+
+TEST_CASE("files and identity: its own user, its own data folder, no writes elsewhere, none of the host's environment") {
+  ::setenv("XCORE_TEST_SECRET", "from the host", 1);
+  SandboxHost h({test_plugins() / "hostile"});
+  ::unsetenv("XCORE_TEST_SECRET");
+  REQUIRE(h->enable("hostile").ok());
+  const auto runner = h->info("hostile")->runner;
+  auto who = h->call_tool("whoami", J("{}"));
+  REQUIRE(who.ok());
+  CHECK(who->structured.at("secret_seen") == false);
+  const std::string data(who->structured.at("data").as_string());
+  CHECK(fs::path(data).filename() == "hostile");
+  CHECK(who->structured.at("cwd") == json::value(data));
+  if (::geteuid() == 0) {
+    CHECK(who->structured.at("uid").to_number<int>() != 0);
+    CHECK(std::any_of(runner.at("isolation").as_array().begin(), runner.at("isolation").as_array().end(),
+                      [](const json::value& m) { return m.as_string().starts_with("uid:"); }));
+  }
+
+  auto inside = h->call_tool("write_file", json::object{{"path", data + "/inside.txt"}});
+  REQUIRE(inside.ok());
+  CHECK(inside->structured.at("written") == true);
+  CHECK(fs::exists(fs::path(data) / "inside.txt"));
+
+  // A folder anyone may write to: only the sandbox stands between the plugin and it.
+  auto outside = h.tmp / "outside";
+  fs::create_directories(outside);
+  fs::permissions(outside, fs::perms::all);
+  auto out = h->call_tool("write_file", json::object{{"path", (outside / "escaped.txt").string()}});
+  REQUIRE(out.ok());
+  if (strict()) CHECK(has_mechanism(runner, "landlock:fs"));
+  if (has_mechanism(runner, "landlock:fs")) {
+    CHECK(out->structured.at("written") == false);
+    CHECK(out->structured.at("error") == "Permission denied");
+    CHECK(!fs::exists(outside / "escaped.txt"));
+  } else {
+    MESSAGE("Landlock is not available here: writes outside the data folder are not confined");
+  }
 }

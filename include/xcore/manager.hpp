@@ -77,6 +77,12 @@ struct ManagerOptions {
   unsigned crash_budget = 3;                              // crashes within crash_window, then `failed`
   std::chrono::seconds crash_window{300};
   std::chrono::milliseconds restart_backoff{50};          // first restart delay, doubled per recent crash
+  // Each sandboxed plugin gets <data_dir>/<id>: its working folder, HOME and TMPDIR, and the only place it
+  // may write unless its manifest grants more. Default: <shadow_dir>/data.
+  std::filesystem::path data_dir;
+  // A host running as root runs sandboxed plugins as this user (default "xcore-sandbox", created by
+  // scripts/install-deps.sh), or as "nobody" when it does not exist. Never as root.
+  std::string sandbox_user = "xcore-sandbox";
 };
 
 struct UnloadOptions {

@@ -28,6 +28,7 @@ struct PluginLimits {
   std::optional<std::chrono::milliseconds> timeout;  // default deadline of a call (timeout_ms)
   // Sandboxed plugins only: limits of the plugin's process.
   std::optional<std::uint64_t> memory_mb, cpu_seconds, open_files, file_size_mb, processes;
+  std::optional<std::uint64_t> cpu_percent;  // share of one CPU (cgroup quota; 150 = one and a half)
 };
 
 struct PluginManifest {
@@ -45,7 +46,9 @@ struct PluginManifest {
   std::string cwd;
   VersionRange api_version;  // host ABI versions the plugin accepts; default "^1"
   std::vector<PluginDependency> dependencies;  // "requires"
-  std::vector<std::string> permissions;        // e.g. "tools.call:core.*", "hooks.subscribe:tool.*"
+  // e.g. "tools.call:core.*", "hooks.subscribe:tool.*", "network", "fs.read:/srv/models", "fs.write:out"
+  // (fs paths relative to the manifest's folder)
+  std::vector<std::string> permissions;
   PluginLimits limits;
   std::optional<json::object> config_schema;
   std::vector<ToolSpec> tools;  // declared tools: the binary must provide each

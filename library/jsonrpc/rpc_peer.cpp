@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 namespace xcore::inline v1::jsonrpc {
 
@@ -184,32 +185,45 @@ void RpcPeer::reader_loop() {
 }
 
 void RpcPeer::serve(Message m) {
-  std::lock_guard lock(workers_mutex_);
+  std::unique_lock lock(workers_mutex_);
   work_.push_back(std::move(m));
-  if (idle_workers_ == 0 && workers_.size() < options_.max_workers) {
-    workers_.emplace_back([this] {
-      std::unique_lock lk(workers_mutex_);
-      for (;;) {
-        ++idle_workers_;
-        work_ready_.wait(lk, [&] { return stopping_ || !work_.empty(); });
-        --idle_workers_;
-        if (stopping_) return;
-        Message job = std::move(work_.front());
-        work_.pop_front();
-        lk.unlock();
-        Result<json::value> r = Error{ErrorCode::not_found, fmt::format("unknown method '{}'", job.method)};
-        try {
-          if (on_request_) r = on_request_(job.method, job.params);
-        } catch (const std::exception& e) {
-          r = Error{ErrorCode::internal, e.what()};
-        }
-        std::string reply = r ? result(job.id, *r) : error(job.id, r.error());
-        (void)write_line(reply, Clock::now() + options_.write_timeout);
-        lk.lock();
-      }
-    });
-  } else {
+  if (idle_workers_ > 0 || workers_.size() >= options_.max_workers) {
     work_ready_.notify_one();
+    return;
+  }
+  try {
+    workers_.emplace_back([this] { worker_loop(); });
+  } catch (const std::system_error& e) {
+    // Out of threads (a process limit the peer hit itself, say): a worker already running takes the job
+    // later; with none at all, the job is answered with the error rather than ending the process.
+    if (!workers_.empty()) return;
+    Message job = std::move(work_.back());
+    work_.pop_back();
+    lock.unlock();
+    (void)write_line(error(job.id, Error{ErrorCode::unavailable, fmt::format("cannot start a worker thread: {}", e.what())}),
+                     Clock::now() + options_.write_timeout);
+  }
+}
+
+void RpcPeer::worker_loop() {
+  std::unique_lock lk(workers_mutex_);
+  for (;;) {
+    ++idle_workers_;
+    work_ready_.wait(lk, [&] { return stopping_ || !work_.empty(); });
+    --idle_workers_;
+    if (stopping_) return;
+    Message job = std::move(work_.front());
+    work_.pop_front();
+    lk.unlock();
+    Result<json::value> r = Error{ErrorCode::not_found, fmt::format("unknown method '{}'", job.method)};
+    try {
+      if (on_request_) r = on_request_(job.method, job.params);
+    } catch (const std::exception& e) {
+      r = Error{ErrorCode::internal, e.what()};
+    }
+    std::string reply = r ? result(job.id, *r) : error(job.id, r.error());
+    (void)write_line(reply, Clock::now() + options_.write_timeout);
+    lk.lock();
   }
 }
 

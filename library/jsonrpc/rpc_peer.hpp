@@ -64,6 +64,7 @@ class RpcPeer {
 
   void reader_loop();
   void serve(Message m);
+  void worker_loop();
   Result<void> write_line(const std::string& line, Clock::time_point deadline);
   void fail_all(const Error& why);
 

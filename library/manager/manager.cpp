@@ -107,6 +107,7 @@ struct Manager::Impl final : ManagerCore {
       options.shadow_dir = std::filesystem::temp_directory_path() / fmt::format("xcore-shadow-{}-{:08x}", ::getpid(), rd());
       own_shadow_dir = true;
     }
+    if (options.data_dir.empty()) options.data_dir = options.shadow_dir / "data";
     std::error_code ec;
     std::filesystem::create_directories(options.shadow_dir, ec);
     for (auto [name, desc, historic] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
@@ -418,6 +419,8 @@ struct Manager::Impl final : ManagerCore {
       so.crash_budget = options.crash_budget;
       so.crash_window = options.crash_window;
       so.backoff_base = options.restart_backoff;
+      so.data_dir = options.data_dir / m.id;
+      so.user = options.sandbox_user;
       XCORE_ASSIGN_OR_RETURN(gen->runner, sandbox::open_sandboxed(m, gen->shadow, *gen->services, so));
     } else {
       XCORE_ASSIGN_OR_RETURN(gen->runner, open_in_process(m, gen->shadow, *gen->services));

@@ -227,6 +227,8 @@ void read_limits(Checker& c, const json::object& o, PluginManifest& m) {
       m.limits.file_size_mb = positive(key, v);
     } else if (key == "processes") {
       m.limits.processes = positive(key, v);
+    } else if (key == "cpu_percent") {
+      m.limits.cpu_percent = positive(key, v);
     } else {
       c.warn(fmt::format("limits.{}", std::string_view(key)), "unknown limit, ignored");
     }
@@ -341,6 +343,12 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
   }
   read_dependencies(c, o, m);
   m.permissions = c.string_list(o, "permissions");
+  for (std::size_t i = 0; i < m.permissions.size(); ++i) {
+    std::string_view perm = m.permissions[i];
+    for (std::string_view prefix : {"fs.read:", "fs.write:"})
+      if (perm.starts_with(prefix) && perm.size() == prefix.size())
+        c.fail(fmt::format("permissions[{}]", i), fmt::format("'{}' needs a path after the colon", prefix));
+  }
   read_limits(c, o, m);
   if (auto it = o.find("config_schema"); it != o.end() && !it->value().is_null()) {
     if (!it->value().is_object()) {

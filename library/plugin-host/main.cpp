@@ -162,14 +162,16 @@ sandbox::IsolationPolicy read_policy(const std::string& text) {
   return std::move(*p);
 }
 
-// Namespaces come first, while this process has one thread. Missing ones are an error under
-// XCORE_SANDBOX_STRICT=1, a warning otherwise.
-void enter_namespaces_or_die(const sandbox::IsolationPolicy& policy) {
-  auto r = sandbox::enter_namespaces(policy);
-  if (r) return;
+// A mechanism that could not be applied: an error under XCORE_SANDBOX_STRICT=1, a warning otherwise.
+void or_die(const Error& e, const char* what) {
   const char* strict = std::getenv("XCORE_SANDBOX_STRICT");
-  if (strict && std::string_view(strict) == "1") die(r.error().message);
-  std::fprintf(stderr, "xcore-plugin-host: isolation not applied: namespaces: %s\n", r.error().message.c_str());
+  if (strict && std::string_view(strict) == "1") die(e.message);
+  std::fprintf(stderr, "xcore-plugin-host: isolation not applied: %s: %s\n", what, e.message.c_str());
+}
+
+// Namespaces come first, while this process has one thread.
+void enter_namespaces_or_die(const sandbox::IsolationPolicy& policy) {
+  if (auto r = sandbox::enter_namespaces(policy); !r) or_die(r.error(), "namespaces");
 }
 
 }  // namespace
@@ -182,14 +184,19 @@ int main(int argc, char** argv) {
     die("usage: xcore-plugin-host --manifest FILE (--binary FILE | --exec 1) [--parent PID] [--policy JSON]");
   if (opt.parent && ::getppid() != opt.parent) return 0;
 
-  const sandbox::IsolationPolicy policy = read_policy(opt.policy);
+  sandbox::IsolationPolicy policy = read_policy(opt.policy);
+  // Into the host's cgroups before anything else, so every process that follows is counted and limited.
+  if (auto r = sandbox::join_cgroups(policy); !r) or_die(r.error(), "cgroups");
+  // Read while still the caller's user; the sandbox's user may not be able to.
+  auto loaded = load_manifest(opt.manifest);
+  if (!loaded) die(loaded.error().message);
+  const auto& manifest = loaded->manifest;
+  if (!opt.exec) policy.read_paths.push_back(opt.binary);
   if (opt.exec) {
-    auto loaded = load_manifest(opt.manifest);
-    if (!loaded) die(loaded.error().message);
-    if (!loaded->manifest.external()) die("the manifest has no 'command' to run");
+    if (!manifest.external()) die("the manifest has no 'command' to run");
     enter_namespaces_or_die(policy);
     if (auto r = sandbox::apply_in_child(policy); !r) die(r.error().message);
-    exec_command(loaded->manifest);
+    exec_command(manifest);
   }
 
   enter_namespaces_or_die(policy);
@@ -198,10 +205,8 @@ int main(int argc, char** argv) {
   int protocol_out = ::dup(1);
   ::dup2(2, 1);
   if (auto r = sandbox::apply_in_child(policy); !r) die(r.error().message);
-
-  auto loaded = load_manifest(opt.manifest);
-  if (!loaded) die(loaded.error().message);
-  const auto& manifest = loaded->manifest;
+  if (!policy.data_dir.empty() && ::chdir(policy.data_dir.c_str()) != 0)
+    die(fmt::format("cannot enter the plugin's data folder {} as uid {}: {}", policy.data_dir, ::getuid(), std::strerror(errno)));
 
   RpcPeer peer(0, protocol_out, {});
   RemoteServices services(peer);

@@ -22,6 +22,17 @@ struct IsolationPolicy {
   bool network = false;                          // allow AF_INET/AF_INET6 sockets (and keep the host's network namespace)
   bool seccomp = true;
   bool namespaces = true;                        // pid, ipc, uts, mount, net (unless network), user (when not root)
+  bool landlock = true;
+  // Set by a host running as root: the plugin runs as this user, never as root.
+  std::optional<std::uint32_t> uid, gid;
+  // The plugin's own folder: its working directory, HOME and TMPDIR, and the only place it may write
+  // besides what the manifest grants.
+  std::string data_dir;
+  // Read-only besides the system folders: the plugin's folder, its binary, and the manifest's
+  // `fs.read:<path>` grants. Writable: the manifest's `fs.write:<path>` grants.
+  std::vector<std::string> read_paths, write_paths;
+  // Cgroup folders the helper joins before anything else runs (created and limited by the host).
+  std::vector<std::string> cgroups;
 
   static IsolationPolicy from_manifest(const PluginManifest& m);
   json::object to_json() const;
@@ -34,7 +45,10 @@ struct IsolationPolicy {
 // before anything starts threads.
 Result<void> enter_namespaces(const IsolationPolicy& policy);
 
-// Applies the policy to the calling process. Returns the mechanisms now in force, e.g. "rlimit:as".
+// Joins the policy's cgroups (the host created them and set their limits). First of all, as the caller.
+Result<void> join_cgroups(const IsolationPolicy& policy);
+
+// Applies the policy to the calling process: user, rlimits, no_new_privs, Landlock, seccomp. Returns the mechanisms now in force, e.g. "rlimit:as".
 // With XCORE_SANDBOX_STRICT=1 in the environment, a mechanism that cannot be applied is an error.
 Result<std::vector<std::string>> apply_in_child(const IsolationPolicy& policy);
 

@@ -1,5 +1,6 @@
 // Enforcement, compiled into xcore-plugin-host only: libxcore itself never links libseccomp.
 #include "sandbox/isolation.hpp"
+#include "sandbox/landlock.hpp"
 
 #include <fmt/format.h>
 #include <seccomp.h>
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <grp.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -75,6 +77,30 @@ Result<void> install_seccomp(bool network) {
   seccomp_release(ctx);
   if (rc != 0) return Error{ErrorCode::unavailable, fmt::format("seccomp_load failed: {}", std::strerror(-rc))};
   applied().push_back("seccomp");
+  return ok();
+}
+
+// Gives up root for the sandbox's own user: no supplementary groups, real, effective and saved ids all changed.
+Result<void> become_user(std::uint32_t uid, std::uint32_t gid) {
+  if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0)
+    return Error{ErrorCode::unavailable, fmt::format("switching to uid {} gid {} failed: {}", uid, gid, std::strerror(errno))};
+  if (::getuid() != uid || ::geteuid() != uid || ::getegid() != gid)
+    return Error{ErrorCode::unavailable, fmt::format("the switch to uid {} did not take", uid)};
+  applied().push_back(fmt::format("uid:{}", uid));
+  return ok();
+}
+
+// What every process needs to read besides what the policy grants; writes go to the data folder only.
+Result<void> install_landlock(const IsolationPolicy& p) {
+  LandlockRules rules;
+  rules.read = {"/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/dev", "/sys/devices/system/cpu"};
+  rules.read.insert(rules.read.end(), p.read_paths.begin(), p.read_paths.end());
+  rules.write = p.write_paths;
+  if (!p.data_dir.empty()) rules.write.push_back(p.data_dir);
+  rules.write.push_back("/dev/null");
+  rules.network = p.network;
+  XCORE_ASSIGN_OR_RETURN(auto mechanisms, apply_landlock(rules));
+  applied().insert(applied().end(), mechanisms.begin(), mechanisms.end());
   return ok();
 }
 
@@ -177,6 +203,15 @@ Result<void> enter_namespaces(const IsolationPolicy& p) {
   return ok();
 }
 
+Result<void> join_cgroups(const IsolationPolicy& p) {
+  for (const auto& dir : p.cgroups) {
+    auto file = dir + "/cgroup.procs";
+    if (!write_proc(file.c_str(), std::to_string(::getpid())))
+      return Error{ErrorCode::unavailable, fmt::format("cannot join cgroup {}: {}", dir, std::strerror(errno))};
+  }
+  return ok();
+}
+
 Result<std::vector<std::string>> apply_in_child(const IsolationPolicy& p) {
   const char* strict_env = std::getenv("XCORE_SANDBOX_STRICT");
   const bool strict = strict_env && std::string_view(strict_env) == "1";
@@ -185,6 +220,8 @@ Result<std::vector<std::string>> apply_in_child(const IsolationPolicy& p) {
     if (!r) std::fprintf(stderr, "xcore-plugin-host: isolation not applied: %s\n", r.error().message.c_str());
     return ok();
   };
+  // The user first: rlimits such as RLIMIT_NPROC count the processes of the user that is in force.
+  if (p.uid && p.gid) XCORE_TRY(step(become_user(*p.uid, *p.gid)));
   XCORE_TRY(step(set_limit(RLIMIT_CORE, 0, "core")));
   if (p.memory_bytes && !kSanitized) XCORE_TRY(step(set_limit(RLIMIT_AS, *p.memory_bytes, "as")));
   if (p.cpu_seconds) XCORE_TRY(step(set_limit(RLIMIT_CPU, *p.cpu_seconds, "cpu")));
@@ -193,6 +230,7 @@ Result<std::vector<std::string>> apply_in_child(const IsolationPolicy& p) {
   if (p.processes) XCORE_TRY(step(set_limit(RLIMIT_NPROC, *p.processes, "nproc")));
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0) applied().push_back("no_new_privs");
   else XCORE_TRY(step(Error{ErrorCode::unavailable, fmt::format("no_new_privs failed: {}", std::strerror(errno))}));
+  if (p.landlock) XCORE_TRY(step(install_landlock(p)));
   if (p.seccomp) XCORE_TRY(step(install_seccomp(p.network)));
   return applied();
 }

@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <grp.h>
+#include <pwd.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +23,7 @@
 #include <thread>
 
 #include "jsonrpc/rpc_peer.hpp"
+#include "sandbox/cgroup.hpp"
 #include "sandbox/isolation.hpp"
 #include "sandbox/wire.hpp"
 
@@ -54,6 +58,53 @@ std::string describe_exit(int status) {
   return "ended";
 }
 
+bool strict_sandbox() {
+  const char* s = std::getenv("XCORE_SANDBOX_STRICT");
+  return s && std::string_view(s) == "1";
+}
+
+struct Identity {
+  std::uint32_t uid, gid;
+};
+
+// Who sandboxed plugins run as when the host is root: the named user, else nobody. Never root.
+Result<Identity> sandbox_identity(const std::string& user, PluginServices& services) {
+  auto lookup = [](const char* name) -> std::optional<Identity> {
+    passwd pw{}, *found = nullptr;
+    char buf[4096];
+    if (::getpwnam_r(name, &pw, buf, sizeof(buf), &found) != 0 || !found) return std::nullopt;
+    return Identity{found->pw_uid, found->pw_gid};
+  };
+  auto who = lookup(user.c_str());
+  if (!who) {
+    who = lookup("nobody");
+    if (!who) who = Identity{65534, 65534};
+    services.log(LogLevel::warn, fmt::format("no user '{}' on this system: the plugin runs as uid {}", user, who->uid));
+  }
+  if (who->uid == 0 || who->gid == 0)
+    return Error{ErrorCode::permission_denied, fmt::format("refusing to run a sandboxed plugin as root (user '{}')", user)};
+  return *who;
+}
+
+// The environment of the plugin's process: the host's own (which may hold keys and tokens) stays out;
+// only locale, PATH, sanitizer settings and the sandbox switch pass, plus the plugin's folders.
+std::vector<std::string> sandbox_environment(const std::filesystem::path& data_dir) {
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    auto name = kv.substr(0, kv.find('='));
+    if (name == "PATH" || name == "LANG" || name == "TZ" || name == "LD_LIBRARY_PATH" || name == "XCORE_SANDBOX_STRICT" ||
+        name.starts_with("LC_") || name.ends_with("SAN_OPTIONS"))
+      env.emplace_back(kv);
+  }
+  if (!data_dir.empty()) {
+    env.push_back("HOME=" + data_dir.string());
+    env.push_back("TMPDIR=" + (data_dir / "tmp").string());
+    env.push_back("XCORE_PLUGIN_DATA=" + data_dir.string());
+  }
+  return env;
+}
+
 // One run of the plugin's process.
 struct Child {
   pid_t pid = -1;
@@ -64,9 +115,14 @@ struct Child {
   bool reaped = false;
   std::map<std::uint64_t, std::uint64_t> subscriptions;  // child's id -> host's id
   std::mutex subscriptions_mutex;
+  std::shared_ptr<const Cgroup> cgroup;  // the plugin's, shared by its successive processes
+  std::uint64_t oom_kills_at_start = 0;
 
   void kill_group() {
-    if (pid > 0 && !reaped) ::kill(-pid, SIGKILL);
+    if (pid > 0 && !reaped) {
+      ::kill(-pid, SIGKILL);
+      if (cgroup) cgroup->kill_all();
+    }
   }
   // Waits up to `grace` for the process to exit by itself; then, if `term_grace` is set, sends SIGTERM
   // to its process group and waits that long again; then kills the group.
@@ -95,10 +151,14 @@ struct Child {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    // Whatever the plugin started in its process group goes with it.
+    // Whatever the plugin started in its process group (or, escaping that, in its cgroup) goes with it.
     ::kill(-pid, SIGKILL);
+    if (cgroup) cgroup->kill_all();
     reaped = true;
-    if (exit_reason.empty()) exit_reason = describe_exit(status);
+    if (exit_reason.empty()) {
+      exit_reason = describe_exit(status);
+      if (cgroup && cgroup->oom_kills() > oom_kills_at_start) exit_reason += " by the kernel's OOM killer (memory limit of its cgroup)";
+    }
   }
   ~Child() {
     kill_group();
@@ -149,7 +209,46 @@ class SandboxRunner final : public Runner {
 
   Result<void> start_first() {
     std::lock_guard lock(mutex_);
+    XCORE_TRY(prepare());
     XCORE_ASSIGN_OR_RETURN(child_, spawn());
+    return ok();
+  }
+
+  // Settles who the plugin runs as and gives it its data folder (owned by that user, private).
+  Result<void> prepare() {
+    if (::geteuid() == 0) {
+      XCORE_ASSIGN_OR_RETURN(auto who, sandbox_identity(options_.user, services_));
+      policy_.uid = who.uid;
+      policy_.gid = who.gid;
+    }
+    if (!options_.data_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(options_.data_dir / "tmp", ec);
+      if (ec) return Error{ErrorCode::unavailable, fmt::format("cannot create the data folder {}: {}", options_.data_dir.string(), ec.message())};
+      for (const auto& dir : {options_.data_dir, options_.data_dir / "tmp"}) {
+        if (policy_.uid && ::chown(dir.c_str(), *policy_.uid, *policy_.gid) != 0)
+          return Error{ErrorCode::unavailable, fmt::format("cannot hand {} to uid {}: {}", dir.string(), *policy_.uid, std::strerror(errno))};
+        ::chmod(dir.c_str(), 0700);
+      }
+      policy_.data_dir = options_.data_dir.string();
+    }
+    environment_ = sandbox_environment(options_.data_dir);
+    // A cgroup holds every process of the plugin: memory, process count and CPU for all of them together.
+    CgroupLimits limits;
+    limits.memory_bytes = policy_.memory_bytes;
+    limits.pids = policy_.processes.value_or(kDefaultPids);
+    limits.cpu_percent = manifest_.limits.cpu_percent;
+    if (auto cg = Cgroup::create(manifest_.id, limits)) {
+      cgroup_ = std::move(*cg);
+      policy_.cgroups = cgroup_->dirs();
+      // The cgroup counts this plugin's processes alone; RLIMIT_NPROC would count every process of the
+      // sandbox's user, other plugins' too.
+      if (cgroup_->has("pids")) policy_.processes.reset();
+    } else if (::geteuid() == 0 && strict_sandbox()) {
+      return Error{ErrorCode::unavailable, fmt::format("plugin '{}': {} (XCORE_SANDBOX_STRICT=1)", manifest_.id, cg.error().message)};
+    } else {
+      services_.log(LogLevel::debug, cg.error().message);
+    }
     return ok();
   }
 
@@ -239,6 +338,7 @@ class SandboxRunner final : public Runner {
       o["isolation"] = child_->isolation;
       add_process_figures(child_->pid, o);
     }
+    if (cgroup_) cgroup_->add_stats(o);
     if (failed_) o["failed"] = failed_->message;
     return o;
   }
@@ -373,8 +473,12 @@ class SandboxRunner final : public Runner {
                             const_cast<char*>(external_ ? "--exec" : "--binary"), const_cast<char*>(external_ ? "1" : binary.c_str()),
                             const_cast<char*>("--parent"), const_cast<char*>(parent.c_str()), const_cast<char*>("--policy"),
                             const_cast<char*>(policy.c_str()), nullptr};
+    std::vector<char*> envp;
+    for (auto& e : environment_) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const std::uint64_t oom_before = cgroup_ ? cgroup_->oom_kills() : 0;
     pid_t pid = -1;
-    int rc = ::posix_spawn(&pid, host.c_str(), &fa, &attr, argv.data(), environ);
+    int rc = ::posix_spawn(&pid, host.c_str(), &fa, &attr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     ::close(in[0]);
@@ -388,6 +492,8 @@ class SandboxRunner final : public Runner {
     }
     auto c = std::make_shared<Child>();
     c->pid = pid;
+    c->cgroup = cgroup_;
+    c->oom_kills_at_start = oom_before;
     jsonrpc::RpcPeer::Options po;
     po.max_line = options_.max_message;
     c->peer = std::make_unique<RpcPeer>(out[0], in[1], po);
@@ -431,6 +537,8 @@ class SandboxRunner final : public Runner {
       if (auto it = init->get_object().find("_meta"); it != init->get_object().end() && it->value().is_object())
         if (auto iso = it->value().get_object().find("isolation"); iso != it->value().get_object().end() && iso->value().is_array())
           c->isolation = iso->value().get_array();
+    if (cgroup_)
+      for (const auto& m : cgroup_->mechanisms()) c->isolation.emplace_back(m);
     (void)c->peer->notify("notifications/initialized", json::object{});
     return c;
   }
@@ -548,6 +656,9 @@ class SandboxRunner final : public Runner {
   PluginServices& services_;
   SandboxOptions options_;
   IsolationPolicy policy_;
+  std::vector<std::string> environment_;
+  std::shared_ptr<const Cgroup> cgroup_;
+  static constexpr std::uint64_t kDefaultPids = 1024;  // processes and threads, when the manifest sets none
 
   mutable std::mutex mutex_;
   std::shared_ptr<Child> child_;

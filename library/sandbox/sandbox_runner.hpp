@@ -21,6 +21,8 @@ struct SandboxOptions {
   std::chrono::milliseconds backoff_base{50};      // first restart delay, doubled per recent crash
   std::chrono::milliseconds backoff_max{5000};
   std::size_t max_message = 16u << 20;             // bytes per JSON-RPC line
+  std::filesystem::path data_dir;                  // the plugin's own writable folder (created if missing)
+  std::string user = "xcore-sandbox";              // who the plugin runs as when the host is root
 };
 
 // Finds xcore-plugin-host: $XCORE_PLUGIN_HOST, then the install location, then the build tree.

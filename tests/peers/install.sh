@@ -2,8 +2,10 @@
 # Installs the third-party MCP servers (and the MCP client) the sandbox tests use, pinned, into a cache folder (default:
 # ~/.cache/xcore/mcp-peers). Fast when already there. Prints the folder.
 set -euo pipefail
-# The same order as the tests use: XCORE_PEERS_DIR, XDG_CACHE_HOME, HOME, then a folder in /tmp.
-dir=${XCORE_PEERS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp/xcore-$(id -u)}/.cache}/xcore/mcp-peers}
+# The same order as the tests use: XCORE_PEERS_DIR; as root /var/cache (root's home is closed to the
+# sandbox's user, who runs the servers); XDG_CACHE_HOME, HOME, then a folder in /tmp.
+if [ "$(id -u)" = 0 ]; then default_cache=/var/cache; else default_cache=${XDG_CACHE_HOME:-${HOME:-/tmp/xcore-$(id -u)}/.cache}; fi
+dir=${XCORE_PEERS_DIR:-$default_cache/xcore/mcp-peers}
 packages=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/server-filesystem@2026.8.31"

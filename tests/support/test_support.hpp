@@ -22,6 +22,9 @@ class TempDir {
     std::string tmpl = (fs::temp_directory_path() / "xcore-test-XXXXXX").string();
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
     path_ = tmpl;
+    // Searchable by others: a root host runs sandboxed plugins as another user, who must reach the
+    // staged binaries and its data folder below.
+    fs::permissions(path_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   }
   ~TempDir() {
     std::error_code ec;

@@ -142,6 +142,42 @@ class Hostile : public xcore::sdk::Plugin {
       if (fd >= 0) ::close(fd);
       return ToolOutput(json::object{{"opened", fd >= 0}, {"error", fd >= 0 ? "" : std::strerror(err)}});
     });
+    fault("fork_bomb", [](const json::object&) {
+      // Every child forks too, without end; the process limit is all that stops it. The tool answers how
+      // many it made itself before the limit.
+      int made = 0, err = 0;
+      for (int i = 0; i < 5000; ++i) {
+        pid_t p = ::fork();
+        if (p == 0) {
+          for (;;)
+            if (::fork() < 0) ::pause();
+        }
+        if (p < 0) {
+          err = errno;
+          break;
+        }
+        ++made;
+      }
+      return ToolOutput(json::object{{"forked", made}, {"error", std::strerror(err)}});
+    });
+    fault("write_file", [](const json::object& a) {
+      // Anywhere the caller names: the sandbox decides.
+      std::string path(a.at("path").as_string());
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      int err = errno;
+      if (fd >= 0) {
+        (void)::write(fd, "x", 1);
+        ::close(fd);
+      }
+      return ToolOutput(json::object{{"written", fd >= 0}, {"error", fd >= 0 ? "" : std::strerror(err)}});
+    });
+    fault("whoami", [](const json::object&) {
+      char cwd[4096] = {};
+      (void)::getcwd(cwd, sizeof(cwd));
+      const char* data = std::getenv("XCORE_PLUGIN_DATA");
+      const char* secret = std::getenv("XCORE_TEST_SECRET");
+      return ToolOutput(json::object{{"uid", ::getuid()}, {"cwd", cwd}, {"data", data ? data : ""}, {"secret_seen", secret != nullptr}});
+    });
     fault("ptrace_parent", [](const json::object&) {
       long r = ::ptrace(PTRACE_ATTACH, ::getppid(), nullptr, nullptr);
       return ToolOutput(json::object{{"attached", r == 0}});
