@@ -13,7 +13,7 @@ struct CodeInfo {
   int jsonrpc;  // -32602 is JSON-RPC's "invalid params"; the rest sit in the server-error band
 };
 
-constexpr std::array<CodeInfo, 13> kCodes{{
+constexpr std::array<CodeInfo, 14> kCodes{{
     {ErrorCode::invalid_argument, "invalid_argument", 400, -32602},
     {ErrorCode::not_found, "not_found", 404, -32001},
     {ErrorCode::already_exists, "already_exists", 409, -32002},
@@ -27,12 +27,13 @@ constexpr std::array<CodeInfo, 13> kCodes{{
     {ErrorCode::plugin_crashed, "plugin_crashed", 502, -32010},
     {ErrorCode::incompatible, "incompatible", 422, -32011},
     {ErrorCode::internal, "internal", 500, -32603},
+    {ErrorCode::unauthenticated, "unauthenticated", 401, -32012},
 }};
 
 const CodeInfo& info(ErrorCode code) noexcept {
   for (const auto& c : kCodes)
     if (c.code == code) return c;
-  return kCodes.back();
+  return kCodes[12];  // internal
 }
 
 }  // namespace

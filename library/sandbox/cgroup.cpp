@@ -242,16 +242,17 @@ std::string Cgroup::file(std::string_view controller, std::string_view name) con
   return {};
 }
 
-void Cgroup::kill_all() const {
+void Cgroup::kill_all(pid_t except) const {
   if (dirs_.empty()) return;
   const auto procs = dirs_.front() + "/cgroup.procs";
-  if (version_ == 2) (void)write_text(dirs_.front() + "/cgroup.kill", "1");
+  if (version_ == 2 && except == 0) (void)write_text(dirs_.front() + "/cgroup.kill", "1");
   // v1 (and v2 without cgroup.kill): kill each member until none is left; a fork racing us is caught on
   // the next round, and pids.max bounds how many there can be.
   for (int round = 0; round < 500; ++round) {
     std::istringstream in(read_text(procs));
     bool any = false;
     for (pid_t pid; in >> pid;) {
+      if (pid == except) continue;
       any = true;
       ::kill(pid, SIGKILL);
     }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <sys/types.h>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,8 +38,8 @@ class Cgroup {
   const std::vector<std::string>& mechanisms() const { return mechanisms_; }
   bool has(std::string_view controller) const;
   // Ends every process in the group (cgroup.kill on v2; SIGKILL to each member on v1) and waits until it
-  // is empty (bounded).
-  void kill_all() const;
+  // is empty (bounded). `except`: a member to spare (the helper, which should reap the others itself).
+  void kill_all(pid_t except = 0) const;
   // How many times the kernel's OOM killer struck inside the group.
   std::uint64_t oom_kills() const;
   // Current memory and process count: "cgroup_memory_bytes", "cgroup_pids".

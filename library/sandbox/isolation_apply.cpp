@@ -162,6 +162,11 @@ Result<void> enter_namespaces(const IsolationPolicy& p) {
   pid_t reaper = ::fork();
   if (reaper < 0) return Error{ErrorCode::unavailable, fmt::format("fork failed: {}", std::strerror(errno))};
   if (reaper > 0) {  // the helper outside: waits, then ends as the plugin did
+    // A stop request is for the plugin (it is in the same process group and gets it too). Were the helper
+    // to die first, its reaper would be left to the system's init as a zombie.
+    ::signal(SIGTERM, SIG_IGN);
+    ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGHUP, SIG_IGN);
     let_go_of_stdio();
     int status = 0;
     while (::waitpid(reaper, &status, 0) < 0 && errno == EINTR) {

@@ -105,6 +105,19 @@ std::vector<std::string> sandbox_environment(const std::filesystem::path& data_d
   return env;
 }
 
+// SIGKILL to every process of the session `sid` but its leader. Every process of a plugin is in its
+// helper's session unless it called setsid(), and then the pid namespace's end takes it anyway.
+void kill_session_except_leader(pid_t sid) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const auto name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t p = static_cast<pid_t>(std::stol(name));
+    if (p == sid || ::getsid(p) != sid) continue;
+    ::kill(p, SIGKILL);
+  }
+}
+
 // One run of the plugin's process.
 struct Child {
   pid_t pid = -1;
@@ -118,19 +131,22 @@ struct Child {
   std::shared_ptr<const Cgroup> cgroup;  // the plugin's, shared by its successive processes
   std::uint64_t oom_kills_at_start = 0;
 
+  // Ends the plugin's side (reaper, plugin, anything they started) but not the helper, which then sees
+  // its child end, reaps it and exits by itself. Killing the helper first would leave its children to the
+  // system's init as zombies.
   void kill_group() {
-    if (pid > 0 && !reaped) {
-      ::kill(-pid, SIGKILL);
-      if (cgroup) cgroup->kill_all();
-    }
+    if (pid <= 0 || reaped) return;
+    kill_session_except_leader(pid);
+    if (cgroup) cgroup->kill_all(pid);
   }
   // Waits up to `grace` for the process to exit by itself; then, if `term_grace` is set, sends SIGTERM
-  // to its process group and waits that long again; then kills the group.
+  // to its process group and waits that long again; then kills the plugin's side and, if the helper still
+  // has not gone, the helper too.
   void reap(std::chrono::milliseconds grace, std::chrono::milliseconds term_grace = std::chrono::milliseconds(0)) {
     if (reaped || pid <= 0) return;
     int status = 0;
     auto until = Clock::now() + grace;
-    bool termed = term_grace.count() == 0;
+    enum { waiting, termed, killed } stage = term_grace.count() == 0 ? termed : waiting;
     for (;;) {
       pid_t r = ::waitpid(pid, &status, WNOHANG);
       if (r == pid) break;
@@ -139,10 +155,16 @@ struct Child {
         break;
       }
       if (Clock::now() >= until) {
-        if (!termed) {
+        if (stage == waiting) {
           ::kill(-pid, SIGTERM);
-          termed = true;
+          stage = termed;
           until = Clock::now() + term_grace;
+          continue;
+        }
+        if (stage == termed) {
+          kill_group();
+          stage = killed;
+          until = Clock::now() + std::chrono::milliseconds(500);
           continue;
         }
         ::kill(-pid, SIGKILL);
@@ -162,7 +184,7 @@ struct Child {
   }
   ~Child() {
     kill_group();
-    reap(std::chrono::milliseconds(0));
+    reap(std::chrono::milliseconds(500));
     peer.reset();  // joins the reader
     if (stderr_reader.joinable()) stderr_reader.join();
   }
