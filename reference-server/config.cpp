@@ -1,0 +1,156 @@
+#include "config.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+namespace xcore::server {
+
+namespace {
+
+Result<void> parse_listen(const std::string& text, ServerConfig& c) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos) return Error{ErrorCode::invalid_argument, fmt::format("listen: expected HOST:PORT, got '{}'", text)};
+  try {
+    std::size_t used = 0;
+    int port = std::stoi(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1 || port < 0 || port > 65535) throw std::out_of_range("port");
+    c.host = text.substr(0, colon);
+    c.port = port;
+  } catch (const std::exception&) {
+    return Error{ErrorCode::invalid_argument, fmt::format("listen: '{}' has no valid port (0-65535)", text)};
+  }
+  if (c.host.empty()) return Error{ErrorCode::invalid_argument, fmt::format("listen: '{}' has no host", text)};
+  return ok();
+}
+
+std::vector<std::filesystem::path> split_paths(const std::string& text) {
+  std::vector<std::filesystem::path> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto end = text.find(':', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) out.emplace_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// KEY=VALUE lines (with optional quotes and `export `); never overrides the real environment.
+void load_dotenv(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    line = line.substr(first);
+    if (line.starts_with("export ")) line = line.substr(7);
+    auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    auto key = line.substr(0, eq);
+    auto value = line.substr(eq + 1);
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front())
+      value = value.substr(1, value.size() - 2);
+    if (!key.empty()) ::setenv(key.c_str(), value.c_str(), /*overwrite=*/0);
+  }
+}
+
+Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
+  try {
+    YAML::Node root = YAML::LoadFile(file.string());
+    if (!root.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: expected a mapping", file.string())};
+    for (const auto& kv : root) {
+      auto key = kv.first.as<std::string>();
+      const auto& v = kv.second;
+      if (key == "listen") XCORE_TRY(parse_listen(v.as<std::string>(), c));
+      else if (key == "data_dir") c.data_dir = v.as<std::string>();
+      else if (key == "plugins") {
+        c.plugin_dirs.clear();
+        if (v.IsSequence())
+          for (const auto& p : v) c.plugin_dirs.emplace_back(p.as<std::string>());
+        else
+          c.plugin_dirs.emplace_back(v.as<std::string>());
+      } else if (key == "threads") c.threads = v.as<int>();
+      else if (key == "max_body_bytes") c.max_body_bytes = v.as<std::size_t>();
+      else if (key == "access_token_ttl") c.access_token_ttl = v.as<int>();
+      else if (key == "refresh_token_ttl") c.refresh_token_ttl = v.as<int>();
+      else if (key == "login_attempts_per_minute") c.login_attempts_per_minute = v.as<int>();
+      else return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting '{}'", file.string(), key)};
+    }
+  } catch (const YAML::Exception& e) {
+    return Error{ErrorCode::invalid_argument, fmt::format("{}: {}", file.string(), e.what())};
+  }
+  return ok();
+}
+
+Result<void> apply_env(ServerConfig& c) {
+  auto env = [](const char* k) -> const char* {
+    const char* v = std::getenv(k);
+    return v && *v ? v : nullptr;
+  };
+  auto number = [&](const char* k, auto& out) -> Result<void> {
+    if (const char* v = env(k)) {
+      try {
+        out = static_cast<std::remove_reference_t<decltype(out)>>(std::stoll(v));
+      } catch (const std::exception&) {
+        return Error{ErrorCode::invalid_argument, fmt::format("{}: expected a number, got '{}'", k, v)};
+      }
+    }
+    return ok();
+  };
+  if (const char* v = env("XCORE_LISTEN")) XCORE_TRY(parse_listen(v, c));
+  if (const char* v = env("XCORE_DATA_DIR")) c.data_dir = v;
+  if (const char* v = env("XCORE_PLUGINS")) c.plugin_dirs = split_paths(v);
+  XCORE_TRY(number("XCORE_THREADS", c.threads));
+  XCORE_TRY(number("XCORE_MAX_BODY_BYTES", c.max_body_bytes));
+  XCORE_TRY(number("XCORE_ACCESS_TOKEN_TTL", c.access_token_ttl));
+  XCORE_TRY(number("XCORE_LOGIN_ATTEMPTS_PER_MINUTE", c.login_attempts_per_minute));
+  if (const char* v = env("XCORE_ADMIN_PASSWORD")) c.admin_password = v;
+  if (const char* v = env("XCORE_MASTER_KEY")) c.master_key = v;
+  return ok();
+}
+
+}  // namespace
+
+Result<ServerConfig> load_config(int argc, char** argv) {
+  ServerConfig c;
+  CLI::App app{"xcore-server: the xcore reference server"};
+  std::string listen, config_file, data_dir, env_file = ".env";
+  std::vector<std::string> plugins;
+  int threads = 0;
+  app.add_option("--config", config_file, "YAML settings file");
+  app.add_option("--listen", listen, "HOST:PORT to listen on (port 0: any free port)");
+  app.add_option("--data-dir", data_dir, "folder for the database, keys and plugin data");
+  app.add_option("--plugins", plugins, "plugin folder (repeatable)");
+  app.add_option("--threads", threads, "HTTP worker threads");
+  app.add_option("--env-file", env_file, "dotenv file read into the environment (default .env)");
+  app.add_flag("--verbose", c.verbose, "log debug messages");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return Error{ErrorCode::cancelled, ""};
+  } catch (const CLI::ParseError& e) {
+    return Error{ErrorCode::invalid_argument, e.what()};
+  }
+  if (!config_file.empty()) XCORE_TRY(apply_yaml(config_file, c));
+  load_dotenv(env_file);
+  XCORE_TRY(apply_env(c));
+  if (!listen.empty()) XCORE_TRY(parse_listen(listen, c));
+  if (!data_dir.empty()) c.data_dir = data_dir;
+  if (!plugins.empty()) c.plugin_dirs.assign(plugins.begin(), plugins.end());
+  if (threads > 0) c.threads = threads;
+  if (c.threads < 1 || c.threads > 1024) return Error{ErrorCode::invalid_argument, fmt::format("threads: {} is out of range (1-1024)", c.threads)};
+  if (c.plugin_dirs.empty()) {
+#ifdef XCORE_SERVER_DEFAULT_PLUGINS
+    c.plugin_dirs.emplace_back(XCORE_SERVER_DEFAULT_PLUGINS);
+#endif
+  }
+  return c;
+}
+
+}  // namespace xcore::server

@@ -1,0 +1,32 @@
+// How xcore-server is configured: defaults, then a YAML file (--config), then XCORE_* environment variables
+// (a .env file in the working folder fills in those not set), then flags.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <xcore/error.hpp>
+
+namespace xcore::server {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port (printed at start)
+  std::filesystem::path data_dir = "var";
+  std::vector<std::filesystem::path> plugin_dirs;  // default: the example plugins built alongside
+  int threads = 8;                                 // HTTP worker threads
+  std::size_t max_body_bytes = 1u << 20;
+  int access_token_ttl = 900;        // seconds
+  int refresh_token_ttl = 7 * 86400;
+  std::string admin_password;        // first start only; generated and printed once when empty
+  std::string master_key;            // base64url or hex of 32 bytes; default: <data_dir>/master.key
+  int login_attempts_per_minute = 5; // failed logins per user name and address, then 429
+  bool verbose = false;
+};
+
+// Reads the layers above. `--help` prints usage and returns an error with an empty message.
+Result<ServerConfig> load_config(int argc, char** argv);
+
+}  // namespace xcore::server

@@ -1,0 +1,82 @@
+// The server's SQLite database (WAL, versioned migrations applied at open) and the rows it keeps. One
+// connection behind a mutex: every statement is short, and SQLiteCpp's headers stay in database.cpp.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <xcore/error.hpp>
+
+namespace xcore::server {
+
+struct UserRow {
+  std::string tenant, username, password_hash, role;
+  std::int64_t created_at = 0;
+};
+
+struct TokenRow {
+  std::int64_t id = 0;
+  std::string tenant, name, role, created_by;
+  std::int64_t created_at = 0, expires_at = 0;  // 0: never
+  bool revoked = false;
+};
+
+struct RegistrationRow {
+  std::string tenant, plugin, version;
+  bool enabled = false;
+  std::string config = "{}";  // JSON text
+  std::int64_t installed_at = 0, updated_at = 0;
+};
+
+struct AuditRow {
+  std::int64_t id = 0, at = 0;
+  std::string tenant, actor, action, target, detail, request_id;
+};
+
+class Database {
+ public:
+  static Result<std::unique_ptr<Database>> open(const std::filesystem::path& file);
+  ~Database();
+  int schema_version() const;
+
+  Result<void> create_tenant(const std::string& id, const std::string& name);
+  std::vector<std::pair<std::string, std::string>> tenants();  // id, name
+  bool tenant_exists(const std::string& id);
+
+  Result<void> create_user(const UserRow& u);
+  std::optional<UserRow> find_user(const std::string& username);
+  std::vector<UserRow> users(const std::string& tenant);
+  Result<void> delete_user(const std::string& tenant, const std::string& username);
+  std::int64_t user_count();
+
+  Result<std::int64_t> create_token(const TokenRow& t, const std::string& token_hash);
+  std::optional<TokenRow> find_token(const std::string& token_hash);
+  std::vector<TokenRow> tokens(const std::string& tenant);
+  Result<void> revoke_token(const std::string& tenant, std::int64_t id);
+
+  Result<void> put_registration(const RegistrationRow& r);  // insert or update (installed_at kept)
+  std::optional<RegistrationRow> registration(const std::string& tenant, const std::string& plugin);
+  std::vector<RegistrationRow> registrations(const std::string& tenant);  // empty tenant: all
+
+  Result<void> put_secret(const std::string& tenant, const std::string& name, const std::string& sealed);
+  std::optional<std::string> secret(const std::string& tenant, const std::string& name);
+  std::vector<std::string> secret_names(const std::string& tenant);
+  Result<void> delete_secret(const std::string& tenant, const std::string& name);
+
+  void audit(const AuditRow& row);
+  std::vector<AuditRow> audit_log(const std::string& tenant, int limit);
+
+ private:
+  struct Impl;
+  explicit Database(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+std::int64_t unix_now();
+
+}  // namespace xcore::server

@@ -1,0 +1,65 @@
+#include "jwt.hpp"
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include "crypto.hpp"
+
+namespace xcore::server {
+
+namespace json = boost::json;
+
+namespace {
+constexpr std::string_view kHeader = R"({"alg":"HS256","typ":"JWT"})";
+constexpr std::int64_t kClockSkew = 60;
+
+Error bad(std::string_view why) { return Error{ErrorCode::unauthenticated, fmt::format("invalid token: {}", why)}; }
+}  // namespace
+
+std::string sign_jwt(const Claims& c, std::string_view key) {
+  json::object payload{{"sub", c.sub}, {"tenant", c.tenant}, {"role", c.role}, {"typ", c.typ}, {"iat", c.iat}, {"exp", c.exp}};
+  std::string signing_input = base64url_encode(kHeader) + "." + base64url_encode(json::serialize(payload));
+  return signing_input + "." + base64url_encode(hmac_sha256(key, signing_input));
+}
+
+Result<Claims> verify_jwt(std::string_view token, std::string_view key, std::int64_t now) {
+  auto d1 = token.find('.');
+  auto d2 = d1 == std::string_view::npos ? d1 : token.find('.', d1 + 1);
+  if (d2 == std::string_view::npos || token.find('.', d2 + 1) != std::string_view::npos) return bad("not three dot-separated parts");
+  auto header_text = base64url_decode(token.substr(0, d1));
+  auto payload_text = base64url_decode(token.substr(d1 + 1, d2 - d1 - 1));
+  auto signature = base64url_decode(token.substr(d2 + 1));
+  if (!header_text || !payload_text || !signature) return bad("a part is not base64url");
+  boost::system::error_code ec;
+  auto header = json::parse(*header_text, ec);
+  if (ec || !header.is_object()) return bad("the header is not a JSON object");
+  auto alg = header.get_object().find("alg");
+  if (alg == header.get_object().end() || !alg->value().is_string()) return bad("no algorithm");
+  if (alg->value().get_string() != "HS256")
+    return bad(fmt::format("algorithm '{}' is not accepted (HS256 only)", std::string_view(alg->value().get_string())));
+  if (!constant_time_equal(*signature, hmac_sha256(key, token.substr(0, d2)))) return bad("signature mismatch");
+  auto payload = json::parse(*payload_text, ec);
+  if (ec || !payload.is_object()) return bad("the payload is not a JSON object");
+  const auto& p = payload.get_object();
+  Claims c;
+  auto str = [&](const char* k, std::string& out) {
+    auto it = p.find(k);
+    if (it == p.end() || !it->value().is_string()) return false;
+    out = it->value().get_string();
+    return true;
+  };
+  auto num = [&](const char* k, std::int64_t& out) {
+    auto it = p.find(k);
+    if (it == p.end() || !it->value().is_int64()) return false;
+    out = it->value().get_int64();
+    return true;
+  };
+  if (!str("sub", c.sub) || !str("tenant", c.tenant) || !str("role", c.role) || !str("typ", c.typ) || !num("iat", c.iat) ||
+      !num("exp", c.exp))
+    return bad("missing claims (sub, tenant, role, typ, iat, exp)");
+  if (c.exp <= now) return Error{ErrorCode::unauthenticated, "token expired"};
+  if (c.iat > now + kClockSkew) return bad("issued in the future");
+  return c;
+}
+
+}  // namespace xcore::server
