@@ -335,8 +335,13 @@ struct Server::Impl {
   }
 
   void fail(httplib::Response& res, const Error& e, const std::string& request_id) {
-    answer(res, http_status(e.code), error_body(e, request_id), request_id);
+    auto body = error_body(e, request_id);
+    answer(res, http_status(e.code), body, request_id);
     if (e.code == ErrorCode::unauthenticated) res.set_header("WWW-Authenticate", "Bearer");
+    // A limit that says when to come back: Retry-After, in whole seconds.
+    if (e.code == ErrorCode::resource_exhausted)
+      if (const auto& d = body.at("error").at("details"); d.is_object() && d.get_object().contains("retry_after"))
+        res.set_header("Retry-After", std::to_string(d.at("retry_after").to_number<std::int64_t>()));
   }
 
   void route(const char* method, const std::string& pattern, Role min_role, std::string summary, Handler handler) {
@@ -545,13 +550,21 @@ void Server::Impl::add_routes() {
     route("POST", "/api/v1/plugins/" + id + "/" + v, min, v + " a plugin", [this, v](Call& c) -> Result<Reply> {
       const auto pid = c.arg(1);
       XCORE_TRY(known(c.manager, pid));
+      // Dependencies and cascades change other plugins too: what changed is recorded for each.
+      std::map<std::string, bool> was_enabled;
+      for (const auto& info : c.manager.list()) was_enabled[info.manifest.id] = info.state == PluginState::enabled;
       Result<void> r = ok();
       if (v == "enable") r = c.manager.enable(pid);
-      else if (v == "disable") r = c.manager.disable(pid);
+      else if (v == "disable") r = c.manager.disable(pid, UnloadOptions{c.query("cascade") == "true"});
       else if (v == "load") r = c.manager.load(pid);
-      else if (v == "unload") r = c.manager.unload(pid);
+      else if (v == "unload") r = c.manager.unload(pid, UnloadOptions{c.query("cascade") == "true"});
       else r = c.manager.reload(pid);
       XCORE_TRY(r);
+      for (const auto& info : c.manager.list()) {
+        const bool now_enabled = info.state == PluginState::enabled;
+        if (info.manifest.id != pid && was_enabled[info.manifest.id] != now_enabled)
+          XCORE_TRY(remember(c.who.tenant, c.manager, info.manifest.id, now_enabled, std::nullopt));
+      }
       if (v == "enable" || v == "load") XCORE_TRY(remember(c.who.tenant, c.manager, pid, v == "enable" ? std::optional(true) : std::nullopt, std::nullopt));
       if (v == "disable" || v == "unload") XCORE_TRY(remember(c.who.tenant, c.manager, pid, false, std::nullopt));
       XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, pid));
@@ -761,13 +774,16 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   s.http.set_payload_max_length(s.config.max_body_bytes);
   const int threads = s.config.threads;
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+  // httplib's own refusals (no route, body too large, malformed request) in the API's error shape, with
+  // httplib's status kept.
   s.http.set_error_handler([&s](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
+    const int status = res.status;
     const auto rid = Impl::request_id_of(req);
-    if (res.status == 413) return s.fail(res, Error{ErrorCode::invalid_argument, fmt::format("the body exceeds {} bytes", s.config.max_body_bytes)}, rid);
-    if (res.status == 404) return s.fail(res, Error{ErrorCode::not_found, fmt::format("no route {} {}", req.method, req.path)}, rid);
-    s.fail(res, Error{ErrorCode::invalid_argument, fmt::format("HTTP {}", res.status)}, rid);
-    res.status = res.status;
+    if (status == 413) s.fail(res, Error{ErrorCode::invalid_argument, fmt::format("the body exceeds {} bytes", s.config.max_body_bytes)}, rid);
+    else if (status == 404) s.fail(res, Error{ErrorCode::not_found, fmt::format("no route {} {}", req.method, req.path)}, rid);
+    else s.fail(res, Error{ErrorCode::invalid_argument, fmt::format("the request was refused (HTTP {})", status)}, rid);
+    res.status = status;
   });
   s.add_routes();
   if (s.config.port == 0) {

@@ -1,0 +1,401 @@
+// xcore-server, the real binary on 127.0.0.1 with an ephemeral port: auth, roles, tenants, secrets,
+// persistence across restarts, bad input, and a hard kill in the middle of writes.
+#include <doctest/doctest.h>
+
+#include "support/test_support.hpp"
+
+#include <httplib.h>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fmt/format.h>
+#include <fstream>
+#include <thread>
+
+#include "crypto.hpp"
+#include "database.hpp"
+#include "jwt.hpp"
+
+extern char** environ;
+
+using namespace xcore_test;
+namespace json = boost::json;
+
+namespace {
+
+// 32 bytes as hex: the tests know the master key, so they can sign tokens of their own.
+const std::string kMasterKey = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const std::string kAdminPassword = "admin-password-1";
+
+std::string jwt_key() {
+  std::string raw;
+  for (std::size_t i = 0; i < kMasterKey.size(); i += 2) raw.push_back(static_cast<char>(std::stoi(kMasterKey.substr(i, 2), nullptr, 16)));
+  return xcore::server::hmac_sha256(raw, "xcore jwt signing key v1");
+}
+
+// One xcore-server process. Its stdout is read until it says where it listens.
+class ServerProcess {
+ public:
+  explicit ServerProcess(const fs::path& data, std::vector<std::string> extra_env = {}) {
+    int out[2];
+    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    std::vector<std::string> args{XCORE_SERVER_PATH, "--listen", "127.0.0.1:0", "--data-dir", data.string(), "--plugins", XCORE_EXAMPLE_PLUGIN_DIR,
+                                  "--threads", "4", "--env-file", "/nonexistent"};
+    std::vector<std::string> env{"XCORE_ADMIN_PASSWORD=" + kAdminPassword, "XCORE_MASTER_KEY=" + kMasterKey, "PATH=/usr/bin:/bin"};
+    for (char** e = environ; *e; ++e)
+      if (std::string_view(*e).find("SAN_OPTIONS=") != std::string_view::npos) env.emplace_back(*e);
+    env.insert(env.end(), extra_env.begin(), extra_env.end());
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    REQUIRE(::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), envp.data()) == 0);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(out[1]);
+    std::string seen;
+    char buf[512];
+    while (port_ == 0) {
+      ssize_t n = ::read(out[0], buf, sizeof(buf));
+      if (n <= 0) break;
+      seen.append(buf, static_cast<std::size_t>(n));
+      if (auto at = seen.find("listening on http://127.0.0.1:"); at != std::string::npos) {
+        auto rest = seen.substr(at + 30);
+        if (rest.find('\n') != std::string::npos) port_ = std::stoi(rest);
+      }
+    }
+    ::close(out[0]);
+    REQUIRE_MESSAGE(port_ > 0, seen);
+  }
+  ~ServerProcess() {
+    if (pid_ > 0) stop(SIGTERM);
+  }
+  int stop(int sig) {
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+  int port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+struct Answer {
+  int status = 0;
+  json::value body;
+  httplib::Headers headers;
+};
+
+class Api {
+ public:
+  explicit Api(int port) : client_("127.0.0.1", port) { client_.set_read_timeout(30, 0); }
+  Answer send(const std::string& method, const std::string& path, const std::string& body = {}, const std::string& token = {}) {
+    httplib::Headers h;
+    if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
+    httplib::Result r = method == "GET"      ? client_.Get(path, h)
+                        : method == "POST"   ? client_.Post(path, h, body, "application/json")
+                        : method == "PUT"    ? client_.Put(path, h, body, "application/json")
+                        : method == "DELETE" ? client_.Delete(path, h, body, "application/json")
+                                             : client_.Patch(path, h, body, "application/json");
+    REQUIRE_MESSAGE(r, "no answer to " << method << " " << path);
+    Answer a{r->status, {}, r->headers};
+    boost::system::error_code ec;
+    a.body = json::parse(r->body, ec);
+    if (ec) a.body = json::string(r->body);
+    return a;
+  }
+  std::string login(const std::string& user, const std::string& password) {
+    auto a = send("POST", "/api/v1/auth/login", json::serialize(json::object{{"username", user}, {"password", password}}));
+    REQUIRE_MESSAGE(a.status == 200, json::serialize(a.body));
+    CHECK(a.body.at("token_type") == "bearer");
+    CHECK(a.body.at("expires_in").to_number<int>() > 0);
+    return std::string(a.body.at("access_token").as_string());
+  }
+
+ private:
+  httplib::Client client_;
+};
+
+std::string code_of(const Answer& a) {
+  if (!a.body.is_object() || !a.body.as_object().contains("error")) return {};
+  return std::string(a.body.at("error").at("code").as_string());
+}
+
+}  // namespace
+
+TEST_CASE("roles: anonymous, viewer, operator and admin each reach exactly their routes") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  for (auto [user, role] : {std::pair{"vera", "viewer"}, std::pair{"otto", "operator"}, std::pair{"ada", "admin"}})
+    REQUIRE(api.send("POST", "/api/v1/users", json::serialize(json::object{{"username", user}, {"password", "password-123"}, {"role", role}}), admin).status == 201);
+  std::map<std::string, std::string> token{{"anonymous", ""},
+                                           {"viewer", api.login("vera", "password-123")},
+                                           {"operator", api.login("otto", "password-123")},
+                                           {"admin", api.login("ada", "password-123")}};
+  const std::map<std::string, int> rank{{"anonymous", -1}, {"viewer", 0}, {"operator", 1}, {"admin", 2}};
+  struct RouteCase {
+    const char* method;
+    const char* path;
+    const char* body;
+    const char* min;
+  };
+  const RouteCase routes[] = {
+      {"GET", "/healthz", "", "anonymous"},
+      {"GET", "/readyz", "", "anonymous"},
+      {"GET", "/metrics", "", "anonymous"},
+      {"GET", "/openapi.json", "", "anonymous"},
+      {"GET", "/api/v1/auth/me", "", "viewer"},
+      {"GET", "/api/v1/plugins", "", "viewer"},
+      {"GET", "/api/v1/plugins/available", "", "viewer"},
+      {"GET", "/api/v1/plugins/stats", "", "viewer"},
+      {"GET", "/api/v1/plugins/health", "", "viewer"},
+      {"GET", "/api/v1/plugins/core", "", "viewer"},
+      {"GET", "/api/v1/plugins/core/health", "", "viewer"},
+      {"GET", "/api/v1/plugins/core/tools", "", "viewer"},
+      {"GET", "/api/v1/plugins/core/config", "", "viewer"},
+      {"GET", "/api/v1/tools", "", "viewer"},
+      {"GET", "/api/v1/hooks", "", "viewer"},
+      {"POST", "/api/v1/tools/calculate/invoke", R"({"expression":"1+1"})", "operator"},
+      {"POST", "/app/core/echo", R"({"x":1})", "operator"},
+      {"POST", "/api/v1/plugins/audit/reload", "", "operator"},
+      {"POST", "/api/v1/plugins/audit/disable", "", "operator"},
+      {"POST", "/api/v1/plugins/audit/enable", "", "operator"},
+      {"PUT", "/api/v1/plugins/audit/config", "{}", "operator"},
+      {"POST", "/api/v1/plugins/discover", "", "admin"},
+      {"GET", "/api/v1/secrets", "", "admin"},
+      {"PUT", "/api/v1/secrets/k1", R"({"value":"v"})", "admin"},
+      {"DELETE", "/api/v1/secrets/k1", "", "admin"},
+      {"GET", "/api/v1/users", "", "admin"},
+      {"GET", "/api/v1/tokens", "", "admin"},
+      {"GET", "/api/v1/tenants", "", "admin"},
+      {"GET", "/api/v1/audit", "", "admin"},
+  };
+  for (const auto& r : routes) {
+    for (const auto& [who, tok] : token) {
+      INFO(r.method << " " << r.path << " as " << who);
+      auto a = api.send(r.method, r.path, r.body, tok);
+      CHECK(a.headers.count("X-Request-Id") == 1);
+      if (rank.at(who) >= rank.at(r.min)) {
+        CHECK_MESSAGE(a.status < 400, json::serialize(a.body));
+      } else if (who == "anonymous") {
+        CHECK(a.status == 401);
+        CHECK(code_of(a) == "unauthenticated");
+      } else {
+        CHECK(a.status == 403);
+        CHECK(code_of(a) == "permission_denied");
+      }
+    }
+  }
+}
+
+TEST_CASE("tenants: another tenant's admin neither sees nor calls this tenant's plugins, and is no admin here") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme","name":"Acme"})", admin).status == 201);
+  REQUIRE(api.send("POST", "/api/v1/users", R"({"username":"acme-admin","password":"password-123","role":"admin","tenant":"acme"})", admin).status == 201);
+  auto acme = api.login("acme-admin", "password-123");
+  CHECK(api.send("GET", "/api/v1/auth/me", "", acme).body.at("tenant") == "acme");
+  // Nothing registered for acme: no plugins listed, no tools, calls refused.
+  CHECK(api.send("GET", "/api/v1/plugins", "", acme).body.at("plugins").as_array().empty());
+  CHECK(api.send("GET", "/api/v1/tools", "", acme).body.at("tools").as_array().empty());
+  CHECK(api.send("POST", "/app/core/echo", "{}", acme).status >= 400);
+  CHECK(api.send("POST", "/api/v1/tools/calculate/invoke", R"({"expression":"1+1"})", acme).status >= 400);
+  // Acme's admin manages acme only.
+  CHECK(api.send("GET", "/api/v1/tenants", "", acme).status == 403);
+  CHECK(api.send("POST", "/api/v1/users", R"({"username":"intruder","password":"password-123","role":"admin","tenant":"default"})", acme).status == 403);
+  // Enabling in acme is acme's alone: disabling in default leaves acme's running.
+  REQUIRE(api.send("POST", "/api/v1/plugins/core/enable", "", acme).status == 200);
+  CHECK(api.send("POST", "/app/core/echo", R"({"t":"acme"})", acme).body.at("t") == "acme");
+  // audit (enabled in default) depends on core: disabling core needs a cascade.
+  CHECK(api.send("POST", "/api/v1/plugins/core/disable", "", admin).status == 409);
+  REQUIRE(api.send("POST", "/api/v1/plugins/core/disable?cascade=true", "", admin).status == 200);
+  CHECK(api.send("POST", "/app/core/echo", R"({"t":"acme"})", acme).status == 200);
+  CHECK(api.send("POST", "/app/core/echo", "{}", admin).status >= 400);
+  // Secrets are per tenant too.
+  REQUIRE(api.send("PUT", "/api/v1/secrets/shared_name", R"({"value":"acme's"})", acme).status == 200);
+  CHECK(api.send("GET", "/api/v1/secrets", "", admin).body.at("secrets").as_array().empty());
+}
+
+TEST_CASE("tokens: tampered, expired, alg none, refresh tokens and API tokens") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  auto now = xcore::server::unix_now();
+  using xcore::server::Claims;
+
+  // A valid token signed with the server's key works; one day past its expiry it does not.
+  auto good = xcore::server::sign_jwt(Claims{"admin", "default", "admin", "access", now, now + 60}, jwt_key());
+  CHECK(api.send("GET", "/api/v1/auth/me", "", good).status == 200);
+  auto expired = xcore::server::sign_jwt(Claims{"admin", "default", "admin", "access", now - 90000, now - 86400}, jwt_key());
+  auto a = api.send("GET", "/api/v1/auth/me", "", expired);
+  CHECK(a.status == 401);
+  CHECK(std::string(a.body.at("error").at("message").as_string()).find("expired") != std::string::npos);
+
+  // A viewer's token with its role edited to admin: the signature no longer matches.
+  REQUIRE(api.send("POST", "/api/v1/users", R"({"username":"vera","password":"password-123","role":"viewer"})", admin).status == 201);
+  auto viewer = api.login("vera", "password-123");
+  auto dot1 = viewer.find('.'), dot2 = viewer.rfind('.');
+  auto payload = json::parse(*xcore::server::base64url_decode(viewer.substr(dot1 + 1, dot2 - dot1 - 1))).as_object();
+  payload["role"] = "admin";
+  auto tampered = viewer.substr(0, dot1 + 1) + xcore::server::base64url_encode(json::serialize(payload)) + viewer.substr(dot2);
+  a = api.send("GET", "/api/v1/users", "", tampered);
+  CHECK(a.status == 401);
+  CHECK(std::string(a.body.at("error").at("message").as_string()).find("signature") != std::string::npos);
+
+  // alg none, and an algorithm other than HS256, are refused by name.
+  for (const char* alg : {"none", "HS512", "RS256"}) {
+    auto header = xcore::server::base64url_encode(std::string(R"({"alg":")") + alg + R"(","typ":"JWT"})");
+    json::object claims{{"sub", "admin"}, {"tenant", "default"}, {"role", "admin"}, {"typ", "access"}};
+    claims["iat"] = now;
+    claims["exp"] = now + 600;
+    auto body = xcore::server::base64url_encode(json::serialize(claims));
+    a = api.send("GET", "/api/v1/users", "", header + "." + body + ".");
+    CHECK(a.status == 401);
+    CHECK(std::string(a.body.at("error").at("message").as_string()).find(alg) != std::string::npos);
+  }
+  CHECK(api.send("GET", "/api/v1/users", "", "not-a-token").status == 401);
+
+  // A refresh token gets new tokens, but never authorizes a request itself.
+  auto login = api.send("POST", "/api/v1/auth/login", json::serialize(json::object{{"username", "admin"}, {"password", kAdminPassword}}));
+  std::string refresh(login.body.at("refresh_token").as_string());
+  CHECK(api.send("GET", "/api/v1/auth/me", "", refresh).status == 401);
+  auto renewed = api.send("POST", "/api/v1/auth/refresh", json::serialize(json::object{{"refresh_token", refresh}}));
+  REQUIRE(renewed.status == 200);
+  CHECK(api.send("GET", "/api/v1/auth/me", "", std::string(renewed.body.at("access_token").as_string())).status == 200);
+
+  // API tokens: shown once, stored hashed, revocable.
+  auto created = api.send("POST", "/api/v1/tokens", R"({"name":"ci","role":"operator"})", admin);
+  REQUIRE(created.status == 201);
+  std::string machine(created.body.at("token").as_string());
+  CHECK(api.send("POST", "/app/core/echo", R"({"m":1})", machine).body.at("m") == 1);
+  CHECK(api.send("GET", "/api/v1/users", "", machine).status == 403);
+  CHECK(json::serialize(api.send("GET", "/api/v1/tokens", "", admin).body).find(machine) == std::string::npos);
+  REQUIRE(api.send("DELETE", "/api/v1/tokens/" + std::to_string(created.body.at("id").to_number<int>()), "", admin).status == 200);
+  CHECK(api.send("POST", "/app/core/echo", "{}", machine).status == 401);
+}
+
+TEST_CASE("login attempts are rate-limited per user name and address") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  for (int i = 0; i < 5; ++i) CHECK(api.send("POST", "/api/v1/auth/login", R"({"username":"admin","password":"wrong"})").status == 401);
+  auto a = api.send("POST", "/api/v1/auth/login", json::serialize(json::object{{"username", "admin"}, {"password", kAdminPassword}}));
+  CHECK(a.status == 429);
+  CHECK(a.headers.count("Retry-After") == 1);
+}
+
+TEST_CASE("secrets: sealed in the database, never returned; bad input gets clean errors") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var", {"XCORE_MAX_BODY_BYTES=4096"});
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  const std::string value = "sk-live-PLAINTEXT-MARKER-0123456789";
+  REQUIRE(api.send("PUT", "/api/v1/secrets/openai_key", json::serialize(json::object{{"value", value}}), admin).status == 200);
+  auto listed = api.send("GET", "/api/v1/secrets", "", admin);
+  CHECK(listed.body.at("secrets") == json::array{"openai_key"});
+  CHECK(json::serialize(listed.body).find(value) == std::string::npos);
+  for (const char* f : {"xcore.db", "xcore.db-wal"}) {
+    std::ifstream in(tmp / "var" / f, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(bytes.find(value) == std::string::npos);
+    CHECK(bytes.find("PLAINTEXT-MARKER") == std::string::npos);
+  }
+  struct stat st {};
+  REQUIRE(::stat((tmp / "var").c_str(), &st) == 0);
+  CHECK((st.st_mode & 077) == 0);
+
+  auto bad = api.send("POST", "/app/core/echo", "{not json", admin);
+  CHECK(bad.status == 400);
+  CHECK(code_of(bad) == "invalid_argument");
+  auto big = api.send("POST", "/app/core/echo", std::string(8192, ' '), admin);
+  CHECK(big.status == 413);
+  CHECK(code_of(big) == "invalid_argument");
+  auto unknown = api.send("GET", "/api/v1/nothing-here", "", admin);
+  CHECK(unknown.status == 404);
+  CHECK(code_of(unknown) == "not_found");
+  for (const char* path : {"/api/v1/plugins/..%2F..%2Fetc", "/api/v1/plugins/../../etc/passwd", "/app/../api/v1/users"}) {
+    auto a = api.send("GET", path, "", admin);
+    CHECK(a.status >= 400);
+    CHECK(a.status < 500);
+    CHECK(a.body.is_object());
+  }
+  auto missing = api.send("GET", "/api/v1/plugins/no-such-plugin", "", admin);
+  CHECK(missing.status == 404);
+  auto invalid_config = api.send("PUT", "/api/v1/plugins/audit/config", R"({"keep":"many"})", admin);
+  CHECK(invalid_config.status == 400);
+}
+
+TEST_CASE("a restart keeps registrations, configs and secrets") {
+  TempDir tmp;
+  {
+    ServerProcess server(tmp / "var");
+    Api api(server.port());
+    auto admin = api.login("admin", kAdminPassword);
+    REQUIRE(api.send("POST", "/api/v1/plugins/audit/disable", "", admin).status == 200);
+    REQUIRE(api.send("PUT", "/api/v1/plugins/core/config", R"({"root":"/tmp"})", admin).status == 200);
+    REQUIRE(api.send("PUT", "/api/v1/secrets/kept", R"({"value":"v"})", admin).status == 200);
+    CHECK(WIFEXITED(server.stop(SIGTERM)));
+  }
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  auto audit = api.send("GET", "/api/v1/plugins/audit", "", admin);
+  CHECK(audit.body.at("enabled") == false);
+  CHECK(audit.body.at("state") != "enabled");
+  CHECK(api.send("GET", "/api/v1/plugins/core", "", admin).body.at("state") == "enabled");
+  CHECK(api.send("GET", "/api/v1/plugins/core/config", "", admin).body.at("config").at("root") == "/tmp");
+  CHECK(api.send("GET", "/api/v1/secrets", "", admin).body.at("secrets") == json::array{"kept"});
+}
+
+TEST_CASE("SIGKILL during a burst of writes leaves a consistent database") {
+  TempDir tmp;
+  std::atomic<int> written = 0;
+  {
+    ServerProcess server(tmp / "var");
+    Api login(server.port());
+    auto admin = login.login("admin", kAdminPassword);
+    std::atomic<bool> stop = false;
+    std::vector<std::thread> writers;
+    for (int w = 0; w < 4; ++w)
+      writers.emplace_back([&, w] {
+        httplib::Client c("127.0.0.1", server.port());
+        httplib::Headers h{{"Authorization", "Bearer " + admin}};
+        for (int i = 0; !stop && i < 2000; ++i) {
+          auto r = c.Put(fmt::format("/api/v1/secrets/s{}_{}", w, i), h, R"({"value":"x"})", "application/json");
+          if (r && r->status == 200) ++written;
+        }
+      });
+    while (written < 40) std::this_thread::yield();
+    server.stop(SIGKILL);
+    stop = true;
+    for (auto& t : writers) t.join();
+  }
+  {
+    SQLite::Database db((tmp / "var" / "xcore.db").string(), SQLite::OPEN_READWRITE);
+    CHECK(db.execAndGet("PRAGMA integrity_check").getString() == "ok");
+    // Every write the server acknowledged is there.
+    CHECK(db.execAndGet("SELECT COUNT(*) FROM secrets").getInt() >= written.load());
+  }
+  ServerProcess again(tmp / "var");
+  Api api(again.port());
+  auto admin = api.login("admin", kAdminPassword);
+  CHECK(api.send("GET", "/api/v1/secrets", "", admin).body.at("secrets").as_array().size() >= static_cast<std::size_t>(written.load()));
+}
