@@ -605,6 +605,50 @@ void Server::Impl::add_routes() {
     XCORE_ASSIGN_OR_RETURN(auto r, c.manager.call_action(c.arg(1), c.arg(2), c.body, context_of(c)));
     return Reply{200, r};
   });
+  // Routes plugins declare in their manifests, under /plugins/<id>/...: looked up on each request in the
+  // tenant's current catalogue, so they come and go with the plugin (and change with a reload).
+  for (const char* method : {"GET", "POST", "PUT", "PATCH", "DELETE"}) {
+    route(method, "/plugins/" + id + "(/[^?#]*)?", Role::anonymous, "a route a plugin declares in its manifest", [this, method = std::string(method)](Call& c) -> Result<Reply> {
+      if (c.who.role == Role::anonymous) return Error{ErrorCode::unauthenticated, "log in first: plugin routes need a bearer token"};
+      const auto plugin = c.arg(1);
+      auto info = c.manager.info(plugin);
+      if (!info || info->state != PluginState::enabled) return Error{ErrorCode::not_found, fmt::format("no enabled plugin '{}'", plugin)};
+      std::vector<std::string> segments;
+      std::string path = c.arg(2).empty() ? "/" : c.arg(2);
+      for (std::size_t start = 1; start <= path.size();) {
+        auto end = path.find('/', start);
+        if (end == std::string::npos) end = path.size();
+        if (end > start) segments.push_back(path.substr(start, end - start));
+        start = end + 1;
+      }
+      for (const auto& r : info->manifest.routes) {
+        if (r.method != method) continue;
+        std::vector<std::string> pattern;
+        for (std::size_t start = 1; start <= r.path.size();) {
+          auto end = r.path.find('/', start);
+          if (end == std::string::npos) end = r.path.size();
+          if (end > start) pattern.push_back(r.path.substr(start, end - start));
+          start = end + 1;
+        }
+        if (pattern.size() != segments.size()) continue;
+        json::object params;
+        bool match = true;
+        for (std::size_t i = 0; match && i < pattern.size(); ++i) {
+          if (pattern[i].front() == '{') params[pattern[i].substr(1, pattern[i].size() - 2)] = segments[i];
+          else match = pattern[i] == segments[i];
+        }
+        if (!match) continue;
+        if (c.who.role < *parse_role(r.role))
+          return Error{ErrorCode::permission_denied, fmt::format("this route needs the {} role; you have {}", r.role, role_name(c.who.role))};
+        json::object query;
+        for (const auto& [k, v] : c.req.params) query[k] = v;
+        json::object request{{"method", method}, {"path", path}, {"params", std::move(params)}, {"query", std::move(query)}, {"body", c.body}};
+        XCORE_ASSIGN_OR_RETURN(auto out, c.manager.call_action(plugin, r.action, request, context_of(c)));
+        return Reply{200, out};
+      }
+      return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no route {} {}", plugin, method, path)};
+    });
+  }
   route("GET", "/api/v1/hooks", Role::viewer, "hooks and their subscribers", [](Call& c) -> Result<Reply> {
     json::array out;
     for (const auto& h : c.manager.hooks().list())

@@ -435,3 +435,31 @@ TEST_CASE("a plugin that glibc keeps mapped after unload is reported") {
   REQUIRE(h->unload("pinned").ok());
   CHECK(h.log.contains("plugin 'pinned' stays mapped after unload"));
 }
+
+TEST_CASE("a rate limit per tenant: calls beyond it are refused with when to come back; time refills it") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  stage(test_plugins() / "probe", plugins);
+  write_file(plugins / "probe" / "plugin.yaml", "id: probe\nversion: 1.0.0\nentry: libprobe.so\nlimits: {rate: {calls: 3, per_seconds: 60}}\n");
+  CapturedLog log;
+  auto o = test_options(tmp, plugins, log);
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  o.clock = [&] { return now; };
+  Manager m(std::move(o));
+  m.discover();
+  REQUIRE(m.enable("probe").ok());
+  CallContext acme, other;
+  acme.tenant = "acme";
+  other.tenant = "other";
+  for (int i = 0; i < 3; ++i) CHECK(m.call_tool("version", J("{}"), acme).ok());
+  auto refused = m.call_tool("version", J("{}"), acme);
+  REQUIRE(!refused.ok());
+  CHECK(refused.error().code == ErrorCode::resource_exhausted);
+  CHECK(J(refused.error().details).at("retry_after") == 20);  // one call per 20 s
+  CHECK(m.call_tool("version", J("{}"), other).ok());          // another tenant has its own budget
+  now += std::chrono::seconds(19);
+  CHECK(!m.call_tool("version", J("{}"), acme).ok());
+  now += std::chrono::seconds(1);
+  CHECK(m.call_tool("version", J("{}"), acme).ok());
+  CHECK(!m.call_tool("version", J("{}"), acme).ok());
+}

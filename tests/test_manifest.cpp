@@ -117,6 +117,30 @@ TEST_CASE("every broken field is named with what is expected") {
   refused(minimal + "config_schema: {type: object, properties: {a: {type: nonsense}}}\n", "config_schema", "invalid JSON Schema");
   refused(with("  - name: greet", "  - name: \"bad name!\""), "tools[0]", "not a valid tool name");
   refused(with("    inputSchema:", "    inputSchema: {type: string}"), "tools[0]", "must describe an object");
+  refused(with("limits:", "limits: {rate: 10}"), "limits.rate", "expected {calls: N, per_seconds: S}");
+  refused(with("limits:", "limits: {rate: {per_seconds: 60}}"), "limits.rate.calls", "required");
+  refused(with("limits:", "limits: {rate: {calls: 0}}"), "limits.rate.calls", "positive whole number");
+  refused(with("permissions:", "permissions: [\"fs.write:\"]"), "permissions[0]", "needs a path");
+  refused(minimal + "routes: {path: /x}\n", "routes", "expected a list of routes");
+  refused(minimal + "routes: [{method: FETCH, path: /x, action: a}]\n", "routes[0].method", "expected GET, POST");
+  refused(minimal + "routes: [{method: GET, path: x, action: a}]\n", "routes[0].path", "must start with '/'");
+  refused(minimal + "routes: [{method: GET, path: /a/../b, action: a}]\n", "routes[0].path", "segments are");
+  refused(minimal + "routes: [{method: GET, path: /a}]\n", "routes[0].action", "must name the action");
+  refused(minimal + "routes: [{method: GET, path: /a, action: a, role: root}]\n", "routes[0].role", "expected viewer, operator or admin");
+}
+
+TEST_CASE("routes and rate limits are read") {
+  auto r = parse_manifest("id: demo\nversion: 1.0.0\nentry: libdemo.so\nlimits: {rate: {calls: 10, per_seconds: 5}}\n"
+                          "routes:\n  - {method: get, path: \"/items/{id}\", action: item, role: viewer}\n  - {method: POST, path: /, action: create}\n",
+                          "plugin.yaml");
+  REQUIRE(r.ok());
+  CHECK(*r->manifest.limits.rate_calls == 10);
+  CHECK(r->manifest.limits.rate_period == std::chrono::seconds(5));
+  REQUIRE(r->manifest.routes.size() == 2);
+  CHECK(r->manifest.routes[0].method == "GET");
+  CHECK(r->manifest.routes[0].path == "/items/{id}");
+  CHECK(r->manifest.routes[0].role == "viewer");
+  CHECK(r->manifest.routes[1].role == "operator");
 }
 
 TEST_CASE("all problems are reported at once, with details as JSON") {

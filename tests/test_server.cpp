@@ -42,13 +42,13 @@ std::string jwt_key() {
 // One xcore-server process. Its stdout is read until it says where it listens.
 class ServerProcess {
  public:
-  explicit ServerProcess(const fs::path& data, std::vector<std::string> extra_env = {}) {
+  explicit ServerProcess(const fs::path& data, std::vector<std::string> extra_env = {}, const fs::path& plugins = XCORE_EXAMPLE_PLUGIN_DIR) {
     int out[2];
     REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    std::vector<std::string> args{XCORE_SERVER_PATH, "--listen", "127.0.0.1:0", "--data-dir", data.string(), "--plugins", XCORE_EXAMPLE_PLUGIN_DIR,
+    std::vector<std::string> args{XCORE_SERVER_PATH, "--listen", "127.0.0.1:0", "--data-dir", data.string(), "--plugins", plugins.string(),
                                   "--threads", "4", "--env-file", "/nonexistent"};
     std::vector<std::string> env{"XCORE_ADMIN_PASSWORD=" + kAdminPassword, "XCORE_MASTER_KEY=" + kMasterKey, "PATH=/usr/bin:/bin"};
     for (char** e = environ; *e; ++e)
@@ -398,4 +398,46 @@ TEST_CASE("SIGKILL during a burst of writes leaves a consistent database") {
   Api api(again.port());
   auto admin = api.login("admin", kAdminPassword);
   CHECK(api.send("GET", "/api/v1/secrets", "", admin).body.at("secrets").as_array().size() >= static_cast<std::size_t>(written.load()));
+}
+
+TEST_CASE("plugin routes: mounted under /plugins/<id>, with the declared role, rate-limited per tenant, gone with the plugin") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  stage(example_plugins() / "core", plugins);
+  std::ifstream in(plugins / "core" / "plugin.yaml");
+  std::string manifest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  write_file(plugins / "core" / "plugin.yaml", manifest +
+                                                   "limits:\n  rate: {calls: 5, per_seconds: 60}\n"
+                                                   "routes:\n"
+                                                   "  - {method: GET, path: \"/echo/{word}\", action: echo, role: viewer}\n"
+                                                   "  - {method: POST, path: /admin-only, action: info, role: admin}\n");
+  ServerProcess server(tmp / "var", {}, plugins);
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  REQUIRE(api.send("POST", "/api/v1/users", R"({"username":"vera","password":"password-123","role":"viewer"})", admin).status == 201);
+  auto viewer = api.login("vera", "password-123");
+
+  auto a = api.send("GET", "/plugins/core/echo/hello?x=1", "", viewer);
+  REQUIRE_MESSAGE(a.status == 200, json::serialize(a.body));
+  CHECK(a.body.at("params").at("word") == "hello");
+  CHECK(a.body.at("query").at("x") == "1");
+  CHECK(a.body.at("method") == "GET");
+  CHECK(api.send("GET", "/plugins/core/echo/hello", "").status == 401);
+  CHECK(api.send("POST", "/plugins/core/admin-only", "{}", viewer).status == 403);
+  CHECK(api.send("POST", "/plugins/core/admin-only", "{}", admin).status == 200);
+  CHECK(api.send("GET", "/plugins/core/nowhere", "", viewer).status == 404);
+  CHECK(api.send("DELETE", "/plugins/core/echo/hello", "", admin).status == 404);
+
+  // Five calls a minute for the tenant (two were made above), whichever door they come through.
+  CHECK(api.send("POST", "/app/core/echo", "{}", admin).status == 200);
+  CHECK(api.send("POST", "/api/v1/tools/echo/invoke", "{}", admin).status == 200);
+  CHECK(api.send("GET", "/plugins/core/echo/x", "", viewer).status == 200);
+  auto limited = api.send("GET", "/plugins/core/echo/y", "", viewer);
+  CHECK(limited.status == 429);
+  CHECK(code_of(limited) == "resource_exhausted");
+  REQUIRE(limited.headers.count("Retry-After") == 1);
+  CHECK(std::stoi(limited.headers.find("Retry-After")->second) >= 1);
+
+  REQUIRE(api.send("POST", "/api/v1/plugins/core/disable?cascade=true", "", admin).status == 200);
+  CHECK(api.send("GET", "/plugins/core/echo/hello", "", viewer).status == 404);
 }

@@ -26,6 +26,7 @@ enum class ErrorCode : std::uint8_t {
   plugin_crashed,      // the plugin failed in a way that cost the call
   incompatible,        // ABI or version mismatch
   internal,            // a bug in xcore: please report it
+  unauthenticated,     // no valid credentials: log in (HTTP 401)
 };
 
 std::string_view to_string(ErrorCode code) noexcept;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -83,6 +84,8 @@ struct ManagerOptions {
   // A host running as root runs sandboxed plugins as this user (default "xcore-sandbox", created by
   // scripts/install-deps.sh), or as "nobody" when it does not exist. Never as root.
   std::string sandbox_user = "xcore-sandbox";
+  // The time rate limits are measured by (tests drive it; default: steady_clock::now).
+  std::function<std::chrono::steady_clock::time_point()> clock;
 };
 
 struct UnloadOptions {

@@ -29,6 +29,18 @@ struct PluginLimits {
   // Sandboxed plugins only: limits of the plugin's process.
   std::optional<std::uint64_t> memory_mb, cpu_seconds, open_files, file_size_mb, processes;
   std::optional<std::uint64_t> cpu_percent;  // share of one CPU (cgroup quota; 150 = one and a half)
+  // Calls (tools and actions) per tenant: at most rate_calls per rate_period, bursts up to rate_calls.
+  std::optional<std::uint64_t> rate_calls;
+  std::chrono::seconds rate_period{60};
+};
+
+// An HTTP route a plugin contributes; a host mounts it under its own prefix (the reference server:
+// /plugins/<id><path>) and answers it with the plugin's action.
+struct PluginRoute {
+  std::string method;  // GET, POST, PUT, PATCH or DELETE
+  std::string path;    // "/items/{id}": literal segments and {name} parameters
+  std::string action;
+  std::string role = "operator";  // the least role that may call it: viewer, operator or admin
 };
 
 struct PluginManifest {
@@ -52,6 +64,7 @@ struct PluginManifest {
   PluginLimits limits;
   std::optional<json::object> config_schema;
   std::vector<ToolSpec> tools;  // declared tools: the binary must provide each
+  std::vector<PluginRoute> routes;
   json::object raw;             // the whole manifest as read, for fields other subsystems own
 
   std::filesystem::path file;  // where it was read from

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "core/call_metrics.hpp"
+#include "core/rate_limiter.hpp"
 #include "core/shared_cell.hpp"
 #include "core/string_map.hpp"
 #include "json-schema/json_schema.hpp"
@@ -69,11 +70,15 @@ struct PluginSlot {
   SharedCell<Generation> current;
   std::atomic<bool> enabled{false};
   SharedCell<ConcurrencyLimit> limit;
+  SharedCell<RateLimiter> rate;
 
   void apply_limits(const PluginLimits& l) {
     auto cur = limit.load();
     if (!l.max_concurrency) limit.store(nullptr);
     else if (!cur || cur->max != *l.max_concurrency) limit.store(std::make_shared<ConcurrencyLimit>(*l.max_concurrency));
+    auto r = rate.load();
+    if (!l.rate_calls) rate.store(nullptr);
+    else if (!r || r->rate() != *l.rate_calls || r->period() != l.rate_period) rate.store(std::make_shared<RateLimiter>(*l.rate_calls, l.rate_period));
   }
 
   CallMetrics actions;  // tool calls are counted by the registry
@@ -246,6 +251,17 @@ struct Manager::Impl final : ManagerCore {
   Result<T> with_plugin(PluginSlot& slot, const CallContext& ctx, bool timed, F&& call) {
     if (!slot.enabled.load(std::memory_order_acquire))
       return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not enabled", slot.id)};
+    if (auto rate = slot.rate.load()) {
+      auto wait = rate->take(ctx.tenant, options.clock ? options.clock() : std::chrono::steady_clock::now());
+      if (wait > std::chrono::steady_clock::duration::zero()) {
+        // Whole seconds, rounded up: what an HTTP Retry-After can say.
+        auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
+        Error e{ErrorCode::resource_exhausted, fmt::format("plugin '{}' allows {} calls per {} s per tenant; retry in {} s", slot.id, rate->rate(),
+                                                          rate->period().count(), seconds)};
+        e.details = json::serialize(json::object{{"retry_after", seconds}, {"limit", rate->rate()}, {"period_seconds", rate->period().count()}});
+        return e;
+      }
+    }
     auto limit = slot.limit.load();
     if (limit) {
       // Wait for a free place until the call's deadline (or briefly, without one).

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -141,7 +143,69 @@ bool valid_plugin_id(std::string_view id) {
 const std::set<std::string, std::less<>> kKnownFields{
     "id",       "name",        "version",     "description", "author",      "license", "homepage",
     "tags",     "mode",        "entry",       "api_version", "requires",    "permissions",
-    "limits",   "config_schema", "tools",       "command",     "env",         "cwd"};
+    "limits",   "config_schema", "tools",       "command",     "env",         "cwd",   "routes"};
+
+bool route_segment_ok(std::string_view seg) {
+  if (seg.size() > 2 && seg.front() == '{' && seg.back() == '}') seg = seg.substr(1, seg.size() - 2);
+  if (seg.empty() || seg == "." || seg == "..") return false;
+  for (char ch : seg)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') return false;
+  return true;
+}
+
+void read_routes(Checker& c, const json::object& o, PluginManifest& m) {
+  auto it = o.find("routes");
+  if (it == o.end() || it->value().is_null()) return;
+  if (!it->value().is_array()) {
+    c.fail("routes", fmt::format("expected a list of routes, got {}", Checker::describe(it->value())));
+    return;
+  }
+  std::size_t i = 0;
+  for (const auto& v : it->value().get_array()) {
+    const auto field = fmt::format("routes[{}]", i++);
+    if (!v.is_object()) {
+      c.fail(field, "expected {method, path, action, role}");
+      continue;
+    }
+    const auto& r = v.get_object();
+    auto str = [&](const char* k) -> std::string {
+      auto f = r.find(k);
+      return f != r.end() && f->value().is_string() ? std::string(f->value().get_string()) : std::string();
+    };
+    PluginRoute route{str("method"), str("path"), str("action"), str("role")};
+    std::transform(route.method.begin(), route.method.end(), route.method.begin(), ::toupper);
+    if (route.role.empty()) route.role = "operator";
+    bool good = true;
+    if (route.method != "GET" && route.method != "POST" && route.method != "PUT" && route.method != "PATCH" && route.method != "DELETE") {
+      c.fail(field + ".method", fmt::format("'{}': expected GET, POST, PUT, PATCH or DELETE", route.method));
+      good = false;
+    }
+    if (!route.path.starts_with("/")) {
+      c.fail(field + ".path", fmt::format("'{}' must start with '/'", route.path));
+      good = false;
+    } else if (route.path != "/") {
+      std::string_view rest(route.path);
+      rest.remove_prefix(1);
+      while (good && !rest.empty()) {
+        auto slash = rest.find('/');
+        if (!route_segment_ok(rest.substr(0, slash))) {
+          c.fail(field + ".path", fmt::format("'{}': segments are [A-Za-z0-9._-]+ or {{name}}", route.path));
+          good = false;
+        }
+        rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+      }
+    }
+    if (route.action.empty()) {
+      c.fail(field + ".action", "must name the action that answers the route");
+      good = false;
+    }
+    if (route.role != "viewer" && route.role != "operator" && route.role != "admin") {
+      c.fail(field + ".role", fmt::format("'{}': expected viewer, operator or admin", route.role));
+      good = false;
+    }
+    if (good) m.routes.push_back(std::move(route));
+  }
+}
 
 void check_entry(Checker& c, const std::string& entry) {
   std::filesystem::path p(entry);
@@ -229,6 +293,20 @@ void read_limits(Checker& c, const json::object& o, PluginManifest& m) {
       m.limits.processes = positive(key, v);
     } else if (key == "cpu_percent") {
       m.limits.cpu_percent = positive(key, v);
+    } else if (key == "rate") {
+      // rate: {calls: 100, per_seconds: 60}
+      if (!v.is_object()) {
+        c.fail("limits.rate", fmt::format("expected {{calls: N, per_seconds: S}}, got {}", Checker::describe(v)));
+        continue;
+      }
+      const auto& r = v.get_object();
+      auto calls = r.find("calls");
+      if (calls == r.end()) c.fail("limits.rate.calls", "required: how many calls per period");
+      else m.limits.rate_calls = positive("rate.calls", calls->value());
+      if (auto per = r.find("per_seconds"); per != r.end())
+        if (auto n = positive("rate.per_seconds", per->value())) m.limits.rate_period = std::chrono::seconds(*n);
+      for (const auto& [k, unused] : r)
+        if (k != "calls" && k != "per_seconds") c.warn(fmt::format("limits.rate.{}", std::string_view(k)), "unknown field, ignored");
     } else {
       c.warn(fmt::format("limits.{}", std::string_view(key)), "unknown limit, ignored");
     }
@@ -365,6 +443,7 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
     }
   }
   read_tools(c, o, m);
+  read_routes(c, o, m);
   for (const auto& [key, v] : o)
     if (!kKnownFields.contains(std::string_view(key))) c.warn(key, "unknown field, ignored");
 
