@@ -179,8 +179,13 @@ struct Server::Impl {
     std::error_code ec;
     std::filesystem::create_directories(config.data_dir, ec);
     if (ec) return Error{ErrorCode::unavailable, fmt::format("cannot create data folder {}: {}", config.data_dir.string(), ec.message())};
-    ::chmod(config.data_dir.c_str(), 0700);
-    XCORE_ASSIGN_OR_RETURN(db, Database::open(config.data_dir / "xcore.db"));
+    // Searchable, not listable: sandboxed plugins (another user when we are root) reach their folders
+    // below it; the database and the key are private files.
+    ::chmod(config.data_dir.c_str(), 0711);
+    const auto db_file = config.data_dir / "xcore.db";
+    if (int fd = ::open(db_file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600); fd >= 0) ::close(fd);
+    for (const char* suffix : {"", "-wal", "-shm"}) ::chmod((db_file.string() + suffix).c_str(), 0600);  // SQLite copies them
+    XCORE_ASSIGN_OR_RETURN(db, Database::open(db_file));
     XCORE_ASSIGN_OR_RETURN(auto key, master_key());
     secrets = std::make_unique<SecretBox>(key);
     jwt_key = hmac_sha256(key, "xcore jwt signing key v1");  // one master key; a separate key per use
@@ -227,12 +232,28 @@ struct Server::Impl {
     ManagerOptions o;
     o.plugin_dirs = config.plugin_dirs;
     o.data_dir = config.data_dir / "plugins" / tenant;
+    for (const auto& dir : {config.data_dir / "plugins", o.data_dir, config.data_dir / "dynamic", dynamic_dir(tenant)}) {
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      ::chmod(dir.c_str(), 0711);
+    }
     o.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) {
       log(level, fmt::format("{}/{}", tenant, source), message);
     };
     auto m = std::make_unique<Manager>(std::move(o));
     auto report = m->discover();
     for (const auto& p : report.problems) log(LogLevel::warn, tenant, p.message);
+    // Plugins registered at run time (POST /api/v1/plugins/dynamic); one saved into a plugin folder since
+    // then is found there, and its dynamic copy goes.
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dynamic_dir(tenant), ec)) {
+      if (!entry.is_directory(ec)) continue;
+      if (m->info(entry.path().filename().string())) {
+        std::filesystem::remove_all(entry.path(), ec);
+        continue;
+      }
+      if (auto added = m->add(entry.path()); !added) log(LogLevel::warn, tenant, added.error().message);
+    }
     if (register_all)
       for (const auto& info : m->list())
         XCORE_TRY(db->put_registration(RegistrationRow{tenant, info.manifest.id, info.manifest.version.to_string(), true, "{}", 0, 0}));
@@ -263,6 +284,8 @@ struct Server::Impl {
     for (const auto& [id, name] : db->tenants()) XCORE_TRY(start_tenant(id, fresh && id == kDefaultTenant));
     return ok();
   }
+
+  std::filesystem::path dynamic_dir(const std::string& tenant) const { return config.data_dir / "dynamic" / tenant; }
 
   Manager* manager_of(const std::string& tenant) {
     std::shared_lock lock(tenants_mutex);
@@ -527,6 +550,62 @@ void Server::Impl::add_routes() {
     for (const auto& f : report.found) found.emplace_back(f);
     for (const auto& p : report.problems) problems.push_back(json::object{{"code", to_string(p.code)}, {"message", p.message}});
     return Reply{200, json::object{{"found", std::move(found)}, {"problems", std::move(problems)}}};
+  });
+  route("POST", "/api/v1/plugins/dynamic", Role::admin, "register an external MCP server command as a sandboxed plugin", [this](Call& c) -> Result<Reply> {
+    if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected a manifest object: {id, version, command, ...}"};
+    // Data only: an external command, always sandboxed; never a binary for this process to load.
+    json::object manifest;
+    for (const auto& [k, v] : c.body.get_object()) {
+      if (k == "enable") continue;
+      if (k == "entry" || k == "mode" || k == "cwd")
+        return Error{ErrorCode::invalid_argument, fmt::format("'{}' cannot be set: a dynamic plugin is a command run in the sandbox, from its own folder", std::string_view(k))};
+      manifest[k] = v;
+    }
+    manifest["mode"] = "sandboxed";
+    if (!manifest.contains("command")) return Error{ErrorCode::invalid_argument, "'command' is required: the argv of an MCP stdio server"};
+    XCORE_ASSIGN_OR_RETURN(auto parsed, parse_manifest(json::serialize(manifest), "dynamic plugin"));
+    const auto pid = parsed.manifest.id;
+    if (c.manager.info(pid)) return Error{ErrorCode::already_exists, fmt::format("plugin '{}' already exists", pid)};
+    auto folder = dynamic_dir(c.who.tenant) / pid;
+    std::error_code ec;
+    std::filesystem::create_directories(folder, ec);
+    if (ec) return Error{ErrorCode::unavailable, fmt::format("cannot create {}: {}", folder.string(), ec.message())};
+    {
+      std::ofstream out(folder / "plugin.json");
+      out << json::serialize(manifest);
+      if (!out) return Error{ErrorCode::unavailable, fmt::format("cannot write {}", (folder / "plugin.json").string())};
+    }
+    ::chmod(folder.c_str(), 0755);  // the sandbox's user starts the command from here
+    ::chmod((folder / "plugin.json").c_str(), 0644);
+    auto added = c.manager.add(folder);
+    if (!added) {
+      std::filesystem::remove_all(folder, ec);
+      return std::move(added).error();
+    }
+    const bool enable = !c.body.get_object().contains("enable") || c.body.at("enable") == true;
+    if (enable) {
+      if (auto r = c.manager.enable(pid); !r) {
+        XCORE_TRY(remember(c.who.tenant, c.manager, pid, false, std::nullopt));
+        return std::move(r).error();
+      }
+    }
+    XCORE_TRY(remember(c.who.tenant, c.manager, pid, enable, std::nullopt));
+    XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, pid));
+    return Reply{201, plugin_json(info, c.who.tenant)};
+  });
+  route("POST", "/api/v1/plugins/" + id + "/save", Role::admin, "persist a dynamic plugin's manifest in the plugin folder", [this](Call& c) -> Result<Reply> {
+    XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
+    const auto source = info.manifest.file;
+    if (source.parent_path().parent_path() != dynamic_dir(c.who.tenant))
+      return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is not a dynamic plugin: it is in {}", c.arg(1), source.parent_path().string())};
+    if (config.plugin_dirs.empty()) return Error{ErrorCode::failed_precondition, "no plugin folder is configured"};
+    auto target = config.plugin_dirs.front() / c.arg(1);
+    std::error_code ec;
+    if (std::filesystem::exists(target, ec)) return Error{ErrorCode::already_exists, fmt::format("{} exists", target.string())};
+    std::filesystem::create_directories(target, ec);
+    if (ec || !std::filesystem::copy_file(source, target / "plugin.json", ec))
+      return Error{ErrorCode::unavailable, fmt::format("cannot save to {}: {}", target.string(), ec.message())};
+    return Reply{200, json::object{{"saved", (target / "plugin.json").string()}}};
   });
   route("GET", "/api/v1/plugins/" + id, Role::viewer, "one plugin", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));

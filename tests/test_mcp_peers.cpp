@@ -13,16 +13,6 @@ using namespace xcore_test;
 
 namespace {
 
-// The same order as tests/peers/install.sh: XCORE_PEERS_DIR, /var/cache as root, XDG_CACHE_HOME, HOME,
-// then a folder in /tmp.
-fs::path peers_dir() {
-  if (const char* d = std::getenv("XCORE_PEERS_DIR"); d && *d) return d;
-  if (::geteuid() == 0) return "/var/cache/xcore/mcp-peers";
-  if (const char* c = std::getenv("XDG_CACHE_HOME"); c && *c) return fs::path(c) / "xcore" / "mcp-peers";
-  if (const char* h = std::getenv("HOME"); h && *h) return fs::path(h) / ".cache" / "xcore" / "mcp-peers";
-  return fs::path("/tmp") / ("xcore-" + std::to_string(::getuid())) / ".cache" / "xcore" / "mcp-peers";
-}
-
 fs::path server(const std::string& name) {
   return peers_dir() / "node_modules" / "@modelcontextprotocol" / name / "dist" / "index.js";
 }

@@ -320,7 +320,11 @@ TEST_CASE("secrets: sealed in the database, never returned; bad input gets clean
   }
   struct stat st {};
   REQUIRE(::stat((tmp / "var").c_str(), &st) == 0);
-  CHECK((st.st_mode & 077) == 0);
+  CHECK((st.st_mode & 066) == 0);  // searchable by the sandbox's user, listable by nobody else
+  for (const char* f : {"xcore.db", "xcore.db-wal"}) {
+    REQUIRE(::stat((tmp / "var" / f).c_str(), &st) == 0);
+    CHECK_MESSAGE((st.st_mode & 077) == 0, f);
+  }
 
   auto bad = api.send("POST", "/app/core/echo", "{not json", admin);
   CHECK(bad.status == 400);
@@ -440,4 +444,46 @@ TEST_CASE("plugin routes: mounted under /plugins/<id>, with the declared role, r
 
   REQUIRE(api.send("POST", "/api/v1/plugins/core/disable?cascade=true", "", admin).status == 200);
   CHECK(api.send("GET", "/plugins/core/echo/hello", "", viewer).status == 404);
+}
+
+TEST_CASE("dynamic plugins: an external MCP server registered over HTTP runs sandboxed, survives a restart, and can be saved") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  fs::create_directories(plugins);
+  stage(example_plugins() / "core", plugins);
+  const auto everything = peers_dir() / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js";
+  json::object manifest{{"id", "everything"},
+                        {"version", "2026.8.31"},
+                        {"command", json::array{"node", everything.string(), "stdio"}},
+                        {"permissions", json::array{json::string("fs.read:" + peers_dir().string())}}};
+  {
+    ServerProcess server(tmp / "var", {}, plugins);
+    Api api(server.port());
+    auto admin = api.login("admin", kAdminPassword);
+    // Only a command, never a binary for the server's own process.
+    auto with_entry = manifest;
+    with_entry["entry"] = "libevil.so";
+    CHECK(api.send("POST", "/api/v1/plugins/dynamic", json::serialize(with_entry), admin).status == 400);
+    auto bad = manifest;
+    bad["version"] = "one";
+    auto refused = api.send("POST", "/api/v1/plugins/dynamic", json::serialize(bad), admin);
+    CHECK(refused.status == 400);
+    CHECK(json::serialize(refused.body).find("version") != std::string::npos);
+
+    auto a = api.send("POST", "/api/v1/plugins/dynamic", json::serialize(manifest), admin);
+    REQUIRE_MESSAGE(a.status == 201, json::serialize(a.body));
+    CHECK(a.body.at("mode") == "sandboxed");
+    CHECK(a.body.at("state") == "enabled");
+    auto echo = api.send("POST", "/api/v1/tools/everything.echo/invoke", R"({"message":"over http"})", admin);
+    REQUIRE_MESSAGE(echo.status == 200, json::serialize(echo.body));
+    CHECK(json::serialize(echo.body).find("over http") != std::string::npos);
+    CHECK(api.send("POST", "/api/v1/plugins/dynamic", json::serialize(manifest), admin).status == 409);
+  }
+  ServerProcess server(tmp / "var", {}, plugins);
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  CHECK(api.send("GET", "/api/v1/plugins/everything", "", admin).body.at("state") == "enabled");
+  CHECK(api.send("POST", "/api/v1/plugins/core/save", "", admin).status == 412);  // not a dynamic plugin
+  REQUIRE(api.send("POST", "/api/v1/plugins/everything/save", "", admin).status == 200);
+  CHECK(fs::exists(plugins / "everything" / "plugin.json"));
 }
