@@ -824,6 +824,32 @@ void Server::Impl::add_routes() {
                                  {"request_id", a.request_id}});
     return Reply{200, json::object{{"entries", std::move(out)}}};
   });
+  route("GET", "/docs", Role::anonymous, "the API, rendered from /openapi.json", [](Call&) -> Result<Reply> {
+    // Self-contained: no script or style from elsewhere (the server may have no way out).
+    static const std::string page = R"html(<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>xcore-server API</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
+code{font:13px ui-monospace,monospace}.m{font-weight:bold}</style></head>
+<body><h1>xcore-server API</h1><p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). Errors are
+<code>{"error":{"code","message","details"}}</code>; send <code>Authorization: Bearer &lt;token&gt;</code> from
+<code>POST /api/v1/auth/login</code>.</p>
+<table><thead><tr><th>method</th><th>path</th><th>least role</th><th>what</th></tr></thead><tbody id="routes"></tbody></table>
+<script>
+fetch('/openapi.json').then(r => r.json()).then(doc => {
+  const body = document.getElementById('routes');
+  for (const [path, ops] of Object.entries(doc.paths))
+    for (const [method, op] of Object.entries(ops)) {
+      const tr = document.createElement('tr');
+      for (const [text, cls] of [[method.toUpperCase(), 'm'], [path, ''], [op['x-xcore-role'] || 'anyone', ''], [op.summary, '']]) {
+        const td = document.createElement('td'); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td);
+      }
+      body.appendChild(tr);
+    }
+});
+</script></body></html>
+)html";
+    return Reply{200, nullptr, page, "text/html; charset=utf-8"};
+  });
   route("GET", "/openapi.json", Role::anonymous, "this document", [this](Call&) -> Result<Reply> {
     json::object paths;
     for (const auto& r : routes) {
