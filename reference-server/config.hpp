@@ -16,7 +16,7 @@ struct ServerConfig {
   int port = 8080;  // 0: any free port (printed at start)
   std::filesystem::path data_dir = "var";
   std::vector<std::filesystem::path> plugin_dirs;  // default: the example plugins built alongside
-  int threads = 8;                                 // HTTP worker threads
+  int threads = 32;                                // HTTP workers: each serves one keep-alive connection at a time
   std::size_t max_body_bytes = 1u << 20;
   int access_token_ttl = 900;        // seconds
   int refresh_token_ttl = 7 * 86400;

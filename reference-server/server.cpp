@@ -402,7 +402,9 @@ struct Server::Impl {
         return;
       }
       answer(res, r->status, r->body, request_id);
-      if (method != "GET" && who->role != Role::anonymous)
+      // The audit log records administration, not traffic: tool calls, actions and plugin routes are
+      // counted in the metrics instead.
+      if (method != "GET" && who->role != Role::anonymous && req.path.starts_with("/api/") && !req.path.ends_with("/invoke"))
         db->audit(AuditRow{0, 0, who->tenant, who->user, fmt::format("{} {}", method, req.path), req.path, fmt::format("{}", res.status), request_id});
     };
     if (std::string_view(method) == "GET") http.Get(pattern, wrapped);
@@ -921,6 +923,10 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   XCORE_TRY(s.first_start());
   s.http.set_tcp_nodelay(true);  // keep-alive answers would otherwise wait on Nagle and delayed ACKs
   s.http.set_payload_max_length(s.config.max_body_bytes);
+  // httplib serves a connection on one worker until it closes: keep-alive must not end after 5 requests
+  // (its default), or clients pay a reconnect every few calls.
+  s.http.set_keep_alive_max_count(100000);
+  s.http.set_keep_alive_timeout(5);
   const int threads = s.config.threads;
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
   // httplib's own refusals (no route, body too large, malformed request) in the API's error shape, with

@@ -8,7 +8,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libfmt-dev libyaml-cpp-dev libvalijson-dev libcli11-dev
   libsqlitecpp-dev libsqlite3-dev libcpp-httplib-dev libbotan-2-dev
-  libseccomp-dev doctest-dev libbenchmark-dev
+  libseccomp-dev doctest-dev libbenchmark-dev wrk
 )
 
 # The sandbox tests load third-party MCP servers from the npm registry: they need node and npm. Use the

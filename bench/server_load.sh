@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Load on the reference server over loopback with wrk (keep-alive): POST /app/core/echo with a valid token,
+# and GET /healthz in the same run as the baseline. Prints a Markdown section for bench/RESULTS.md.
+#   bench/server_load.sh                 (DURATION=10 CONNECTIONS=32 THREADS=32 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${DURATION:-10}
+connections=${CONNECTIONS:-32}
+server_threads=${THREADS:-32}
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+XCORE_ADMIN_PASSWORD=bench-password-1 build/reference-server/xcore-server --listen 127.0.0.1:0 --data-dir "$work/var" \
+  --threads "$server_threads" --env-file /dev/null >"$work/out" 2>"$work/err" &
+server_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
+port=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/out" | cut -d: -f3)
+base="http://127.0.0.1:$port"
+token=$(curl -sf "$base/api/v1/auth/login" -d '{"username":"admin","password":"bench-password-1"}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+cat >"$work/report.lua" <<'LUA'
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout
+  io.write(string.format("RESULT %.0f %.3f %.3f %d %d\n", summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests, errors))
+end
+LUA
+cat "$work/report.lua" >"$work/echo.lua"
+cat >>"$work/echo.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"message":"hello from wrk","n":42}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+LUA
+
+run() {  # name, path, script
+  TOKEN=$token wrk -t2 -c"$connections" -d"${duration}s" -s "$3" "$base$2" | grep '^RESULT' | sed "s/^RESULT/$1/"
+}
+healthz=$(run healthz /healthz "$work/report.lua")
+echo_=$(run echo /app/core/echo "$work/echo.lua")
+read -r _ h_rps h_p50 h_p99 h_n h_err <<<"$healthz"
+read -r _ e_rps e_p50 e_p99 e_n e_err <<<"$echo_"
+ratio=$(python3 -c "print(f'{$e_rps / $h_rps:.2f}')")
+cat <<MD
+
+## Reference server under load
+
+Command: \`bench/server_load.sh\` (wrk -t2 -c$connections -d${duration}s, keep-alive, loopback; xcore-server --threads $server_threads;
+the server and wrk share the machine's 2 CPUs). Target: >= 20,000 requests/s for the echo action.
+
+| route | requests/s | p50 | p99 | requests | errors |
+|---|---:|---:|---:|---:|---:|
+| \`POST /app/core/echo\` (JWT verified, action through the C ABI) | $e_rps | $e_p50 ms | $e_p99 ms | $e_n | $e_err |
+| \`GET /healthz\` (baseline: no auth, no plugin) | $h_rps | $h_p50 ms | $h_p99 ms | $h_n | $h_err |
+
+Echo throughput is ${ratio}x the baseline's.
+MD
