@@ -237,6 +237,12 @@ struct Server::Impl {
       std::filesystem::create_directories(dir, ec);
       ::chmod(dir.c_str(), 0711);
     }
+    // Plugins read the tenant's sealed secrets that their manifests grant (the Manager checks the grant).
+    o.secrets = [this, tenant](std::string_view, std::string_view name) -> Result<std::string> {
+      auto sealed = db->secret(tenant, std::string(name));
+      if (!sealed) return Error{ErrorCode::not_found, fmt::format("no secret '{}'", name)};
+      return secrets->open(tenant + "/" + std::string(name), *sealed);
+    };
     o.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) {
       log(level, fmt::format("{}/{}", tenant, source), message);
     };

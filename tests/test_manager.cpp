@@ -110,7 +110,7 @@ TEST_CASE("a plugin built for another ABI is refused before any of its code runs
   auto r = h->load("abi-future");
   REQUIRE(!r.ok());
   CHECK(r.error().code == ErrorCode::incompatible);
-  CHECK_MESSAGE(r.error().message.find("plugin ABI 99.0, this host provides 1.0") != std::string::npos, r.error().message);
+  CHECK_MESSAGE(r.error().message.find("plugin ABI 99.0, this host provides 1.1") != std::string::npos, r.error().message);
   CHECK(h.state("abi-future") == PluginState::failed);
   CHECK(h->info("abi-future")->last_error->code == ErrorCode::incompatible);
 }
@@ -462,4 +462,36 @@ TEST_CASE("a rate limit per tenant: calls beyond it are refused with when to com
   now += std::chrono::seconds(1);
   CHECK(m.call_tool("version", J("{}"), acme).ok());
   CHECK(!m.call_tool("version", J("{}"), acme).ok());
+}
+
+TEST_CASE("secrets: a plugin reads those its manifest grants, from the host's store, trusted or sandboxed") {
+  for (const char* mode : {"trusted", "sandboxed"}) {
+    INFO("mode: " << mode);
+    TempDir tmp;
+    auto plugins = tmp / "plugins";
+    stage(test_plugins() / "probe", plugins);
+    write_file(plugins / "probe" / "plugin.yaml", std::string("id: probe\nversion: 1.0.0\nentry: libprobe.so\nmode: ") + mode +
+                                                      "\npermissions: [\"secrets.read:api_*\"]\n");
+    CapturedLog log;
+    auto o = test_options(tmp, plugins, log);
+    std::vector<std::string> asked;
+    o.secrets = [&](std::string_view plugin, std::string_view name) -> Result<std::string> {
+      asked.push_back(std::string(plugin) + "/" + std::string(name));
+      if (name == "api_key") return std::string("s3cret");
+      return Error{ErrorCode::not_found, "no such secret"};
+    };
+    Manager m(std::move(o));
+    m.discover();
+    REQUIRE(m.enable("probe").ok());
+    auto got = m.call_action("probe", "secret", J(R"({"name":"api_key"})"));
+    REQUIRE_MESSAGE(got.ok(), got.error().message);
+    CHECK(*got == "s3cret");
+    auto missing = m.call_action("probe", "secret", J(R"({"name":"api_other"})"));
+    CHECK(missing.error().code == ErrorCode::not_found);
+    auto denied = m.call_action("probe", "secret", J(R"({"name":"db_password"})"));
+    REQUIRE(!denied.ok());
+    CHECK(denied.error().code == ErrorCode::permission_denied);
+    CHECK(denied.error().message.find("secrets.read:db_password") != std::string::npos);
+    CHECK(asked == std::vector<std::string>{"probe/api_key", "probe/api_other"});  // a denied name never reaches the store
+  }
 }

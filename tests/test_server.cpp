@@ -487,3 +487,27 @@ TEST_CASE("dynamic plugins: an external MCP server registered over HTTP runs san
   REQUIRE(api.send("POST", "/api/v1/plugins/everything/save", "", admin).status == 200);
   CHECK(fs::exists(plugins / "everything" / "plugin.json"));
 }
+
+TEST_CASE("plugins read their tenant's secrets that their manifest grants, and no others") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  stage(test_plugins() / "probe", plugins);
+  write_file(plugins / "probe" / "plugin.yaml", "id: probe\nversion: 1.0.0\nentry: libprobe.so\nmode: sandboxed\npermissions: [\"secrets.read:api_*\"]\n");
+  ServerProcess server(tmp / "var", {}, plugins);
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  REQUIRE(api.send("PUT", "/api/v1/secrets/api_key", R"({"value":"sealed-value"})", admin).status == 200);
+  REQUIRE(api.send("PUT", "/api/v1/secrets/db_password", R"({"value":"hunter2"})", admin).status == 200);
+  auto got = api.send("POST", "/app/probe/secret", R"({"name":"api_key"})", admin);
+  REQUIRE_MESSAGE(got.status == 200, json::serialize(got.body));
+  CHECK(got.body == "sealed-value");
+  auto denied = api.send("POST", "/app/probe/secret", R"({"name":"db_password"})", admin);
+  CHECK(denied.status == 403);
+  CHECK(json::serialize(denied.body).find("hunter2") == std::string::npos);
+  // Another tenant's plugin, granted the same names, reads its own tenant's store only.
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
+  REQUIRE(api.send("POST", "/api/v1/users", R"({"username":"acme-admin","password":"password-123","role":"admin","tenant":"acme"})", admin).status == 201);
+  auto acme = api.login("acme-admin", "password-123");
+  REQUIRE(api.send("POST", "/api/v1/plugins/probe/enable", "", acme).status == 200);
+  CHECK(api.send("POST", "/app/probe/secret", R"({"name":"api_key"})", acme).status == 404);
+}

@@ -84,6 +84,9 @@ struct ManagerOptions {
   // A host running as root runs sandboxed plugins as this user (default "xcore-sandbox", created by
   // scripts/install-deps.sh), or as "nobody" when it does not exist. Never as root.
   std::string sandbox_user = "xcore-sandbox";
+  // Where plugins' secrets come from (the reference server: its sealed store, per tenant). A plugin reads
+  // only names its manifest grants ("secrets.read:<name>", '*' allowed). Default: no secrets.
+  std::function<Result<std::string>(std::string_view plugin, std::string_view name)> secrets;
   // The time rate limits are measured by (tests drive it; default: steady_clock::now).
   std::function<std::chrono::steady_clock::time_point()> clock;
 };

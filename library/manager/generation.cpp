@@ -33,6 +33,13 @@ bool own_hook(std::string_view hook, const std::string& id) {
 }
 }  // namespace
 
+Result<std::string> GenerationServices::secret(std::string_view name) {
+  if (!allowed(fmt::format("secrets.read:{}", name)))
+    return Error{ErrorCode::permission_denied,
+                 fmt::format("plugin '{}' may not read secret '{}': its manifest needs the permission 'secrets.read:{}'", manifest_.id, name, name)};
+  return core_.secret(manifest_.id, name);
+}
+
 Result<HookOutcome> GenerationServices::emit_hook(std::string_view hook, const json::value& payload, std::string_view tenant) {
   if (!own_hook(hook, manifest_.id) && !allowed(fmt::format("hooks.emit:{}", hook)))
     return Error{ErrorCode::permission_denied,

@@ -37,6 +37,7 @@ class GenerationServices final : public PluginServices {
   json::object config() override;
   Result<void> register_tool(ToolSpec spec) override;
   Result<void> unregister_tool(std::string_view name) override;
+  Result<std::string> secret(std::string_view name) override;
 
   void reset_plugin_state() override;
   void runner_failed(const Error& why) override;

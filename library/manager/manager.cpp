@@ -370,6 +370,11 @@ struct Manager::Impl final : ManagerCore {
     if (auto r = tools_changed(plugin, gen); !r) log(LogLevel::warn, plugin, r.error().message);
   }
 
+  Result<std::string> secret(std::string_view plugin, std::string_view name) override {
+    if (!options.secrets) return Error{ErrorCode::not_found, fmt::format("no secret '{}': this host keeps no secrets", name)};
+    return options.secrets(plugin, name);
+  }
+
   void runner_failed(const std::string& plugin, const Error& why) override {
     auto slot = find(plugin);
     if (!slot) return;

@@ -20,6 +20,8 @@ struct ManagerCore {
   virtual void refresh_tools(const std::string& plugin, Generation& gen) = 0;
   // The plugin's runner gave up on it (a sandboxed plugin spent its crash budget).
   virtual void runner_failed(const std::string& plugin, const Error& why) = 0;
+  // The host's secret store (ManagerOptions::secrets); permissions are checked before.
+  virtual Result<std::string> secret(std::string_view plugin, std::string_view name) = 0;
 };
 
 }  // namespace xcore::inline v1

@@ -74,6 +74,12 @@ class RemoteServices final : public PluginServices {
     XCORE_ASSIGN_OR_RETURN(auto r, peer_.call("xcore/host/call_tool", json::object{{"name", name}, {"arguments", args}, {"context", wire::context_to_json(ctx)}}));
     return ToolResult::from_mcp(std::move(r));
   }
+  Result<std::string> secret(std::string_view name) override {
+    XCORE_ASSIGN_OR_RETURN(auto r, peer_.call("xcore/host/secret", json::object{{"name", name}}));
+    if (!r.is_object() || !r.get_object().contains("value") || !r.at("value").is_string())
+      return Error{ErrorCode::internal, "the host answered xcore/host/secret without a value"};
+    return std::string(r.at("value").get_string());
+  }
   Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params, const CallContext& ctx) override {
     return peer_.call("xcore/host/call_action",
                       json::object{{"plugin", plugin}, {"action", action}, {"params", params}, {"context", wire::context_to_json(ctx)}});

@@ -12,7 +12,7 @@
 namespace xcore::inline v1 {
 
 inline ErrorCode code_from_status(std::int32_t status) {
-  if (status >= XCORE_E_INVALID_ARGUMENT && status <= XCORE_E_INTERNAL) return static_cast<ErrorCode>(status - 1);
+  if (status >= XCORE_E_INVALID_ARGUMENT && status <= XCORE_E_UNAUTHENTICATED) return static_cast<ErrorCode>(status - 1);
   return ErrorCode::internal;
 }
 inline std::int32_t status_from_code(ErrorCode code) { return static_cast<std::int32_t>(code) + 1; }

@@ -30,6 +30,7 @@ class InProcessRunner final : public Runner {
     host_.get_config = &InProcessRunner::h_get_config;
     host_.register_tool = &InProcessRunner::h_register_tool;
     host_.unregister_tool = &InProcessRunner::h_unregister_tool;
+    host_.get_secret = &InProcessRunner::h_get_secret;
   }
 
   ~InProcessRunner() override {
@@ -242,6 +243,14 @@ class InProcessRunner final : public Runner {
   static std::int32_t h_get_config(void* host, xcore_sink* out) noexcept {
     return guarded(out, [&] {
       write_sink(out, json::serialize(self(host).services_.config()));
+      return std::int32_t(XCORE_OK);
+    });
+  }
+  static std::int32_t h_get_secret(void* host, xcore_str name, xcore_sink* out) noexcept {
+    return guarded(out, [&] {
+      auto r = self(host).services_.secret(std::string_view(name.data, name.size));
+      if (!r) return fail(out, r.error());
+      write_sink(out, *r);
       return std::int32_t(XCORE_OK);
     });
   }

@@ -30,6 +30,8 @@ class PluginServices {
   virtual json::object config() = 0;
   virtual Result<void> register_tool(ToolSpec spec) = 0;
   virtual Result<void> unregister_tool(std::string_view name) = 0;
+  // A secret the plugin's manifest grants, from the host's store.
+  virtual Result<std::string> secret(std::string_view name) = 0;
   // A sandboxed plugin's process was replaced: drop what the old one subscribed and registered.
   virtual void reset_plugin_state() {}
   // The runner gave up on the plugin (its crash budget is spent).

@@ -616,6 +616,10 @@ class SandboxRunner final : public Runner {
       return wire::outcome_to_json(r);
     }
     if (method == "xcore/host/config") return services_.config();
+    if (method == "xcore/host/secret") {
+      XCORE_ASSIGN_OR_RETURN(auto value, services_.secret(str("name")));
+      return json::object{{"value", value}};
+    }
     if (method == "xcore/host/subscribe_hook") {
       auto child_id = arg("subscription").to_number<std::uint64_t>();
       auto band_n = arg("band").is_int64() ? arg("band").get_int64() : 1;

@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define XCORE_ABI_MAJOR 1
-#define XCORE_ABI_MINOR 0
+#define XCORE_ABI_MINOR 1
 #define XCORE_ABI_MAGIC 0x58434f52u /* "XCOR" */
 
 #define XCORE_ABI_TAG_SYMBOL "xcore_plugin_abi_tag"
@@ -50,6 +50,7 @@ enum {
   XCORE_E_PLUGIN_CRASHED = 11,
   XCORE_E_INCOMPATIBLE = 12,
   XCORE_E_INTERNAL = 13,
+  XCORE_E_UNAUTHENTICATED = 14,
   /* Only from a hook handler: veto the event; the sink holds the reason. */
   XCORE_HOOK_VETO = 100
 };
@@ -118,6 +119,9 @@ typedef struct xcore_host_api {
   /* tool_json: an MCP tool object. Calls to it arrive through xcore_plugin_api.call_tool. */
   int32_t (*register_tool)(void* host, xcore_str tool_json, xcore_sink* err);
   int32_t (*unregister_tool)(void* host, xcore_str name, xcore_sink* err);
+  /* ABI 1.1. out: the value of a secret the manifest grants ("secrets.read:<name>"). Check `size` before
+   * calling: a 1.0 host's table ends before this member. */
+  int32_t (*get_secret)(void* host, xcore_str name, xcore_sink* out);
 } xcore_host_api;
 
 /* What a plugin offers. `self` is what create() returned. Any member may be NULL except create,

@@ -17,6 +17,7 @@
 
 #include <boost/json.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -244,6 +245,14 @@ class Host {
     detail::StringSink out;
     check(api_->get_config(api_->host, &out.sink), out.text);
     return json::parse(out.text).as_object();
+  }
+  // A secret the manifest grants ("secrets.read:<name>"), from the host's secret store.
+  std::string secret(std::string_view name) const {
+    if (api_->size < offsetof(xcore_host_api, get_secret) + sizeof(api_->get_secret) || !api_->get_secret)
+      throw Error(XCORE_E_UNAVAILABLE, "this host does not offer secrets (xcore ABI 1.0)");
+    detail::StringSink out;
+    check(api_->get_secret(api_->host, detail::str(name), &out.sink), out.text);
+    return out.text;
   }
   // {"results":[...],"vetoed":bool,"veto_reason":"..."}
   json::object emit(std::string_view hook, const json::value& payload) const {

@@ -63,6 +63,7 @@ class Probe : public xcore::sdk::Plugin {
       return true;
     }
     if (action == "config") return host().config();
+    if (action == "secret") return json::string(host().secret(str("name")));
     if (action == "context") return json::object{{"tenant", ctx.tenant()}, {"user", ctx.user()}, {"trace_id", ctx.trace_id()}};
     return Plugin::handle(action, params, ctx);
   }
