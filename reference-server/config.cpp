@@ -126,7 +126,7 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0: any free port)");
   app.add_option("--data-dir", data_dir, "folder for the database, keys and plugin data");
   app.add_option("--plugins", plugins, "plugin folder (repeatable)");
-  app.add_option("--threads", threads, "HTTP worker threads");
+  auto* threads_flag = app.add_option("--threads", threads, "HTTP worker threads");
   app.add_option("--env-file", env_file, "dotenv file read into the environment (default .env)");
   app.add_flag("--verbose", c.verbose, "log debug messages");
   try {
@@ -143,7 +143,7 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   if (!listen.empty()) XCORE_TRY(parse_listen(listen, c));
   if (!data_dir.empty()) c.data_dir = data_dir;
   if (!plugins.empty()) c.plugin_dirs.assign(plugins.begin(), plugins.end());
-  if (threads > 0) c.threads = threads;
+  if (threads_flag->count() > 0) c.threads = threads;
   if (c.threads < 1 || c.threads > 1024) return Error{ErrorCode::invalid_argument, fmt::format("threads: {} is out of range (1-1024)", c.threads)};
   if (c.plugin_dirs.empty()) {
 #ifdef XCORE_SERVER_DEFAULT_PLUGINS

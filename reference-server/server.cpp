@@ -12,6 +12,7 @@
 #include <xcore/xcore.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <deque>
 #include <fstream>
 #include <map>
@@ -911,6 +912,24 @@ std::string Server::Impl::metrics() {
       if (auto it = info.runner.find("restarts"); it != info.runner.end())
         out += fmt::format("xcore_sandbox_restarts_total{{{}}} {}\n", labels, it->value().to_number<std::uint64_t>());
     }
+  out += "# TYPE xcore_tool_calls_total counter\n# TYPE xcore_tool_errors_total counter\n# TYPE xcore_tool_rejected_total counter\n"
+         "# TYPE xcore_tool_duration_seconds histogram\n";
+  for (const auto& [tenant, m] : tenants) {
+    ToolFilter all;
+    all.include_disabled = true;
+    for (const auto& t : m->tools().list(all)) {
+      auto labels = fmt::format("tenant=\"{}\",tool=\"{}\"", label(tenant), label(t.qualified_name));
+      const auto& tm = t.metrics;
+      out += fmt::format("xcore_tool_calls_total{{{}}} {}\n", labels, tm.calls);
+      out += fmt::format("xcore_tool_errors_total{{{}}} {}\n", labels, tm.errors);
+      out += fmt::format("xcore_tool_rejected_total{{{}}} {}\n", labels, tm.rejected);
+      for (const auto& b : tm.buckets)
+        if (std::isfinite(b.le_seconds)) out += fmt::format("xcore_tool_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", labels, b.le_seconds, b.count);
+      out += fmt::format("xcore_tool_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", labels, tm.calls);
+      out += fmt::format("xcore_tool_duration_seconds_sum{{{}}} {}\n", labels, tm.total_seconds);
+      out += fmt::format("xcore_tool_duration_seconds_count{{{}}} {}\n", labels, tm.calls);
+    }
+  }
   out += process_metrics();
   return out;
 }

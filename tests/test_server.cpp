@@ -185,6 +185,19 @@ TEST_CASE("roles: anonymous, viewer, operator and admin each reach exactly their
       {"GET", "/api/v1/tenants", "", "admin"},
       {"GET", "/api/v1/audit", "", "admin"},
   };
+  // Prometheus text: per-tool counters and latency histograms, per-plugin calls, process figures.
+  REQUIRE(api.send("POST", "/api/v1/tools/calculate/invoke", R"({"expression":"2*3"})", admin).status == 200);
+  httplib::Client raw("127.0.0.1", server.port());
+  auto metrics = raw.Get("/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->get_header_value("Content-Type").starts_with("text/plain"));
+  for (const char* line : {"xcore_tool_calls_total{tenant=\"default\",tool=\"core.calculate\"} 1",
+                           "xcore_tool_duration_seconds_bucket{tenant=\"default\",tool=\"core.calculate\",le=\"+Inf\"} 1",
+                           "xcore_tool_duration_seconds_count{tenant=\"default\",tool=\"core.calculate\"} 1",
+                           "xcore_plugin_calls_total{tenant=\"default\",plugin=\"core\"} 1", "process_resident_memory_bytes "})
+    CHECK_MESSAGE(metrics->body.find(line) != std::string::npos, line);
+  CHECK(metrics->body.find("le=\"inf\"") == std::string::npos);
+
   for (const auto& r : routes) {
     for (const auto& [who, tok] : token) {
       INFO(r.method << " " << r.path << " as " << who);
