@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "bench_support.hpp"
+#include "support/peers.hpp"
 
 using namespace xcore;
 using namespace xcore_bench;
@@ -112,15 +113,7 @@ BENCHMARK(BM_SandboxColdStart)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The same echo through @modelcontextprotocol/server-everything (node), if tests/peers/install.sh ran.
 void BM_ServerEverythingEcho(benchmark::State& state) {
-  // Where tests/peers/install.sh puts it (see there for the order).
-  const char* env_dir = std::getenv("XCORE_PEERS_DIR");
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  const char* home = std::getenv("HOME");
-  fs::path peers = env_dir && *env_dir ? fs::path(env_dir)
-                   : xdg && *xdg       ? fs::path(xdg) / "xcore/mcp-peers"
-                   : home && *home     ? fs::path(home) / ".cache/xcore/mcp-peers"
-                                       : fs::path("/tmp") / ("xcore-" + std::to_string(::getuid())) / ".cache/xcore/mcp-peers";
-  auto js = peers / "node_modules/@modelcontextprotocol/server-everything/dist/index.js";
+  const auto js = xcore_test::peer_script("server-everything");
   if (!fs::exists(js)) {
     state.SkipWithError("server-everything not installed (tests/peers/install.sh)");
     return;
@@ -128,7 +121,7 @@ void BM_ServerEverythingEcho(benchmark::State& state) {
   auto dir = fs::temp_directory_path() / "xcore-bench-sandbox" / "peers";
   fs::create_directories(dir / "everything");
   std::ofstream(dir / "everything" / "plugin.yaml") << "id: everything\nversion: 2026.8.31\nmode: sandboxed\ncommand: [node, " << js.string()
-                                                    << ", stdio]\n";
+                                                    << ", stdio]\npermissions: [\"fs.read:" << xcore_test::peers_dir().string() << "\"]\n";
   ManagerOptions o;
   o.plugin_dirs = {dir};
   Manager m(o);

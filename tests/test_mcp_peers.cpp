@@ -13,9 +13,7 @@ using namespace xcore_test;
 
 namespace {
 
-fs::path server(const std::string& name) {
-  return peers_dir() / "node_modules" / "@modelcontextprotocol" / name / "dist" / "index.js";
-}
+fs::path server(const std::string& name) { return peer_script(name); }
 
 struct PeerHost {
   TempDir tmp;

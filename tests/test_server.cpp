@@ -464,7 +464,7 @@ TEST_CASE("dynamic plugins: an external MCP server registered over HTTP runs san
   auto plugins = tmp / "plugins";
   fs::create_directories(plugins);
   stage(example_plugins() / "core", plugins);
-  const auto everything = peers_dir() / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js";
+  const auto everything = peer_script("server-everything");
   json::object manifest{{"id", "everything"},
                         {"version", "2026.8.31"},
                         {"command", json::array{"node", everything.string(), "stdio"}},

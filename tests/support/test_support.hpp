@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "support/peers.hpp"
+
 namespace xcore_test {
 
 namespace fs = std::filesystem;
@@ -42,15 +44,6 @@ class TempDir {
 
 inline fs::path test_plugins() { return XCORE_TEST_PLUGIN_DIR; }
 
-// Where tests/peers/install.sh put the third-party MCP servers, in the same order: XCORE_PEERS_DIR,
-// /var/cache as root, XDG_CACHE_HOME, HOME, then a folder in /tmp.
-inline fs::path peers_dir() {
-  if (const char* d = std::getenv("XCORE_PEERS_DIR"); d && *d) return d;
-  if (::geteuid() == 0) return "/var/cache/xcore/mcp-peers";
-  if (const char* c = std::getenv("XDG_CACHE_HOME"); c && *c) return fs::path(c) / "xcore" / "mcp-peers";
-  if (const char* h = std::getenv("HOME"); h && *h) return fs::path(h) / ".cache" / "xcore" / "mcp-peers";
-  return fs::path("/tmp") / ("xcore-" + std::to_string(::getuid())) / ".cache" / "xcore" / "mcp-peers";
-}
 inline fs::path example_plugins() { return XCORE_EXAMPLE_PLUGIN_DIR; }
 
 // Copies a staged plugin folder (e.g. test_plugins()/"probe") to dest/<as>.
