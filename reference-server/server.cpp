@@ -345,6 +345,8 @@ struct Server::Impl {
     Manager& manager;
   };
   struct Reply {
+    Reply(int s, json::value b) : status(s), body(std::move(b)) {}
+    Reply(int s, json::value b, std::string t, std::string ct) : status(s), body(std::move(b)), text(std::move(t)), content_type(std::move(ct)) {}
     int status = 200;
     json::value body;
     std::string text, content_type;  // non-JSON answers (metrics, docs)

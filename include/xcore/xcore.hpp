@@ -8,5 +8,7 @@
 #include <xcore/log.hpp>
 #include <xcore/manager.hpp>
 #include <xcore/manifest.hpp>
+#include <xcore/cron.hpp>
+#include <xcore/scheduler.hpp>
 #include <xcore/semver.hpp>
 #include <xcore/tools.hpp>

@@ -143,7 +143,7 @@ bool valid_plugin_id(std::string_view id) {
 const std::set<std::string, std::less<>> kKnownFields{
     "id",       "name",        "version",     "description", "author",      "license", "homepage",
     "tags",     "mode",        "entry",       "api_version", "requires",    "permissions",
-    "limits",   "config_schema", "tools",       "command",     "env",         "cwd",   "routes"};
+    "limits",   "config_schema", "tools",       "command",     "env",         "cwd",   "routes", "schedules"};
 
 bool route_segment_ok(std::string_view seg) {
   if (seg.size() > 2 && seg.front() == '{' && seg.back() == '}') seg = seg.substr(1, seg.size() - 2);

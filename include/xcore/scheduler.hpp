@@ -1,0 +1,181 @@
+// xcore::Scheduler: jobs on cron, interval, one-shot date or webhook triggers that call a tool, a plugin
+// action or a host callback; misfire grace, coalescing, max instances, pause and resume, previews, run
+// history. Every fire is recorded once: the store moves a job's next fire time and records the run as
+// started in one step, so a crash neither loses a fire nor repeats it (the run is marked interrupted at the
+// next start). Time comes from an injectable clock; tests call tick() instead of sleeping.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <xcore/cron.hpp>
+#include <xcore/error.hpp>
+#include <xcore/json.hpp>
+
+namespace xcore::inline v1 {
+
+class Manager;
+
+using SysSeconds = std::chrono::sys_seconds;
+
+// "2026-12-01T08:00:00Z", "2026-12-01T10:00:00+02:00" (fractions of a second are dropped).
+Result<SysSeconds> parse_iso8601(std::string_view text);
+std::string format_iso8601(SysSeconds t);
+std::string format_iso8601_ms(std::chrono::system_clock::time_point t);
+
+struct Trigger {
+  enum class Kind : std::uint8_t { cron, interval, date, webhook };
+  Kind kind = Kind::cron;
+  std::optional<CronExpression> cron;
+  std::chrono::minutes utc_offset{0};   // cron: fields read at this fixed offset
+  std::chrono::seconds interval{0};     // interval
+  std::chrono::seconds jitter{0};       // interval: each fire is delayed by up to this much
+  std::optional<SysSeconds> start;      // interval: the grid's origin (default: when the job was added)
+  SysSeconds at{};                      // date
+  std::string webhook;                  // webhook: its name in POST /api/v1/webhooks/{name}
+  std::string webhook_secret;           // webhook: the secret holding the HMAC key (default webhook_<name>)
+
+  // {"type":"cron","expression":"0 8 * * *","utc_offset":"+02:00"} | {"type":"interval","seconds":30,
+  // "jitter_seconds":5,"start":"..."} | {"type":"date","at":"2026-12-01T08:00:00Z"} |
+  // {"type":"webhook","name":"deploy","secret":"..."}. Errors name the field.
+  static Result<Trigger> from_json(const json::value& v);
+  json::object to_json() const;
+  // The first fire strictly after `after`; `seed` spreads interval jitter per job. nullopt: no more fires.
+  std::optional<SysSeconds> next_after(SysSeconds after, std::uint64_t seed = 0) const;
+};
+
+struct JobTarget {
+  enum class Kind : std::uint8_t { tool, action, callback };
+  Kind kind = Kind::tool;
+  std::string name;       // tool name, action name, or callback name
+  std::string plugin;     // action: the plugin
+  json::value arguments;  // tool arguments, action params, or callback input
+  // {"tool":"echo","arguments":{...}} | {"plugin":"core","action":"echo","params":{...}} |
+  // {"callback":"cleanup","input":{...}}
+  static Result<JobTarget> from_json(const json::value& v);
+  json::object to_json() const;
+};
+
+struct JobSpec {
+  std::string id;  // assigned by add() when empty
+  std::string name;
+  std::string tenant;
+  Trigger trigger;
+  JobTarget target;
+  std::chrono::seconds misfire_grace{60};  // a fire later than this is skipped, not run
+  bool coalesce = true;                    // several missed fires run once
+  unsigned max_instances = 1;              // runs of this job at once; more are skipped
+  bool paused = false;
+  std::string owner;                       // the plugin that declared it (its jobs go with it)
+  bool persist = true;                     // false: not written to the store (declared in a manifest)
+  SysSeconds created{};
+
+  static Result<JobSpec> from_json(const json::value& v);
+  json::object to_json() const;
+};
+
+enum class RunStatus : std::uint8_t { running, succeeded, failed, interrupted, skipped };
+std::string_view to_string(RunStatus s) noexcept;
+bool parse_run_status(std::string_view s, RunStatus& out) noexcept;
+
+struct RunRecord {
+  std::string id, job_id;
+  RunStatus status = RunStatus::running;
+  std::string reason;  // "schedule", "manual", "webhook", or why it was skipped
+  std::optional<SysSeconds> scheduled_for;
+  std::chrono::system_clock::time_point started{}, ended{};
+  json::value result;
+  std::string error;
+  json::object to_json() const;
+};
+
+struct StoredJob {
+  JobSpec spec;
+  std::optional<SysSeconds> next_run;
+};
+
+// Where jobs and runs outlive the process. Implementations must make start_run() atomic.
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+  virtual Result<void> put_job(const StoredJob& job) = 0;  // insert or replace
+  virtual Result<void> remove_job(std::string_view id) = 0;
+  virtual Result<std::vector<StoredJob>> jobs() = 0;
+  // In one step: the job's next fire time moves to `next_run` and `run` is recorded as started.
+  virtual Result<void> start_run(const RunRecord& run, std::optional<SysSeconds> next_run) = 0;
+  virtual Result<void> set_next_run(std::string_view job_id, std::optional<SysSeconds> next_run) = 0;
+  virtual Result<void> finish_run(const RunRecord& run) = 0;  // status, end, result or error
+  virtual Result<void> add_run(const RunRecord& run) = 0;     // a complete record (skipped fires)
+  virtual std::vector<RunRecord> runs(std::string_view job_id, std::size_t limit) = 0;  // newest first
+  virtual std::size_t interrupt_running(std::chrono::system_clock::time_point now) = 0;  // at start
+  virtual void prune_runs(std::string_view job_id, std::size_t keep) = 0;
+};
+
+// The default store: memory only.
+std::shared_ptr<JobStore> make_memory_job_store();
+
+struct JobState {
+  JobSpec spec;
+  std::optional<SysSeconds> next_run;
+  unsigned running = 0;
+};
+
+using JobCallback = std::function<Result<json::value>(const json::value& input, const JobSpec& job)>;
+
+struct SchedulerOptions {
+  std::function<std::chrono::system_clock::time_point()> clock;  // default: system_clock::now
+  std::shared_ptr<JobStore> store;                                // default: memory
+  Manager* manager = nullptr;           // runs tool and action targets; its plugins' `schedules:` join
+  std::map<std::string, JobCallback> callbacks;  // callback targets by name
+  unsigned workers = 4;                 // threads that run jobs; 0: run inside tick() (tests)
+  std::size_t history_per_job = 100;    // runs kept per job
+  bool background = true;               // a thread calls tick() when something is due
+  std::function<void(std::string_view)> log;
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(SchedulerOptions options);
+  ~Scheduler();  // stops the thread, waits for running jobs
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Reads the store: jobs come back with their next fire times (missed ones follow the misfire rules
+  // at the next tick), runs left `running` by a crash become `interrupted`. Call once, before anything.
+  Result<void> restore();
+
+  Result<std::string> add(JobSpec job);
+  Result<void> update(const std::string& id, JobSpec job);  // keeps the id and the creation time
+  Result<void> remove(const std::string& id);
+  Result<void> pause(const std::string& id);
+  Result<void> resume(const std::string& id);
+  // Starts a run now, outside the schedule (input: the webhook's body, or null).
+  Result<std::string> run_now(const std::string& id, const json::value& input = nullptr, std::string_view reason = "manual");
+
+  std::optional<JobState> get(const std::string& id) const;
+  std::vector<JobState> list(std::string_view tenant = {}) const;
+  std::optional<JobState> find_webhook(std::string_view name) const;
+  std::vector<SysSeconds> preview(const std::string& id, std::size_t count) const;
+  std::vector<RunRecord> runs(const std::string& id, std::size_t limit = 100) const;
+
+  // Starts every run that is due at the clock's time; returns how many started. The background thread
+  // calls it; tests drive it.
+  std::size_t tick();
+  // Waits until no run is in progress.
+  void wait_idle();
+  std::size_t size() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace xcore::inline v1

@@ -1,0 +1,623 @@
+#include <xcore/scheduler.hpp>
+
+#include <xcore/manager.hpp>
+
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <queue>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+namespace xcore::inline v1 {
+
+using namespace std::chrono;
+
+namespace {
+
+std::string new_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}", rng());
+}
+
+std::uint64_t seed_of(std::string_view id) { return std::hash<std::string_view>{}(id); }
+
+bool valid_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' && c != ':') return false;
+  return true;
+}
+
+// The memory store: what a host without a database gets.
+class MemoryJobStore final : public JobStore {
+ public:
+  Result<void> put_job(const StoredJob& job) override {
+    std::lock_guard lock(mutex_);
+    jobs_[job.spec.id] = job;
+    return ok();
+  }
+  Result<void> remove_job(std::string_view id) override {
+    std::lock_guard lock(mutex_);
+    jobs_.erase(std::string(id));
+    runs_.erase(std::string(id));
+    return ok();
+  }
+  Result<std::vector<StoredJob>> jobs() override {
+    std::lock_guard lock(mutex_);
+    std::vector<StoredJob> out;
+    for (const auto& [id, j] : jobs_) out.push_back(j);
+    return out;
+  }
+  Result<void> start_run(const RunRecord& run, std::optional<SysSeconds> next_run) override {
+    std::lock_guard lock(mutex_);
+    if (auto it = jobs_.find(run.job_id); it != jobs_.end()) it->second.next_run = next_run;
+    runs_[run.job_id].push_front(run);
+    return ok();
+  }
+  Result<void> set_next_run(std::string_view id, std::optional<SysSeconds> next_run) override {
+    std::lock_guard lock(mutex_);
+    if (auto it = jobs_.find(std::string(id)); it != jobs_.end()) it->second.next_run = next_run;
+    return ok();
+  }
+  Result<void> finish_run(const RunRecord& run) override {
+    std::lock_guard lock(mutex_);
+    for (auto& r : runs_[run.job_id])
+      if (r.id == run.id) r = run;
+    return ok();
+  }
+  Result<void> add_run(const RunRecord& run) override {
+    std::lock_guard lock(mutex_);
+    runs_[run.job_id].push_front(run);
+    return ok();
+  }
+  std::vector<RunRecord> runs(std::string_view job_id, std::size_t limit) override {
+    std::lock_guard lock(mutex_);
+    std::vector<RunRecord> out;
+    auto it = runs_.find(std::string(job_id));
+    if (it == runs_.end()) return out;
+    for (const auto& r : it->second) {
+      if (out.size() >= limit) break;
+      out.push_back(r);
+    }
+    return out;
+  }
+  std::size_t interrupt_running(system_clock::time_point now) override {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (auto& [id, list] : runs_)
+      for (auto& r : list)
+        if (r.status == RunStatus::running) {
+          r.status = RunStatus::interrupted;
+          r.ended = now;
+          r.error = "the process ended during the run";
+          ++n;
+        }
+    return n;
+  }
+  void prune_runs(std::string_view job_id, std::size_t keep) override {
+    std::lock_guard lock(mutex_);
+    auto& list = runs_[std::string(job_id)];
+    while (list.size() > keep) list.pop_back();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, StoredJob> jobs_;
+  std::unordered_map<std::string, std::deque<RunRecord>> runs_;
+};
+
+// The webhook body (or a manual run's input) joins the target's arguments: object keys override; any
+// other value arrives as "body".
+json::value with_input(const json::value& arguments, const json::value& input) {
+  if (input.is_null()) return arguments;
+  json::object merged = arguments.is_object() ? arguments.get_object() : json::object();
+  if (input.is_object())
+    for (const auto& [k, v] : input.get_object()) merged[k] = v;
+  else
+    merged["body"] = input;
+  return merged;
+}
+
+}  // namespace
+
+std::shared_ptr<JobStore> make_memory_job_store() { return std::make_shared<MemoryJobStore>(); }
+
+struct Scheduler::Impl {
+  SchedulerOptions options;
+  std::shared_ptr<JobStore> store;
+
+  struct Entry {
+    JobSpec spec;
+    std::optional<SysSeconds> next;
+    unsigned running = 0;
+    std::uint64_t version = 0;
+  };
+  struct Due {
+    SysSeconds at;
+    std::uint64_t version;
+    std::string id;
+    bool operator>(const Due& o) const { return at > o.at; }
+  };
+  struct Task {
+    RunRecord run;
+    JobSpec spec;
+    json::value input;
+  };
+
+  mutable std::mutex mutex;
+  std::unordered_map<std::string, Entry> jobs;
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> heap;
+  std::uint64_t versions = 0;
+
+  std::condition_variable wake;  // the background thread: something changed
+  bool stopping = false;
+  std::thread background;
+
+  std::mutex work_mutex;
+  std::condition_variable work_ready, idle;
+  std::deque<Task> work;
+  std::size_t in_progress = 0;
+  std::vector<std::thread> workers;
+
+  std::vector<Subscription> plugin_hooks;
+
+  explicit Impl(SchedulerOptions o) : options(std::move(o)) {
+    if (!options.clock) options.clock = [] { return system_clock::now(); };
+    store = options.store ? options.store : make_memory_job_store();
+  }
+
+  system_clock::time_point now_tp() const { return options.clock(); }
+  SysSeconds now() const { return floor<seconds>(now_tp()); }
+  void log(std::string_view m) const {
+    if (options.log) options.log(m);
+  }
+
+  // Caller holds `mutex`.
+  void schedule(Entry& e) {
+    e.version = ++versions;
+    if (e.next && !e.spec.paused) heap.push(Due{*e.next, e.version, e.spec.id});
+    wake.notify_all();
+  }
+
+  std::optional<SysSeconds> first_fire(const JobSpec& spec, SysSeconds at) const {
+    if (spec.trigger.kind == Trigger::Kind::date && spec.trigger.at <= at && at - spec.trigger.at <= spec.misfire_grace) return spec.trigger.at;
+    return spec.trigger.next_after(at, seed_of(spec.id));
+  }
+
+  RunRecord make_run(const JobSpec& spec, std::string reason, std::optional<SysSeconds> scheduled) {
+    RunRecord r;
+    r.id = new_id();
+    r.job_id = spec.id;
+    r.reason = std::move(reason);
+    r.scheduled_for = scheduled;
+    r.started = now_tp();
+    return r;
+  }
+
+  void skipped(const JobSpec& spec, std::string why, std::optional<SysSeconds> scheduled) {
+    auto r = make_run(spec, std::move(why), scheduled);
+    r.status = RunStatus::skipped;
+    r.ended = r.started;
+    if (auto w = store->add_run(r); !w) log(fmt::format("job '{}': cannot record a skipped run: {}", spec.id, w.error().message));
+  }
+
+  Result<json::value> execute(const JobSpec& spec, const json::value& input, const std::string& run_id) {
+    CallContext ctx;
+    ctx.tenant = spec.tenant;
+    ctx.user = "scheduler";
+    ctx.trace_id = run_id;
+    const auto args = with_input(spec.target.arguments, input);
+    switch (spec.target.kind) {
+      case JobTarget::Kind::tool: {
+        if (!options.manager) return Error{ErrorCode::failed_precondition, "this scheduler has no Manager to call tools"};
+        XCORE_ASSIGN_OR_RETURN(auto r, options.manager->call_tool(spec.target.name, args, ctx));
+        auto out = r.to_mcp();
+        if (r.is_error) {
+          Error e{ErrorCode::internal, fmt::format("tool '{}' answered an error: {}", spec.target.name, json::serialize(out))};
+          return e;
+        }
+        return json::value(std::move(out));
+      }
+      case JobTarget::Kind::action:
+        if (!options.manager) return Error{ErrorCode::failed_precondition, "this scheduler has no Manager to call actions"};
+        return options.manager->call_action(spec.target.plugin, spec.target.name, args, ctx);
+      case JobTarget::Kind::callback: {
+        auto it = options.callbacks.find(spec.target.name);
+        if (it == options.callbacks.end()) return Error{ErrorCode::not_found, fmt::format("no callback '{}'", spec.target.name)};
+        return it->second(args, spec);
+      }
+    }
+    return Error{ErrorCode::internal, "unknown target"};
+  }
+
+  void run_task(Task& t) {
+    Result<json::value> r = Error{ErrorCode::internal, "not run"};
+    try {
+      r = execute(t.spec, t.input, t.run.id);
+    } catch (const std::exception& e) {
+      r = Error{ErrorCode::internal, e.what()};
+    }
+    t.run.ended = now_tp();
+    if (r) {
+      t.run.status = RunStatus::succeeded;
+      t.run.result = std::move(*r);
+    } else {
+      t.run.status = RunStatus::failed;
+      t.run.error = fmt::format("{}: {}", to_string(r.error().code), r.error().message);
+    }
+    if (auto w = store->finish_run(t.run); !w) log(fmt::format("job '{}': cannot record the end of run {}: {}", t.spec.id, t.run.id, w.error().message));
+    store->prune_runs(t.spec.id, options.history_per_job);
+    std::lock_guard lock(mutex);
+    if (auto it = jobs.find(t.spec.id); it != jobs.end() && it->second.running > 0) --it->second.running;
+  }
+
+  void dispatch(std::vector<Task> tasks) {
+    if (tasks.empty()) return;
+    if (options.workers == 0) {
+      for (auto& t : tasks) run_task(t);
+      return;
+    }
+    std::lock_guard lock(work_mutex);
+    in_progress += tasks.size();
+    for (auto& t : tasks) work.push_back(std::move(t));
+    work_ready.notify_all();
+  }
+
+  void worker_loop() {
+    std::unique_lock lock(work_mutex);
+    for (;;) {
+      work_ready.wait(lock, [&] { return stopping || !work.empty(); });
+      if (work.empty()) return;  // stopping, and nothing left
+      Task t = std::move(work.front());
+      work.pop_front();
+      lock.unlock();
+      run_task(t);
+      lock.lock();
+      if (--in_progress == 0) idle.notify_all();
+    }
+  }
+
+  std::size_t tick() {
+    const auto now_point = now_tp();
+    const auto at = floor<seconds>(now_point);
+    std::vector<Task> tasks;
+    {
+      std::lock_guard lock(mutex);
+      while (!heap.empty() && heap.top().at <= at) {
+        Due due = heap.top();
+        heap.pop();
+        auto it = jobs.find(due.id);
+        if (it == jobs.end() || it->second.version != due.version || it->second.spec.paused || !it->second.next || *it->second.next != due.at)
+          continue;  // changed since it was queued
+        Entry& e = it->second;
+        const auto seed = seed_of(e.spec.id);
+        // Every fire time up to now: the late ones within the grace run (once, when coalescing).
+        std::deque<SysSeconds> within;
+        std::size_t total = 0;
+        for (std::optional<SysSeconds> f = due.at; f && *f <= at && total < 1000000; f = e.spec.trigger.next_after(*f, seed)) {
+          ++total;
+          if (at - *f <= e.spec.misfire_grace) {
+            within.push_back(*f);
+            if (within.size() > 1000) within.pop_front();
+          }
+        }
+        std::size_t missed = total - within.size();
+        std::vector<SysSeconds> fire;
+        if (!within.empty()) {
+          if (e.spec.coalesce) {
+            fire.push_back(within.back());
+            missed += within.size() - 1;
+          } else {
+            fire.assign(within.begin(), within.end());
+          }
+        }
+        e.next = e.spec.trigger.next_after(at, seed);
+        bool stored = false;
+        for (auto f : fire) {
+          if (e.running >= e.spec.max_instances) {
+            skipped(e.spec, fmt::format("{} run(s) still in progress (max_instances {})", e.running, e.spec.max_instances), f);
+            continue;
+          }
+          auto run = make_run(e.spec, "schedule", f);
+          if (auto w = store->start_run(run, e.next); !w) {
+            log(fmt::format("job '{}': cannot record the run, not starting it: {}", e.spec.id, w.error().message));
+            continue;
+          }
+          stored = true;
+          ++e.running;
+          tasks.push_back(Task{std::move(run), e.spec, nullptr});
+        }
+        if (missed > 0)
+          skipped(e.spec, fmt::format("missed {} fire time(s): later than the misfire grace of {} s{}", missed, e.spec.misfire_grace.count(),
+                                      e.spec.coalesce && !fire.empty() ? ", coalesced into one run" : ""),
+                  due.at);
+        if (!stored && e.spec.persist) (void)store->set_next_run(e.spec.id, e.next);
+        schedule(e);
+      }
+    }
+    const auto started = tasks.size();
+    dispatch(std::move(tasks));
+    return started;
+  }
+
+  void background_loop() {
+    std::unique_lock lock(mutex);
+    while (!stopping) {
+      // Sleep until the earliest fire (at most a second: the clock may be moved), or a change.
+      auto wait = milliseconds(1000);
+      if (!heap.empty()) {
+        auto delta = duration_cast<milliseconds>(heap.top().at - now_tp());
+        wait = std::clamp(delta, milliseconds(0), milliseconds(1000));
+      }
+      if (wait.count() > 0) wake.wait_for(lock, wait);
+      if (stopping) break;
+      lock.unlock();
+      tick();
+      lock.lock();
+    }
+  }
+
+  // ---- plugins' own schedules (manifest `schedules:`) ----------------------------------------------------
+
+  void plugin_enabled(const std::string& plugin) {
+    auto info = options.manager->info(plugin);
+    if (!info) return;
+    auto it = info->manifest.raw.find("schedules");
+    if (it == info->manifest.raw.end() || !it->value().is_array()) return;
+    std::size_t i = 0;
+    for (const auto& entry : it->value().get_array()) {
+      const auto where = fmt::format("plugin '{}': schedules[{}]", plugin, i++);
+      if (!entry.is_object()) {
+        log(fmt::format("{}: expected {{name, trigger, action, params}}", where));
+        continue;
+      }
+      const auto& o = entry.get_object();
+      json::object spec{{"trigger", o.contains("trigger") ? o.at("trigger") : json::value()}};
+      auto name = o.contains("name") && o.at("name").is_string() ? std::string(o.at("name").get_string()) : fmt::format("{}", i - 1);
+      spec["id"] = fmt::format("{}:{}", plugin, name);
+      spec["name"] = name;
+      spec["target"] = json::object{{"plugin", plugin},
+                                    {"action", o.contains("action") ? o.at("action") : json::value()},
+                                    {"params", o.contains("params") ? o.at("params") : json::value()}};
+      for (const char* k : {"misfire_grace_seconds", "coalesce", "max_instances"})
+        if (o.contains(k)) spec[k] = o.at(k);
+      auto job = JobSpec::from_json(spec);
+      if (!job) {
+        log(fmt::format("{}: {}", where, job.error().message));
+        continue;
+      }
+      job->owner = plugin;
+      job->persist = false;
+      std::lock_guard lock(mutex);
+      if (jobs.contains(job->id)) continue;
+      job->created = now();
+      Entry e{*job, first_fire(*job, now()), 0, 0};
+      auto& placed = jobs[job->id] = std::move(e);
+      schedule(placed);
+    }
+  }
+
+  void plugin_gone(const std::string& plugin) {
+    std::lock_guard lock(mutex);
+    for (auto it = jobs.begin(); it != jobs.end();)
+      it = it->second.spec.owner == plugin ? jobs.erase(it) : std::next(it);
+  }
+};
+
+Scheduler::Scheduler(SchedulerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  auto& s = *impl_;
+  for (unsigned i = 0; i < s.options.workers; ++i) s.workers.emplace_back([&s] { s.worker_loop(); });
+  if (s.options.manager) {
+    auto id_of = [](const HookEvent& ev) {
+      return ev.payload.is_object() && ev.payload.as_object().contains("plugin") ? std::string(ev.payload.at("plugin").as_string()) : std::string();
+    };
+    if (auto sub = s.options.manager->hooks().subscribe("plugin.enabled", [&s, id_of](const HookEvent& ev) {
+          s.plugin_enabled(id_of(ev));
+          return HookReply::none();
+        }))
+      s.plugin_hooks.push_back(std::move(*sub));
+    for (const char* gone : {"plugin.disabled", "plugin.unloaded"})
+      if (auto sub = s.options.manager->hooks().subscribe(gone, [&s, id_of](const HookEvent& ev) {
+            s.plugin_gone(id_of(ev));
+            return HookReply::none();
+          }))
+        s.plugin_hooks.push_back(std::move(*sub));
+    for (const auto& info : s.options.manager->list())
+      if (info.state == PluginState::enabled) s.plugin_enabled(info.manifest.id);
+  }
+  if (s.options.background) s.background = std::thread([&s] { s.background_loop(); });
+}
+
+Scheduler::~Scheduler() {
+  auto& s = *impl_;
+  s.plugin_hooks.clear();
+  {
+    std::lock_guard lock(s.mutex);
+    s.stopping = true;
+  }
+  s.wake.notify_all();
+  if (s.background.joinable()) s.background.join();
+  {
+    std::lock_guard lock(s.work_mutex);
+    s.stopping = true;
+  }
+  s.work_ready.notify_all();
+  for (auto& w : s.workers) w.join();
+}
+
+Result<void> Scheduler::restore() {
+  auto& s = *impl_;
+  const auto interrupted = s.store->interrupt_running(s.now_tp());
+  if (interrupted) s.log(fmt::format("{} run(s) left running by the last process are marked interrupted", interrupted));
+  XCORE_ASSIGN_OR_RETURN(auto stored, s.store->jobs());
+  std::lock_guard lock(s.mutex);
+  for (auto& j : stored) {
+    Impl::Entry e{std::move(j.spec), j.next_run, 0, 0};
+    auto& placed = s.jobs[e.spec.id] = std::move(e);
+    s.schedule(placed);
+  }
+  return ok();
+}
+
+Result<std::string> Scheduler::add(JobSpec job) {
+  auto& s = *impl_;
+  if (job.id.empty()) job.id = new_id();
+  if (!valid_id(job.id)) return Error{ErrorCode::invalid_argument, fmt::format("job id '{}': use [A-Za-z0-9._:-], at most 128", job.id)};
+  const auto now = s.now();
+  if (job.created == SysSeconds{}) job.created = now;
+  if (job.trigger.kind == Trigger::Kind::interval && !job.trigger.start) job.trigger.start = job.created;
+  auto next = s.first_fire(job, now);
+  if (job.trigger.kind == Trigger::Kind::date && !next)
+    return Error{ErrorCode::invalid_argument, fmt::format("trigger.at: {} has passed (misfire grace {} s)", format_iso8601(job.trigger.at), job.misfire_grace.count())};
+  if (job.trigger.kind == Trigger::Kind::cron && !next)
+    return Error{ErrorCode::invalid_argument, fmt::format("trigger.expression: '{}' never fires", job.trigger.cron->text())};
+  std::lock_guard lock(s.mutex);
+  if (s.jobs.contains(job.id)) return Error{ErrorCode::already_exists, fmt::format("job '{}' exists", job.id)};
+  if (job.trigger.kind == Trigger::Kind::webhook)
+    for (const auto& [id, e] : s.jobs)
+      if (e.spec.trigger.kind == Trigger::Kind::webhook && e.spec.trigger.webhook == job.trigger.webhook)
+        return Error{ErrorCode::already_exists, fmt::format("webhook '{}' already triggers job '{}'", job.trigger.webhook, id)};
+  if (job.persist) XCORE_TRY(s.store->put_job(StoredJob{job, next}));
+  const auto id = job.id;
+  auto& placed = s.jobs[id] = Impl::Entry{std::move(job), next, 0, 0};
+  s.schedule(placed);
+  return id;
+}
+
+Result<void> Scheduler::update(const std::string& id, JobSpec job) {
+  auto& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  auto it = s.jobs.find(id);
+  if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
+  auto& e = it->second;
+  job.id = id;
+  job.created = e.spec.created;
+  job.owner = e.spec.owner;
+  job.persist = e.spec.persist;
+  if (job.trigger.kind == Trigger::Kind::interval && !job.trigger.start) job.trigger.start = job.created;
+  auto next = s.first_fire(job, s.now());
+  if (job.persist) XCORE_TRY(s.store->put_job(StoredJob{job, next}));
+  e.spec = std::move(job);
+  e.next = next;
+  s.schedule(e);
+  return ok();
+}
+
+Result<void> Scheduler::remove(const std::string& id) {
+  auto& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  auto it = s.jobs.find(id);
+  if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
+  if (it->second.spec.persist) XCORE_TRY(s.store->remove_job(id));
+  s.jobs.erase(it);
+  return ok();
+}
+
+Result<void> Scheduler::pause(const std::string& id) {
+  auto& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  auto it = s.jobs.find(id);
+  if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
+  auto& e = it->second;
+  e.spec.paused = true;
+  if (e.spec.persist) XCORE_TRY(s.store->put_job(StoredJob{e.spec, e.next}));
+  s.schedule(e);
+  return ok();
+}
+
+Result<void> Scheduler::resume(const std::string& id) {
+  auto& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  auto it = s.jobs.find(id);
+  if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
+  auto& e = it->second;
+  e.spec.paused = false;
+  // Fires that fell in the pause are not made up: the schedule goes on from now.
+  e.next = e.spec.trigger.next_after(s.now(), seed_of(id));
+  if (e.spec.persist) XCORE_TRY(s.store->put_job(StoredJob{e.spec, e.next}));
+  s.schedule(e);
+  return ok();
+}
+
+Result<std::string> Scheduler::run_now(const std::string& id, const json::value& input, std::string_view reason) {
+  auto& s = *impl_;
+  Impl::Task task;
+  {
+    std::lock_guard lock(s.mutex);
+    auto it = s.jobs.find(id);
+    if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
+    auto& e = it->second;
+    if (e.running >= e.spec.max_instances) {
+      s.skipped(e.spec, fmt::format("{} (refused): {} run(s) still in progress (max_instances {})", reason, e.running, e.spec.max_instances), std::nullopt);
+      Error err{ErrorCode::resource_exhausted, fmt::format("job '{}' has {} run(s) in progress (max_instances {})", id, e.running, e.spec.max_instances)};
+      err.details = json::serialize(json::object{{"retry_after", 1}});
+      return err;
+    }
+    auto run = s.make_run(e.spec, std::string(reason), std::nullopt);
+    XCORE_TRY(s.store->start_run(run, e.next));
+    ++e.running;
+    task = Impl::Task{std::move(run), e.spec, input};
+  }
+  auto run_id = task.run.id;
+  std::vector<Impl::Task> tasks;
+  tasks.push_back(std::move(task));
+  s.dispatch(std::move(tasks));
+  return run_id;
+}
+
+std::optional<JobState> Scheduler::get(const std::string& id) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->jobs.find(id);
+  if (it == impl_->jobs.end()) return std::nullopt;
+  return JobState{it->second.spec, it->second.next, it->second.running};
+}
+
+std::vector<JobState> Scheduler::list(std::string_view tenant) const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<JobState> out;
+  for (const auto& [id, e] : impl_->jobs)
+    if (tenant.empty() || e.spec.tenant == tenant) out.push_back(JobState{e.spec, e.next, e.running});
+  std::sort(out.begin(), out.end(), [](const JobState& a, const JobState& b) { return a.spec.id < b.spec.id; });
+  return out;
+}
+
+std::optional<JobState> Scheduler::find_webhook(std::string_view name) const {
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& [id, e] : impl_->jobs)
+    if (e.spec.trigger.kind == Trigger::Kind::webhook && e.spec.trigger.webhook == name) return JobState{e.spec, e.next, e.running};
+  return std::nullopt;
+}
+
+std::vector<SysSeconds> Scheduler::preview(const std::string& id, std::size_t count) const {
+  auto job = get(id);
+  std::vector<SysSeconds> out;
+  if (!job) return out;
+  auto t = job->next_run;
+  while (t && out.size() < count) {
+    out.push_back(*t);
+    t = job->spec.trigger.next_after(*t, seed_of(id));
+  }
+  return out;
+}
+
+std::vector<RunRecord> Scheduler::runs(const std::string& id, std::size_t limit) const { return impl_->store->runs(id, limit); }
+
+std::size_t Scheduler::tick() { return impl_->tick(); }
+
+void Scheduler::wait_idle() {
+  auto& s = *impl_;
+  std::unique_lock lock(s.work_mutex);
+  s.idle.wait(lock, [&] { return s.in_progress == 0; });
+}
+
+std::size_t Scheduler::size() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->jobs.size();
+}
+
+}  // namespace xcore::inline v1

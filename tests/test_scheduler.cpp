@@ -1,0 +1,307 @@
+// The scheduler, driven by a clock the test moves: fires, misfires, coalescing, max instances, pause,
+// restarts, crashes mid-run, targets (tools, actions, callbacks) and plugins' own schedules.
+#include <doctest/doctest.h>
+
+#include "support/test_support.hpp"
+
+#include <condition_variable>
+#include <mutex>
+
+using namespace xcore;
+using namespace xcore_test;
+using namespace std::chrono;
+
+namespace {
+
+struct FakeClock {
+  system_clock::time_point now = system_clock::time_point{} + (*parse_iso8601("2026-11-22T07:59:30Z")).time_since_epoch();
+  void advance(system_clock::duration d) { now += d; }
+  void set(const char* iso) { now = system_clock::time_point{(*parse_iso8601(iso)).time_since_epoch()}; }
+};
+
+JobSpec job(const std::string& trigger_json, const std::string& target_json = R"({"callback":"count"})", const std::string& extra = "") {
+  auto text = "{\"trigger\":" + trigger_json + ",\"target\":" + target_json + extra + "}";
+  auto j = JobSpec::from_json(J(text));
+  REQUIRE_MESSAGE(j.ok(), j.error().message);
+  return *j;
+}
+
+struct Fixture {
+  FakeClock clock;
+  std::shared_ptr<JobStore> store = make_memory_job_store();
+  std::atomic<int> calls{0};
+  std::vector<std::string> logged;
+  SchedulerOptions options(unsigned workers = 0) {
+    SchedulerOptions o;
+    o.clock = [this] { return clock.now; };
+    o.store = store;
+    o.workers = workers;
+    o.background = false;
+    o.callbacks["count"] = [this](const json::value&, const JobSpec&) -> Result<json::value> { return json::value(++calls); };
+    o.callbacks["fail"] = [](const json::value&, const JobSpec&) -> Result<json::value> { return Error{ErrorCode::unavailable, "the downstream is down"}; };
+    o.log = [this](std::string_view m) { logged.emplace_back(m); };
+    return o;
+  }
+};
+
+std::vector<std::string> statuses(const std::vector<RunRecord>& runs) {
+  std::vector<std::string> out;
+  for (const auto& r : runs) out.emplace_back(to_string(r.status));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a cron job fires at its times, not before, and each fire is recorded once") {
+  Fixture f;
+  Scheduler s(f.options());
+  auto id = s.add(job(R"({"type":"cron","expression":"0 8 * * *"})"));
+  REQUIRE(id.ok());
+  CHECK(format_iso8601(*s.get(*id)->next_run) == "2026-11-22T08:00:00Z");
+  auto preview = s.preview(*id, 3);
+  REQUIRE(preview.size() == 3);
+  CHECK(format_iso8601(preview[2]) == "2026-11-24T08:00:00Z");
+  CHECK(s.tick() == 0);
+  f.clock.advance(seconds(29));
+  CHECK(s.tick() == 0);  // 07:59:59
+  f.clock.advance(seconds(1));
+  CHECK(s.tick() == 1);  // 08:00:00
+  CHECK(s.tick() == 0);  // not twice
+  CHECK(f.calls == 1);
+  auto runs = s.runs(*id);
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].status == RunStatus::succeeded);
+  CHECK(runs[0].result == 1);
+  CHECK(format_iso8601(*runs[0].scheduled_for) == "2026-11-22T08:00:00Z");
+  CHECK(format_iso8601(*s.get(*id)->next_run) == "2026-11-23T08:00:00Z");
+  auto rj = runs[0].to_json();
+  for (const char* k : {"id", "status", "start", "end", "duration_ms", "result"}) CHECK_MESSAGE(rj.contains(k), k);
+}
+
+TEST_CASE("interval jobs, with jitter inside its bounds, and one-shot dates") {
+  Fixture f;
+  Scheduler s(f.options());
+  auto every = s.add(job(R"({"type":"interval","seconds":30,"jitter_seconds":5})"));
+  REQUIRE(every.ok());
+  auto times = s.preview(*every, 20);
+  auto created = *s.get(*every)->spec.trigger.start;
+  for (std::size_t k = 0; k < times.size(); ++k) {
+    auto grid = created + seconds(30 * (k + 1));
+    CHECK(times[k] >= grid);
+    CHECK(times[k] <= grid + seconds(5));
+  }
+  CHECK(s.preview(*every, 20) == times);  // the jitter is stable per job
+
+  auto once = s.add(job(R"({"type":"date","at":"2026-11-22T08:00:10Z"})"));
+  REQUIRE(once.ok());
+  f.clock.set("2026-11-22T08:00:10Z");
+  s.tick();
+  CHECK(s.runs(*once).size() == 1);
+  CHECK(!s.get(*once)->next_run);
+  f.clock.advance(hours(24));
+  s.tick();
+  CHECK(s.runs(*once).size() == 1);
+  auto past = s.add(job(R"({"type":"date","at":"2020-01-01T00:00:00Z"})"));
+  REQUIRE(!past.ok());
+  CHECK(past.error().message.find("has passed") != std::string::npos);
+}
+
+TEST_CASE("misfires: past the grace a fire is skipped; within it, coalesced into one run or run each") {
+  Fixture f;
+  Scheduler s(f.options());
+  auto coalesced = s.add(job(R"({"type":"cron","expression":"* * * * *"})", R"({"callback":"count"})", R"(,"misfire_grace_seconds":300)"));
+  auto each = s.add(job(R"({"type":"cron","expression":"* * * * *"})", R"({"callback":"count"})", R"(,"misfire_grace_seconds":300,"coalesce":false,"max_instances":5)"));
+  auto strict = s.add(job(R"({"type":"cron","expression":"* * * * *"})", R"({"callback":"count"})", R"(,"misfire_grace_seconds":10)"));
+  REQUIRE((coalesced.ok() && each.ok() && strict.ok()));
+  // The machine slept from 08:00 to 08:09:30: fires at 08:00 ... 08:09.
+  f.clock.set("2026-11-22T08:09:30Z");
+  s.tick();
+  auto c = s.runs(*coalesced);
+  CHECK(statuses(c) == std::vector<std::string>{"skipped", "succeeded"});  // newest first
+  CHECK(c[0].reason.find("missed 9 fire time(s)") != std::string::npos);
+  CHECK(format_iso8601(*c[1].scheduled_for) == "2026-11-22T08:09:00Z");
+  auto e = s.runs(*each);
+  CHECK(std::count_if(e.begin(), e.end(), [](auto& r) { return r.status == RunStatus::succeeded; }) == 5);  // 08:05 to 08:09
+  CHECK(e[0].reason.find("missed 5 fire time(s)") != std::string::npos);
+  auto st = s.runs(*strict);
+  CHECK(statuses(st) == std::vector<std::string>{"skipped"});
+  CHECK(st[0].reason.find("missed 10 fire time(s): later than the misfire grace of 10 s") != std::string::npos);
+  CHECK(format_iso8601(*s.get(*strict)->next_run) == "2026-11-22T08:10:00Z");
+}
+
+TEST_CASE("max instances: a fire while the last run is still going is skipped, and says why") {
+  Fixture f;
+  auto o = f.options(/*workers=*/2);
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  int started = 0;
+  o.callbacks["slow"] = [&](const json::value&, const JobSpec&) -> Result<json::value> {
+    std::unique_lock lock(m);
+    ++started;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+    return json::value("done");
+  };
+  Scheduler s(std::move(o));
+  auto id = s.add(job(R"({"type":"interval","seconds":60})", R"({"callback":"slow"})"));
+  REQUIRE(id.ok());
+  f.clock.advance(seconds(60));
+  CHECK(s.tick() == 1);
+  {
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return started == 1; });
+  }
+  f.clock.advance(seconds(60));
+  CHECK(s.tick() == 0);
+  auto manual = s.run_now(*id);
+  CHECK(manual.error().code == ErrorCode::resource_exhausted);
+  {
+    std::lock_guard lock(m);
+    release = true;
+  }
+  cv.notify_all();
+  s.wait_idle();
+  auto runs = s.runs(*id);
+  CHECK(statuses(runs) == std::vector<std::string>{"skipped", "skipped", "succeeded"});
+  CHECK(runs[1].reason.find("max_instances 1") != std::string::npos);
+  CHECK(runs[2].result == "done");
+}
+
+TEST_CASE("pause and resume; update and remove; failures are recorded with their error") {
+  Fixture f;
+  Scheduler s(f.options());
+  auto id = s.add(job(R"({"type":"interval","seconds":60})", R"({"callback":"fail"})"));
+  REQUIRE(id.ok());
+  REQUIRE(s.pause(*id).ok());
+  f.clock.advance(minutes(5));
+  CHECK(s.tick() == 0);
+  REQUIRE(s.resume(*id).ok());
+  CHECK(s.tick() == 0);  // nothing made up for the pause
+  f.clock.advance(seconds(60));
+  CHECK(s.tick() == 1);
+  auto runs = s.runs(*id);
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].status == RunStatus::failed);
+  CHECK(runs[0].error == "unavailable: the downstream is down");
+  REQUIRE(s.update(*id, job(R"({"type":"cron","expression":"0 0 1 1 *"})")).ok());
+  CHECK(format_iso8601(*s.get(*id)->next_run) == "2027-01-01T00:00:00Z");
+  REQUIRE(s.remove(*id).ok());
+  CHECK(!s.get(*id));
+  CHECK(s.remove(*id).error().code == ErrorCode::not_found);
+}
+
+TEST_CASE("a restart keeps jobs and their next fire; a run left running by a crash is interrupted") {
+  Fixture f;
+  std::string id;
+  {
+    Scheduler s(f.options());
+    id = *s.add(job(R"({"type":"cron","expression":"0 9 * * *"})", R"({"callback":"count"})", R"(,"name":"nine")"));
+  }
+  // The process died in the middle of a run: its record says running.
+  RunRecord crashed;
+  crashed.id = "r1";
+  crashed.job_id = id;
+  crashed.reason = "schedule";
+  crashed.started = f.clock.now;
+  REQUIRE(f.store->start_run(crashed, *parse_iso8601("2026-11-22T09:00:00Z")).ok());
+
+  f.clock.set("2026-11-22T09:00:20Z");  // restarted 20 s after the 09:00 fire: within the grace
+  Scheduler s(f.options());
+  REQUIRE(s.restore().ok());
+  REQUIRE(s.get(id));
+  CHECK(s.get(id)->spec.name == "nine");
+  auto runs = s.runs(id);
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].status == RunStatus::interrupted);
+  CHECK(s.tick() == 1);  // the 09:00 fire, late but within the grace: run once
+  CHECK(s.tick() == 0);
+  CHECK(statuses(s.runs(id)) == std::vector<std::string>{"succeeded", "interrupted"});
+}
+
+TEST_CASE("targets: a tool and a plugin action through the Manager; the tenant travels") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  stage(example_plugins() / "core", plugins);
+  stage(test_plugins() / "probe", plugins);
+  CapturedLog log;
+  Manager m(test_options(tmp, plugins, log));
+  m.discover();
+  REQUIRE(m.enable("core").ok());
+  REQUIRE(m.enable("probe").ok());
+  Fixture f;
+  auto o = f.options();
+  o.manager = &m;
+  Scheduler s(std::move(o));
+  auto calc = s.add(job(R"({"type":"interval","seconds":60})", R"({"tool":"calculate","arguments":{"expression":"6*7"}})"));
+  auto ctx = s.add(job(R"({"type":"interval","seconds":60})", R"({"plugin":"probe","action":"context"})", R"(,"tenant":"acme")"));
+  auto broken = s.add(job(R"({"type":"interval","seconds":60})", R"({"tool":"calculate","arguments":{"expression":"6*"}})"));
+  REQUIRE((calc.ok() && ctx.ok() && broken.ok()));
+  f.clock.advance(seconds(60));
+  CHECK(s.tick() == 3);
+  CHECK(s.runs(*calc)[0].result.at("structuredContent").at("result") == 42);
+  CHECK(s.runs(*ctx)[0].result.at("tenant") == "acme");
+  CHECK(s.runs(*ctx)[0].result.at("user") == "scheduler");
+  CHECK(s.runs(*broken)[0].status == RunStatus::failed);
+  // A webhook-style input joins the arguments.
+  auto run = s.run_now(*calc, J(R"({"expression":"1+1"})"), "webhook");
+  REQUIRE(run.ok());
+  CHECK(s.runs(*calc)[0].result.at("structuredContent").at("result") == 2);
+  CHECK(s.runs(*calc)[0].reason == "webhook");
+}
+
+TEST_CASE("a plugin's own schedules start and stop with it") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  stage(test_plugins() / "probe", plugins);
+  write_file(plugins / "probe" / "plugin.yaml",
+             "id: probe\nversion: 1.0.0\nentry: libprobe.so\nschedules:\n"
+             "  - {name: heartbeat, trigger: {type: interval, seconds: 60}, action: held}\n"
+             "  - {name: broken, trigger: {type: cron, expression: \"61 * * * *\"}, action: held}\n");
+  CapturedLog log;
+  Manager m(test_options(tmp, plugins, log));
+  m.discover();
+  Fixture f;
+  auto o = f.options();
+  o.manager = &m;
+  Scheduler s(std::move(o));
+  CHECK(s.size() == 0);
+  REQUIRE(m.enable("probe").ok());
+  REQUIRE(s.get("probe:heartbeat"));
+  CHECK(s.get("probe:heartbeat")->spec.owner == "probe");
+  CHECK(!s.get("probe:broken"));
+  CHECK(std::any_of(f.logged.begin(), f.logged.end(), [](auto& l) { return l.find("schedules[1]") != std::string::npos && l.find("61 is out of range") != std::string::npos; }));
+  f.clock.advance(seconds(60));
+  CHECK(s.tick() == 1);
+  CHECK(s.runs("probe:heartbeat")[0].status == RunStatus::succeeded);
+  REQUIRE(m.disable("probe").ok());
+  CHECK(!s.get("probe:heartbeat"));
+}
+
+TEST_CASE("bad jobs are refused with the field named") {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"target":{"callback":"x"}})", "trigger: is required"},
+      {R"({"trigger":{"type":"cron","expression":"0 8 * *"},"target":{"callback":"x"}})", "trigger.expression"},
+      {R"({"trigger":{"type":"hourly"},"target":{"callback":"x"}})", "expected cron, interval, date or webhook"},
+      {R"({"trigger":{"type":"interval","seconds":0},"target":{"callback":"x"}})", "trigger.seconds: 0 is out of range"},
+      {R"({"trigger":{"type":"date","at":"tomorrow"},"target":{"callback":"x"}})", "trigger.at"},
+      {R"({"trigger":{"type":"date","at":"2026-12-01T08:00:00"},"target":{"callback":"x"}})", "has no zone"},
+      {R"({"trigger":{"type":"cron","expression":"0 8 * * *","utc_offset":"CET"},"target":{"callback":"x"}})", "trigger.utc_offset"},
+      {R"({"trigger":{"type":"interval","seconds":5},"target":{}})", "name a 'tool'"},
+      {R"({"trigger":{"type":"interval","seconds":5},"target":{"action":"a"}})", "target.plugin: is required"},
+      {R"({"trigger":{"type":"interval","seconds":5},"target":{"tool":"t","arguments":[1]}})", "target.arguments: expected an object"},
+      {R"({"trigger":{"type":"interval","seconds":5},"target":{"tool":"t"},"max_instances":0})", "max_instances: 0 is out of range"},
+      {R"({"trigger":{"type":"webhook","name":"a/b"},"target":{"tool":"t"}})", "trigger.name"},
+  };
+  for (const auto& [text, needle] : cases) {
+    INFO(std::string(text));
+    auto j = JobSpec::from_json(J(text));
+    REQUIRE(!j.ok());
+    CHECK_MESSAGE(j.error().message.find(needle) != std::string::npos, j.error().message);
+  }
+  Fixture f;
+  Scheduler s(f.options());
+  auto never = s.add(job(R"({"type":"cron","expression":"0 0 30 2 *"})"));
+  CHECK(never.error().message.find("never fires") != std::string::npos);
+  CHECK(s.add(job(R"({"type":"interval","seconds":5})", R"({"callback":"count"})", R"(,"id":"bad id!")")).error().code == ErrorCode::invalid_argument);
+}
