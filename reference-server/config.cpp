@@ -79,6 +79,8 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
       else if (key == "access_token_ttl") c.access_token_ttl = v.as<int>();
       else if (key == "refresh_token_ttl") c.refresh_token_ttl = v.as<int>();
       else if (key == "login_attempts_per_minute") c.login_attempts_per_minute = v.as<int>();
+      else if (key == "task_history") c.task_history = v.as<std::size_t>();
+      else if (key == "webhook_window") c.webhook_window = v.as<int>();
       else return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting '{}'", file.string(), key)};
     }
   } catch (const YAML::Exception& e) {
@@ -109,6 +111,8 @@ Result<void> apply_env(ServerConfig& c) {
   XCORE_TRY(number("XCORE_MAX_BODY_BYTES", c.max_body_bytes));
   XCORE_TRY(number("XCORE_ACCESS_TOKEN_TTL", c.access_token_ttl));
   XCORE_TRY(number("XCORE_LOGIN_ATTEMPTS_PER_MINUTE", c.login_attempts_per_minute));
+  XCORE_TRY(number("XCORE_TASK_HISTORY", c.task_history));
+  XCORE_TRY(number("XCORE_WEBHOOK_WINDOW", c.webhook_window));
   if (const char* v = env("XCORE_ADMIN_PASSWORD")) c.admin_password = v;
   if (const char* v = env("XCORE_MASTER_KEY")) c.master_key = v;
   return ok();

@@ -23,6 +23,8 @@ struct ServerConfig {
   std::string admin_password;        // first start only; generated and printed once when empty
   std::string master_key;            // base64url or hex of 32 bytes; default: <data_dir>/master.key
   int login_attempts_per_minute = 5; // failed logins per user name and address, then 429
+  std::size_t task_history = 100;    // runs kept per scheduled task
+  int webhook_window = 300;          // seconds a webhook's timestamp may be off
   bool verbose = false;
 };
 

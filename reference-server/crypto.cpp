@@ -60,6 +60,10 @@ std::string sha256_hex(std::string_view data) {
   return Botan::hex_encode(h->final(), false);
 }
 
+std::string hex_encode(std::string_view data) {
+  return Botan::hex_encode(reinterpret_cast<const std::uint8_t*>(data.data()), data.size(), false);
+}
+
 std::string hmac_sha256(std::string_view key, std::string_view data) {
   auto mac = Botan::MessageAuthenticationCode::create_or_throw("HMAC(SHA-256)");
   mac->set_key(reinterpret_cast<const std::uint8_t*>(key.data()), key.size());

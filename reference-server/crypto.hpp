@@ -15,6 +15,7 @@ std::string random_token(std::size_t bytes = 32);  // base64url, no padding
 std::string base64url_encode(std::string_view data);
 Result<std::string> base64url_decode(std::string_view text);
 std::string sha256_hex(std::string_view data);
+std::string hex_encode(std::string_view data);
 std::string hmac_sha256(std::string_view key, std::string_view data);  // raw 32 bytes
 bool constant_time_equal(std::string_view a, std::string_view b);
 

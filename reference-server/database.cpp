@@ -3,6 +3,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include <chrono>
 
@@ -60,6 +61,28 @@ CREATE TABLE audit_log(
   detail TEXT NOT NULL,
   request_id TEXT NOT NULL);
 CREATE INDEX audit_log_by_tenant ON audit_log(tenant, id);
+)sql",
+    R"sql(
+CREATE TABLE scheduled_jobs(
+  id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  spec TEXT NOT NULL,
+  next_run INTEGER);
+CREATE INDEX scheduled_jobs_by_tenant ON scheduled_jobs(tenant);
+CREATE TABLE job_runs(
+  id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted', 'skipped')),
+  reason TEXT NOT NULL,
+  scheduled_for INTEGER,
+  started_ms INTEGER NOT NULL,
+  ended_ms INTEGER,
+  result TEXT,
+  error TEXT NOT NULL DEFAULT '');
+CREATE INDEX job_runs_by_job ON job_runs(job_id, started_ms);
+CREATE TABLE webhook_deliveries(
+  signature TEXT PRIMARY KEY,
+  seen_at INTEGER NOT NULL);
 )sql",
 };
 
@@ -404,6 +427,201 @@ std::vector<AuditRow> Database::audit_log(const std::string& tenant, int limit) 
                              s.getColumn(4).getString(), s.getColumn(5).getString(), s.getColumn(6).getString(), s.getColumn(7).getString()});
     return out;
   })
+}
+
+// ---- the scheduler's store ---------------------------------------------------------------------------------
+
+namespace {
+
+std::int64_t to_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+std::chrono::system_clock::time_point from_ms(std::int64_t ms) { return std::chrono::system_clock::time_point{std::chrono::milliseconds(ms)}; }
+
+}  // namespace
+
+class SqliteJobStore final : public JobStore {
+ public:
+  SqliteJobStore(Database::Impl& db, std::string tenant) : db_(db), tenant_(std::move(tenant)) {}
+
+  Result<void> put_job(const StoredJob& job) override {
+    return guarded([&] {
+      SQLite::Statement s(db_.db, "INSERT INTO scheduled_jobs(id, tenant, spec, next_run) VALUES (?, ?, ?, ?) "
+                                   "ON CONFLICT(id) DO UPDATE SET spec = excluded.spec, next_run = excluded.next_run");
+      s.bind(1, job.spec.id);
+      s.bind(2, tenant_);
+      s.bind(3, boost::json::serialize(job.spec.to_json()));
+      bind_time(s, 4, job.next_run);
+      s.exec();
+    });
+  }
+  Result<void> remove_job(std::string_view id) override {
+    return guarded([&] {
+      SQLite::Transaction tx(db_.db);
+      for (const char* sql : {"DELETE FROM scheduled_jobs WHERE id = ? AND tenant = ?", "DELETE FROM job_runs WHERE job_id = ?"}) {
+        SQLite::Statement s(db_.db, sql);
+        s.bind(1, std::string(id));
+        if (std::string_view(sql).find("tenant") != std::string_view::npos) s.bind(2, tenant_);
+        s.exec();
+      }
+      tx.commit();
+    });
+  }
+  Result<std::vector<StoredJob>> jobs() override {
+    std::vector<StoredJob> out;
+    XCORE_TRY(guarded([&] {
+      SQLite::Statement s(db_.db, "SELECT spec, next_run FROM scheduled_jobs WHERE tenant = ? ORDER BY id");
+      s.bind(1, tenant_);
+      while (s.executeStep()) {
+        boost::system::error_code ec;
+        auto v = boost::json::parse(s.getColumn(0).getString(), ec);
+        auto spec = ec ? Result<JobSpec>(Error{ErrorCode::internal, "unreadable job"}) : JobSpec::from_json(v);
+        if (!spec) continue;
+        StoredJob j{std::move(*spec), std::nullopt};
+        if (!s.getColumn(1).isNull()) j.next_run = SysSeconds{std::chrono::seconds(s.getColumn(1).getInt64())};
+        out.push_back(std::move(j));
+      }
+    }));
+    return out;
+  }
+  // The fire and its record in one transaction: a crash leaves both or neither.
+  Result<void> start_run(const RunRecord& run, std::optional<SysSeconds> next_run) override {
+    return guarded([&] {
+      SQLite::Transaction tx(db_.db);
+      SQLite::Statement u(db_.db, "UPDATE scheduled_jobs SET next_run = ? WHERE id = ? AND tenant = ?");
+      bind_time(u, 1, next_run);
+      u.bind(2, run.job_id);
+      u.bind(3, tenant_);
+      u.exec();
+      insert(run);
+      tx.commit();
+    });
+  }
+  Result<void> set_next_run(std::string_view id, std::optional<SysSeconds> next_run) override {
+    return guarded([&] {
+      SQLite::Statement u(db_.db, "UPDATE scheduled_jobs SET next_run = ? WHERE id = ? AND tenant = ?");
+      bind_time(u, 1, next_run);
+      u.bind(2, std::string(id));
+      u.bind(3, tenant_);
+      u.exec();
+    });
+  }
+  Result<void> finish_run(const RunRecord& run) override {
+    return guarded([&] {
+      SQLite::Statement s(db_.db, "UPDATE job_runs SET status = ?, ended_ms = ?, result = ?, error = ? WHERE id = ?");
+      s.bind(1, std::string(to_string(run.status)));
+      s.bind(2, to_ms(run.ended));
+      if (run.result.is_null()) s.bind(3);
+      else s.bind(3, boost::json::serialize(run.result));
+      s.bind(4, run.error);
+      s.bind(5, run.id);
+      s.exec();
+    });
+  }
+  Result<void> add_run(const RunRecord& run) override {
+    return guarded([&] { insert(run); });
+  }
+  std::vector<RunRecord> runs(std::string_view job_id, std::size_t limit) override {
+    std::vector<RunRecord> out;
+    (void)guarded([&] {
+      SQLite::Statement s(db_.db, "SELECT id, job_id, status, reason, scheduled_for, started_ms, ended_ms, result, error FROM job_runs "
+                                   "WHERE job_id = ? ORDER BY started_ms DESC, rowid DESC LIMIT ?");
+      s.bind(1, std::string(job_id));
+      s.bind(2, static_cast<std::int64_t>(limit));
+      while (s.executeStep()) {
+        RunRecord r;
+        r.id = s.getColumn(0).getString();
+        r.job_id = s.getColumn(1).getString();
+        parse_run_status(s.getColumn(2).getString(), r.status);
+        r.reason = s.getColumn(3).getString();
+        if (!s.getColumn(4).isNull()) r.scheduled_for = SysSeconds{std::chrono::seconds(s.getColumn(4).getInt64())};
+        r.started = from_ms(s.getColumn(5).getInt64());
+        if (!s.getColumn(6).isNull()) r.ended = from_ms(s.getColumn(6).getInt64());
+        if (!s.getColumn(7).isNull()) {
+          boost::system::error_code ec;
+          r.result = boost::json::parse(s.getColumn(7).getString(), ec);
+        }
+        r.error = s.getColumn(8).getString();
+        out.push_back(std::move(r));
+      }
+    });
+    return out;
+  }
+  std::size_t interrupt_running(std::chrono::system_clock::time_point now) override {
+    std::size_t n = 0;
+    (void)guarded([&] {
+      SQLite::Statement s(db_.db, "UPDATE job_runs SET status = 'interrupted', ended_ms = ?, error = 'the server stopped during the run' "
+                                   "WHERE status = 'running' AND job_id IN (SELECT id FROM scheduled_jobs WHERE tenant = ?)");
+      s.bind(1, to_ms(now));
+      s.bind(2, tenant_);
+      n = static_cast<std::size_t>(s.exec());
+    });
+    return n;
+  }
+  void prune_runs(std::string_view job_id, std::size_t keep) override {
+    (void)guarded([&] {
+      SQLite::Statement s(db_.db, "DELETE FROM job_runs WHERE job_id = ? AND id NOT IN "
+                                   "(SELECT id FROM job_runs WHERE job_id = ? ORDER BY started_ms DESC, rowid DESC LIMIT ?)");
+      s.bind(1, std::string(job_id));
+      s.bind(2, std::string(job_id));
+      s.bind(3, static_cast<std::int64_t>(keep));
+      s.exec();
+    });
+  }
+
+ private:
+  template <class F>
+  Result<void> guarded(F&& f) {
+    std::lock_guard lock(db_.mutex);
+    try {
+      f();
+      return ok();
+    } catch (const std::exception& e) {
+      return Error{ErrorCode::unavailable, fmt::format("database: {}", e.what())};
+    }
+  }
+  static void bind_time(SQLite::Statement& s, int i, std::optional<SysSeconds> t) {
+    if (t) s.bind(i, static_cast<std::int64_t>(t->time_since_epoch().count()));
+    else s.bind(i);
+  }
+  // Caller holds the lock.
+  void insert(const RunRecord& run) {
+    SQLite::Statement s(db_.db, "INSERT INTO job_runs(id, job_id, status, reason, scheduled_for, started_ms, ended_ms, result, error) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    s.bind(1, run.id);
+    s.bind(2, run.job_id);
+    s.bind(3, std::string(to_string(run.status)));
+    s.bind(4, run.reason);
+    bind_time(s, 5, run.scheduled_for);
+    s.bind(6, to_ms(run.started));
+    if (run.status == RunStatus::running) s.bind(7);
+    else s.bind(7, to_ms(run.ended));
+    if (run.result.is_null()) s.bind(8);
+    else s.bind(8, boost::json::serialize(run.result));
+    s.bind(9, run.error);
+    s.exec();
+  }
+
+  Database::Impl& db_;
+  const std::string tenant_;
+};
+
+std::shared_ptr<JobStore> Database::job_store(const std::string& tenant) { return std::make_shared<SqliteJobStore>(*impl_, tenant); }
+
+bool Database::first_delivery(const std::string& signature, std::int64_t now, std::int64_t window_seconds) {
+  std::lock_guard lock(impl_->mutex);
+  try {
+    SQLite::Statement prune(impl_->db, "DELETE FROM webhook_deliveries WHERE seen_at < ?");
+    prune.bind(1, now - 2 * window_seconds);
+    prune.exec();
+    SQLite::Statement s(impl_->db, "INSERT INTO webhook_deliveries(signature, seen_at) VALUES (?, ?)");
+    s.bind(1, signature);
+    s.bind(2, now);
+    s.exec();
+    return true;
+  } catch (const std::exception&) {
+    return false;  // seen before (or the database refused: treat as not deliverable)
+  }
 }
 
 }  // namespace xcore::server

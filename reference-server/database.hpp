@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <xcore/error.hpp>
+#include <xcore/scheduler.hpp>
 
 namespace xcore::server {
 
@@ -71,8 +72,14 @@ class Database {
   void audit(const AuditRow& row);
   std::vector<AuditRow> audit_log(const std::string& tenant, int limit);
 
- private:
+  // The scheduler's store for one tenant's jobs and runs.
+  std::shared_ptr<JobStore> job_store(const std::string& tenant);
+  // Webhook replay protection: false when this signature was seen before.
+  bool first_delivery(const std::string& signature, std::int64_t now, std::int64_t window_seconds);
+
   struct Impl;
+
+ private:
   explicit Database(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -2,7 +2,7 @@
 // persistence across restarts, bad input, and a hard kill in the middle of writes.
 #include <doctest/doctest.h>
 
-#include "support/test_support.hpp"
+#include "support/server_harness.hpp"
 
 #include <httplib.h>
 
@@ -22,119 +22,8 @@
 #include "database.hpp"
 #include "jwt.hpp"
 
-extern char** environ;
-
 using namespace xcore_test;
 namespace json = boost::json;
-
-namespace {
-
-// 32 bytes as hex: the tests know the master key, so they can sign tokens of their own.
-const std::string kMasterKey = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-const std::string kAdminPassword = "admin-password-1";
-
-std::string jwt_key() {
-  std::string raw;
-  for (std::size_t i = 0; i < kMasterKey.size(); i += 2) raw.push_back(static_cast<char>(std::stoi(kMasterKey.substr(i, 2), nullptr, 16)));
-  return xcore::server::hmac_sha256(raw, "xcore jwt signing key v1");
-}
-
-// One xcore-server process. Its stdout is read until it says where it listens.
-class ServerProcess {
- public:
-  explicit ServerProcess(const fs::path& data, std::vector<std::string> extra_env = {}, const fs::path& plugins = XCORE_EXAMPLE_PLUGIN_DIR) {
-    int out[2];
-    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    std::vector<std::string> args{XCORE_SERVER_PATH, "--listen", "127.0.0.1:0", "--data-dir", data.string(), "--plugins", plugins.string(),
-                                  "--threads", "4", "--env-file", "/nonexistent"};
-    std::vector<std::string> env{"XCORE_ADMIN_PASSWORD=" + kAdminPassword, "XCORE_MASTER_KEY=" + kMasterKey, "PATH=/usr/bin:/bin"};
-    for (char** e = environ; *e; ++e)
-      if (std::string_view(*e).find("SAN_OPTIONS=") != std::string_view::npos) env.emplace_back(*e);
-    env.insert(env.end(), extra_env.begin(), extra_env.end());
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    REQUIRE(::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), envp.data()) == 0);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(out[1]);
-    std::string seen;
-    char buf[512];
-    while (port_ == 0) {
-      ssize_t n = ::read(out[0], buf, sizeof(buf));
-      if (n <= 0) break;
-      seen.append(buf, static_cast<std::size_t>(n));
-      if (auto at = seen.find("listening on http://127.0.0.1:"); at != std::string::npos) {
-        auto rest = seen.substr(at + 30);
-        if (rest.find('\n') != std::string::npos) port_ = std::stoi(rest);
-      }
-    }
-    ::close(out[0]);
-    REQUIRE_MESSAGE(port_ > 0, seen);
-  }
-  ~ServerProcess() {
-    if (pid_ > 0) stop(SIGTERM);
-  }
-  int stop(int sig) {
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-  int port() const { return port_; }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-};
-
-struct Answer {
-  int status = 0;
-  json::value body;
-  httplib::Headers headers;
-};
-
-class Api {
- public:
-  explicit Api(int port) : client_("127.0.0.1", port) { client_.set_read_timeout(30, 0); }
-  Answer send(const std::string& method, const std::string& path, const std::string& body = {}, const std::string& token = {}) {
-    httplib::Headers h;
-    if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
-    httplib::Result r = method == "GET"      ? client_.Get(path, h)
-                        : method == "POST"   ? client_.Post(path, h, body, "application/json")
-                        : method == "PUT"    ? client_.Put(path, h, body, "application/json")
-                        : method == "DELETE" ? client_.Delete(path, h, body, "application/json")
-                                             : client_.Patch(path, h, body, "application/json");
-    REQUIRE_MESSAGE(r, "no answer to " << method << " " << path);
-    Answer a{r->status, {}, r->headers};
-    boost::system::error_code ec;
-    a.body = json::parse(r->body, ec);
-    if (ec) a.body = json::string(r->body);
-    return a;
-  }
-  std::string login(const std::string& user, const std::string& password) {
-    auto a = send("POST", "/api/v1/auth/login", json::serialize(json::object{{"username", user}, {"password", password}}));
-    REQUIRE_MESSAGE(a.status == 200, json::serialize(a.body));
-    CHECK(a.body.at("token_type") == "bearer");
-    CHECK(a.body.at("expires_in").to_number<int>() > 0);
-    return std::string(a.body.at("access_token").as_string());
-  }
-
- private:
-  httplib::Client client_;
-};
-
-std::string code_of(const Answer& a) {
-  if (!a.body.is_object() || !a.body.as_object().contains("error")) return {};
-  return std::string(a.body.at("error").at("code").as_string());
-}
-
-}  // namespace
 
 TEST_CASE("roles: anonymous, viewer, operator and admin each reach exactly their routes") {
   TempDir tmp;
