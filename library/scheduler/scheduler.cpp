@@ -5,6 +5,9 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -180,8 +183,10 @@ struct Scheduler::Impl {
   // Caller holds `mutex`.
   void schedule(Entry& e) {
     e.version = ++versions;
-    if (e.next && !e.spec.paused) heap.push(Due{*e.next, e.version, e.spec.id});
-    wake.notify_all();
+    if (!e.next || e.spec.paused) return;
+    const bool earlier = heap.empty() || *e.next < heap.top().at;
+    heap.push(Due{*e.next, e.version, e.spec.id});
+    if (earlier) wake.notify_all();  // the background thread sleeps until the earliest fire
   }
 
   std::optional<SysSeconds> first_fire(const JobSpec& spec, SysSeconds at) const {
@@ -269,6 +274,9 @@ struct Scheduler::Impl {
   }
 
   void worker_loop() {
+    // Runs yield to the thread that fires them: a burst of runs must not make the next fires late.
+    // (Linux: nice applies per thread; raising it needs no privilege.)
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 5);
     std::unique_lock lock(work_mutex);
     for (;;) {
       work_ready.wait(lock, [&] { return stopping || !work.empty(); });
