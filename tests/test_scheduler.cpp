@@ -305,3 +305,44 @@ TEST_CASE("bad jobs are refused with the field named") {
   CHECK(never.error().message.find("never fires") != std::string::npos);
   CHECK(s.add(job(R"({"type":"interval","seconds":5})", R"({"callback":"count"})", R"(,"id":"bad id!")")).error().code == ErrorCode::invalid_argument);
 }
+
+TEST_CASE("plugins schedule their own actions at run time through host services, trusted or sandboxed") {
+  for (const char* mode : {"trusted", "sandboxed"}) {
+    INFO("mode: " << mode);
+    TempDir tmp;
+    auto plugins = tmp / "plugins";
+    stage(test_plugins() / "probe", plugins);
+    write_file(plugins / "probe" / "plugin.yaml", std::string("id: probe\nversion: 1.0.0\nentry: libprobe.so\nmode: ") + mode + "\n");
+    CapturedLog log;
+    Manager m(test_options(tmp, plugins, log));
+    m.discover();
+    REQUIRE(m.enable("probe").ok());
+    const auto job = J(R"({"job":{"name":"beat","trigger":{"type":"interval","seconds":60},"action":"held"}})");
+    auto without = m.call_action("probe", "schedule", job);
+    REQUIRE(!without.ok());
+    CHECK(without.error().message.find("no scheduler") != std::string::npos);
+    Fixture f;
+    auto o = f.options();
+    o.manager = &m;
+    {
+      Scheduler s(std::move(o));
+      auto r = m.call_action("probe", "schedule", job);
+      REQUIRE_MESSAGE(r.ok(), r.error().message);
+      REQUIRE(s.get("probe:beat"));
+      CHECK(s.get("probe:beat")->spec.target.plugin == "probe");  // its own actions only
+      f.clock.advance(seconds(60));
+      CHECK(s.tick() == 1);
+      CHECK(s.runs("probe:beat")[0].status == RunStatus::succeeded);
+      auto hook = m.call_action("probe", "schedule", J(R"({"job":{"name":"x","trigger":{"type":"webhook","name":"x"},"action":"held"}})"));
+      CHECK(hook.error().code == ErrorCode::invalid_argument);
+      REQUIRE(m.call_action("probe", "unschedule", J(R"({"name":"beat"})")).ok());
+      CHECK(!s.get("probe:beat"));
+      CHECK(m.call_action("probe", "unschedule", J(R"({"name":"beat"})")).error().code == ErrorCode::not_found);
+      REQUIRE(m.call_action("probe", "schedule", job).ok());
+      REQUIRE(m.disable("probe").ok());
+      CHECK(!s.get("probe:beat"));  // gone with the plugin
+    }
+    REQUIRE(m.enable("probe").ok());
+    CHECK(!m.call_action("probe", "schedule", job).ok());  // the scheduler is gone: so is the service
+  }
+}

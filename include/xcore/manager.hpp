@@ -135,6 +135,14 @@ class Manager {
   // development; off by default.
   Result<void> watch(bool on);
 
+  // Where plugins' run-time schedules go (a Scheduler built over this Manager installs itself): add(plugin,
+  // job JSON) and remove(plugin, name). Without one, plugins are told scheduling is unavailable.
+  struct JobSink {
+    std::function<Result<void>(std::string_view plugin, const json::value& job)> add;
+    std::function<Result<void>(std::string_view plugin, std::string_view name)> remove;
+  };
+  void set_job_sink(std::shared_ptr<const JobSink> sink);
+
   HookBus& hooks() noexcept;
   ToolRegistry& tools() noexcept;
 

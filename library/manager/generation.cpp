@@ -33,6 +33,9 @@ bool own_hook(std::string_view hook, const std::string& id) {
 }
 }  // namespace
 
+Result<void> GenerationServices::schedule_job(const json::value& job) { return core_.schedule_job(manifest_.id, job); }
+Result<void> GenerationServices::unschedule_job(std::string_view name) { return core_.unschedule_job(manifest_.id, name); }
+
 Result<std::string> GenerationServices::secret(std::string_view name) {
   if (!allowed(fmt::format("secrets.read:{}", name)))
     return Error{ErrorCode::permission_denied,

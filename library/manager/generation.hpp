@@ -38,6 +38,8 @@ class GenerationServices final : public PluginServices {
   Result<void> register_tool(ToolSpec spec) override;
   Result<void> unregister_tool(std::string_view name) override;
   Result<std::string> secret(std::string_view name) override;
+  Result<void> schedule_job(const json::value& job) override;
+  Result<void> unschedule_job(std::string_view name) override;
 
   void reset_plugin_state() override;
   void runner_failed(const Error& why) override;

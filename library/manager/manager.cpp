@@ -370,6 +370,18 @@ struct Manager::Impl final : ManagerCore {
     if (auto r = tools_changed(plugin, gen); !r) log(LogLevel::warn, plugin, r.error().message);
   }
 
+  SharedCell<const Manager::JobSink> job_sink;
+  Result<void> schedule_job(std::string_view plugin, const json::value& job) override {
+    auto sink = job_sink.load();
+    if (!sink || !sink->add) return Error{ErrorCode::unavailable, "this host runs no scheduler"};
+    return sink->add(plugin, job);
+  }
+  Result<void> unschedule_job(std::string_view plugin, std::string_view name) override {
+    auto sink = job_sink.load();
+    if (!sink || !sink->remove) return Error{ErrorCode::unavailable, "this host runs no scheduler"};
+    return sink->remove(plugin, name);
+  }
+
   Result<std::string> secret(std::string_view plugin, std::string_view name) override {
     if (!options.secrets) return Error{ErrorCode::not_found, fmt::format("no secret '{}': this host keeps no secrets", name)};
     return options.secrets(plugin, name);
@@ -946,6 +958,8 @@ std::vector<PluginInfo> Manager::list() const {
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.manifest.id < b.manifest.id; });
   return out;
 }
+
+void Manager::set_job_sink(std::shared_ptr<const JobSink> sink) { impl_->job_sink.store(std::move(sink)); }
 
 Result<void> Manager::watch(bool on) {
   if (!on) {

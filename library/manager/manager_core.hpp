@@ -22,6 +22,8 @@ struct ManagerCore {
   virtual void runner_failed(const std::string& plugin, const Error& why) = 0;
   // The host's secret store (ManagerOptions::secrets); permissions are checked before.
   virtual Result<std::string> secret(std::string_view plugin, std::string_view name) = 0;
+  virtual Result<void> schedule_job(std::string_view plugin, const json::value& job) = 0;
+  virtual Result<void> unschedule_job(std::string_view plugin, std::string_view name) = 0;
 };
 
 }  // namespace xcore::inline v1

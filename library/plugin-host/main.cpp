@@ -74,6 +74,14 @@ class RemoteServices final : public PluginServices {
     XCORE_ASSIGN_OR_RETURN(auto r, peer_.call("xcore/host/call_tool", json::object{{"name", name}, {"arguments", args}, {"context", wire::context_to_json(ctx)}}));
     return ToolResult::from_mcp(std::move(r));
   }
+  Result<void> schedule_job(const json::value& job) override {
+    XCORE_TRY(peer_.call("xcore/host/schedule", json::object{{"job", job}}));
+    return ok();
+  }
+  Result<void> unschedule_job(std::string_view name) override {
+    XCORE_TRY(peer_.call("xcore/host/unschedule", json::object{{"name", name}}));
+    return ok();
+  }
   Result<std::string> secret(std::string_view name) override {
     XCORE_ASSIGN_OR_RETURN(auto r, peer_.call("xcore/host/secret", json::object{{"name", name}}));
     if (!r.is_object() || !r.get_object().contains("value") || !r.at("value").is_string())

@@ -31,6 +31,8 @@ class InProcessRunner final : public Runner {
     host_.register_tool = &InProcessRunner::h_register_tool;
     host_.unregister_tool = &InProcessRunner::h_unregister_tool;
     host_.get_secret = &InProcessRunner::h_get_secret;
+    host_.schedule_job = &InProcessRunner::h_schedule_job;
+    host_.unschedule_job = &InProcessRunner::h_unschedule_job;
   }
 
   ~InProcessRunner() override {
@@ -252,6 +254,20 @@ class InProcessRunner final : public Runner {
       if (!r) return fail(out, r.error());
       write_sink(out, *r);
       return std::int32_t(XCORE_OK);
+    });
+  }
+  static std::int32_t h_schedule_job(void* host, xcore_str job, xcore_sink* err) noexcept {
+    return guarded(err, [&] {
+      auto v = parse_arg(job, "job");
+      if (!v) return fail(err, v.error());
+      auto r = self(host).services_.schedule_job(*v);
+      return r ? std::int32_t(XCORE_OK) : fail(err, r.error());
+    });
+  }
+  static std::int32_t h_unschedule_job(void* host, xcore_str name, xcore_sink* err) noexcept {
+    return guarded(err, [&] {
+      auto r = self(host).services_.unschedule_job(std::string_view(name.data, name.size));
+      return r ? std::int32_t(XCORE_OK) : fail(err, r.error());
     });
   }
   static std::int32_t h_register_tool(void* host, xcore_str tool, xcore_sink* err) noexcept {

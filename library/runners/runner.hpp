@@ -32,6 +32,9 @@ class PluginServices {
   virtual Result<void> unregister_tool(std::string_view name) = 0;
   // A secret the plugin's manifest grants, from the host's store.
   virtual Result<std::string> secret(std::string_view name) = 0;
+  // A job that runs one of the plugin's own actions ({"name","trigger","action","params"}).
+  virtual Result<void> schedule_job(const json::value& job) = 0;
+  virtual Result<void> unschedule_job(std::string_view name) = 0;
   // A sandboxed plugin's process was replaced: drop what the old one subscribed and registered.
   virtual void reset_plugin_state() {}
   // The runner gave up on the plugin (its crash budget is spent).

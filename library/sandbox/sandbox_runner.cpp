@@ -616,6 +616,14 @@ class SandboxRunner final : public Runner {
       return wire::outcome_to_json(r);
     }
     if (method == "xcore/host/config") return services_.config();
+    if (method == "xcore/host/schedule") {
+      XCORE_TRY(services_.schedule_job(arg("job")));
+      return json::object{};
+    }
+    if (method == "xcore/host/unschedule") {
+      XCORE_TRY(services_.unschedule_job(str("name")));
+      return json::object{};
+    }
     if (method == "xcore/host/secret") {
       XCORE_ASSIGN_OR_RETURN(auto value, services_.secret(str("name")));
       return json::object{{"value", value}};

@@ -168,6 +168,7 @@ struct Scheduler::Impl {
   std::vector<std::thread> workers;
 
   std::vector<Subscription> plugin_hooks;
+  std::shared_ptr<const Manager::JobSink> sink;  // installed in the Manager while we live
 
   explicit Impl(SchedulerOptions o) : options(std::move(o)) {
     if (!options.clock) options.clock = [] { return system_clock::now(); };
@@ -372,6 +373,40 @@ struct Scheduler::Impl {
 
   // ---- plugins' own schedules (manifest `schedules:`) ----------------------------------------------------
 
+  // A plugin's job: {"name", "trigger", "action", "params", ...}; it may only run the plugin's own actions.
+  Result<JobSpec> plugin_job(const std::string& plugin, const json::value& entry, std::size_t index) {
+    if (!entry.is_object()) return Error{ErrorCode::invalid_argument, "expected {name, trigger, action, params}"};
+    const auto& o = entry.get_object();
+    json::object spec{{"trigger", o.contains("trigger") ? o.at("trigger") : json::value()}};
+    auto name = o.contains("name") && o.at("name").is_string() ? std::string(o.at("name").get_string()) : fmt::format("{}", index);
+    spec["id"] = fmt::format("{}:{}", plugin, name);
+    spec["name"] = name;
+    spec["target"] = json::object{{"plugin", plugin},
+                                  {"action", o.contains("action") ? o.at("action") : json::value()},
+                                  {"params", o.contains("params") ? o.at("params") : json::value()}};
+    for (const char* k : {"misfire_grace_seconds", "coalesce", "max_instances"})
+      if (o.contains(k)) spec[k] = o.at(k);
+    XCORE_ASSIGN_OR_RETURN(auto job, JobSpec::from_json(spec));
+    if (job.trigger.kind == Trigger::Kind::webhook) return Error{ErrorCode::invalid_argument, "trigger: plugins schedule by time (cron, interval, date)"};
+    job.owner = plugin;
+    job.persist = false;  // declared again by the plugin each time it starts
+    return job;
+  }
+
+  Result<void> put_plugin_job(JobSpec job) {
+    std::lock_guard lock(mutex);
+    job.created = now();
+    if (job.trigger.kind == Trigger::Kind::interval && !job.trigger.start) job.trigger.start = job.created;
+    auto next = first_fire(job, now());
+    auto& e = jobs[job.id];
+    const bool fresh = e.spec.id.empty();
+    e.spec = std::move(job);
+    e.next = next;
+    if (fresh) e.running = 0;
+    schedule(e);
+    return ok();
+  }
+
   void plugin_enabled(const std::string& plugin) {
     auto info = options.manager->info(plugin);
     if (!info) return;
@@ -379,34 +414,10 @@ struct Scheduler::Impl {
     if (it == info->manifest.raw.end() || !it->value().is_array()) return;
     std::size_t i = 0;
     for (const auto& entry : it->value().get_array()) {
-      const auto where = fmt::format("plugin '{}': schedules[{}]", plugin, i++);
-      if (!entry.is_object()) {
-        log(fmt::format("{}: expected {{name, trigger, action, params}}", where));
-        continue;
-      }
-      const auto& o = entry.get_object();
-      json::object spec{{"trigger", o.contains("trigger") ? o.at("trigger") : json::value()}};
-      auto name = o.contains("name") && o.at("name").is_string() ? std::string(o.at("name").get_string()) : fmt::format("{}", i - 1);
-      spec["id"] = fmt::format("{}:{}", plugin, name);
-      spec["name"] = name;
-      spec["target"] = json::object{{"plugin", plugin},
-                                    {"action", o.contains("action") ? o.at("action") : json::value()},
-                                    {"params", o.contains("params") ? o.at("params") : json::value()}};
-      for (const char* k : {"misfire_grace_seconds", "coalesce", "max_instances"})
-        if (o.contains(k)) spec[k] = o.at(k);
-      auto job = JobSpec::from_json(spec);
-      if (!job) {
-        log(fmt::format("{}: {}", where, job.error().message));
-        continue;
-      }
-      job->owner = plugin;
-      job->persist = false;
-      std::lock_guard lock(mutex);
-      if (jobs.contains(job->id)) continue;
-      job->created = now();
-      Entry e{*job, first_fire(*job, now()), 0, 0};
-      auto& placed = jobs[job->id] = std::move(e);
-      schedule(placed);
+      auto job = plugin_job(plugin, entry, i);
+      if (job) (void)put_plugin_job(std::move(*job));
+      else log(fmt::format("plugin '{}': schedules[{}]: {}", plugin, i, job.error().message));
+      ++i;
     }
   }
 
@@ -437,6 +448,22 @@ Scheduler::Scheduler(SchedulerOptions options) : impl_(std::make_unique<Impl>(st
         s.plugin_hooks.push_back(std::move(*sub));
     for (const auto& info : s.options.manager->list())
       if (info.state == PluginState::enabled) s.plugin_enabled(info.manifest.id);
+    // Plugins schedule their own actions at run time through host services.
+    auto sink = std::make_shared<Manager::JobSink>();
+    sink->add = [&s](std::string_view plugin, const json::value& job) -> Result<void> {
+      XCORE_ASSIGN_OR_RETURN(auto spec, s.plugin_job(std::string(plugin), job, 0));
+      return s.put_plugin_job(std::move(spec));
+    };
+    sink->remove = [&s](std::string_view plugin, std::string_view name) -> Result<void> {
+      std::lock_guard lock(s.mutex);
+      auto it = s.jobs.find(fmt::format("{}:{}", plugin, name));
+      if (it == s.jobs.end() || it->second.spec.owner != plugin)
+        return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no job '{}'", plugin, name)};
+      s.jobs.erase(it);
+      return ok();
+    };
+    s.sink = sink;
+    s.options.manager->set_job_sink(std::move(sink));
   }
   if (s.options.background) s.background = std::thread([&s] { s.background_loop(); });
 }
@@ -444,6 +471,7 @@ Scheduler::Scheduler(SchedulerOptions options) : impl_(std::make_unique<Impl>(st
 Scheduler::~Scheduler() {
   auto& s = *impl_;
   s.plugin_hooks.clear();
+  if (s.options.manager && s.sink) s.options.manager->set_job_sink(nullptr);
   {
     std::lock_guard lock(s.mutex);
     s.stopping = true;

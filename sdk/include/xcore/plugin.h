@@ -122,6 +122,10 @@ typedef struct xcore_host_api {
   /* ABI 1.1. out: the value of a secret the manifest grants ("secrets.read:<name>"). Check `size` before
    * calling: a 1.0 host's table ends before this member. */
   int32_t (*get_secret)(void* host, xcore_str name, xcore_sink* out);
+  /* ABI 1.1. job_json: {"name", "trigger": {...}, "action", "params"}: runs one of the plugin's own
+   * actions on a schedule, until unscheduled or the plugin stops. */
+  int32_t (*schedule_job)(void* host, xcore_str job_json, xcore_sink* err);
+  int32_t (*unschedule_job)(void* host, xcore_str name, xcore_sink* err);
 } xcore_host_api;
 
 /* What a plugin offers. `self` is what create() returned. Any member may be NULL except create,

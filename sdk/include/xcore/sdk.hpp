@@ -248,11 +248,23 @@ class Host {
   }
   // A secret the manifest grants ("secrets.read:<name>"), from the host's secret store.
   std::string secret(std::string_view name) const {
-    if (api_->size < offsetof(xcore_host_api, get_secret) + sizeof(api_->get_secret) || !api_->get_secret)
-      throw Error(XCORE_E_UNAVAILABLE, "this host does not offer secrets (xcore ABI 1.0)");
+    require(offsetof(xcore_host_api, get_secret) + sizeof(api_->get_secret), api_->get_secret != nullptr, "secrets");
     detail::StringSink out;
     check(api_->get_secret(api_->host, detail::str(name), &out.sink), out.text);
     return out.text;
+  }
+  // Runs one of this plugin's actions on a schedule: {"name", "trigger": {"type": "cron", ...}, "action",
+  // "params"}. The job ends with the plugin (or unschedule()).
+  void schedule(const json::object& job) const {
+    require(offsetof(xcore_host_api, schedule_job) + sizeof(api_->schedule_job), api_->schedule_job != nullptr, "scheduling");
+    auto text = json::serialize(job);
+    detail::StringSink err;
+    check(api_->schedule_job(api_->host, detail::str(text), &err.sink), err.text);
+  }
+  void unschedule(std::string_view name) const {
+    require(offsetof(xcore_host_api, unschedule_job) + sizeof(api_->unschedule_job), api_->unschedule_job != nullptr, "scheduling");
+    detail::StringSink err;
+    check(api_->unschedule_job(api_->host, detail::str(name), &err.sink), err.text);
   }
   // {"results":[...],"vetoed":bool,"veto_reason":"..."}
   json::object emit(std::string_view hook, const json::value& payload) const {
@@ -266,6 +278,10 @@ class Host {
  private:
   static void check(std::int32_t status, const std::string& message) {
     if (status != XCORE_OK) throw Error(status, message);
+  }
+  // A member a 1.0 host's table does not have.
+  void require(std::size_t end, bool present, const char* what) const {
+    if (api_->size < end || !present) throw Error(XCORE_E_UNAVAILABLE, std::string("this host does not offer ") + what + " (xcore ABI 1.0)");
   }
   const xcore_host_api* api_;
 };

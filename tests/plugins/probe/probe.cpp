@@ -64,6 +64,14 @@ class Probe : public xcore::sdk::Plugin {
     }
     if (action == "config") return host().config();
     if (action == "secret") return json::string(host().secret(str("name")));
+    if (action == "schedule") {
+      host().schedule(p.at("job").as_object());
+      return true;
+    }
+    if (action == "unschedule") {
+      host().unschedule(str("name"));
+      return true;
+    }
     if (action == "context") return json::object{{"tenant", ctx.tenant()}, {"user", ctx.user()}, {"trace_id", ctx.trace_id()}};
     return Plugin::handle(action, params, ctx);
   }
