@@ -1,5 +1,7 @@
 #include "sandbox/cgroup.hpp"
 
+#include "core/split.hpp"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
@@ -22,16 +24,6 @@ namespace {
 
 constexpr const char* kControllers[] = {"memory", "pids", "cpu"};
 
-std::vector<std::string> split(std::string_view s, char sep) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  for (;;) {
-    auto end = s.find(sep, start);
-    out.emplace_back(s.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-    if (end == std::string_view::npos) return out;
-    start = end + 1;
-  }
-}
 
 std::string read_text(const std::string& path) {
   std::ifstream f(path);
@@ -86,14 +78,15 @@ Probe run_probe() {
     for (std::string line; std::getline(mi, line);) {
       auto dash = line.find(" - ");
       if (dash == std::string::npos) continue;
-      auto left = split(line.substr(0, dash), ' ');
-      auto right = split(line.substr(dash + 3), ' ');
+      const std::string_view whole(line);
+      auto left = split(whole.substr(0, dash), ' ');
+      auto right = split(whole.substr(dash + 3), ' ');
       if (left.size() < 5 || right.size() < 3) continue;
-      if (right[0] == "cgroup2") unified = left[4];
+      if (right[0] == "cgroup2") unified = std::string(left[4]);
       if (right[0] == "cgroup")
         for (const auto& opt : split(right[2], ','))
           for (const char* c : kControllers)
-            if (opt == c) v1_mount[c] = left[4];
+            if (opt == c) v1_mount[c] = std::string(left[4]);
     }
   }
   std::string v2_path;
@@ -105,15 +98,15 @@ Probe run_probe() {
       if (f.size() < 3) continue;
       auto path = line.substr(f[0].size() + f[1].size() + 2);
       if (f[0] == "0" && f[1].empty()) v2_path = path;
-      for (const auto& c : split(f[1], ',')) v1_path[c] = path;
+      for (const auto& c : split(f[1], ',')) v1_path[std::string(c)] = path;
     }
   }
   if (!unified.empty()) {
     auto own = unified + (v2_path == "/" ? "" : v2_path);
-    auto available = split(read_text(own + "/cgroup.controllers"), ' ');
+    const auto controllers = read_text(own + "/cgroup.controllers");
     for (const char* c : kControllers)
-      for (auto a : available) {
-        while (!a.empty() && a.back() == '\n') a.pop_back();
+      for (auto a : split(controllers, ' ')) {
+        while (!a.empty() && a.back() == '\n') a.remove_suffix(1);
         if (a == c) p.base[c] = own;
       }
     if (!p.base.empty() && ::access(own.c_str(), W_OK) == 0) {

@@ -7,6 +7,8 @@
 #include <charconv>
 #include <vector>
 
+#include "core/split.hpp"
+
 namespace xcore::inline v1 {
 
 namespace {
@@ -29,16 +31,6 @@ constexpr Field kDay{"day-of-month", 1, 31, nullptr, 0};
 constexpr Field kMonth{"month", 1, 12, kMonths, 12};
 constexpr Field kWeekday{"day-of-week", 0, 7, kDays, 7};  // 7 = Sunday, folded below
 
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  std::size_t start = 0;
-  for (;;) {
-    auto end = s.find(sep, start);
-    out.push_back(s.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-    if (end == std::string_view::npos) return out;
-    start = end + 1;
-  }
-}
 
 // Parses one field into bits [lo, hi]; `star` says it was unrestricted.
 template <std::size_t N>

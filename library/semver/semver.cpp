@@ -1,5 +1,7 @@
 #include <xcore/semver.hpp>
 
+#include "core/split.hpp"
+
 #include <charconv>
 #include <fmt/format.h>
 
@@ -29,17 +31,6 @@ Result<std::uint64_t> parse_number(std::string_view s, std::string_view whole, s
   return v;
 }
 
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  std::size_t start = 0;
-  for (;;) {
-    auto pos = s.find(sep, start);
-    out.push_back(s.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start));
-    if (pos == std::string_view::npos) break;
-    start = pos + 1;
-  }
-  return out;
-}
 
 Result<std::vector<std::string>> parse_prerelease(std::string_view s, std::string_view whole) {
   std::vector<std::string> ids;
