@@ -10,7 +10,7 @@ reps=${REPS:-5}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 bash tests/peers/install.sh >/dev/null  # server-everything for the MCP comparison
-for b in bench_invoke bench_hooks bench_load bench_sandbox; do
+for b in bench_invoke bench_hooks bench_load bench_sandbox bench_scheduler; do
   echo "running $b ($reps repetitions)" >&2
   "build/bench/$b" --benchmark_repetitions="$reps" --benchmark_min_time=0.5 --benchmark_report_aggregates_only=true \
     --benchmark_format=json --benchmark_out="$out/$b.json" --benchmark_out_format=json >/dev/null

@@ -175,6 +175,10 @@ Result<std::shared_ptr<Cgroup>> Cgroup::create(std::string_view name, const Cgro
     for (const auto& [c, dir] : p.base) g->by_controller_.push_back({c, leaf});
   } else {
     for (const auto& [c, dir] : p.base) {
+      // On v1 every controller is a separate hierarchy, and joining each costs the helper a migration
+      // (milliseconds: the kernel waits for an RCU grace period): only those with a limit to enforce.
+      const bool wanted = c == "pids" || (c == "memory" && limits.memory_bytes) || (c == "cpu" && limits.cpu_percent);
+      if (!wanted) continue;
       XCORE_ASSIGN_OR_RETURN(auto leaf, make(dir, c));
       g->dirs_.push_back(leaf);
       g->by_controller_.push_back({c, leaf});
