@@ -265,6 +265,21 @@ Result<void> Database::delete_user(const std::string& tenant, const std::string&
   })
 }
 
+Result<void> Database::update_user(const std::string& tenant, const std::string& username, const std::optional<std::string>& password_hash,
+                                   const std::optional<std::string>& role) {
+  XCORE_DB({
+    SQLite::Statement s(db, "UPDATE users SET password_hash = COALESCE(?, password_hash), role = COALESCE(?, role) WHERE tenant = ? AND username = ?");
+    if (password_hash) s.bind(1, *password_hash);
+    else s.bind(1);
+    if (role) s.bind(2, *role);
+    else s.bind(2);
+    s.bind(3, tenant);
+    s.bind(4, username);
+    if (s.exec() == 0) return Error{ErrorCode::not_found, fmt::format("no user '{}'", username)};
+    return ok();
+  })
+}
+
 std::int64_t Database::user_count() {
   XCORE_DB_QUERY(0, { return db.execAndGet("SELECT COUNT(*) FROM users").getInt64(); })
 }

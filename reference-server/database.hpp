@@ -53,6 +53,9 @@ class Database {
   std::optional<UserRow> find_user(const std::string& username);
   std::vector<UserRow> users(const std::string& tenant);
   Result<void> delete_user(const std::string& tenant, const std::string& username);
+  // Changes what is given (a new password hash, a new role).
+  Result<void> update_user(const std::string& tenant, const std::string& username, const std::optional<std::string>& password_hash,
+                           const std::optional<std::string>& role);
   std::int64_t user_count();
 
   Result<std::int64_t> create_token(const TokenRow& t, const std::string& token_hash);

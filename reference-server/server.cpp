@@ -745,7 +745,7 @@ void Server::Impl::add_routes() {
         if (end > start) segments.push_back(path.substr(start, end - start));
         start = end + 1;
       }
-      for (const auto& r : info->manifest.routes) {
+      for (const auto& r : info->routes) {
         if (r.method != method) continue;
         std::vector<std::string> pattern;
         for (std::size_t start = 1; start <= r.path.size();) {
@@ -922,6 +922,27 @@ void Server::Impl::add_routes() {
     if (!db->tenant_exists(tenant)) return Error{ErrorCode::not_found, fmt::format("no tenant '{}'", tenant)};
     XCORE_TRY(db->create_user(UserRow{tenant, username, hash_password(password), role, 0}));
     return Reply{201, json::object{{"username", username}, {"tenant", tenant}, {"role", role}}};
+  });
+  route("PATCH", "/api/v1/users/" + name, Role::admin, "change a user's role or password ({role?, password?})", [this](Call& c) -> Result<Reply> {
+    if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected {role?, password?}"};
+    std::optional<std::string> role, hash;
+    if (c.body.get_object().contains("role")) {
+      XCORE_ASSIGN_OR_RETURN(auto r, field(c.body, "role"));
+      if (!parse_role(r)) return Error{ErrorCode::invalid_argument, fmt::format("role '{}': expected admin, operator or viewer", r)};
+      if (c.arg(1) == c.who.user) return Error{ErrorCode::conflict, "you cannot change your own role"};
+      role = r;
+    }
+    if (c.body.get_object().contains("password")) {
+      XCORE_ASSIGN_OR_RETURN(auto p, field(c.body, "password"));
+      if (p.size() < 8) return Error{ErrorCode::invalid_argument, "the password must have at least 8 characters"};
+      hash = hash_password(p);
+    }
+    if (!role && !hash) return Error{ErrorCode::invalid_argument, "nothing to change: give role and/or password"};
+    XCORE_TRY(db->update_user(c.who.tenant, c.arg(1), hash, role));
+    json::array changed;
+    if (role) changed.emplace_back("role");
+    if (hash) changed.emplace_back("password");
+    return Reply{200, json::object{{"username", c.arg(1)}, {"changed", std::move(changed)}}};
   });
   route("DELETE", "/api/v1/users/" + name, Role::admin, "delete a user of this tenant", [this](Call& c) -> Result<Reply> {
     if (c.arg(1) == c.who.user) return Error{ErrorCode::conflict, "you cannot delete yourself"};

@@ -154,6 +154,13 @@ TEST_CASE("tokens: tampered, expired, alg none, refresh tokens and API tokens") 
   // A viewer's token with its role edited to admin: the signature no longer matches.
   REQUIRE(api.send("POST", "/api/v1/users", R"({"username":"vera","password":"password-123","role":"viewer"})", admin).status == 201);
   auto viewer = api.login("vera", "password-123");
+  // Admins change roles and passwords; a refresh picks up the new role.
+  CHECK(api.send("PATCH", "/api/v1/users/admin", R"({"role":"viewer"})", admin).status == 409);
+  CHECK(api.send("PATCH", "/api/v1/users/vera", R"({"password":"short"})", admin).status == 400);
+  CHECK(api.send("PATCH", "/api/v1/users/nobody", R"({"role":"viewer"})", admin).status == 404);
+  REQUIRE(api.send("PATCH", "/api/v1/users/vera", R"({"role":"operator","password":"password-456"})", admin).status == 200);
+  CHECK(api.send("POST", "/api/v1/auth/login", R"({"username":"vera","password":"password-123"})").status == 401);
+  CHECK(api.send("GET", "/api/v1/auth/me", "", api.login("vera", "password-456")).body.at("role") == "operator");
   auto dot1 = viewer.find('.'), dot2 = viewer.rfind('.');
   auto payload = json::parse(*xcore::server::base64url_decode(viewer.substr(dot1 + 1, dot2 - dot1 - 1))).as_object();
   payload["role"] = "admin";
@@ -412,4 +419,24 @@ TEST_CASE("plugins read their tenant's secrets that their manifest grants, and n
   auto acme = api.login("acme-admin", "password-123");
   REQUIRE(api.send("POST", "/api/v1/plugins/probe/enable", "", acme).status == 200);
   CHECK(api.send("POST", "/app/probe/secret", R"({"name":"api_key"})", acme).status == 404);
+}
+
+TEST_CASE("plugin routes registered at load time come and go with that load") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  stage(test_plugins() / "probe", plugins);
+  write_file(plugins / "probe" / "plugin.yaml", "id: probe\nversion: 1.0.0\nentry: libprobe.so\nmode: sandboxed\n");
+  ServerProcess server(tmp / "var", {}, plugins);
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  CHECK(api.send("GET", "/plugins/probe/ctx/42", "", admin).status == 404);
+  auto added = api.send("POST", "/app/probe/add_route", R"({"route":{"method":"GET","path":"/ctx/{n}","action":"context","role":"viewer"}})", admin);
+  REQUIRE_MESSAGE(added.status == 200, json::serialize(added.body));
+  auto a = api.send("GET", "/plugins/probe/ctx/42", "", admin);
+  REQUIRE_MESSAGE(a.status == 200, json::serialize(a.body));
+  CHECK(a.body.at("tenant") == "default");
+  CHECK(api.send("POST", "/app/probe/add_route", R"({"route":{"method":"GET","path":"/ctx/{n}","action":"context"}})", admin).status == 409);
+  CHECK(api.send("POST", "/app/probe/add_route", R"({"route":{"method":"GET","path":"../x","action":"context"}})", admin).status == 400);
+  REQUIRE(api.send("POST", "/api/v1/plugins/probe/reload", "", admin).status == 200);
+  CHECK(api.send("GET", "/plugins/probe/ctx/42", "", admin).status == 404);  // a new load registers its own
 }

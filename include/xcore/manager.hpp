@@ -52,6 +52,8 @@ struct PluginInfo {
   // How the loaded plugin runs: {"kind":"in_process"} or {"kind":"sandbox","pid","restarts","crashes",
   // "last_exit","isolation":[...]}; empty when not loaded.
   json::object runner;
+  // HTTP routes: the manifest's, then those the loaded plugin registered at run time.
+  std::vector<PluginRoute> routes;
 };
 
 struct DiscoveryReport {

@@ -43,6 +43,9 @@ struct PluginRoute {
   std::string role = "operator";  // the least role that may call it: viewer, operator or admin
 };
 
+// {"method","path","action","role"}: checked as in a manifest; the error names the bad field.
+Result<PluginRoute> parse_route(const json::value& v);
+
 struct PluginManifest {
   std::string id;  // [a-z0-9][a-z0-9_.-]{0,63}
   std::string name;

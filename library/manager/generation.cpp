@@ -33,6 +33,24 @@ bool own_hook(std::string_view hook, const std::string& id) {
 }
 }  // namespace
 
+Result<void> GenerationServices::register_route(const json::value& route) {
+  XCORE_ASSIGN_OR_RETURN(auto r, parse_route(route));
+  std::lock_guard lock(mutex_);
+  for (const auto& existing : manifest_.routes)
+    if (existing.method == r.method && existing.path == r.path)
+      return Error{ErrorCode::already_exists, fmt::format("route {} {} is declared in the manifest", r.method, r.path)};
+  for (const auto& existing : runtime_routes_)
+    if (existing.method == r.method && existing.path == r.path)
+      return Error{ErrorCode::already_exists, fmt::format("route {} {} is already registered", r.method, r.path)};
+  runtime_routes_.push_back(std::move(r));
+  return ok();
+}
+
+std::vector<PluginRoute> GenerationServices::routes() const {
+  std::lock_guard lock(mutex_);
+  return runtime_routes_;
+}
+
 Result<void> GenerationServices::schedule_job(const json::value& job) { return core_.schedule_job(manifest_.id, job); }
 Result<void> GenerationServices::unschedule_job(std::string_view name) { return core_.unschedule_job(manifest_.id, name); }
 

@@ -40,6 +40,8 @@ class GenerationServices final : public PluginServices {
   Result<std::string> secret(std::string_view name) override;
   Result<void> schedule_job(const json::value& job) override;
   Result<void> unschedule_job(std::string_view name) override;
+  Result<void> register_route(const json::value& route) override;
+  std::vector<PluginRoute> routes() const;  // registered at run time
 
   void reset_plugin_state() override;
   void runner_failed(const Error& why) override;
@@ -57,6 +59,7 @@ class GenerationServices final : public PluginServices {
   mutable std::mutex mutex_;
   std::vector<Subscription> subscriptions_;
   std::vector<ToolSpec> runtime_tools_;
+  std::vector<PluginRoute> runtime_routes_;
 };
 
 struct Generation {

@@ -766,7 +766,12 @@ struct Manager::Impl final : ManagerCore {
       i.stats.reloads = s.reloads;
     }
     for (const auto& d : dependents_of(s.manifest.id, false)) i.dependents.push_back(d->manifest.id);
-    if (auto gen = s.current.load(); gen && gen->runner) i.runner = gen->runner->describe();
+    i.routes = i.manifest.routes;
+    if (auto gen = s.current.load(); gen && gen->runner) {
+      i.runner = gen->runner->describe();
+      if (gen->services)
+        for (auto& r : gen->services->routes()) i.routes.push_back(std::move(r));
+    }
     // Actions are counted here; tool calls in the registry's per-tool metrics.
     auto a = s.actions.snapshot();
     i.stats.calls = a.calls;

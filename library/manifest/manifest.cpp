@@ -162,48 +162,10 @@ void read_routes(Checker& c, const json::object& o, PluginManifest& m) {
   }
   std::size_t i = 0;
   for (const auto& v : it->value().get_array()) {
-    const auto field = fmt::format("routes[{}]", i++);
-    if (!v.is_object()) {
-      c.fail(field, "expected {method, path, action, role}");
-      continue;
-    }
-    const auto& r = v.get_object();
-    auto str = [&](const char* k) -> std::string {
-      auto f = r.find(k);
-      return f != r.end() && f->value().is_string() ? std::string(f->value().get_string()) : std::string();
-    };
-    PluginRoute route{str("method"), str("path"), str("action"), str("role")};
-    std::transform(route.method.begin(), route.method.end(), route.method.begin(), ::toupper);
-    if (route.role.empty()) route.role = "operator";
-    bool good = true;
-    if (route.method != "GET" && route.method != "POST" && route.method != "PUT" && route.method != "PATCH" && route.method != "DELETE") {
-      c.fail(field + ".method", fmt::format("'{}': expected GET, POST, PUT, PATCH or DELETE", route.method));
-      good = false;
-    }
-    if (!route.path.starts_with("/")) {
-      c.fail(field + ".path", fmt::format("'{}' must start with '/'", route.path));
-      good = false;
-    } else if (route.path != "/") {
-      std::string_view rest(route.path);
-      rest.remove_prefix(1);
-      while (good && !rest.empty()) {
-        auto slash = rest.find('/');
-        if (!route_segment_ok(rest.substr(0, slash))) {
-          c.fail(field + ".path", fmt::format("'{}': segments are [A-Za-z0-9._-]+ or {{name}}", route.path));
-          good = false;
-        }
-        rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
-      }
-    }
-    if (route.action.empty()) {
-      c.fail(field + ".action", "must name the action that answers the route");
-      good = false;
-    }
-    if (route.role != "viewer" && route.role != "operator" && route.role != "admin") {
-      c.fail(field + ".role", fmt::format("'{}': expected viewer, operator or admin", route.role));
-      good = false;
-    }
-    if (good) m.routes.push_back(std::move(route));
+    auto r = parse_route(v);
+    if (r) m.routes.push_back(std::move(*r));
+    else c.fail(fmt::format("routes[{}]{}", i, r.error().details), r.error().message);
+    ++i;
   }
 }
 
@@ -343,6 +305,37 @@ void read_tools(Checker& c, const json::object& o, PluginManifest& m) {
 }
 
 }  // namespace
+
+Result<PluginRoute> parse_route(const json::value& v) {
+  // The error's details carry the bad field's suffix (".method"), so a manifest can name "routes[2].method".
+  auto fail = [](std::string field, std::string message) {
+    Error e{ErrorCode::invalid_argument, std::move(message)};
+    e.details = std::move(field);
+    return e;
+  };
+  if (!v.is_object()) return fail("", "expected {method, path, action, role}");
+  const auto& r = v.get_object();
+  auto str = [&](const char* k) -> std::string {
+    auto f = r.find(k);
+    return f != r.end() && f->value().is_string() ? std::string(f->value().get_string()) : std::string();
+  };
+  PluginRoute route{str("method"), str("path"), str("action"), str("role")};
+  std::transform(route.method.begin(), route.method.end(), route.method.begin(), ::toupper);
+  if (route.role.empty()) route.role = "operator";
+  if (route.method != "GET" && route.method != "POST" && route.method != "PUT" && route.method != "PATCH" && route.method != "DELETE")
+    return fail(".method", fmt::format("'{}': expected GET, POST, PUT, PATCH or DELETE", route.method));
+  if (!route.path.starts_with("/")) return fail(".path", fmt::format("'{}' must start with '/'", route.path));
+  for (std::string_view rest = std::string_view(route.path).substr(1); !rest.empty();) {
+    auto slash = rest.find('/');
+    if (!route_segment_ok(rest.substr(0, slash)))
+      return fail(".path", fmt::format("'{}': segments are [A-Za-z0-9._-]+ or {{name}}", route.path));
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  }
+  if (route.action.empty()) return fail(".action", "must name the action that answers the route");
+  if (route.role != "viewer" && route.role != "operator" && route.role != "admin")
+    return fail(".role", fmt::format("'{}': expected viewer, operator or admin", route.role));
+  return route;
+}
 
 Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem::path& file) {
   Checker c;

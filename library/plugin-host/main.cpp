@@ -74,6 +74,10 @@ class RemoteServices final : public PluginServices {
     XCORE_ASSIGN_OR_RETURN(auto r, peer_.call("xcore/host/call_tool", json::object{{"name", name}, {"arguments", args}, {"context", wire::context_to_json(ctx)}}));
     return ToolResult::from_mcp(std::move(r));
   }
+  Result<void> register_route(const json::value& route) override {
+    XCORE_TRY(peer_.call("xcore/host/register_route", json::object{{"route", route}}));
+    return ok();
+  }
   Result<void> schedule_job(const json::value& job) override {
     XCORE_TRY(peer_.call("xcore/host/schedule", json::object{{"job", job}}));
     return ok();

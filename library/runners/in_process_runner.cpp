@@ -33,6 +33,7 @@ class InProcessRunner final : public Runner {
     host_.get_secret = &InProcessRunner::h_get_secret;
     host_.schedule_job = &InProcessRunner::h_schedule_job;
     host_.unschedule_job = &InProcessRunner::h_unschedule_job;
+    host_.register_route = &InProcessRunner::h_register_route;
   }
 
   ~InProcessRunner() override {
@@ -261,6 +262,14 @@ class InProcessRunner final : public Runner {
       auto v = parse_arg(job, "job");
       if (!v) return fail(err, v.error());
       auto r = self(host).services_.schedule_job(*v);
+      return r ? std::int32_t(XCORE_OK) : fail(err, r.error());
+    });
+  }
+  static std::int32_t h_register_route(void* host, xcore_str route, xcore_sink* err) noexcept {
+    return guarded(err, [&] {
+      auto v = parse_arg(route, "route");
+      if (!v) return fail(err, v.error());
+      auto r = self(host).services_.register_route(*v);
       return r ? std::int32_t(XCORE_OK) : fail(err, r.error());
     });
   }

@@ -35,6 +35,8 @@ class PluginServices {
   // A job that runs one of the plugin's own actions ({"name","trigger","action","params"}).
   virtual Result<void> schedule_job(const json::value& job) = 0;
   virtual Result<void> unschedule_job(std::string_view name) = 0;
+  // An HTTP route for the host to mount while this load of the plugin lasts.
+  virtual Result<void> register_route(const json::value& route) = 0;
   // A sandboxed plugin's process was replaced: drop what the old one subscribed and registered.
   virtual void reset_plugin_state() {}
   // The runner gave up on the plugin (its crash budget is spent).

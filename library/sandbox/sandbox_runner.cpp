@@ -616,6 +616,10 @@ class SandboxRunner final : public Runner {
       return wire::outcome_to_json(r);
     }
     if (method == "xcore/host/config") return services_.config();
+    if (method == "xcore/host/register_route") {
+      XCORE_TRY(services_.register_route(arg("route")));
+      return json::object{};
+    }
     if (method == "xcore/host/schedule") {
       XCORE_TRY(services_.schedule_job(arg("job")));
       return json::object{};

@@ -126,6 +126,9 @@ typedef struct xcore_host_api {
    * actions on a schedule, until unscheduled or the plugin stops. */
   int32_t (*schedule_job)(void* host, xcore_str job_json, xcore_sink* err);
   int32_t (*unschedule_job)(void* host, xcore_str name, xcore_sink* err);
+  /* ABI 1.1. route_json: {"method","path","action","role"}: an HTTP route the host mounts for this
+   * generation of the plugin (the reference server: under /plugins/<id>/). */
+  int32_t (*register_route)(void* host, xcore_str route_json, xcore_sink* err);
 } xcore_host_api;
 
 /* What a plugin offers. `self` is what create() returned. Any member may be NULL except create,

@@ -266,6 +266,14 @@ class Host {
     detail::StringSink err;
     check(api_->unschedule_job(api_->host, detail::str(name), &err.sink), err.text);
   }
+  // An HTTP route answered by one of this plugin's actions: {"method","path":"/items/{id}","action","role"}.
+  // It lasts as long as this load of the plugin (register it again in on_load).
+  void register_route(const json::object& route) const {
+    require(offsetof(xcore_host_api, register_route) + sizeof(api_->register_route), api_->register_route != nullptr, "routes");
+    auto text = json::serialize(route);
+    detail::StringSink err;
+    check(api_->register_route(api_->host, detail::str(text), &err.sink), err.text);
+  }
   // {"results":[...],"vetoed":bool,"veto_reason":"..."}
   json::object emit(std::string_view hook, const json::value& payload) const {
     auto text = json::serialize(payload);

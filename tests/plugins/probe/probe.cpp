@@ -64,6 +64,10 @@ class Probe : public xcore::sdk::Plugin {
     }
     if (action == "config") return host().config();
     if (action == "secret") return json::string(host().secret(str("name")));
+    if (action == "add_route") {
+      host().register_route(p.at("route").as_object());
+      return true;
+    }
     if (action == "schedule") {
       host().schedule(p.at("job").as_object());
       return true;
