@@ -18,7 +18,7 @@ PAIRS = [
     ("BM_Reload", "BM_RawDlopenProbe", "hot reload of an enabled plugin (new generation, swap, drain, unload old)", ""),
     ("BM_Tick100kIdle", "BM_TickEmpty", "scheduler tick, 100,000 jobs, nothing due", ""),
     ("BM_Tick100kWith100Due", "BM_TickEmpty", "scheduler tick, 100,000 jobs, 100 due (runs recorded, next fires computed)", ""),
-    ("BM_FireLatenessP50", "BM_SleepUntilLatenessP50", "firing lateness p50, 100,000 jobs every 1-10 s, both CPUs busy", ""),
+    ("BM_FireLatenessP50", "BM_SleepUntilLatenessP50", "firing lateness p50, 100,000 jobs every 10 s to 10 min (~700 fires/s), both CPUs busy", ""),
     ("BM_FireLatenessP99", "BM_SleepUntilLatenessP99", "firing lateness p99, same run", "<= 10 ms"),
 ]
 
@@ -57,7 +57,7 @@ def fmt(ns):
 
 def main():
     folder, command = pathlib.Path(sys.argv[1]), sys.argv[2]
-    medians, context = {}, None
+    medians, counters, context = {}, {}, None
     for f in sorted(folder.glob("*.json")):
         data = json.loads(f.read_text())
         context = context or data["context"]
@@ -66,6 +66,7 @@ def main():
                 scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
                 name = b["run_name"].removesuffix("/real_time").removesuffix("/manual_time").removesuffix("/iterations:1")
                 medians[name] = b["real_time"] * scale
+                counters[name] = b
     print("# Benchmark results\n")
     print(f"Command: `{command}` (each figure is the median of the repetitions; baselines ran in the same process run).")
     print(f"Machine: {context['num_cpus']} CPUs at {context['mhz_per_cpu']} MHz, load average "
@@ -77,6 +78,10 @@ def main():
             continue
         ratio = medians[name] / medians[base] if medians[base] > 0 else float("nan")
         print(f"| {what} (`{name}`) | {fmt(medians[name])} | `{base}` | {fmt(medians[base])} | {ratio:.1f}x | {target} |")
+    if "BM_Add100kJobs" in counters:
+        b = counters["BM_Add100kJobs"]
+        print(f"\nScheduler memory: {b.get('bytes_per_job', 0):.0f} bytes of heap per job with 100,000 jobs "
+              f"(`BM_Add100kJobs`, adding them took {fmt(medians['BM_Add100kJobs'])}).")
     print(NOTES)
 
 
