@@ -158,13 +158,14 @@ struct Scheduler::Impl {
   std::uint64_t versions = 0;
 
   std::condition_variable wake;  // the background thread: something changed
-  bool stopping = false;
+  bool stopping = false;  // the background thread (guarded by `mutex`)
   std::thread background;
 
   std::mutex work_mutex;
   std::condition_variable work_ready, idle;
   std::deque<Task> work;
   std::size_t in_progress = 0;
+  bool workers_stopping = false;  // guarded by `work_mutex`
   std::vector<std::thread> workers;
 
   std::vector<Subscription> plugin_hooks;
@@ -280,7 +281,7 @@ struct Scheduler::Impl {
     ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 5);
     std::unique_lock lock(work_mutex);
     for (;;) {
-      work_ready.wait(lock, [&] { return stopping || !work.empty(); });
+      work_ready.wait(lock, [&] { return workers_stopping || !work.empty(); });
       if (work.empty()) return;  // stopping, and nothing left
       Task t = std::move(work.front());
       work.pop_front();
@@ -480,7 +481,7 @@ Scheduler::~Scheduler() {
   if (s.background.joinable()) s.background.join();
   {
     std::lock_guard lock(s.work_mutex);
-    s.stopping = true;
+    s.workers_stopping = true;
   }
   s.work_ready.notify_all();
   for (auto& w : s.workers) w.join();
