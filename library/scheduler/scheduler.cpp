@@ -139,6 +139,12 @@ struct Scheduler::Impl {
     std::optional<SysSeconds> next;
     unsigned running = 0;
     std::uint64_t version = 0;
+    // What runs see, shared instead of copied per fire; reset whenever `spec` changes.
+    std::shared_ptr<const JobSpec> shared;
+    const std::shared_ptr<const JobSpec>& snapshot() {
+      if (!shared) shared = std::make_shared<const JobSpec>(spec);
+      return shared;
+    }
   };
   struct Due {
     SysSeconds at;
@@ -148,7 +154,7 @@ struct Scheduler::Impl {
   };
   struct Task {
     RunRecord run;
-    JobSpec spec;
+    std::shared_ptr<const JobSpec> spec;
     json::value input;
   };
 
@@ -245,7 +251,7 @@ struct Scheduler::Impl {
   void run_task(Task& t) {
     Result<json::value> r = Error{ErrorCode::internal, "not run"};
     try {
-      r = execute(t.spec, t.input, t.run.id);
+      r = execute(*t.spec, t.input, t.run.id);
     } catch (const std::exception& e) {
       r = Error{ErrorCode::internal, e.what()};
     }
@@ -257,10 +263,10 @@ struct Scheduler::Impl {
       t.run.status = RunStatus::failed;
       t.run.error = fmt::format("{}: {}", to_string(r.error().code), r.error().message);
     }
-    if (auto w = store->finish_run(t.run); !w) log(fmt::format("job '{}': cannot record the end of run {}: {}", t.spec.id, t.run.id, w.error().message));
-    store->prune_runs(t.spec.id, options.history_per_job);
+    if (auto w = store->finish_run(t.run); !w) log(fmt::format("job '{}': cannot record the end of run {}: {}", t.spec->id, t.run.id, w.error().message));
+    store->prune_runs(t.spec->id, options.history_per_job);
     std::lock_guard lock(mutex);
-    if (auto it = jobs.find(t.spec.id); it != jobs.end() && it->second.running > 0) --it->second.running;
+    if (auto it = jobs.find(t.spec->id); it != jobs.end() && it->second.running > 0) --it->second.running;
   }
 
   void dispatch(std::vector<Task> tasks) {
@@ -278,7 +284,7 @@ struct Scheduler::Impl {
   void worker_loop() {
     // Runs yield to the thread that fires them: a burst of runs must not make the next fires late.
     // (Linux: nice applies per thread; raising it needs no privilege.)
-    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 5);
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
     std::unique_lock lock(work_mutex);
     for (;;) {
       work_ready.wait(lock, [&] { return workers_stopping || !work.empty(); });
@@ -340,7 +346,7 @@ struct Scheduler::Impl {
           }
           stored = true;
           ++e.running;
-          tasks.push_back(Task{std::move(run), e.spec, nullptr});
+          tasks.push_back(Task{std::move(run), e.snapshot(), nullptr});
         }
         if (missed > 0)
           skipped(e.spec, fmt::format("missed {} fire time(s): later than the misfire grace of {} s{}", missed, e.spec.misfire_grace.count(),
@@ -402,6 +408,7 @@ struct Scheduler::Impl {
     auto& e = jobs[job.id];
     const bool fresh = e.spec.id.empty();
     e.spec = std::move(job);
+    e.shared.reset();
     e.next = next;
     if (fresh) e.running = 0;
     schedule(e);
@@ -494,7 +501,7 @@ Result<void> Scheduler::restore() {
   XCORE_ASSIGN_OR_RETURN(auto stored, s.store->jobs());
   std::lock_guard lock(s.mutex);
   for (auto& j : stored) {
-    Impl::Entry e{std::move(j.spec), j.next_run, 0, 0};
+    Impl::Entry e{std::move(j.spec), j.next_run, 0, 0, nullptr};
     auto& placed = s.jobs[e.spec.id] = std::move(e);
     s.schedule(placed);
   }
@@ -521,7 +528,7 @@ Result<std::string> Scheduler::add(JobSpec job) {
         return Error{ErrorCode::already_exists, fmt::format("webhook '{}' already triggers job '{}'", job.trigger.webhook, id)};
   if (job.persist) XCORE_TRY(s.store->put_job(StoredJob{job, next}));
   const auto id = job.id;
-  auto& placed = s.jobs[id] = Impl::Entry{std::move(job), next, 0, 0};
+  auto& placed = s.jobs[id] = Impl::Entry{std::move(job), next, 0, 0, nullptr};
   s.schedule(placed);
   return id;
 }
@@ -540,6 +547,7 @@ Result<void> Scheduler::update(const std::string& id, JobSpec job) {
   auto next = s.first_fire(job, s.now());
   if (job.persist) XCORE_TRY(s.store->put_job(StoredJob{job, next}));
   e.spec = std::move(job);
+  e.shared.reset();
   e.next = next;
   s.schedule(e);
   return ok();
@@ -562,6 +570,7 @@ Result<void> Scheduler::pause(const std::string& id) {
   if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
   auto& e = it->second;
   e.spec.paused = true;
+  e.shared.reset();
   if (e.spec.persist) XCORE_TRY(s.store->put_job(StoredJob{e.spec, e.next}));
   s.schedule(e);
   return ok();
@@ -574,6 +583,7 @@ Result<void> Scheduler::resume(const std::string& id) {
   if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
   auto& e = it->second;
   e.spec.paused = false;
+  e.shared.reset();
   // Fires that fell in the pause are not made up: the schedule goes on from now.
   e.next = e.spec.trigger.next_after(s.now(), seed_of(id));
   if (e.spec.persist) XCORE_TRY(s.store->put_job(StoredJob{e.spec, e.next}));
@@ -598,7 +608,7 @@ Result<std::string> Scheduler::run_now(const std::string& id, const json::value&
     auto run = s.make_run(e.spec, std::string(reason), std::nullopt);
     XCORE_TRY(s.store->start_run(run, e.next));
     ++e.running;
-    task = Impl::Task{std::move(run), e.spec, input};
+    task = Impl::Task{std::move(run), e.snapshot(), input};
   }
   auto run_id = task.run.id;
   std::vector<Impl::Task> tasks;
