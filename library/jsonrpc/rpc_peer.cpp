@@ -122,6 +122,7 @@ Result<void> RpcPeer::notify(std::string_view method, const json::value& params)
 
 void RpcPeer::reader_loop() {
   std::string buffer;
+  std::size_t scanned = 0;  // bytes of `buffer` already searched for a newline: a long line is scanned once
   char chunk[64 * 1024];
   Error why{ErrorCode::plugin_crashed, "the other side closed the connection"};
   for (;;) {
@@ -139,7 +140,7 @@ void RpcPeer::reader_loop() {
     std::size_t start = 0;
     bool broken = false;
     for (;;) {
-      auto nl = buffer.find('\n', start);
+      auto nl = buffer.find('\n', std::max(start, scanned));
       if (nl == std::string::npos) break;
       std::string_view line(buffer.data() + start, nl - start);
       start = nl + 1;
@@ -175,6 +176,7 @@ void RpcPeer::reader_loop() {
     }
     if (broken) break;
     buffer.erase(0, start);
+    scanned = buffer.size();
     if (buffer.size() > options_.max_line) {
       why = Error{ErrorCode::plugin_crashed, fmt::format("protocol error: a message exceeds the {} byte limit", options_.max_line)};
       break;
