@@ -1,0 +1,137 @@
+// The Manager's catalogue: discovery, lookups, dependency order, what info() reports.
+#include "manager/manager_impl.hpp"
+
+namespace xcore::inline v1 {
+
+SlotPtr Manager::Impl::find(std::string_view id) const {
+  std::shared_lock lock(catalogue_mutex);
+  auto it = catalogue.find(id);
+  return it == catalogue.end() ? nullptr : it->second;
+}
+
+Error Manager::Impl::no_such_plugin(std::string_view id) const {
+  return Error{ErrorCode::not_found, fmt::format("no plugin '{}' has been discovered", id)};
+}
+
+Result<std::string> Manager::Impl::add_folder(const std::filesystem::path& dir, DiscoveryReport& report) {
+  auto file = find_manifest(dir);
+  if (!file) return Error{ErrorCode::not_found, fmt::format("{}: no plugin.yaml, plugin.yml or plugin.json", dir.string())};
+  auto loaded = load_manifest(*file);
+  if (!loaded) return std::move(loaded).error();
+  for (auto& w : loaded->warnings) {
+    log(LogLevel::warn, "xcore", w);
+    report.warnings.push_back(w);
+  }
+  const auto id = loaded->manifest.id;
+  std::unique_lock lock(catalogue_mutex);
+  auto it = catalogue.find(id);
+  if (it != catalogue.end()) {
+    auto& slot = *it->second;
+    if (std::filesystem::weakly_canonical(slot.manifest.file) != std::filesystem::weakly_canonical(*file))
+      return Error{ErrorCode::already_exists, fmt::format("{}: plugin id '{}' is already provided by {}", file->string(), id,
+                                                          slot.manifest.file.string())};
+    if (!is_loaded(slot.state)) {  // loaded plugins keep their manifest until reload()
+      slot.manifest = std::move(loaded->manifest);
+      slot.warnings = std::move(loaded->warnings);
+    }
+    return id;
+  }
+  auto slot = std::make_shared<PluginSlot>(id);
+  slot->manifest = std::move(loaded->manifest);
+  slot->warnings = std::move(loaded->warnings);
+  if (auto c = options.configs.find(id); c != options.configs.end()) slot->config = c->second;
+  catalogue.emplace(id, slot);
+  return id;
+}
+
+std::vector<SlotPtr> Manager::Impl::dependents_of(std::string_view id, bool enabled_only) const {
+  std::vector<SlotPtr> out;
+  std::shared_lock lock(catalogue_mutex);
+  for (const auto& [_, s] : catalogue) {
+    if (!(enabled_only ? s->state == PluginState::enabled : is_loaded(s->state))) continue;
+    for (const auto& d : s->manifest.dependencies)
+      if (d.id == id) out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<std::string> Manager::Impl::topological(std::vector<Error>& problems) const {
+  std::vector<std::string> order;
+  std::map<std::string, int> mark;  // 1 visiting, 2 done
+  std::shared_lock lock(catalogue_mutex);
+  std::function<void(const std::string&, std::vector<std::string>&)> visit = [&](const std::string& id, std::vector<std::string>& path) {
+    if (mark[id] == 2) return;
+    if (mark[id] == 1) {
+      std::string cycle;
+      auto it = std::find(path.begin(), path.end(), id);
+      for (; it != path.end(); ++it) cycle += *it + " -> ";
+      problems.push_back(Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id)});
+      return;
+    }
+    mark[id] = 1;
+    path.push_back(id);
+    if (auto it = catalogue.find(id); it != catalogue.end())
+      for (const auto& d : it->second->manifest.dependencies) visit(d.id, path);
+    path.pop_back();
+    mark[id] = 2;
+    if (catalogue.contains(id)) order.push_back(id);
+  };
+  std::vector<std::string> ids;
+  for (const auto& [id, _] : catalogue) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  for (const auto& id : ids) {
+    std::vector<std::string> path;
+    visit(id, path);
+  }
+  return order;
+}
+
+PluginInfo Manager::Impl::info_of(const PluginSlot& s) const {
+  PluginInfo i;
+  {
+    std::shared_lock lock(catalogue_mutex);
+    i.manifest = s.manifest;
+    i.state = s.state;
+    i.last_error = s.last_error;
+    i.warnings = s.warnings;
+    i.config = s.config;
+    i.stats.generation = s.generations;
+    i.stats.reloads = s.reloads;
+  }
+  for (const auto& d : dependents_of(s.manifest.id, false)) i.dependents.push_back(d->manifest.id);
+  i.routes = i.manifest.routes;
+  if (auto gen = s.current.load(); gen && gen->runner) {
+    i.runner = gen->runner->describe();
+    if (gen->services)
+      for (auto& r : gen->services->routes()) i.routes.push_back(std::move(r));
+  }
+  // Actions are counted here; tool calls in the registry's per-tool metrics.
+  auto a = s.actions.snapshot();
+  i.stats.calls = a.calls;
+  i.stats.errors = a.errors;
+  i.stats.in_flight = s.in_flight.load();
+  i.stats.total_seconds = a.total_seconds;
+  i.stats.max_seconds = a.max_seconds;
+  ToolFilter mine;
+  mine.plugin = s.id;
+  mine.include_disabled = true;
+  for (const auto& t : tool_registry.list(mine)) {
+    i.stats.calls += t.metrics.calls;
+    i.stats.errors += t.metrics.errors;
+    i.stats.total_seconds += t.metrics.total_seconds;
+    i.stats.max_seconds = std::max(i.stats.max_seconds, t.metrics.max_seconds);
+  }
+  return i;
+}
+
+void Manager::Impl::refresh_watches() {
+  if (!watcher) return;
+  std::vector<std::pair<std::string, std::filesystem::path>> dirs;
+  {
+    std::shared_lock lock(catalogue_mutex);
+    for (const auto& [id, s] : catalogue) dirs.emplace_back(id, s->manifest.dir());
+  }
+  for (const auto& [id, dir] : dirs) watcher->watch(id, dir);
+}
+
+}  // namespace xcore::inline v1

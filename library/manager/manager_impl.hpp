@@ -1,0 +1,274 @@
+// The Manager's private state, shared by its files: manager.cpp (construction, events, the public
+// operations), manager_catalogue.cpp (discovery, dependency order, info), manager_calls.cpp (the call path,
+// a generation's tools, host services), manager_lifecycle.cpp (generations, load/enable/disable/unload/reload).
+#pragma once
+
+#include <xcore/manager.hpp>
+#include <xcore/plugin.h>
+
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <semaphore>
+#include <set>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "core/call_metrics.hpp"
+#include "core/rate_limiter.hpp"
+#include "core/shared_cell.hpp"
+#include "core/string_map.hpp"
+#include "json-schema/json_schema.hpp"
+#include "manager/folder_watcher.hpp"
+#include "manager/generation.hpp"
+#include "manager/manager_core.hpp"
+#include "runners/in_process_runner.hpp"
+#include "sandbox/sandbox_runner.hpp"
+
+namespace xcore::inline v1 {
+
+inline bool is_loaded(PluginState s) { return s == PluginState::loaded || s == PluginState::enabled || s == PluginState::disabled; }
+
+inline std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point t0) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+
+// The manifest's max_concurrency as a semaphore. Swapped whole on reload; a call releases the one it took.
+struct ConcurrencyLimit {
+  explicit ConcurrencyLimit(unsigned n) : max(n), places(n) {}
+  const unsigned max;
+  std::counting_semaphore<> places;
+};
+
+// Catalogue entry of one plugin. Plain fields are guarded by Impl::catalogue_mutex; `id` and the atomics
+// are read on the call path without it.
+struct PluginSlot {
+  explicit PluginSlot(std::string plugin_id) : id(std::move(plugin_id)) {}
+  const std::string id;
+  PluginManifest manifest;
+  std::vector<std::string> warnings;
+  PluginState state = PluginState::discovered;
+  std::optional<Error> last_error;
+  json::object config;
+  std::uint64_t generations = 0;
+  std::uint64_t reloads = 0;
+
+  SharedCell<Generation> current;
+  std::atomic<bool> enabled{false};
+  SharedCell<ConcurrencyLimit> limit;
+  SharedCell<RateLimiter> rate;
+
+  void apply_limits(const PluginLimits& l) {
+    auto cur = limit.load();
+    if (!l.max_concurrency) limit.store(nullptr);
+    else if (!cur || cur->max != *l.max_concurrency) limit.store(std::make_shared<ConcurrencyLimit>(*l.max_concurrency));
+    auto r = rate.load();
+    if (!l.rate_calls) rate.store(nullptr);
+    else if (!r || r->rate() != *l.rate_calls || r->period() != l.rate_period) rate.store(std::make_shared<RateLimiter>(*l.rate_calls, l.rate_period));
+  }
+
+  CallMetrics actions;  // tool calls are counted by the registry
+  std::atomic<std::uint64_t> in_flight{0};
+};
+
+using SlotPtr = std::shared_ptr<PluginSlot>;
+
+struct Manager::Impl final : ManagerCore {
+  ManagerOptions options;
+  bool own_shadow_dir = false;
+  HookBus hook_bus;
+  ToolRegistry tool_registry{&hook_bus};
+
+  std::recursive_mutex ops;  // serializes lifecycle operations (recursive: dependencies recurse)
+  mutable std::shared_mutex catalogue_mutex;
+  StringMap<SlotPtr> catalogue;
+  std::atomic<std::uint64_t> shadow_counter{0};
+
+  // Lifecycle events are emitted after the operation let go of `ops`, so a handler may call back in.
+  std::mutex events_mutex;
+  std::vector<std::pair<std::string, json::object>> pending_events;
+
+  std::unique_ptr<FolderWatcher> watcher;
+
+  explicit Impl(ManagerOptions o);
+
+  ~Impl() override;
+
+  // ---- ManagerCore -----------------------------------------------------------------------------------
+  HookBus& bus() override { return hook_bus; }
+  ToolRegistry& registry() override { return tool_registry; }
+  void log(LogLevel level, std::string_view source, std::string_view message) override;
+
+  // ---- catalogue -------------------------------------------------------------------------------------
+  SlotPtr find(std::string_view id) const;
+
+  Error no_such_plugin(std::string_view id) const;
+
+  void set_state(PluginSlot& s, PluginState st, std::optional<Error> err = std::nullopt) {
+    std::unique_lock lock(catalogue_mutex);
+    s.state = st;
+    if (err) s.last_error = std::move(err);
+  }
+
+  void queue_event(std::string name, json::object payload);
+
+  void flush_events();
+
+  json::object plugin_event(const PluginSlot& s) const;
+
+  // Records a failure; the plugin.failed event goes out after the current operation (or `now`).
+  Result<void> fail(PluginSlot& s, Error e, bool now = false) {
+    log(LogLevel::error, s.id, e.message);
+    set_state(s, PluginState::failed, e);
+    auto p = plugin_event(s);
+    p["code"] = to_string(e.code);
+    p["message"] = e.message;
+    if (now) hook_bus.emit("plugin.failed", p);
+    else queue_event("plugin.failed", std::move(p));
+    return e;
+  }
+
+  // ---- discovery -------------------------------------------------------------------------------------
+  Result<std::string> add_folder(const std::filesystem::path& dir, DiscoveryReport& report);
+
+  // ---- the call path ---------------------------------------------------------------------------------
+
+  // Enters the slot's current generation. A reload swaps the pointer before closing the old generation,
+  // so a failed enter on a generation that is no longer current just retries on the new one.
+  Result<GenerationLease> acquire(PluginSlot& slot);
+
+  // `timed`: record calls and latency in the plugin's stats. Tool calls pass false: the registry already
+  // times them, and info() adds the plugin's tool metrics in (clock reads are not free on a VM).
+  template <class T, class F>
+  Result<T> with_plugin(PluginSlot& slot, const CallContext& ctx, bool timed, F&& call) {
+    if (!slot.enabled.load(std::memory_order_acquire))
+      return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not enabled", slot.id)};
+    if (auto rate = slot.rate.load()) {
+      auto wait = rate->take(ctx.tenant, options.clock ? options.clock() : std::chrono::steady_clock::now());
+      if (wait > std::chrono::steady_clock::duration::zero()) {
+        // Whole seconds, rounded up: what an HTTP Retry-After can say.
+        auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
+        Error e{ErrorCode::resource_exhausted, fmt::format("plugin '{}' allows {} calls per {} s per tenant; retry in {} s", slot.id, rate->rate(),
+                                                          rate->period().count(), seconds)};
+        e.details = json::serialize(json::object{{"retry_after", seconds}, {"limit", rate->rate()}, {"period_seconds", rate->period().count()}});
+        return e;
+      }
+    }
+    auto limit = slot.limit.load();
+    if (limit) {
+      // Wait for a free place until the call's deadline (or briefly, without one).
+      auto until = ctx.deadline ? std::chrono::steady_clock::now() + (*ctx.deadline - std::chrono::system_clock::now())
+                                : std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+      if (!limit->places.try_acquire_until(until))
+        return Error{ErrorCode::resource_exhausted,
+                     fmt::format("plugin '{}' is at its concurrency limit ({} calls)", slot.id, limit->max)};
+    }
+    struct Release {
+      ConcurrencyLimit* l;
+      ~Release() {
+        if (l) l->places.release();
+      }
+    } release{limit.get()};
+    XCORE_ASSIGN_OR_RETURN(auto lease, acquire(slot));
+    slot.in_flight.fetch_add(1, std::memory_order_relaxed);
+    auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    Result<T> r = [&]() -> Result<T> {
+      // A manifest timeout becomes the deadline the plugin sees, unless the caller set an earlier one.
+      if (auto t = lease->manifest.limits.timeout) {
+        auto d = std::chrono::system_clock::now() + *t;
+        if (!ctx.deadline || d < *ctx.deadline) {
+          CallContext c = ctx;
+          c.deadline = d;
+          return call(*lease, c);
+        }
+      }
+      return call(*lease, ctx);
+    }();
+    if (timed) slot.actions.record(elapsed_ns(t0), !r.ok());
+    slot.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    return r;
+  }
+
+  ToolHandler make_tool_handler(const SlotPtr& slot, const std::string& tool_name);
+
+  Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params,
+                                  const CallContext& ctx) override {
+    auto slot = find(plugin);
+    if (!slot) return no_such_plugin(plugin);
+    if (ctx.cancel.stop_requested()) return Error{ErrorCode::cancelled, "the call was cancelled"};
+    if (ctx.deadline && std::chrono::system_clock::now() >= *ctx.deadline)
+      return Error{ErrorCode::timeout, fmt::format("deadline passed before action '{}/{}' started", plugin, action)};
+    return with_plugin<json::value>(*slot, ctx, true, [&](Generation& g, const CallContext& c) { return g.runner->handle(action, params, c); });
+  }
+
+  // ---- tools of a generation -------------------------------------------------------------------------
+
+  // The binary's tools plus those registered at run time; manifest-declared tools must all be provided
+  // and lend the fields the binary left empty.
+  Result<std::vector<ToolSpec>> tool_set(Generation& gen);
+
+  Result<void> publish_tools(const SlotPtr& slot, Generation& gen);
+
+  void refresh_tools(const std::string& plugin, Generation& gen) override;
+
+  SharedCell<const Manager::JobSink> job_sink;
+  Result<void> schedule_job(std::string_view plugin, const json::value& job) override;
+  Result<void> unschedule_job(std::string_view plugin, std::string_view name) override;
+
+  Result<std::string> secret(std::string_view plugin, std::string_view name) override;
+
+  void runner_failed(const std::string& plugin, const Error& why) override;
+
+  Result<void> tools_changed(const std::string& plugin, Generation& gen) override;
+
+  // ---- generations -----------------------------------------------------------------------------------
+
+  Result<json::object> effective_config(const PluginManifest& m, const json::object& config);
+
+  // Builds and initialises a new generation without publishing anything: on failure nothing is left.
+  Result<std::shared_ptr<Generation>> start_generation(const SlotPtr& slot, const PluginManifest& m, const json::object& config);
+
+  // Closes a generation that is no longer current: waits for its calls, runs on_unload, frees it.
+  void retire(std::shared_ptr<Generation> gen, bool was_enabled);
+
+  // ---- lifecycle (callers hold `ops`) ---------------------------------------------------------------
+
+  // A plugin its runner gave up on still holds a generation: loading it again starts from scratch.
+  static bool failed_with_generation(PluginSlot& s) { return s.state == PluginState::failed && s.current.load() != nullptr; }
+
+  Result<void> load_locked(std::string_view id, std::vector<std::string>& chain);
+
+  std::vector<SlotPtr> dependents_of(std::string_view id, bool enabled_only) const;
+
+  Result<void> enable_locked(std::string_view id);
+
+  // A plugin others depend on is not disabled or unloaded under them unless the caller asks for a cascade.
+  static Result<void> refuse_unless_cascade(std::string_view id, const std::vector<SlotPtr>& dependents, bool cascade,
+                                            std::string_view state, std::string_view verb) {
+    if (dependents.empty() || cascade) return ok();
+    std::string names;
+    for (const auto& d : dependents) names += (names.empty() ? "" : ", ") + d->id;
+    return Error{ErrorCode::conflict, fmt::format("plugin '{}' is required by {} plugins: {}; {} them first or ask for a cascade",
+                                                  id, state, names, verb)};
+  }
+
+  Result<void> disable_locked(std::string_view id, bool cascade);
+
+  Result<void> unload_locked(std::string_view id, bool cascade);
+
+  Result<void> reload_locked(std::string_view id);
+
+  // Dependency order of every discovered plugin; cycles are reported, the rest still ordered.
+  std::vector<std::string> topological(std::vector<Error>& problems) const;
+
+  PluginInfo info_of(const PluginSlot& s) const;
+
+  void refresh_watches();
+};
+
+}  // namespace xcore::inline v1

@@ -1,0 +1,292 @@
+// Generations and the lifecycle: load, enable, disable, unload, reload (callers hold `ops`).
+#include "manager/manager_impl.hpp"
+
+namespace xcore::inline v1 {
+
+Result<json::object> Manager::Impl::effective_config(const PluginManifest& m, const json::object& config) {
+  json::value v = config;
+  if (m.config_schema) {
+    XCORE_ASSIGN_OR_RETURN(auto schema, JsonSchema::compile(*m.config_schema));
+    schema->apply_defaults(v);
+    if (auto r = schema->validate(v, "config"); !r)
+      return Error{ErrorCode::invalid_argument, fmt::format("plugin '{}': {}", m.id, r.error().message), r.error().details};
+  }
+  return v.get_object();
+}
+
+Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPtr& slot, const PluginManifest& m, const json::object& config) {
+  static const Version host_abi{XCORE_ABI_MAJOR, XCORE_ABI_MINOR, 0, {}, {}};
+  if (!m.api_version.contains(host_abi))
+    return Error{ErrorCode::incompatible, fmt::format("plugin '{}' accepts host ABI '{}', this host provides {}", m.id,
+                                                      m.api_version.text(), host_abi.to_string())};
+  XCORE_ASSIGN_OR_RETURN(auto cfg, effective_config(m, config));
+
+  auto gen = std::make_shared<Generation>();
+  gen->manifest = m;
+  gen->config = std::move(cfg);
+  {
+    std::unique_lock lock(catalogue_mutex);
+    gen->number = slot->generations + 1;
+  }
+  std::error_code ec;
+  if (!m.external()) {
+    if (!std::filesystem::is_regular_file(m.binary(), ec))
+      return Error{ErrorCode::not_found, fmt::format("plugin '{}': binary '{}' not found", m.id, m.binary().string())};
+    // A private copy: rebuilding the plugin never rewrites mapped code, and each generation is unique.
+    gen->shadow = options.shadow_dir / fmt::format("{}-g{}-{}{}", m.id, gen->number, shadow_counter.fetch_add(1), m.binary().extension().string());
+    std::filesystem::create_directories(options.shadow_dir, ec);
+    if (!std::filesystem::copy_file(m.binary(), gen->shadow, std::filesystem::copy_options::overwrite_existing, ec))
+      return Error{ErrorCode::unavailable, fmt::format("plugin '{}': cannot copy binary to {}: {}", m.id, gen->shadow.string(), ec.message())};
+  }
+
+  gen->services = std::make_unique<GenerationServices>(*this, m, gen);
+  if (m.mode == PluginMode::sandboxed) {
+    sandbox::SandboxOptions so;
+    so.plugin_host = options.plugin_host.empty() ? sandbox::default_plugin_host() : options.plugin_host;
+    so.call_timeout = options.sandbox_call_timeout;
+    so.crash_budget = options.crash_budget;
+    so.crash_window = options.crash_window;
+    so.backoff_base = options.restart_backoff;
+    so.data_dir = options.data_dir / m.id;
+    so.user = options.sandbox_user;
+    XCORE_ASSIGN_OR_RETURN(gen->runner, sandbox::open_sandboxed(m, gen->shadow, *gen->services, so));
+  } else {
+    XCORE_ASSIGN_OR_RETURN(gen->runner, open_in_process(m, gen->shadow, *gen->services));
+  }
+  XCORE_TRY(gen->runner->on_load(gen->config));
+  auto rest = [&]() -> Result<void> {
+    XCORE_ASSIGN_OR_RETURN(auto listed, gen->runner->list_tools());
+    {
+      std::lock_guard lock(gen->tools_mutex);
+      gen->tools = std::move(listed);
+    }
+    XCORE_TRY(tool_set(*gen));
+    return ok();
+  }();
+  if (!rest) {
+    (void)gen->runner->on_unload();
+    return std::move(rest).error();
+  }
+  return gen;
+}
+
+void Manager::Impl::retire(std::shared_ptr<Generation> gen, bool was_enabled) {
+  if (!gen) return;
+  gen->hooks_active->store(false);
+  const auto id = gen->manifest.id;
+  if (!gen->close_and_drain(options.drain_timeout)) {
+    // Unmapping code that is still running would crash the host: keep it mapped, say so.
+    log(LogLevel::error, id, fmt::format("generation {} still has {} calls running after {} ms; its code stays loaded",
+                                         gen->number, gen->in_flight(), options.drain_timeout.count()));
+    // Never destroyed, not even at exit: its code may still be running.
+    static std::mutex leak_mutex;
+    static auto* leaked = new std::vector<std::shared_ptr<Generation>>();
+    std::lock_guard lock(leak_mutex);
+    leaked->push_back(std::move(gen));
+    return;
+  }
+  if (was_enabled)
+    if (auto r = gen->runner->on_disable(); !r) log(LogLevel::warn, id, r.error().message);
+  if (auto r = gen->runner->on_unload(); !r) log(LogLevel::warn, id, r.error().message);
+  gen.reset();
+}
+
+Result<void> Manager::Impl::load_locked(std::string_view id, std::vector<std::string>& chain) {
+  auto slot = find(id);
+  if (!slot) return no_such_plugin(id);
+  if (is_loaded(slot->state)) return ok();
+  if (failed_with_generation(*slot)) XCORE_TRY(unload_locked(id, true));
+  if (std::find(chain.begin(), chain.end(), id) != chain.end()) {
+    std::string cycle;
+    for (const auto& c : chain) cycle += c + " -> ";
+    return fail(*slot, Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id)});
+  }
+  const auto m = slot->manifest;
+  chain.push_back(m.id);
+  for (const auto& dep : m.dependencies) {
+    auto d = find(dep.id);
+    if (!d) {
+      chain.pop_back();
+      return fail(*slot, Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' requires '{}' ({}), which was not discovered",
+                                                                           m.id, dep.id, dep.versions.text())});
+    }
+    if (!dep.versions.contains(d->manifest.version)) {
+      chain.pop_back();
+      return fail(*slot, Error{ErrorCode::incompatible, fmt::format("plugin '{}' requires '{}' {}, but version {} is installed", m.id,
+                                                                    dep.id, dep.versions.text(), d->manifest.version.to_string())});
+    }
+    if (auto r = load_locked(dep.id, chain); !r) {
+      chain.pop_back();
+      if (r.error().message.starts_with("dependency cycle")) return fail(*slot, r.error());
+      return fail(*slot, Error{r.error().code, fmt::format("plugin '{}': dependency '{}' failed to load: {}", m.id, dep.id, r.error().message)});
+    }
+  }
+  chain.pop_back();
+
+  json::object config;
+  {
+    std::shared_lock lock(catalogue_mutex);
+    config = slot->config;
+  }
+  auto gen = start_generation(slot, m, config);
+  if (!gen) return fail(*slot, std::move(gen).error());
+
+  slot->apply_limits(m.limits);
+  slot->current.store(*gen);
+  if (auto r = publish_tools(slot, **gen); !r) {
+    slot->current.store(nullptr);
+    retire(*gen, false);
+    return fail(*slot, r.error());
+  }
+  {
+    std::unique_lock lock(catalogue_mutex);
+    slot->generations = (*gen)->number;
+    slot->state = PluginState::loaded;
+    slot->last_error.reset();
+  }
+  log(LogLevel::info, m.id, fmt::format("loaded version {} (generation {})", m.version.to_string(), (*gen)->number));
+  queue_event("plugin.loaded", plugin_event(*slot));
+  return ok();
+}
+
+Result<void> Manager::Impl::enable_locked(std::string_view id) {
+  std::vector<std::string> chain;
+  XCORE_TRY(load_locked(id, chain));
+  auto slot = find(id);
+  if (slot->state == PluginState::enabled) return ok();
+  for (const auto& dep : slot->manifest.dependencies)
+    if (auto r = enable_locked(dep.id); !r)
+      return Error{r.error().code, fmt::format("plugin '{}': dependency '{}' could not be enabled: {}", id, dep.id, r.error().message)};
+  auto gen = slot->current.load();
+  if (auto r = gen->runner->on_enable(); !r) {
+    log(LogLevel::error, slot->id, r.error().message);
+    std::unique_lock lock(catalogue_mutex);
+    slot->last_error = r.error();
+    return r;
+  }
+  slot->enabled.store(true, std::memory_order_release);
+  tool_registry.set_plugin_enabled(slot->id, true);
+  gen->hooks_active->store(true, std::memory_order_release);
+  set_state(*slot, PluginState::enabled);
+  queue_event("plugin.enabled", plugin_event(*slot));
+  return ok();
+}
+
+Result<void> Manager::Impl::disable_locked(std::string_view id, bool cascade) {
+  auto slot = find(id);
+  if (!slot) return no_such_plugin(id);
+  if (slot->state != PluginState::enabled) {
+    if (is_loaded(slot->state)) return ok();
+    return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}, not enabled", id, to_string(slot->state))};
+  }
+  auto deps = dependents_of(id, true);
+  XCORE_TRY(refuse_unless_cascade(id, deps, cascade, "enabled", "disable"));
+  for (const auto& d : deps) XCORE_TRY(disable_locked(d->id, true));
+  // Stop answering first, then tell the plugin.
+  slot->enabled.store(false, std::memory_order_release);
+  tool_registry.set_plugin_enabled(slot->id, false);
+  auto gen = slot->current.load();
+  gen->hooks_active->store(false, std::memory_order_release);
+  if (auto r = gen->runner->on_disable(); !r) log(LogLevel::warn, slot->id, r.error().message);
+  set_state(*slot, PluginState::disabled);
+  queue_event("plugin.disabled", plugin_event(*slot));
+  return ok();
+}
+
+Result<void> Manager::Impl::unload_locked(std::string_view id, bool cascade) {
+  auto slot = find(id);
+  if (!slot) return no_such_plugin(id);
+  if (!is_loaded(slot->state) && !failed_with_generation(*slot)) {
+    if (slot->state == PluginState::failed) return ok();
+    return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}, not loaded", id, to_string(slot->state))};
+  }
+  auto deps = dependents_of(id, false);
+  XCORE_TRY(refuse_unless_cascade(id, deps, cascade, "loaded", "unload"));
+  for (const auto& d : deps) XCORE_TRY(unload_locked(d->id, true));
+  bool was_enabled = slot->state == PluginState::enabled;
+  slot->enabled.store(false, std::memory_order_release);
+  if (was_enabled) queue_event("plugin.disabled", plugin_event(*slot));
+  tool_registry.remove_plugin_tools(slot->id);
+  auto gen = slot->current.exchange(nullptr);
+  if (gen) gen->hooks_active->store(false);
+  retire(std::move(gen), was_enabled);
+  set_state(*slot, PluginState::unloaded);
+  log(LogLevel::info, slot->id, "unloaded");
+  queue_event("plugin.unloaded", plugin_event(*slot));
+  return ok();
+}
+
+Result<void> Manager::Impl::reload_locked(std::string_view id) {
+  auto slot = find(id);
+  if (!slot) return no_such_plugin(id);
+  if (failed_with_generation(*slot)) {
+    XCORE_TRY(unload_locked(id, true));
+    std::vector<std::string> chain;
+    return load_locked(id, chain);
+  }
+  if (!is_loaded(slot->state))
+    return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}; only a loaded plugin can be reloaded", id, to_string(slot->state))};
+  auto loaded = load_manifest(slot->manifest.file);
+  if (!loaded) return std::move(loaded).error();
+  auto& m = loaded->manifest;
+  if (m.id != slot->id)
+    return Error{ErrorCode::conflict, fmt::format("{}: the id changed from '{}' to '{}'; unload and load instead", m.file.string(), slot->id, m.id)};
+  for (const auto& d : dependents_of(id, false))
+    for (const auto& dep : d->manifest.dependencies)
+      if (dep.id == id && !dep.versions.contains(m.version))
+        return Error{ErrorCode::conflict, fmt::format("plugin '{}' requires '{}' {}, which version {} would break", d->manifest.id, id,
+                                                      dep.versions.text(), m.version.to_string())};
+  for (const auto& dep : m.dependencies) {
+    auto d = find(dep.id);
+    if (!d || !is_loaded(d->state) || !dep.versions.contains(d->manifest.version))
+      return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' {} requires '{}' {}, which is not loaded", id,
+                                                               m.version.to_string(), dep.id, dep.versions.text())};
+  }
+  json::object config;
+  {
+    std::shared_lock lock(catalogue_mutex);
+    config = slot->config;
+  }
+  const bool enabled = slot->state == PluginState::enabled;
+  auto fresh = start_generation(slot, m, config);
+  if (!fresh) {
+    log(LogLevel::error, id, fmt::format("reload failed, the previous version keeps serving: {}", fresh.error().message));
+    auto p = plugin_event(*slot);
+    p["message"] = fresh.error().message;
+    p["reload"] = true;
+    queue_event("plugin.failed", std::move(p));
+    std::unique_lock lock(catalogue_mutex);
+    slot->last_error = fresh.error();
+    return std::move(fresh).error();
+  }
+  auto gen = *fresh;
+  if (enabled)
+    if (auto r = gen->runner->on_enable(); !r) {
+      (void)gen->runner->on_unload();
+      std::unique_lock lock(catalogue_mutex);
+      slot->last_error = r.error();
+      return r;
+    }
+  // Swap: new calls reach the new generation from here on.
+  auto old = slot->current.exchange(gen);
+  if (auto r = publish_tools(slot, *gen); !r) log(LogLevel::error, id, r.error().message);  // checked in start_generation
+  gen->hooks_active->store(enabled);
+  if (old) old->hooks_active->store(false);
+  {
+    std::unique_lock lock(catalogue_mutex);
+    slot->manifest = m;
+    slot->warnings = loaded->warnings;
+    slot->generations = gen->number;
+    ++slot->reloads;
+    slot->last_error.reset();
+  }
+  slot->apply_limits(m.limits);
+  retire(std::move(old), enabled);
+  log(LogLevel::info, id, fmt::format("reloaded: version {} (generation {})", m.version.to_string(), gen->number));
+  auto p = plugin_event(*slot);
+  p["generation"] = gen->number;
+  queue_event("plugin.reloaded", std::move(p));
+  return ok();
+}
+
+}  // namespace xcore::inline v1
