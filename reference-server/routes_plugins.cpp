@@ -1,0 +1,236 @@
+// Routes: plugins and their lifecycle, tools, actions, routes plugins contribute, hooks.
+#include "server_impl.hpp"
+
+namespace xcore::server {
+
+void Server::Impl::add_plugin_routes() {
+  const std::string id = kIdPattern;
+  const std::string name = kNamePattern;
+
+  // ---- plugins
+  route("GET", "/api/v1/plugins", Role::viewer, "this tenant's registered plugins (?state=)", [this](Call& c) -> Result<Reply> {
+    json::array out;
+    auto state = c.query("state");
+    for (const auto& info : c.manager.list()) {
+      if (!db->registration(c.who.tenant, info.manifest.id)) continue;
+      if (!state.empty() && to_string(info.state) != state) continue;
+      out.push_back(plugin_json(info, c.who.tenant));
+    }
+    return Reply{200, json::object{{"plugins", std::move(out)}}};
+  });
+  route("GET", "/api/v1/plugins/available", Role::viewer, "plugins in the plugin folders not registered for this tenant", [this](Call& c) -> Result<Reply> {
+    json::array out;
+    for (const auto& info : c.manager.list())
+      if (!db->registration(c.who.tenant, info.manifest.id)) out.push_back(plugin_json(info, c.who.tenant));
+    return Reply{200, json::object{{"plugins", std::move(out)}}};
+  });
+  route("GET", "/api/v1/plugins/stats", Role::viewer, "call statistics per plugin", [this](Call& c) -> Result<Reply> {
+    json::object out;
+    for (const auto& info : c.manager.list())
+      if (db->registration(c.who.tenant, info.manifest.id)) out[info.manifest.id] = plugin_json(info, c.who.tenant).at("stats");
+    return Reply{200, json::object{{"stats", std::move(out)}}};
+  });
+  route("GET", "/api/v1/plugins/health", Role::viewer, "health of every enabled plugin", [this](Call& c) -> Result<Reply> {
+    json::object out;
+    for (const auto& info : c.manager.list()) {
+      if (!db->registration(c.who.tenant, info.manifest.id) || info.state != PluginState::enabled) continue;
+      auto h = c.manager.health(info.manifest.id);
+      out[info.manifest.id] = h ? *h : error_body(h.error(), c.request_id).at("error");
+    }
+    return Reply{200, json::object{{"health", std::move(out)}}};
+  });
+  route("POST", "/api/v1/plugins/discover", Role::admin, "read the configured plugin folders again", [](Call& c) -> Result<Reply> {
+    auto report = c.manager.discover();
+    json::array found, problems;
+    for (const auto& f : report.found) found.emplace_back(f);
+    for (const auto& p : report.problems) problems.push_back(json::object{{"code", to_string(p.code)}, {"message", p.message}});
+    return Reply{200, json::object{{"found", std::move(found)}, {"problems", std::move(problems)}}};
+  });
+  route("POST", "/api/v1/plugins/dynamic", Role::admin, "register an external MCP server command as a sandboxed plugin", [this](Call& c) -> Result<Reply> {
+    if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected a manifest object: {id, version, command, ...}"};
+    // Data only: an external command, always sandboxed; never a binary for this process to load.
+    json::object manifest;
+    for (const auto& [k, v] : c.body.get_object()) {
+      if (k == "enable") continue;
+      if (k == "entry" || k == "mode" || k == "cwd")
+        return Error{ErrorCode::invalid_argument, fmt::format("'{}' cannot be set: a dynamic plugin is a command run in the sandbox, from its own folder", std::string_view(k))};
+      manifest[k] = v;
+    }
+    manifest["mode"] = "sandboxed";
+    if (!manifest.contains("command")) return Error{ErrorCode::invalid_argument, "'command' is required: the argv of an MCP stdio server"};
+    XCORE_ASSIGN_OR_RETURN(auto parsed, parse_manifest(json::serialize(manifest), "dynamic plugin"));
+    const auto pid = parsed.manifest.id;
+    if (c.manager.info(pid)) return Error{ErrorCode::already_exists, fmt::format("plugin '{}' already exists", pid)};
+    auto folder = dynamic_dir(c.who.tenant) / pid;
+    std::error_code ec;
+    std::filesystem::create_directories(folder, ec);
+    if (ec) return Error{ErrorCode::unavailable, fmt::format("cannot create {}: {}", folder.string(), ec.message())};
+    {
+      std::ofstream out(folder / "plugin.json");
+      out << json::serialize(manifest);
+      if (!out) return Error{ErrorCode::unavailable, fmt::format("cannot write {}", (folder / "plugin.json").string())};
+    }
+    ::chmod(folder.c_str(), 0755);  // the sandbox's user starts the command from here
+    ::chmod((folder / "plugin.json").c_str(), 0644);
+    auto added = c.manager.add(folder);
+    if (!added) {
+      std::filesystem::remove_all(folder, ec);
+      return std::move(added).error();
+    }
+    const bool enable = !c.body.get_object().contains("enable") || c.body.at("enable") == true;
+    if (enable) {
+      if (auto r = c.manager.enable(pid); !r) {
+        XCORE_TRY(remember(c.who.tenant, c.manager, pid, false, std::nullopt));
+        return std::move(r).error();
+      }
+    }
+    XCORE_TRY(remember(c.who.tenant, c.manager, pid, enable, std::nullopt));
+    XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, pid));
+    return Reply{201, plugin_json(info, c.who.tenant)};
+  });
+  route("POST", "/api/v1/plugins/" + id + "/save", Role::admin, "persist a dynamic plugin's manifest in the plugin folder", [this](Call& c) -> Result<Reply> {
+    XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
+    const auto source = info.manifest.file;
+    if (source.parent_path().parent_path() != dynamic_dir(c.who.tenant))
+      return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is not a dynamic plugin: it is in {}", c.arg(1), source.parent_path().string())};
+    if (config.plugin_dirs.empty()) return Error{ErrorCode::failed_precondition, "no plugin folder is configured"};
+    auto target = config.plugin_dirs.front() / c.arg(1);
+    std::error_code ec;
+    if (std::filesystem::exists(target, ec)) return Error{ErrorCode::already_exists, fmt::format("{} exists", target.string())};
+    std::filesystem::create_directories(target, ec);
+    if (ec || !std::filesystem::copy_file(source, target / "plugin.json", ec))
+      return Error{ErrorCode::unavailable, fmt::format("cannot save to {}: {}", target.string(), ec.message())};
+    return Reply{200, json::object{{"saved", (target / "plugin.json").string()}}};
+  });
+  route("GET", "/api/v1/plugins/" + id, Role::viewer, "one plugin", [this](Call& c) -> Result<Reply> {
+    XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
+    return Reply{200, plugin_json(info, c.who.tenant)};
+  });
+  route("GET", "/api/v1/plugins/" + id + "/health", Role::viewer, "one plugin's health", [this](Call& c) -> Result<Reply> {
+    XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
+    XCORE_ASSIGN_OR_RETURN(auto h, c.manager.health(info.manifest.id));
+    return Reply{200, h};
+  });
+  route("GET", "/api/v1/plugins/" + id + "/tools", Role::viewer, "one plugin's tools (MCP shape)", [this](Call& c) -> Result<Reply> {
+    XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
+    ToolFilter f;
+    f.plugin = info.manifest.id;
+    return Reply{200, json::object{{"tools", c.manager.tools().export_mcp(f)}}};
+  });
+  // Lifecycle: enable and disable register the plugin for the tenant; load, unload and reload are admin's.
+  for (const char* verb : {"enable", "disable", "load", "unload", "reload"}) {
+    const std::string v = verb;
+    const Role min = (v == "enable" || v == "disable" || v == "reload") ? Role::operator_ : Role::admin;
+    route("POST", "/api/v1/plugins/" + id + "/" + v, min, v + " a plugin", [this, v](Call& c) -> Result<Reply> {
+      const auto pid = c.arg(1);
+      XCORE_TRY(known(c.manager, pid));
+      // Dependencies and cascades change other plugins too: what changed is recorded for each.
+      std::map<std::string, bool> was_enabled;
+      for (const auto& info : c.manager.list()) was_enabled[info.manifest.id] = info.state == PluginState::enabled;
+      Result<void> r = ok();
+      if (v == "enable") r = c.manager.enable(pid);
+      else if (v == "disable") r = c.manager.disable(pid, UnloadOptions{c.query("cascade") == "true"});
+      else if (v == "load") r = c.manager.load(pid);
+      else if (v == "unload") r = c.manager.unload(pid, UnloadOptions{c.query("cascade") == "true"});
+      else r = c.manager.reload(pid);
+      XCORE_TRY(r);
+      for (const auto& info : c.manager.list()) {
+        const bool now_enabled = info.state == PluginState::enabled;
+        if (info.manifest.id != pid && was_enabled[info.manifest.id] != now_enabled)
+          XCORE_TRY(remember(c.who.tenant, c.manager, info.manifest.id, now_enabled, std::nullopt));
+      }
+      if (v == "enable" || v == "load") XCORE_TRY(remember(c.who.tenant, c.manager, pid, v == "enable" ? std::optional(true) : std::nullopt, std::nullopt));
+      if (v == "disable" || v == "unload") XCORE_TRY(remember(c.who.tenant, c.manager, pid, false, std::nullopt));
+      XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, pid));
+      return Reply{200, plugin_json(info, c.who.tenant)};
+    });
+  }
+  route("GET", "/api/v1/plugins/" + id + "/config", Role::viewer, "a plugin's config", [this](Call& c) -> Result<Reply> {
+    XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
+    json::object out{{"config", info.config}};
+    if (info.manifest.config_schema) out["schema"] = *info.manifest.config_schema;
+    return Reply{200, out};
+  });
+  route("PUT", "/api/v1/plugins/" + id + "/config", Role::operator_, "replace a plugin's config (validated by its config_schema)", [this](Call& c) -> Result<Reply> {
+    XCORE_TRY(known(c.manager, c.arg(1)));
+    if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "the config must be a JSON object"};
+    XCORE_TRY(c.manager.set_config(c.arg(1), c.body.get_object()));
+    XCORE_TRY(remember(c.who.tenant, c.manager, c.arg(1), std::nullopt, c.body.get_object()));
+    return Reply{200, json::object{{"config", c.body}}};
+  });
+
+  // ---- tools and actions
+  route("GET", "/api/v1/tools", Role::viewer, "tools (?category=, ?plugin=, ?format=mcp|openai)", [](Call& c) -> Result<Reply> {
+    ToolFilter f;
+    f.category = c.query("category");
+    f.plugin = c.query("plugin");
+    f.tenant = c.who.tenant;
+    auto format = c.query("format");
+    if (format == "openai") return Reply{200, json::object{{"tools", c.manager.tools().export_openai(f)}}};
+    if (!format.empty() && format != "mcp") return Error{ErrorCode::invalid_argument, fmt::format("format '{}': expected mcp or openai", format)};
+    return Reply{200, json::object{{"tools", c.manager.tools().export_mcp(f)}}};
+  });
+  route("POST", "/api/v1/tools/" + name + "/invoke", Role::operator_, "call a tool; the body is its arguments", [](Call& c) -> Result<Reply> {
+    json::value args = c.body.is_null() ? json::value(json::object{}) : c.body;
+    XCORE_ASSIGN_OR_RETURN(auto r, c.manager.call_tool(c.arg(1), args, context_of(c)));
+    return Reply{200, r.to_mcp()};
+  });
+  route("POST", "/app/" + id + "/" + name, Role::operator_, "a plugin action; the body is its parameters", [](Call& c) -> Result<Reply> {
+    XCORE_ASSIGN_OR_RETURN(auto r, c.manager.call_action(c.arg(1), c.arg(2), c.body, context_of(c)));
+    return Reply{200, r};
+  });
+  // Routes plugins declare in their manifests, under /plugins/<id>/...: looked up on each request in the
+  // tenant's current catalogue, so they come and go with the plugin (and change with a reload).
+  for (const char* method : {"GET", "POST", "PUT", "PATCH", "DELETE"}) {
+    route(method, "/plugins/" + id + "(/[^?#]*)?", Role::anonymous, "a route a plugin declares in its manifest", [this, method = std::string(method)](Call& c) -> Result<Reply> {
+      if (c.who.role == Role::anonymous) return Error{ErrorCode::unauthenticated, "log in first: plugin routes need a bearer token"};
+      const auto plugin = c.arg(1);
+      auto info = c.manager.info(plugin);
+      if (!info || info->state != PluginState::enabled) return Error{ErrorCode::not_found, fmt::format("no enabled plugin '{}'", plugin)};
+      std::vector<std::string> segments;
+      std::string path = c.arg(2).empty() ? "/" : c.arg(2);
+      for (std::size_t start = 1; start <= path.size();) {
+        auto end = path.find('/', start);
+        if (end == std::string::npos) end = path.size();
+        if (end > start) segments.push_back(path.substr(start, end - start));
+        start = end + 1;
+      }
+      for (const auto& r : info->routes) {
+        if (r.method != method) continue;
+        std::vector<std::string> pattern;
+        for (std::size_t start = 1; start <= r.path.size();) {
+          auto end = r.path.find('/', start);
+          if (end == std::string::npos) end = r.path.size();
+          if (end > start) pattern.push_back(r.path.substr(start, end - start));
+          start = end + 1;
+        }
+        if (pattern.size() != segments.size()) continue;
+        json::object params;
+        bool match = true;
+        for (std::size_t i = 0; match && i < pattern.size(); ++i) {
+          if (pattern[i].front() == '{') params[pattern[i].substr(1, pattern[i].size() - 2)] = segments[i];
+          else match = pattern[i] == segments[i];
+        }
+        if (!match) continue;
+        if (c.who.role < *parse_role(r.role))
+          return Error{ErrorCode::permission_denied, fmt::format("this route needs the {} role; you have {}", r.role, role_name(c.who.role))};
+        json::object query;
+        for (const auto& [k, v] : c.req.params) query[k] = v;
+        json::object request{{"method", method}, {"path", path}, {"params", std::move(params)}, {"query", std::move(query)}, {"body", c.body}};
+        XCORE_ASSIGN_OR_RETURN(auto out, c.manager.call_action(plugin, r.action, request, context_of(c)));
+        return Reply{200, out};
+      }
+      return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no route {} {}", plugin, method, path)};
+    });
+  }
+  route("GET", "/api/v1/hooks", Role::viewer, "hooks and their subscribers", [](Call& c) -> Result<Reply> {
+    json::array out;
+    for (const auto& h : c.manager.hooks().list())
+      out.push_back(json::object{{"name", h.spec.name}, {"description", h.spec.description}, {"historic", h.spec.historic}, {"handlers", h.handlers},
+                                 {"wrappers", h.wrappers}, {"calls", h.calls}, {"failures", h.failures}});
+    return Reply{200, json::object{{"hooks", std::move(out)}}};
+  });
+
+}
+
+}  // namespace xcore::server

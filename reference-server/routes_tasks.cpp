@@ -1,0 +1,117 @@
+// Routes: scheduled tasks and signed webhooks.
+#include "server_impl.hpp"
+
+namespace xcore::server {
+
+void Server::Impl::add_task_routes() {
+  const std::string id = kIdPattern;
+  const std::string name = kNamePattern;
+
+  // ---- scheduled tasks
+  const std::string task = "([A-Za-z0-9._:-]{1,128})";
+  route("GET", "/api/v1/tasks", Role::viewer, "this tenant's scheduled tasks", [this](Call& c) -> Result<Reply> {
+    json::array out;
+    if (auto* s = scheduler_of(c.who.tenant))
+      for (const auto& j : s->list()) out.push_back(task_json(j));
+    return Reply{200, json::object{{"tasks", std::move(out)}}};
+  });
+  route("POST", "/api/v1/tasks", Role::operator_, "schedule a task ({name, trigger, target, ...})", [this](Call& c) -> Result<Reply> {
+    XCORE_ASSIGN_OR_RETURN(auto spec, JobSpec::from_json(c.body));
+    spec.tenant = c.who.tenant;  // never from the body
+    spec.owner.clear();
+    XCORE_TRY(webhook_free(spec, ""));
+    auto* s = scheduler_of(c.who.tenant);
+    XCORE_ASSIGN_OR_RETURN(auto id, s->add(std::move(spec)));
+    return Reply{201, task_json(*s->get(id))};
+  });
+  route("GET", "/api/v1/tasks/" + task, Role::viewer, "one task, with its next fire times", [this](Call& c) -> Result<Reply> {
+    auto* s = scheduler_of(c.who.tenant);
+    auto j = s->get(c.arg(1));
+    if (!j) return Error{ErrorCode::not_found, fmt::format("no task '{}'", c.arg(1))};
+    auto o = task_json(*j);
+    json::array next;
+    for (auto t : s->preview(c.arg(1), 5)) next.emplace_back(format_iso8601(t));
+    o["next_runs"] = std::move(next);
+    return Reply{200, o};
+  });
+  route("PATCH", "/api/v1/tasks/" + task, Role::operator_, "change a task (the fields given replace the task's)", [this](Call& c) -> Result<Reply> {
+    auto* s = scheduler_of(c.who.tenant);
+    auto j = s->get(c.arg(1));
+    if (!j) return Error{ErrorCode::not_found, fmt::format("no task '{}'", c.arg(1))};
+    if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected a JSON object with the fields to change"};
+    auto merged = j->spec.to_json();
+    for (const auto& [k, v] : c.body.get_object()) merged[k] = v;
+    XCORE_ASSIGN_OR_RETURN(auto spec, JobSpec::from_json(merged));
+    spec.tenant = c.who.tenant;
+    XCORE_TRY(webhook_free(spec, c.arg(1)));
+    XCORE_TRY(s->update(c.arg(1), std::move(spec)));
+    return Reply{200, task_json(*s->get(c.arg(1)))};
+  });
+  route("DELETE", "/api/v1/tasks/" + task, Role::operator_, "delete a task and its history", [this](Call& c) -> Result<Reply> {
+    XCORE_TRY(scheduler_of(c.who.tenant)->remove(c.arg(1)));
+    return Reply{200, json::object{{"deleted", c.arg(1)}}};
+  });
+  route("POST", "/api/v1/tasks/" + task + "/run", Role::operator_, "run a task now", [this](Call& c) -> Result<Reply> {
+    XCORE_ASSIGN_OR_RETURN(auto run, scheduler_of(c.who.tenant)->run_now(c.arg(1), nullptr, "manual"));
+    return Reply{202, json::object{{"run_id", run}, {"task_id", c.arg(1)}}};
+  });
+  for (const char* verb : {"pause", "resume"}) {
+    route("POST", "/api/v1/tasks/" + task + "/" + verb, Role::operator_, std::string(verb) + " a task", [this, v = std::string(verb)](Call& c) -> Result<Reply> {
+      auto* s = scheduler_of(c.who.tenant);
+      XCORE_TRY(v == "pause" ? s->pause(c.arg(1)) : s->resume(c.arg(1)));
+      return Reply{200, task_json(*s->get(c.arg(1)))};
+    });
+  }
+  route("GET", "/api/v1/tasks/" + task + "/runs", Role::viewer, "a task's runs, newest first (?limit=)", [this](Call& c) -> Result<Reply> {
+    auto* s = scheduler_of(c.who.tenant);
+    if (!s->get(c.arg(1))) return Error{ErrorCode::not_found, fmt::format("no task '{}'", c.arg(1))};
+    std::size_t limit = 100;
+    if (auto l = c.query("limit"); !l.empty()) limit = static_cast<std::size_t>(std::clamp(std::atoi(l.c_str()), 1, 1000));
+    json::array out;
+    for (const auto& r : s->runs(c.arg(1), limit)) out.push_back(r.to_json());
+    return Reply{200, out};
+  });
+  // Signed webhooks: HMAC-SHA256 over "<timestamp>.<body>" with the task's secret, a timestamp window, and
+  // each signature accepted once.
+  route("POST", "/api/v1/webhooks/" + name, Role::anonymous, "trigger a webhook task (X-Xcore-Timestamp, X-Xcore-Signature: sha256=<hex>)", [this](Call& c) -> Result<Reply> {
+    const auto stamp = c.req.get_header_value("X-Xcore-Timestamp");
+    auto signature = c.req.get_header_value("X-Xcore-Signature");
+    if (stamp.empty() || signature.empty())
+      return Error{ErrorCode::unauthenticated, "a webhook needs X-Xcore-Timestamp and X-Xcore-Signature: sha256=<hex of HMAC-SHA256(secret, timestamp + \".\" + body)>"};
+    std::optional<JobState> job;
+    std::string tenant;
+    {
+      std::shared_lock lock(tenants_mutex);
+      for (const auto& [t, s] : schedulers)
+        if (auto j = s->find_webhook(c.arg(1))) {
+          job = std::move(j);
+          tenant = t;
+          break;
+        }
+    }
+    if (!job) return Error{ErrorCode::not_found, fmt::format("no webhook '{}'", c.arg(1))};
+    std::int64_t ts = 0;
+    try {
+      std::size_t used = 0;
+      ts = std::stoll(stamp, &used);
+      if (used != stamp.size()) throw std::invalid_argument("stamp");
+    } catch (const std::exception&) {
+      return Error{ErrorCode::unauthenticated, "X-Xcore-Timestamp must be seconds since the epoch"};
+    }
+    if (std::llabs(unix_now() - ts) > config.webhook_window)
+      return Error{ErrorCode::unauthenticated, fmt::format("the timestamp is outside the {} s window", config.webhook_window)};
+    auto sealed = db->secret(tenant, job->spec.trigger.webhook_secret);
+    if (!sealed) return Error{ErrorCode::failed_precondition, fmt::format("the webhook's secret '{}' is not set", job->spec.trigger.webhook_secret)};
+    XCORE_ASSIGN_OR_RETURN(auto key, secrets->open(tenant + "/" + job->spec.trigger.webhook_secret, *sealed));
+    if (signature.starts_with("sha256=")) signature = signature.substr(7);
+    if (!constant_time_equal(signature, hex_encode(hmac_sha256(key, stamp + "." + c.req.body))))
+      return Error{ErrorCode::unauthenticated, "the signature does not match"};
+    if (!db->first_delivery(signature, unix_now(), config.webhook_window))
+      return Error{ErrorCode::conflict, "this delivery was received before (replay)"};
+    XCORE_ASSIGN_OR_RETURN(auto run, scheduler_of(tenant)->run_now(job->spec.id, c.body, "webhook"));
+    return Reply{202, json::object{{"run_id", run}, {"task_id", job->spec.id}}};
+  });
+
+}
+
+}  // namespace xcore::server

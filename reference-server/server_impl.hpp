@@ -1,0 +1,526 @@
+// The server's private state and helpers, shared by server.cpp and the routes_*.cpp files. Included by
+// .cpp files only: it brings cpp-httplib.
+#pragma once
+
+
+#include <httplib.h>
+
+#include <boost/json.hpp>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xcore/xcore.hpp>
+
+#include <atomic>
+#include <cmath>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <shared_mutex>
+
+#include "crypto.hpp"
+#include "database.hpp"
+#include "jwt.hpp"
+
+#include "server.hpp"
+
+namespace xcore::server {
+
+
+constexpr const char* kDefaultTenant = "default";
+
+// ---- roles -----------------------------------------------------------------------------------------------
+
+enum class Role : int { anonymous = -1, viewer = 0, operator_ = 1, admin = 2 };
+
+inline std::optional<Role> parse_role(std::string_view s) {
+  if (s == "viewer") return Role::viewer;
+  if (s == "operator") return Role::operator_;
+  if (s == "admin") return Role::admin;
+  return std::nullopt;
+}
+inline const char* role_name(Role r) { return r == Role::admin ? "admin" : r == Role::operator_ ? "operator" : r == Role::viewer ? "viewer" : "anonymous"; }
+
+struct Principal {
+  std::string user, tenant;
+  Role role = Role::anonymous;
+};
+
+// ---- small helpers ---------------------------------------------------------------------------------------
+
+inline json::value error_body(const Error& e, const std::string& request_id) {
+  json::object err{{"code", to_string(e.code)}, {"message", e.message}};
+  if (!e.details.empty()) {
+    boost::system::error_code ec;
+    auto d = json::parse(e.details, ec);
+    err["details"] = ec ? json::value(e.details) : d;
+  } else {
+    err["details"] = nullptr;
+  }
+  return json::object{{"error", std::move(err)}, {"request_id", request_id}};
+}
+
+inline Result<std::string> decode_key(const std::string& text) {
+  if (text.size() == 64 && text.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos) {
+    std::string raw;
+    for (std::size_t i = 0; i < 64; i += 2) raw.push_back(static_cast<char>(std::stoi(text.substr(i, 2), nullptr, 16)));
+    return raw;
+  }
+  auto raw = base64url_decode(text);
+  if (raw && raw->size() == 32) return raw;
+  return Error{ErrorCode::invalid_argument, "the master key must be 32 bytes, as 64 hex digits or base64url"};
+}
+
+// Failed logins per (user name, address) in the last minute.
+class LoginLimiter {
+ public:
+  explicit LoginLimiter(int per_minute) : limit_(per_minute) {}
+  // Seconds to wait, or 0 when another attempt may be made now.
+  int retry_after(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto& q = failures_[key];
+    prune(q);
+    if (static_cast<int>(q.size()) < limit_) return 0;
+    return static_cast<int>(std::max<std::int64_t>(1, q.front() + 60 - unix_now()));
+  }
+  void failed(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    failures_[key].push_back(unix_now());
+  }
+  void succeeded(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    failures_.erase(key);
+  }
+
+ private:
+  static void prune(std::deque<std::int64_t>& q) {
+    while (!q.empty() && q.front() + 60 <= unix_now()) q.pop_front();
+  }
+  int limit_;
+  std::mutex mutex_;
+  std::map<std::string, std::deque<std::int64_t>> failures_;
+};
+
+inline std::string process_metrics() {
+  std::string out;
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  out += fmt::format("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n", cpu);
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  out += fmt::format("# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n", resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+  std::size_t fds = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) ++fds;
+  out += fmt::format("# TYPE process_open_fds gauge\nprocess_open_fds {}\n", fds);
+  return out;
+}
+
+inline std::string label(std::string_view v) {
+  std::string s;
+  for (char c : v) {
+    if (c == '\\' || c == '"') s.push_back('\\');
+    if (c == '\n') {
+      s += "\\n";
+      continue;
+    }
+    s.push_back(c);
+  }
+  return s;
+}
+
+
+
+// ---- the server ------------------------------------------------------------------------------------------
+
+struct Server::Impl {
+  ServerConfig config;
+  std::unique_ptr<Database> db;
+  std::unique_ptr<SecretBox> secrets;
+  std::string jwt_key;
+  LoginLimiter limiter{5};
+  httplib::Server http;
+  int bound_port = 0;
+
+  // One Manager per tenant: a tenant's plugins, configs and tools live in its own catalogue.
+  std::shared_mutex tenants_mutex;
+  std::map<std::string, std::unique_ptr<Manager>> tenants;
+  std::map<std::string, std::unique_ptr<Scheduler>> schedulers;  // one per tenant, over its Manager
+
+  std::atomic<std::uint64_t> requests{0};
+  std::mutex status_mutex;
+  std::map<int, std::uint64_t> by_status;
+  std::atomic<bool> ready{false};
+
+  struct Route {
+    std::string method, pattern, summary;
+    Role min_role;
+  };
+  std::vector<Route> routes;
+
+  explicit Impl(ServerConfig c) : config(std::move(c)), limiter(config.login_attempts_per_minute) {}
+
+  ~Impl() {
+    http.stop();
+    std::unique_lock lock(tenants_mutex);
+    schedulers.clear();  // first: their runs call into the Managers (running ones finish)
+    tenants.clear();     // each Manager unloads its plugins, dependents first
+  }
+
+  void log(LogLevel level, std::string_view source, std::string_view message) {
+    if (level < LogLevel::info && !config.verbose) return;
+    std::fprintf(stderr, "%s %.*s: %.*s\n", std::string(to_string(level)).c_str(), static_cast<int>(source.size()), source.data(),
+                 static_cast<int>(message.size()), message.data());
+  }
+
+  // ---- start-up ----------------------------------------------------------------------------------------
+
+  Result<void> open_store() {
+    std::error_code ec;
+    std::filesystem::create_directories(config.data_dir, ec);
+    if (ec) return Error{ErrorCode::unavailable, fmt::format("cannot create data folder {}: {}", config.data_dir.string(), ec.message())};
+    // Searchable, not listable: sandboxed plugins (another user when we are root) reach their folders
+    // below it; the database and the key are private files.
+    ::chmod(config.data_dir.c_str(), 0711);
+    const auto db_file = config.data_dir / "xcore.db";
+    if (int fd = ::open(db_file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600); fd >= 0) ::close(fd);
+    for (const char* suffix : {"", "-wal", "-shm"}) ::chmod((db_file.string() + suffix).c_str(), 0600);  // SQLite copies them
+    XCORE_ASSIGN_OR_RETURN(db, Database::open(db_file));
+    XCORE_ASSIGN_OR_RETURN(auto key, master_key());
+    secrets = std::make_unique<SecretBox>(key);
+    jwt_key = hmac_sha256(key, "xcore jwt signing key v1");  // one master key; a separate key per use
+    return ok();
+  }
+
+  Result<std::string> master_key() {
+    if (!config.master_key.empty()) return decode_key(config.master_key);
+    auto file = config.data_dir / "master.key";
+    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      std::string text = random_token(32) + "\n";
+      bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+      ::fsync(fd);
+      ::close(fd);
+      if (!written) return Error{ErrorCode::unavailable, fmt::format("cannot write {}", file.string())};
+      log(LogLevel::info, "server", fmt::format("created master key {} (mode 0600): back it up, secrets cannot be read without it", file.string()));
+    }
+    struct stat st {};
+    if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077))
+      log(LogLevel::warn, "server", fmt::format("{} is readable by others (mode {:o}): make it 0600", file.string(), st.st_mode & 0777));
+    std::ifstream in(file);
+    std::string text;
+    std::getline(in, text);
+    auto key = decode_key(text);
+    if (!key) return Error{ErrorCode::invalid_argument, fmt::format("{}: {}", file.string(), key.error().message)};
+    return key;
+  }
+
+  Result<void> first_start() {
+    if (!db->tenant_exists(kDefaultTenant)) XCORE_TRY(db->create_tenant(kDefaultTenant, "Default"));
+    if (db->user_count() > 0) return ok();
+    std::string password = config.admin_password;
+    const bool generated = password.empty();
+    if (generated) password = random_token(18);
+    XCORE_TRY(db->create_user(UserRow{kDefaultTenant, "admin", hash_password(password), "admin", 0}));
+    if (generated) std::printf("xcore-server: created user 'admin' with password %s (shown this once)\n", password.c_str());
+    else std::printf("xcore-server: created user 'admin' with the password from XCORE_ADMIN_PASSWORD\n");
+    std::fflush(stdout);
+    return ok();
+  }
+
+  Result<Manager*> start_tenant(const std::string& tenant, bool register_all) {
+    ManagerOptions o;
+    o.plugin_dirs = config.plugin_dirs;
+    o.data_dir = config.data_dir / "plugins" / tenant;
+    for (const auto& dir : {config.data_dir / "plugins", o.data_dir, config.data_dir / "dynamic", dynamic_dir(tenant)}) {
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      ::chmod(dir.c_str(), 0711);
+    }
+    // Plugins read the tenant's sealed secrets that their manifests grant (the Manager checks the grant).
+    o.secrets = [this, tenant](std::string_view, std::string_view name) -> Result<std::string> {
+      auto sealed = db->secret(tenant, std::string(name));
+      if (!sealed) return Error{ErrorCode::not_found, fmt::format("no secret '{}'", name)};
+      return secrets->open(tenant + "/" + std::string(name), *sealed);
+    };
+    o.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) {
+      log(level, fmt::format("{}/{}", tenant, source), message);
+    };
+    auto m = std::make_unique<Manager>(std::move(o));
+    auto report = m->discover();
+    for (const auto& p : report.problems) log(LogLevel::warn, tenant, p.message);
+    // Plugins registered at run time (POST /api/v1/plugins/dynamic); one saved into a plugin folder since
+    // then is found there, and its dynamic copy goes.
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dynamic_dir(tenant), ec)) {
+      if (!entry.is_directory(ec)) continue;
+      if (m->info(entry.path().filename().string())) {
+        std::filesystem::remove_all(entry.path(), ec);
+        continue;
+      }
+      if (auto added = m->add(entry.path()); !added) log(LogLevel::warn, tenant, added.error().message);
+    }
+    if (register_all)
+      for (const auto& info : m->list())
+        XCORE_TRY(db->put_registration(RegistrationRow{tenant, info.manifest.id, info.manifest.version.to_string(), true, "{}", 0, 0}));
+    // Registrations drive what runs: configs first, then enable in dependency order (enable() loads
+    // dependencies itself).
+    auto regs = db->registrations(tenant);
+    for (const auto& r : regs) {
+      if (!m->info(r.plugin)) {
+        log(LogLevel::warn, tenant, fmt::format("registered plugin '{}' is not in the plugin folders", r.plugin));
+        continue;
+      }
+      boost::system::error_code ec;
+      auto cfg = json::parse(r.config, ec);
+      if (!ec && cfg.is_object() && !cfg.get_object().empty())
+        if (auto s = m->set_config(r.plugin, cfg.get_object()); !s) log(LogLevel::warn, tenant, s.error().message);
+    }
+    for (const auto& r : regs)
+      if (r.enabled && m->info(r.plugin))
+        if (auto e = m->enable(r.plugin); !e) log(LogLevel::error, tenant, fmt::format("cannot enable '{}': {}", r.plugin, e.error().message));
+    SchedulerOptions so;
+    so.store = db->job_store(tenant);
+    so.manager = m.get();
+    so.history_per_job = config.task_history;
+    so.log = [this, tenant](std::string_view message) { log(LogLevel::info, fmt::format("{}/scheduler", tenant), message); };
+    auto scheduler = std::make_unique<Scheduler>(std::move(so));
+    if (auto r = scheduler->restore(); !r) return Error{ErrorCode::unavailable, fmt::format("tenant '{}': cannot restore its tasks: {}", tenant, r.error().message)};
+    auto* raw = m.get();
+    std::unique_lock lock(tenants_mutex);
+    tenants[tenant] = std::move(m);
+    schedulers[tenant] = std::move(scheduler);
+    return raw;
+  }
+
+  Result<void> start_tenants() {
+    const bool fresh = db->registrations("").empty();
+    for (const auto& [id, name] : db->tenants()) XCORE_TRY(start_tenant(id, fresh && id == kDefaultTenant));
+    return ok();
+  }
+
+  std::filesystem::path dynamic_dir(const std::string& tenant) const { return config.data_dir / "dynamic" / tenant; }
+
+  Scheduler* scheduler_of(const std::string& tenant) {
+    std::shared_lock lock(tenants_mutex);
+    auto it = schedulers.find(tenant);
+    return it == schedulers.end() ? nullptr : it->second.get();
+  }
+
+  static json::object task_json(const JobState& j) {
+    auto o = j.spec.to_json();
+    o["next_run"] = j.next_run ? json::value(format_iso8601(*j.next_run)) : json::value(nullptr);
+    o["running"] = j.running;
+    if (j.spec.trigger.kind == Trigger::Kind::webhook) o["webhook_url"] = fmt::format("/api/v1/webhooks/{}", j.spec.trigger.webhook);
+    return o;
+  }
+
+  // Webhook names are global (the URL carries no tenant): one task per name across tenants.
+  Result<void> webhook_free(const JobSpec& spec, const std::string& except_id) {
+    if (spec.trigger.kind != Trigger::Kind::webhook) return ok();
+    std::shared_lock lock(tenants_mutex);
+    for (const auto& [t, s] : schedulers)
+      if (auto j = s->find_webhook(spec.trigger.webhook); j && j->spec.id != except_id)
+        return Error{ErrorCode::already_exists, fmt::format("webhook '{}' is taken", spec.trigger.webhook)};
+    return ok();
+  }
+
+  Manager* manager_of(const std::string& tenant) {
+    std::shared_lock lock(tenants_mutex);
+    auto it = tenants.find(tenant);
+    return it == tenants.end() ? nullptr : it->second.get();
+  }
+
+  // ---- authentication ----------------------------------------------------------------------------------
+
+  Result<Principal> authenticate(const httplib::Request& req) {
+    auto header = req.get_header_value("Authorization");
+    if (header.empty()) return Principal{};
+    if (header.size() < 8 || strncasecmp(header.c_str(), "Bearer ", 7) != 0)
+      return Error{ErrorCode::unauthenticated, "Authorization must be 'Bearer <token>'"};
+    std::string token = header.substr(7);
+    if (std::count(token.begin(), token.end(), '.') == 2) {
+      XCORE_ASSIGN_OR_RETURN(auto claims, verify_jwt(token, jwt_key, unix_now()));
+      if (claims.typ != "access") return Error{ErrorCode::unauthenticated, "a refresh token cannot authorize requests"};
+      auto role = parse_role(claims.role);
+      if (!role) return Error{ErrorCode::unauthenticated, "invalid token: unknown role"};
+      return Principal{claims.sub, claims.tenant, *role};
+    }
+    auto row = db->find_token(sha256_hex(token));
+    if (!row || row->revoked || (row->expires_at && row->expires_at <= unix_now()))
+      return Error{ErrorCode::unauthenticated, "unknown, revoked or expired API token"};
+    auto role = parse_role(row->role);
+    if (!role) return Error{ErrorCode::unauthenticated, "API token with an unknown role"};
+    return Principal{fmt::format("token:{}", row->name), row->tenant, *role};
+  }
+
+  json::object issue_tokens(const std::string& user, const std::string& tenant, const std::string& role) {
+    auto now = unix_now();
+    Claims access{user, tenant, role, "access", now, now + config.access_token_ttl};
+    Claims refresh{user, tenant, role, "refresh", now, now + config.refresh_token_ttl};
+    return json::object{{"access_token", sign_jwt(access, jwt_key)},
+                        {"token_type", "bearer"},
+                        {"expires_in", config.access_token_ttl},
+                        {"refresh_token", sign_jwt(refresh, jwt_key)}};
+  }
+
+  // ---- routing -----------------------------------------------------------------------------------------
+
+  struct Call {
+    const httplib::Request& req;
+    Principal who;
+    json::value body;
+    std::string request_id;
+    std::string arg(std::size_t i) const { return i < req.matches.size() ? std::string(req.matches[i]) : std::string(); }
+    std::string query(const char* k) const { return req.has_param(k) ? req.get_param_value(k) : std::string(); }
+    Manager& manager;
+  };
+  struct Reply {
+    Reply(int s, json::value b) : status(s), body(std::move(b)) {}
+    Reply(int s, json::value b, std::string t, std::string ct) : status(s), body(std::move(b)), text(std::move(t)), content_type(std::move(ct)) {}
+    int status = 200;
+    json::value body;
+    std::string text, content_type;  // non-JSON answers (metrics, docs)
+  };
+  using Handler = std::function<Result<Reply>(Call&)>;
+
+  static std::string request_id_of(const httplib::Request& req) {
+    auto given = req.get_header_value("X-Request-Id");
+    if (!given.empty() && given.size() <= 64 && std::all_of(given.begin(), given.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'; }))
+      return given;
+    return random_token(12);
+  }
+
+  void answer(httplib::Response& res, int status, const json::value& body, const std::string& request_id) {
+    res.status = status;
+    res.set_header("X-Request-Id", request_id);
+    res.set_content(json::serialize(body), "application/json");
+  }
+
+  void fail(httplib::Response& res, const Error& e, const std::string& request_id) {
+    auto body = error_body(e, request_id);
+    answer(res, http_status(e.code), body, request_id);
+    if (e.code == ErrorCode::unauthenticated) res.set_header("WWW-Authenticate", "Bearer");
+    // A limit that says when to come back: Retry-After, in whole seconds.
+    if (e.code == ErrorCode::resource_exhausted)
+      if (const auto& d = body.at("error").at("details"); d.is_object() && d.get_object().contains("retry_after"))
+        res.set_header("Retry-After", std::to_string(d.at("retry_after").to_number<std::int64_t>()));
+  }
+
+  void route(const char* method, const std::string& pattern, Role min_role, std::string summary, Handler handler) {
+    routes.push_back({method, pattern, std::move(summary), min_role});
+    auto wrapped = [this, min_role, handler = std::move(handler), method = std::string(method)](const httplib::Request& req, httplib::Response& res) {
+      ++requests;
+      const auto request_id = request_id_of(req);
+      auto who = authenticate(req);
+      if (!who) return fail(res, who.error(), request_id);
+      if (who->role < min_role) {
+        if (who->role == Role::anonymous) return fail(res, Error{ErrorCode::unauthenticated, "log in first: this route needs a bearer token"}, request_id);
+        return fail(res, Error{ErrorCode::permission_denied, fmt::format("this route needs the {} role; you have {}", role_name(min_role), role_name(who->role))},
+                    request_id);
+      }
+      json::value body;
+      if (!req.body.empty()) {
+        boost::system::error_code ec;
+        body = json::parse(req.body, ec);
+        if (ec) return fail(res, Error{ErrorCode::invalid_argument, fmt::format("the body is not valid JSON: {}", ec.message())}, request_id);
+      }
+      Manager* m = who->role == Role::anonymous ? manager_of(kDefaultTenant) : manager_of(who->tenant);
+      if (!m) return fail(res, Error{ErrorCode::not_found, fmt::format("tenant '{}' does not exist", who->tenant)}, request_id);
+      Call call{req, *who, std::move(body), request_id, *m};
+      Result<Reply> r = Error{ErrorCode::internal, "no answer"};
+      try {
+        r = handler(call);
+      } catch (const std::exception& e) {
+        r = Error{ErrorCode::internal, e.what()};
+      }
+      if (!r) return fail(res, r.error(), request_id);
+      if (!r->content_type.empty()) {
+        res.status = r->status;
+        res.set_header("X-Request-Id", request_id);
+        res.set_content(r->text, r->content_type.c_str());
+        return;
+      }
+      answer(res, r->status, r->body, request_id);
+      // The audit log records administration, not traffic: tool calls, actions and plugin routes are
+      // counted in the metrics instead.
+      if (method != "GET" && who->role != Role::anonymous && req.path.starts_with("/api/") && !req.path.ends_with("/invoke"))
+        db->audit(AuditRow{0, 0, who->tenant, who->user, fmt::format("{} {}", method, req.path), req.path, fmt::format("{}", res.status), request_id});
+    };
+    if (std::string_view(method) == "GET") http.Get(pattern, wrapped);
+    else if (std::string_view(method) == "POST") http.Post(pattern, wrapped);
+    else if (std::string_view(method) == "PUT") http.Put(pattern, wrapped);
+    else if (std::string_view(method) == "DELETE") http.Delete(pattern, wrapped);
+    else if (std::string_view(method) == "PATCH") http.Patch(pattern, wrapped);
+  }
+
+  static Result<std::string> field(const json::value& body, const char* name) {
+    if (!body.is_object()) return Error{ErrorCode::invalid_argument, fmt::format("expected a JSON object with '{}'", name)};
+    auto it = body.get_object().find(name);
+    if (it == body.get_object().end() || !it->value().is_string() || it->value().get_string().empty())
+      return Error{ErrorCode::invalid_argument, fmt::format("'{}' must be a non-empty string", name)};
+    return std::string(it->value().get_string());
+  }
+
+  static CallContext context_of(const Call& c) {
+    CallContext ctx;
+    ctx.tenant = c.who.tenant;
+    ctx.user = c.who.user;
+    ctx.trace_id = c.request_id;
+    return ctx;
+  }
+
+  // A plugin as the API shows it: the Manager's view plus this tenant's registration.
+  json::object plugin_json(const PluginInfo& info, const std::string& tenant) {
+    json::object o{{"id", info.manifest.id},
+                   {"name", info.manifest.name},
+                   {"version", info.manifest.version.to_string()},
+                   {"description", info.manifest.description},
+                   {"mode", to_string(info.manifest.mode)},
+                   {"state", to_string(info.state)}};
+    if (info.last_error) o["last_error"] = info.last_error->message;
+    auto reg = db->registration(tenant, info.manifest.id);
+    o["registered"] = reg.has_value();
+    o["enabled"] = reg && reg->enabled;
+    o["stats"] = json::object{{"calls", info.stats.calls}, {"errors", info.stats.errors}, {"in_flight", info.stats.in_flight},
+                              {"generation", info.stats.generation}, {"reloads", info.stats.reloads}};
+    if (!info.runner.empty()) o["runner"] = info.runner;
+    return o;
+  }
+
+  Result<PluginInfo> known(Manager& m, const std::string& id) {
+    auto info = m.info(id);
+    if (!info) return Error{ErrorCode::not_found, fmt::format("no plugin '{}'", id)};
+    return *info;
+  }
+
+  Result<void> remember(const std::string& tenant, Manager& m, const std::string& id, std::optional<bool> enabled, std::optional<json::object> config) {
+    auto info = m.info(id);
+    auto reg = db->registration(tenant, id).value_or(RegistrationRow{tenant, id, "", false, "{}", 0, 0});
+    if (info) reg.version = info->manifest.version.to_string();
+    if (enabled) reg.enabled = *enabled;
+    if (config) reg.config = json::serialize(*config);
+    return db->put_registration(reg);
+  }
+
+  // The routes, by area (one file each); add_routes() calls them all.
+  void add_routes();
+  void add_meta_routes();     // health, metrics, OpenAPI, docs: server.cpp
+  void add_access_routes();   // login, tokens, users, tenants, secrets, audit: routes_access.cpp
+  void add_plugin_routes();   // plugins, tools, actions, plugin-contributed routes, hooks: routes_plugins.cpp
+  void add_task_routes();     // scheduled tasks and webhooks: routes_tasks.cpp
+  std::string metrics();
+};
+
+// Path parameters of the routes: plugin and tenant ids, tool and secret names, task ids.
+inline const std::string kIdPattern = "([a-z0-9][a-z0-9_.-]{0,63})";
+inline const std::string kNamePattern = "([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})";
+
+}  // namespace xcore::server
