@@ -197,6 +197,24 @@ struct Scheduler::Impl {
     if (earlier) wake.notify_all();  // the background thread sleeps until the earliest fire
   }
 
+  // Caller holds `mutex`.
+  Result<Entry*> entry(const std::string& id) {
+    auto it = jobs.find(id);
+    if (it == jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
+    return &it->second;
+  }
+
+  // Caller holds `mutex`. The one way a job's spec or next fire changes: the store first (a failure changes
+  // nothing), then the entry, what runs share of it, and its place in the heap.
+  Result<void> replace(Entry& e, JobSpec spec, std::optional<SysSeconds> next) {
+    if (spec.persist) XCORE_TRY(store->put_job(StoredJob{spec, next}));
+    e.spec = std::move(spec);
+    e.next = next;
+    e.shared.reset();
+    schedule(e);
+    return ok();
+  }
+
   std::optional<SysSeconds> first_fire(const JobSpec& spec, SysSeconds at) const {
     if (spec.trigger.kind == Trigger::Kind::date && spec.trigger.at <= at && at - spec.trigger.at <= spec.misfire_grace) return spec.trigger.at;
     return spec.trigger.next_after(at, seed_of(spec.id));
@@ -406,13 +424,7 @@ struct Scheduler::Impl {
     if (job.trigger.kind == Trigger::Kind::interval && !job.trigger.start) job.trigger.start = job.created;
     auto next = first_fire(job, now());
     auto& e = jobs[job.id];
-    const bool fresh = e.spec.id.empty();
-    e.spec = std::move(job);
-    e.shared.reset();
-    e.next = next;
-    if (fresh) e.running = 0;
-    schedule(e);
-    return ok();
+    return replace(e, std::move(job), next);
   }
 
   void plugin_enabled(const std::string& plugin) {
@@ -536,59 +548,43 @@ Result<std::string> Scheduler::add(JobSpec job) {
 Result<void> Scheduler::update(const std::string& id, JobSpec job) {
   auto& s = *impl_;
   std::lock_guard lock(s.mutex);
-  auto it = s.jobs.find(id);
-  if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
-  auto& e = it->second;
+  XCORE_ASSIGN_OR_RETURN(auto* e, s.entry(id));
   job.id = id;
-  job.created = e.spec.created;
-  job.owner = e.spec.owner;
-  job.persist = e.spec.persist;
+  job.created = e->spec.created;
+  job.owner = e->spec.owner;
+  job.persist = e->spec.persist;
   if (job.trigger.kind == Trigger::Kind::interval && !job.trigger.start) job.trigger.start = job.created;
   auto next = s.first_fire(job, s.now());
-  if (job.persist) XCORE_TRY(s.store->put_job(StoredJob{job, next}));
-  e.spec = std::move(job);
-  e.shared.reset();
-  e.next = next;
-  s.schedule(e);
-  return ok();
+  return s.replace(*e, std::move(job), next);
 }
 
 Result<void> Scheduler::remove(const std::string& id) {
   auto& s = *impl_;
   std::lock_guard lock(s.mutex);
-  auto it = s.jobs.find(id);
-  if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
-  if (it->second.spec.persist) XCORE_TRY(s.store->remove_job(id));
-  s.jobs.erase(it);
+  XCORE_ASSIGN_OR_RETURN(auto* e, s.entry(id));
+  if (e->spec.persist) XCORE_TRY(s.store->remove_job(id));
+  s.jobs.erase(id);
   return ok();
 }
 
 Result<void> Scheduler::pause(const std::string& id) {
   auto& s = *impl_;
   std::lock_guard lock(s.mutex);
-  auto it = s.jobs.find(id);
-  if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
-  auto& e = it->second;
-  e.spec.paused = true;
-  e.shared.reset();
-  if (e.spec.persist) XCORE_TRY(s.store->put_job(StoredJob{e.spec, e.next}));
-  s.schedule(e);
-  return ok();
+  XCORE_ASSIGN_OR_RETURN(auto* e, s.entry(id));
+  auto spec = e->spec;
+  spec.paused = true;
+  return s.replace(*e, std::move(spec), e->next);
 }
 
 Result<void> Scheduler::resume(const std::string& id) {
   auto& s = *impl_;
   std::lock_guard lock(s.mutex);
-  auto it = s.jobs.find(id);
-  if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
-  auto& e = it->second;
-  e.spec.paused = false;
-  e.shared.reset();
+  XCORE_ASSIGN_OR_RETURN(auto* e, s.entry(id));
+  auto spec = e->spec;
+  spec.paused = false;
   // Fires that fell in the pause are not made up: the schedule goes on from now.
-  e.next = e.spec.trigger.next_after(s.now(), seed_of(id));
-  if (e.spec.persist) XCORE_TRY(s.store->put_job(StoredJob{e.spec, e.next}));
-  s.schedule(e);
-  return ok();
+  auto next = spec.trigger.next_after(s.now(), seed_of(id));
+  return s.replace(*e, std::move(spec), next);
 }
 
 Result<std::string> Scheduler::run_now(const std::string& id, const json::value& input, std::string_view reason) {
@@ -596,9 +592,8 @@ Result<std::string> Scheduler::run_now(const std::string& id, const json::value&
   Impl::Task task;
   {
     std::lock_guard lock(s.mutex);
-    auto it = s.jobs.find(id);
-    if (it == s.jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
-    auto& e = it->second;
+    XCORE_ASSIGN_OR_RETURN(auto* found, s.entry(id));
+    auto& e = *found;
     if (e.running >= e.spec.max_instances) {
       s.skipped(e.spec, fmt::format("{} (refused): {} run(s) still in progress (max_instances {})", reason, e.running, e.spec.max_instances), std::nullopt);
       Error err{ErrorCode::resource_exhausted, fmt::format("job '{}' has {} run(s) in progress (max_instances {})", id, e.running, e.spec.max_instances)};
