@@ -30,7 +30,7 @@ void BM_RegistryHostEcho(benchmark::State& state) {
   auto h = reg.add(spec, [](const json::value& a, const CallContext&) -> Result<ToolResult> { return echo(a); });
   const json::value args = json::parse(kArgs);
   for (auto _ : state) {
-    auto r = reg.invoke("echo", args);
+    auto r = reg.invoke("echo", args, xcore::CallContext::host());
     benchmark::DoNotOptimize(r);
   }
 }
@@ -48,7 +48,7 @@ void plugin_echo(benchmark::State& state, bool with_audit) {
   }
   const json::value args = json::parse(kArgs);
   for (auto _ : state) {
-    auto r = m.call_tool("echo", args);
+    auto r = m.call_tool("echo", args, xcore::CallContext::host());
     benchmark::DoNotOptimize(r);
   }
 }

@@ -83,7 +83,7 @@ void BM_SandboxedEcho(benchmark::State& state) {
   }
   const json::value args = json::parse(kArgs);
   for (auto _ : state) {
-    auto r = m.call_tool("echo", args);
+    auto r = m.call_tool("echo", args, xcore::CallContext::host());
     if (!r) state.SkipWithError(r.error().message.c_str());
     benchmark::DoNotOptimize(r);
   }
@@ -102,7 +102,7 @@ void BM_SandboxColdStart(benchmark::State& state) {
       state.SkipWithError(r.error().message.c_str());
       return;
     }
-    auto r = m.call_tool("echo", args);
+    auto r = m.call_tool("echo", args, xcore::CallContext::host());
     benchmark::DoNotOptimize(r);
     state.PauseTiming();
     (void)m.unload("core");
@@ -132,7 +132,7 @@ void BM_ServerEverythingEcho(benchmark::State& state) {
   }
   const json::value args = json::parse(R"({"message":"hello world, this is a benchmark payload of about a hundred bytes......"})");
   for (auto _ : state) {
-    auto r = m.call_tool("echo", args);
+    auto r = m.call_tool("echo", args, xcore::CallContext::host());
     benchmark::DoNotOptimize(r);
   }
 }

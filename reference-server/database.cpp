@@ -84,6 +84,47 @@ CREATE TABLE webhook_deliveries(
   signature TEXT PRIMARY KEY,
   seen_at INTEGER NOT NULL);
 )sql",
+    R"sql(
+CREATE TABLE users_v3(
+  id INTEGER PRIMARY KEY,
+  tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  username TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+  generation INTEGER NOT NULL DEFAULT 1,
+  created_at INTEGER NOT NULL,
+  UNIQUE (tenant, username));
+INSERT INTO users_v3(id, tenant, username, password_hash, role, created_at)
+  SELECT id, tenant, username, password_hash, role, created_at FROM users;
+DROP TABLE users;
+ALTER TABLE users_v3 RENAME TO users;
+ALTER TABLE api_tokens ADD COLUMN user_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE api_tokens ADD COLUMN user_generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
+UPDATE api_tokens SET user_generation = 1,
+  user_id = COALESCE((SELECT u.id FROM users u WHERE u.tenant = api_tokens.tenant AND u.username = api_tokens.created_by), 0);
+CREATE TABLE refresh_tokens(
+  jti TEXT PRIMARY KEY,
+  family TEXT NOT NULL,
+  tenant TEXT NOT NULL,
+  user_id INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX refresh_tokens_by_family ON refresh_tokens(family);
+CREATE INDEX refresh_tokens_by_user ON refresh_tokens(user_id);
+CREATE TABLE scheduled_jobs_v3(
+  id TEXT NOT NULL,
+  tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  spec TEXT NOT NULL,
+  next_run INTEGER,
+  PRIMARY KEY (tenant, id));
+INSERT INTO scheduled_jobs_v3(id, tenant, spec, next_run) SELECT id, tenant, spec, next_run FROM scheduled_jobs;
+DROP TABLE scheduled_jobs;
+ALTER TABLE scheduled_jobs_v3 RENAME TO scheduled_jobs;
+ALTER TABLE job_runs ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+UPDATE job_runs SET tenant = COALESCE((SELECT j.tenant FROM scheduled_jobs j WHERE j.id = job_runs.job_id), '');
+CREATE INDEX job_runs_by_tenant_job ON job_runs(tenant, job_id, started_ms);
+)sql",
 };
 
 Error db_error(const std::exception& e) { return Error{ErrorCode::internal, fmt::format("database: {}", e.what())}; }
@@ -192,7 +233,7 @@ bool Database::tenant_exists(const std::string& id) {
 namespace {
 UserRow user_from(SQLite::Statement& s) {
   return UserRow{s.getColumn(0).getString(), s.getColumn(1).getString(), s.getColumn(2).getString(), s.getColumn(3).getString(),
-                 s.getColumn(4).getInt64()};
+                 s.getColumn(4).getInt64(), s.getColumn(5).getInt64(), s.getColumn(6).getInt64()};
 }
 TokenRow token_from(SQLite::Statement& s) {
   TokenRow t;
@@ -204,6 +245,15 @@ TokenRow token_from(SQLite::Statement& s) {
   t.created_at = s.getColumn(5).getInt64();
   t.expires_at = s.getColumn(6).getInt64();
   t.revoked = s.getColumn(7).getInt() != 0;
+  t.user_id = s.getColumn(8).getInt64();
+  t.user_generation = s.getColumn(9).getInt64();
+  boost::system::error_code ec;
+  auto scopes = boost::json::parse(s.getColumn(10).getString(), ec);
+  if (!ec && scopes.is_array()) {
+    t.scoped = true;
+    for (const auto& v : scopes.get_array())
+      if (v.is_string()) t.scopes.emplace_back(v.get_string());
+  }
   return t;
 }
 RegistrationRow registration_from(SQLite::Statement& s) {
@@ -217,13 +267,24 @@ RegistrationRow registration_from(SQLite::Statement& s) {
   r.updated_at = s.getColumn(6).getInt64();
   return r;
 }
-constexpr const char* kUserColumns = "SELECT tenant, username, password_hash, role, created_at FROM users";
-constexpr const char* kTokenColumns = "SELECT id, tenant, name, role, created_by, created_at, expires_at, revoked FROM api_tokens";
+constexpr const char* kUserColumns = "SELECT tenant, username, password_hash, role, created_at, id, generation FROM users";
+constexpr const char* kTokenColumns =
+    "SELECT id, tenant, name, role, created_by, created_at, expires_at, revoked, user_id, user_generation, scopes FROM api_tokens";
 constexpr const char* kRegistrationColumns =
     "SELECT tenant, plugin, version, enabled, config, installed_at, updated_at FROM plugin_registrations";
+
+// Ends every session of a user: refresh tokens go, API tokens they made are revoked. Caller holds the lock.
+void end_sessions(SQLite::Database& db, std::int64_t user_id) {
+  SQLite::Statement r(db, "DELETE FROM refresh_tokens WHERE user_id = ?");
+  r.bind(1, user_id);
+  r.exec();
+  SQLite::Statement t(db, "UPDATE api_tokens SET revoked = 1 WHERE user_id = ?");
+  t.bind(1, user_id);
+  t.exec();
+}
 }  // namespace
 
-Result<void> Database::create_user(const UserRow& u) {
+Result<std::int64_t> Database::create_user(const UserRow& u) {
   XCORE_DB({
     SQLite::Statement s(db, "INSERT INTO users(tenant, username, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?)");
     s.bind(1, u.tenant);
@@ -232,14 +293,24 @@ Result<void> Database::create_user(const UserRow& u) {
     s.bind(4, u.role);
     s.bind(5, unix_now());
     s.exec();
-    return ok();
+    return db.getLastInsertRowid();
   })
 }
 
-std::optional<UserRow> Database::find_user(const std::string& username) {
+std::optional<UserRow> Database::find_user(const std::string& tenant, const std::string& username) {
   XCORE_DB_QUERY(std::nullopt, {
-    SQLite::Statement s(db, std::string(kUserColumns) + " WHERE username = ?");
-    s.bind(1, username);
+    SQLite::Statement s(db, std::string(kUserColumns) + " WHERE tenant = ? AND username = ?");
+    s.bind(1, tenant);
+    s.bind(2, username);
+    if (!s.executeStep()) return std::nullopt;
+    return user_from(s);
+  })
+}
+
+std::optional<UserRow> Database::user_by_id(std::int64_t id) {
+  XCORE_DB_QUERY(std::nullopt, {
+    SQLite::Statement s(db, std::string(kUserColumns) + " WHERE id = ?");
+    s.bind(1, id);
     if (!s.executeStep()) return std::nullopt;
     return user_from(s);
   })
@@ -255,28 +326,45 @@ std::vector<UserRow> Database::users(const std::string& tenant) {
   })
 }
 
-Result<void> Database::delete_user(const std::string& tenant, const std::string& username) {
+Result<std::int64_t> Database::delete_user(const std::string& tenant, const std::string& username) {
   XCORE_DB({
-    SQLite::Statement s(db, "DELETE FROM users WHERE tenant = ? AND username = ?");
-    s.bind(1, tenant);
-    s.bind(2, username);
-    if (s.exec() == 0) return Error{ErrorCode::not_found, fmt::format("no user '{}'", username)};
-    return ok();
+    SQLite::Transaction tx(db);
+    SQLite::Statement q(db, "SELECT id FROM users WHERE tenant = ? AND username = ?");
+    q.bind(1, tenant);
+    q.bind(2, username);
+    if (!q.executeStep()) return Error{ErrorCode::not_found, fmt::format("no user '{}'", username)};
+    const auto id = q.getColumn(0).getInt64();
+    q.reset();
+    SQLite::Statement s(db, "DELETE FROM users WHERE id = ?");
+    s.bind(1, id);
+    s.exec();
+    end_sessions(db, id);
+    tx.commit();
+    return id;
   })
 }
 
-Result<void> Database::update_user(const std::string& tenant, const std::string& username, const std::optional<std::string>& password_hash,
-                                   const std::optional<std::string>& role) {
+Result<std::int64_t> Database::update_user(const std::string& tenant, const std::string& username, const std::optional<std::string>& password_hash,
+                                           const std::optional<std::string>& role) {
   XCORE_DB({
-    SQLite::Statement s(db, "UPDATE users SET password_hash = COALESCE(?, password_hash), role = COALESCE(?, role) WHERE tenant = ? AND username = ?");
+    SQLite::Transaction tx(db);
+    SQLite::Statement q(db, "SELECT id FROM users WHERE tenant = ? AND username = ?");
+    q.bind(1, tenant);
+    q.bind(2, username);
+    if (!q.executeStep()) return Error{ErrorCode::not_found, fmt::format("no user '{}'", username)};
+    const auto id = q.getColumn(0).getInt64();
+    q.reset();
+    // A new generation: every token issued before this change is refused from now on.
+    SQLite::Statement s(db, "UPDATE users SET password_hash = COALESCE(?, password_hash), role = COALESCE(?, role), generation = generation + 1 WHERE id = ?");
     if (password_hash) s.bind(1, *password_hash);
     else s.bind(1);
     if (role) s.bind(2, *role);
     else s.bind(2);
-    s.bind(3, tenant);
-    s.bind(4, username);
-    if (s.exec() == 0) return Error{ErrorCode::not_found, fmt::format("no user '{}'", username)};
-    return ok();
+    s.bind(3, id);
+    s.exec();
+    end_sessions(db, id);
+    tx.commit();
+    return id;
   })
 }
 
@@ -284,9 +372,52 @@ std::int64_t Database::user_count() {
   XCORE_DB_QUERY(0, { return db.execAndGet("SELECT COUNT(*) FROM users").getInt64(); })
 }
 
+Result<void> Database::add_refresh(const RefreshRow& r) {
+  XCORE_DB({
+    SQLite::Statement prune(db, "DELETE FROM refresh_tokens WHERE expires_at < ?");
+    prune.bind(1, unix_now());
+    prune.exec();
+    SQLite::Statement s(db, "INSERT INTO refresh_tokens(jti, family, tenant, user_id, expires_at) VALUES (?, ?, ?, ?, ?)");
+    s.bind(1, r.jti);
+    s.bind(2, r.family);
+    s.bind(3, r.tenant);
+    s.bind(4, r.user_id);
+    s.bind(5, r.expires_at);
+    s.exec();
+    return ok();
+  })
+}
+
+Result<RefreshUse> Database::use_refresh(const std::string& jti, std::int64_t user_id) {
+  XCORE_DB({
+    SQLite::Transaction tx(db);
+    SQLite::Statement q(db, "SELECT family, used FROM refresh_tokens WHERE jti = ? AND user_id = ?");
+    q.bind(1, jti);
+    q.bind(2, user_id);
+    if (!q.executeStep()) return RefreshUse::unknown;
+    const auto family = q.getColumn(0).getString();
+    const bool used = q.getColumn(1).getInt() != 0;
+    q.reset();
+    if (used) {
+      // A spent token shown again: someone holds a copy. The whole family ends (OAuth 2.1, 4.3.1).
+      SQLite::Statement d(db, "DELETE FROM refresh_tokens WHERE family = ?");
+      d.bind(1, family);
+      d.exec();
+      tx.commit();
+      return RefreshUse::reused;
+    }
+    SQLite::Statement u(db, "UPDATE refresh_tokens SET used = 1 WHERE jti = ?");
+    u.bind(1, jti);
+    u.exec();
+    tx.commit();
+    return RefreshUse::fresh;
+  })
+}
+
 Result<std::int64_t> Database::create_token(const TokenRow& t, const std::string& token_hash) {
   XCORE_DB({
-    SQLite::Statement s(db, "INSERT INTO api_tokens(tenant, name, token_hash, role, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    SQLite::Statement s(db, "INSERT INTO api_tokens(tenant, name, token_hash, role, created_by, created_at, expires_at, user_id, user_generation, scopes) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, t.tenant);
     s.bind(2, t.name);
     s.bind(3, token_hash);
@@ -294,6 +425,11 @@ Result<std::int64_t> Database::create_token(const TokenRow& t, const std::string
     s.bind(5, t.created_by);
     s.bind(6, unix_now());
     s.bind(7, t.expires_at);
+    s.bind(8, t.user_id);
+    s.bind(9, t.user_generation);
+    boost::json::array scopes;
+    for (const auto& sc : t.scopes) scopes.emplace_back(sc);
+    s.bind(10, t.scoped ? boost::json::serialize(scopes) : std::string());
     s.exec();
     return db.getLastInsertRowid();
   })
@@ -462,7 +598,7 @@ class SqliteJobStore final : public JobStore {
   Result<void> put_job(const StoredJob& job) override {
     return guarded([&] {
       SQLite::Statement s(db_.db, "INSERT INTO scheduled_jobs(id, tenant, spec, next_run) VALUES (?, ?, ?, ?) "
-                                   "ON CONFLICT(id) DO UPDATE SET spec = excluded.spec, next_run = excluded.next_run");
+                                   "ON CONFLICT(tenant, id) DO UPDATE SET spec = excluded.spec, next_run = excluded.next_run");
       s.bind(1, job.spec.id);
       s.bind(2, tenant_);
       s.bind(3, boost::json::serialize(job.spec.to_json()));
@@ -473,10 +609,10 @@ class SqliteJobStore final : public JobStore {
   Result<void> remove_job(std::string_view id) override {
     return guarded([&] {
       SQLite::Transaction tx(db_.db);
-      for (const char* sql : {"DELETE FROM scheduled_jobs WHERE id = ? AND tenant = ?", "DELETE FROM job_runs WHERE job_id = ?"}) {
+      for (const char* sql : {"DELETE FROM scheduled_jobs WHERE id = ? AND tenant = ?", "DELETE FROM job_runs WHERE job_id = ? AND tenant = ?"}) {
         SQLite::Statement s(db_.db, sql);
         s.bind(1, std::string(id));
-        if (std::string_view(sql).find("tenant") != std::string_view::npos) s.bind(2, tenant_);
+        s.bind(2, tenant_);
         s.exec();
       }
       tx.commit();
@@ -523,13 +659,14 @@ class SqliteJobStore final : public JobStore {
   }
   Result<void> finish_run(const RunRecord& run) override {
     return guarded([&] {
-      SQLite::Statement s(db_.db, "UPDATE job_runs SET status = ?, ended_ms = ?, result = ?, error = ? WHERE id = ?");
+      SQLite::Statement s(db_.db, "UPDATE job_runs SET status = ?, ended_ms = ?, result = ?, error = ? WHERE id = ? AND tenant = ?");
       s.bind(1, std::string(to_string(run.status)));
       s.bind(2, to_ms(run.ended));
       if (run.result.is_null()) s.bind(3);
       else s.bind(3, boost::json::serialize(run.result));
       s.bind(4, run.error);
       s.bind(5, run.id);
+      s.bind(6, tenant_);
       s.exec();
     });
   }
@@ -540,9 +677,10 @@ class SqliteJobStore final : public JobStore {
     std::vector<RunRecord> out;
     (void)guarded([&] {
       SQLite::Statement s(db_.db, "SELECT id, job_id, status, reason, scheduled_for, started_ms, ended_ms, result, error FROM job_runs "
-                                   "WHERE job_id = ? ORDER BY started_ms DESC, rowid DESC LIMIT ?");
-      s.bind(1, std::string(job_id));
-      s.bind(2, static_cast<std::int64_t>(limit));
+                                   "WHERE tenant = ? AND job_id = ? ORDER BY started_ms DESC, rowid DESC LIMIT ?");
+      s.bind(1, tenant_);
+      s.bind(2, std::string(job_id));
+      s.bind(3, static_cast<std::int64_t>(limit));
       while (s.executeStep()) {
         RunRecord r;
         r.id = s.getColumn(0).getString();
@@ -566,7 +704,7 @@ class SqliteJobStore final : public JobStore {
     std::size_t n = 0;
     (void)guarded([&] {
       SQLite::Statement s(db_.db, "UPDATE job_runs SET status = 'interrupted', ended_ms = ?, error = 'the server stopped during the run' "
-                                   "WHERE status = 'running' AND job_id IN (SELECT id FROM scheduled_jobs WHERE tenant = ?)");
+                                   "WHERE status = 'running' AND tenant = ?");
       s.bind(1, to_ms(now));
       s.bind(2, tenant_);
       n = static_cast<std::size_t>(s.exec());
@@ -575,11 +713,13 @@ class SqliteJobStore final : public JobStore {
   }
   void prune_runs(std::string_view job_id, std::size_t keep) override {
     (void)guarded([&] {
-      SQLite::Statement s(db_.db, "DELETE FROM job_runs WHERE job_id = ? AND id NOT IN "
-                                   "(SELECT id FROM job_runs WHERE job_id = ? ORDER BY started_ms DESC, rowid DESC LIMIT ?)");
-      s.bind(1, std::string(job_id));
+      SQLite::Statement s(db_.db, "DELETE FROM job_runs WHERE tenant = ? AND job_id = ? AND id NOT IN "
+                                   "(SELECT id FROM job_runs WHERE tenant = ? AND job_id = ? ORDER BY started_ms DESC, rowid DESC LIMIT ?)");
+      s.bind(1, tenant_);
       s.bind(2, std::string(job_id));
-      s.bind(3, static_cast<std::int64_t>(keep));
+      s.bind(3, tenant_);
+      s.bind(4, std::string(job_id));
+      s.bind(5, static_cast<std::int64_t>(keep));
       s.exec();
     });
   }
@@ -601,8 +741,8 @@ class SqliteJobStore final : public JobStore {
   }
   // Caller holds the lock.
   void insert(const RunRecord& run) {
-    SQLite::Statement s(db_.db, "INSERT INTO job_runs(id, job_id, status, reason, scheduled_for, started_ms, ended_ms, result, error) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    SQLite::Statement s(db_.db, "INSERT INTO job_runs(id, job_id, status, reason, scheduled_for, started_ms, ended_ms, result, error, tenant) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, run.id);
     s.bind(2, run.job_id);
     s.bind(3, std::string(to_string(run.status)));
@@ -614,6 +754,7 @@ class SqliteJobStore final : public JobStore {
     if (run.result.is_null()) s.bind(8);
     else s.bind(8, boost::json::serialize(run.result));
     s.bind(9, run.error);
+    s.bind(10, tenant_);
     s.exec();
   }
 

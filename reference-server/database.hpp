@@ -18,6 +18,8 @@ namespace xcore::server {
 struct UserRow {
   std::string tenant, username, password_hash, role;
   std::int64_t created_at = 0;
+  std::int64_t id = 0;          // made by the store
+  std::int64_t generation = 1;  // bumped by every role or password change: older tokens end
 };
 
 struct TokenRow {
@@ -25,7 +27,17 @@ struct TokenRow {
   std::string tenant, name, role, created_by;
   std::int64_t created_at = 0, expires_at = 0;  // 0: never
   bool revoked = false;
+  std::int64_t user_id = 0, user_generation = 0;  // who made it, at which generation: it ends with them
+  bool scoped = false;                            // true: the token holds only `scopes`, not its role's set
+  std::vector<std::string> scopes;
 };
+
+// A refresh token's record: single use, rotated, in a family that ends together when a spent one returns.
+struct RefreshRow {
+  std::string jti, family, tenant;
+  std::int64_t user_id = 0, expires_at = 0;
+};
+enum class RefreshUse { fresh, reused, unknown };
 
 struct RegistrationRow {
   std::string tenant, plugin, version;
@@ -49,13 +61,20 @@ class Database {
   std::vector<std::pair<std::string, std::string>> tenants();  // id, name
   bool tenant_exists(const std::string& id);
 
-  Result<void> create_user(const UserRow& u);
-  std::optional<UserRow> find_user(const std::string& username);
+  // User names are unique per tenant; the id is the store's.
+  Result<std::int64_t> create_user(const UserRow& u);
+  std::optional<UserRow> find_user(const std::string& tenant, const std::string& username);
+  std::optional<UserRow> user_by_id(std::int64_t id);
   std::vector<UserRow> users(const std::string& tenant);
-  Result<void> delete_user(const std::string& tenant, const std::string& username);
-  // Changes what is given (a new password hash, a new role).
-  Result<void> update_user(const std::string& tenant, const std::string& username, const std::optional<std::string>& password_hash,
-                           const std::optional<std::string>& role);
+  // Both end the user's sessions (refresh tokens, API tokens) and return the user's id.
+  Result<std::int64_t> delete_user(const std::string& tenant, const std::string& username);
+  // Changes what is given (a new password hash, a new role) and starts a new token generation.
+  Result<std::int64_t> update_user(const std::string& tenant, const std::string& username, const std::optional<std::string>& password_hash,
+                                   const std::optional<std::string>& role);
+
+  Result<void> add_refresh(const RefreshRow& r);
+  // Spends a refresh token: fresh once, then `reused` (and its whole family is gone).
+  Result<RefreshUse> use_refresh(const std::string& jti, std::int64_t user_id);
   std::int64_t user_count();
 
   Result<std::int64_t> create_token(const TokenRow& t, const std::string& token_hash);

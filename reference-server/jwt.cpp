@@ -17,7 +17,10 @@ Error bad(std::string_view why) { return Error{ErrorCode::unauthenticated, fmt::
 }  // namespace
 
 std::string sign_jwt(const Claims& c, std::string_view key) {
-  json::object payload{{"sub", c.sub}, {"tenant", c.tenant}, {"role", c.role}, {"typ", c.typ}, {"iat", c.iat}, {"exp", c.exp}};
+  json::object payload{{"sub", c.sub}, {"tenant", c.tenant}, {"role", c.role}, {"typ", c.typ}, {"iat", c.iat}, {"exp", c.exp}, {"gen", c.gen}};
+  if (c.nbf) payload["nbf"] = c.nbf;
+  if (!c.jti.empty()) payload["jti"] = c.jti;
+  if (!c.fam.empty()) payload["fam"] = c.fam;
   std::string signing_input = base64url_encode(kHeader) + "." + base64url_encode(json::serialize(payload));
   return signing_input + "." + base64url_encode(hmac_sha256(key, signing_input));
 }
@@ -57,6 +60,11 @@ Result<Claims> verify_jwt(std::string_view token, std::string_view key, std::int
   if (!str("sub", c.sub) || !str("tenant", c.tenant) || !str("role", c.role) || !str("typ", c.typ) || !num("iat", c.iat) ||
       !num("exp", c.exp))
     return bad("missing claims (sub, tenant, role, typ, iat, exp)");
+  if (!num("gen", c.gen)) return bad("missing claim 'gen'");
+  if (p.contains("nbf") && !num("nbf", c.nbf)) return bad("'nbf' must be a whole number of seconds");
+  if (p.contains("jti") && !str("jti", c.jti)) return bad("'jti' must be a string");
+  if (p.contains("fam") && !str("fam", c.fam)) return bad("'fam' must be a string");
+  if (c.nbf && c.nbf > now + kClockSkew) return Error{ErrorCode::unauthenticated, "token not valid yet (nbf)"};
   if (c.exp <= now) return Error{ErrorCode::unauthenticated, "token expired"};
   if (c.iat > now + kClockSkew) return bad("issued in the future");
   return c;

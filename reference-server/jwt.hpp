@@ -11,11 +11,14 @@
 namespace xcore::server {
 
 struct Claims {
-  std::string sub;     // user name
+  std::string sub;     // the user's id (a number, as text): names survive neither deletion nor other tenants
   std::string tenant;
-  std::string role;    // admin | operator | viewer
+  std::string role;    // admin | operator | viewer, when issued; the user's current role decides
   std::string typ = "access";  // access | refresh
   std::int64_t iat = 0, exp = 0;  // seconds since the epoch
+  std::int64_t gen = 0;           // the user's token generation: a role or password change or a deletion ends older tokens
+  std::int64_t nbf = 0;           // not valid before (0: absent)
+  std::string jti, fam;           // refresh tokens: their id and their rotation family
 };
 
 std::string sign_jwt(const Claims& claims, std::string_view key);

@@ -6,18 +6,24 @@ namespace xcore::server {
 void Server::Impl::add_access_routes() {
   const std::string id = kIdPattern;
   const std::string name = kNamePattern;
+  const std::string user_name = "([A-Za-z0-9._@-]{1,64})";
 
   // ---- auth
-  route("POST", "/api/v1/auth/login", Role::anonymous, "exchange user name and password for tokens", [this](Call& c) -> Result<Reply> {
+  route("POST", "/api/v1/auth/login", Role::anonymous, "exchange user name and password for tokens ({username, password, tenant?})", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto username, field(c.body, "username"));
     XCORE_ASSIGN_OR_RETURN(auto password, field(c.body, "password"));
-    const auto key = username + "|" + c.req.remote_addr;
+    std::string tenant = kDefaultTenant;
+    if (c.body.get_object().contains("tenant")) {
+      XCORE_ASSIGN_OR_RETURN(tenant, field(c.body, "tenant"));
+    }
+    if (!valid_username(username) || tenant.size() > 64) return Error{ErrorCode::unauthenticated, "wrong user name or password"};
+    const auto key = tenant + "|" + username + "|" + c.req.remote_addr;
     if (int wait = limiter.retry_after(key)) {
       Error e{ErrorCode::resource_exhausted, fmt::format("too many failed logins; retry in {} s", wait)};
       e.details = json::serialize(json::object{{"retry_after", wait}});
       return e;
     }
-    auto user = db->find_user(username);
+    auto user = db->find_user(tenant, username);
     // The same work whether or not the user exists: no timing oracle for user names.
     static const std::string decoy = hash_password(random_token(16));
     bool good = verify_password(password, user ? user->password_hash : decoy) && user;
@@ -27,18 +33,35 @@ void Server::Impl::add_access_routes() {
     }
     limiter.succeeded(key);
     db->audit(AuditRow{0, 0, user->tenant, username, "login", username, "", c.request_id});
-    return Reply{200, issue_tokens(user->username, user->tenant, user->role)};
+    XCORE_ASSIGN_OR_RETURN(auto tokens, issue_tokens(*user));
+    return Reply{200, std::move(tokens)};
   });
-  route("POST", "/api/v1/auth/refresh", Role::anonymous, "a new access token for a refresh token", [this](Call& c) -> Result<Reply> {
+  // Refresh tokens rotate: each is good once; one shown a second time ends its whole family.
+  route("POST", "/api/v1/auth/refresh", Role::anonymous, "a new access and refresh token for a refresh token (single use)", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto token, field(c.body, "refresh_token"));
     XCORE_ASSIGN_OR_RETURN(auto claims, verify_jwt(token, jwt_key, unix_now()));
-    if (claims.typ != "refresh") return Error{ErrorCode::unauthenticated, "not a refresh token"};
-    auto user = db->find_user(claims.sub);  // the user's current role and tenant, not the old token's
-    if (!user) return Error{ErrorCode::unauthenticated, "the user no longer exists"};
-    return Reply{200, issue_tokens(user->username, user->tenant, user->role)};
+    if (claims.typ != "refresh" || claims.jti.empty() || claims.fam.empty()) return Error{ErrorCode::unauthenticated, "not a refresh token"};
+    std::int64_t uid = 0;
+    if (auto [end, ec] = std::from_chars(claims.sub.data(), claims.sub.data() + claims.sub.size(), uid); ec != std::errc{})
+      return Error{ErrorCode::unauthenticated, "invalid token: 'sub' is not a user id"};
+    XCORE_ASSIGN_OR_RETURN(auto use, db->use_refresh(claims.jti, uid));
+    if (use == RefreshUse::reused) {
+      db->audit(AuditRow{0, 0, claims.tenant, claims.sub, "refresh token reused: its family is revoked", claims.fam, "", c.request_id});
+      return Error{ErrorCode::unauthenticated, "this refresh token was used before: every token of its login is revoked, log in again"};
+    }
+    if (use == RefreshUse::unknown) return Error{ErrorCode::unauthenticated, "the refresh token is revoked or unknown: log in again"};
+    auto user = db->user_by_id(uid);  // the user's current role and tenant, not the old token's
+    if (!user || user->tenant != claims.tenant || user->generation != claims.gen)
+      return Error{ErrorCode::unauthenticated, "the refresh token was ended by a change to its user: log in again"};
+    XCORE_ASSIGN_OR_RETURN(auto tokens, issue_tokens(*user, claims.fam));
+    return Reply{200, std::move(tokens)};
   });
-  route("GET", "/api/v1/auth/me", Role::viewer, "who the token belongs to", [](Call& c) -> Result<Reply> {
-    return Reply{200, json::object{{"user", c.who.user}, {"tenant", c.who.tenant}, {"role", role_name(c.who.role)}}};
+  route("GET", "/api/v1/auth/me", Role::viewer, "who the token belongs to, and what it may do", [](Call& c) -> Result<Reply> {
+    json::array perms;
+    for (const auto& p : c.who.principal.permissions) perms.emplace_back(p);
+    return Reply{200, json::object{{"user", c.who.user}, {"tenant", c.who.tenant}, {"role", role_name(c.who.role)},
+                                   {"principal", json::object{{"kind", to_string(c.who.principal.kind)}, {"id", c.who.principal.id}}},
+                                   {"permissions", std::move(perms)}}};
   });
 
   // ---- secrets: values go in, never out
@@ -65,6 +88,7 @@ void Server::Impl::add_access_routes() {
   });
   route("POST", "/api/v1/users", Role::admin, "create a user ({username, password, role}; tenant: default tenant's admins only)", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto username, field(c.body, "username"));
+    if (!valid_username(username)) return Error{ErrorCode::invalid_argument, "a user name is 1-64 of [A-Za-z0-9._@-]"};
     XCORE_ASSIGN_OR_RETURN(auto password, field(c.body, "password"));
     XCORE_ASSIGN_OR_RETURN(auto role, field(c.body, "role"));
     if (!parse_role(role)) return Error{ErrorCode::invalid_argument, fmt::format("role '{}': expected admin, operator or viewer", role)};
@@ -75,10 +99,13 @@ void Server::Impl::add_access_routes() {
       tenant = *t;
     }
     if (!db->tenant_exists(tenant)) return Error{ErrorCode::not_found, fmt::format("no tenant '{}'", tenant)};
-    XCORE_TRY(db->create_user(UserRow{tenant, username, hash_password(password), role, 0}));
-    return Reply{201, json::object{{"username", username}, {"tenant", tenant}, {"role", role}}};
+    auto created = db->create_user(UserRow{tenant, username, hash_password(password), role, 0});
+    if (!created && created.error().code == ErrorCode::already_exists)
+      return Error{ErrorCode::already_exists, fmt::format("tenant '{}' has a user '{}' already", tenant, username)};
+    XCORE_TRY(created);
+    return Reply{201, json::object{{"id", *created}, {"username", username}, {"tenant", tenant}, {"role", role}}};
   });
-  route("PATCH", "/api/v1/users/" + name, Role::admin, "change a user's role or password ({role?, password?})", [this](Call& c) -> Result<Reply> {
+  route("PATCH", "/api/v1/users/" + user_name, Role::admin, "change a user's role or password ({role?, password?})", [this](Call& c) -> Result<Reply> {
     if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected {role?, password?}"};
     std::optional<std::string> role, hash;
     if (c.body.get_object().contains("role")) {
@@ -93,15 +120,17 @@ void Server::Impl::add_access_routes() {
       hash = hash_password(p);
     }
     if (!role && !hash) return Error{ErrorCode::invalid_argument, "nothing to change: give role and/or password"};
-    XCORE_TRY(db->update_user(c.who.tenant, c.arg(1), hash, role));
+    XCORE_ASSIGN_OR_RETURN(auto uid, db->update_user(c.who.tenant, c.arg(1), hash, role));
+    users.forget(uid);
     json::array changed;
     if (role) changed.emplace_back("role");
     if (hash) changed.emplace_back("password");
     return Reply{200, json::object{{"username", c.arg(1)}, {"changed", std::move(changed)}}};
   });
-  route("DELETE", "/api/v1/users/" + name, Role::admin, "delete a user of this tenant", [this](Call& c) -> Result<Reply> {
+  route("DELETE", "/api/v1/users/" + user_name, Role::admin, "delete a user of this tenant", [this](Call& c) -> Result<Reply> {
     if (c.arg(1) == c.who.user) return Error{ErrorCode::conflict, "you cannot delete yourself"};
-    XCORE_TRY(db->delete_user(c.who.tenant, c.arg(1)));
+    XCORE_ASSIGN_OR_RETURN(auto uid, db->delete_user(c.who.tenant, c.arg(1)));
+    users.forget(uid);
     return Reply{200, json::object{{"deleted", c.arg(1)}}};
   });
   route("GET", "/api/v1/tenants", Role::admin, "tenants (the default tenant's admins)", [this](Call& c) -> Result<Reply> {
@@ -126,16 +155,55 @@ void Server::Impl::add_access_routes() {
                                  {"expires_at", t.expires_at}, {"revoked", t.revoked}});
     return Reply{200, json::object{{"tokens", std::move(out)}}};
   });
-  route("POST", "/api/v1/tokens", Role::admin, "create an API token ({name, role, expires_in?}); the value is shown once", [this](Call& c) -> Result<Reply> {
+  route("POST", "/api/v1/tokens", Role::admin,
+        "create an API token ({name, role, expires_in | never: true, scopes?}); the value is shown once", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto tname, field(c.body, "name"));
     XCORE_ASSIGN_OR_RETURN(auto role, field(c.body, "role"));
-    if (!parse_role(role)) return Error{ErrorCode::invalid_argument, fmt::format("role '{}': expected admin, operator or viewer", role)};
-    TokenRow t{0, c.who.tenant, tname, role, c.who.user, 0, 0, false};
-    if (auto it = c.body.get_object().find("expires_in"); it != c.body.get_object().end() && it->value().is_int64() && it->value().get_int64() > 0)
-      t.expires_at = unix_now() + it->value().get_int64();
+    auto parsed = parse_role(role);
+    if (!parsed) return Error{ErrorCode::invalid_argument, fmt::format("role '{}': expected admin, operator or viewer", role)};
+    const auto& o = c.body.get_object();
+    TokenRow t{0, c.who.tenant, tname, role, c.who.user, 0, 0, false, c.who.user_id, 0, false, {}};
+    auto owner = user_entry(c.who.user_id);
+    if (!owner) return Error{ErrorCode::unauthenticated, "the token's user no longer exists"};
+    t.user_generation = owner->generation;
+    // A lifetime is required: seconds, or an explicit never.
+    const auto* life = o.if_contains("expires_in");
+    const bool never = o.contains("never") && o.at("never") == true;
+    if (life && never) return Error{ErrorCode::invalid_argument, "give either 'expires_in' or 'never': true, not both"};
+    if (never) {
+      // nothing: expires_at stays 0
+    } else if (life && life->is_int64() && life->get_int64() > 0 && life->get_int64() <= 10LL * 366 * 86400) {
+      t.expires_at = unix_now() + life->get_int64();
+    } else {
+      return Error{ErrorCode::invalid_argument, "'expires_in' must be a whole number of seconds from 1 to 10 years; for a token that never expires say \"never\": true"};
+    }
+    // Narrowing: each scope must be within the token's role and within what its maker holds.
+    if (const auto* sc = o.if_contains("scopes")) {
+      if (!sc->is_array() || sc->get_array().empty()) return Error{ErrorCode::invalid_argument, "'scopes' must be a non-empty list of permissions"};
+      Principal of_role;
+      of_role.kind = Principal::Kind::api_token;
+      of_role.permissions = role_permissions(*parsed);
+      for (std::size_t i = 0; i < sc->get_array().size(); ++i) {
+        const auto& v = sc->get_array()[i];
+        if (!v.is_string() || v.get_string().empty() || v.get_string().size() > 200)
+          return Error{ErrorCode::invalid_argument, fmt::format("scopes[{}]: expected a permission such as 'tools.call:core.echo' or 'tasks.read'", i)};
+        std::string scope(v.get_string());
+        if (!of_role.covers(scope)) return Error{ErrorCode::invalid_argument, fmt::format("scopes[{}]: '{}' is more than the {} role holds", i, scope, role)};
+        if (!c.who.principal.covers(scope)) return Error{ErrorCode::permission_denied, fmt::format("scopes[{}]: '{}' is more than you hold", i, scope)};
+        t.scopes.push_back(std::move(scope));
+      }
+      t.scoped = true;
+    } else {
+      for (const auto& p : role_permissions(*parsed))
+        if (!c.who.principal.covers(p))
+          return Error{ErrorCode::permission_denied, fmt::format("a {} token holds '{}', which you do not: give 'scopes' within what you hold", role, p)};
+    }
     auto value = "xct_" + random_token(32);
     XCORE_ASSIGN_OR_RETURN(auto tid, db->create_token(t, sha256_hex(value)));
-    return Reply{201, json::object{{"id", tid}, {"name", tname}, {"role", role}, {"token", value}, {"expires_at", t.expires_at}}};
+    json::array scopes;
+    for (const auto& s : t.scopes) scopes.emplace_back(s);
+    return Reply{201, json::object{{"id", tid}, {"name", tname}, {"role", role}, {"token", value}, {"expires_at", t.expires_at},
+                                   {"scopes", t.scoped ? json::value(std::move(scopes)) : json::value(nullptr)}}};
   });
   route("DELETE", "/api/v1/tokens/([0-9]{1,18})", Role::admin, "revoke an API token", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(db->revoke_token(c.who.tenant, std::stoll(c.arg(1))));

@@ -152,8 +152,9 @@ void Server::Impl::add_plugin_routes() {
     return Reply{200, out};
   });
   route("PUT", "/api/v1/plugins/" + id + "/config", Role::operator_, "replace a plugin's config (validated by its config_schema)", [this](Call& c) -> Result<Reply> {
-    XCORE_TRY(known(c.manager, c.arg(1)));
+    XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "the config must be a JSON object"};
+    XCORE_TRY(config_allowed(c.who, info, c.body.get_object()));
     XCORE_TRY(c.manager.set_config(c.arg(1), c.body.get_object()));
     XCORE_TRY(remember(c.who.tenant, c.manager, c.arg(1), std::nullopt, c.body.get_object()));
     return Reply{200, json::object{{"config", c.body}}};
@@ -214,10 +215,15 @@ void Server::Impl::add_plugin_routes() {
         if (!match) continue;
         if (c.who.role < *parse_role(r.role))
           return Error{ErrorCode::permission_denied, fmt::format("this route needs the {} role; you have {}", r.role, role_name(c.who.role))};
+        if (!c.who.principal.holds("routes.call:" + plugin))
+          return Error{ErrorCode::permission_denied, fmt::format("this route needs the permission 'routes.call:{}'", plugin)};
         json::object query;
         for (const auto& [k, v] : c.req.params) query[k] = v;
         json::object request{{"method", method}, {"path", path}, {"params", std::move(params)}, {"query", std::move(query)}, {"body", c.body}};
-        XCORE_ASSIGN_OR_RETURN(auto out, c.manager.call_action(plugin, r.action, request, context_of(c)));
+        // The route's role was checked: its action is the caller's to call through this route.
+        auto ctx = context_of(c);
+        ctx.principal.permissions.push_back(fmt::format("actions.call:{}/{}", plugin, r.action));
+        XCORE_ASSIGN_OR_RETURN(auto out, c.manager.call_action(plugin, r.action, request, ctx));
         return Reply{200, out};
       }
       return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no route {} {}", plugin, method, path)};

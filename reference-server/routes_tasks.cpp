@@ -16,10 +16,15 @@ void Server::Impl::add_task_routes() {
     return Reply{200, json::object{{"tasks", std::move(out)}}};
   });
   route("POST", "/api/v1/tasks", Role::operator_, "schedule a task ({name, trigger, target, ...})", [this](Call& c) -> Result<Reply> {
+    if (c.body.is_object())
+      for (const char* k : {"id", "tenant", "owner", "run_as", "created"})
+        if (c.body.get_object().contains(k))
+          return Error{ErrorCode::invalid_argument, fmt::format("'{}' cannot be given: the server sets it (task ids are made by the server)", k)};
     XCORE_ASSIGN_OR_RETURN(auto spec, JobSpec::from_json(c.body));
+    XCORE_TRY(webhook_secret_allowed(spec));
     spec.tenant = c.who.tenant;  // never from the body
-    spec.owner.clear();
-    XCORE_TRY(webhook_free(spec, ""));
+    spec.run_as = c.who.principal;  // its runs call as whoever scheduled it
+    spec.id = random_token(12);
     auto* s = scheduler_of(c.who.tenant);
     XCORE_ASSIGN_OR_RETURN(auto id, s->add(std::move(spec)));
     return Reply{201, task_json(*s->get(id))};
@@ -39,11 +44,14 @@ void Server::Impl::add_task_routes() {
     auto j = s->get(c.arg(1));
     if (!j) return Error{ErrorCode::not_found, fmt::format("no task '{}'", c.arg(1))};
     if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected a JSON object with the fields to change"};
+    for (const char* k : {"id", "tenant", "owner", "run_as", "created"})
+      if (c.body.get_object().contains(k)) return Error{ErrorCode::invalid_argument, fmt::format("'{}' cannot be changed: the server sets it", k)};
     auto merged = j->spec.to_json();
     for (const auto& [k, v] : c.body.get_object()) merged[k] = v;
     XCORE_ASSIGN_OR_RETURN(auto spec, JobSpec::from_json(merged));
+    XCORE_TRY(webhook_secret_allowed(spec));
     spec.tenant = c.who.tenant;
-    XCORE_TRY(webhook_free(spec, c.arg(1)));
+    spec.run_as = c.who.principal;  // the task now does what its last editor asked, with their rights
     XCORE_TRY(s->update(c.arg(1), std::move(spec)));
     return Reply{200, task_json(*s->get(c.arg(1)))};
   });
@@ -71,25 +79,21 @@ void Server::Impl::add_task_routes() {
     for (const auto& r : s->runs(c.arg(1), limit)) out.push_back(r.to_json());
     return Reply{200, out};
   });
-  // Signed webhooks: HMAC-SHA256 over "<timestamp>.<body>" with the task's secret, a timestamp window, and
-  // each signature accepted once.
-  route("POST", "/api/v1/webhooks/" + name, Role::anonymous, "trigger a webhook task (X-Xcore-Timestamp, X-Xcore-Signature: sha256=<hex>)", [this](Call& c) -> Result<Reply> {
+  // Signed webhooks, per tenant: HMAC-SHA256 over "<timestamp>.<body>" with the task's secret, a timestamp
+  // window, and each signature accepted once. Every refusal of a signed post reads the same, so the
+  // answers tell nothing of which webhooks or secrets exist; failures are limited per address.
+  route("POST", "/api/v1/webhooks/" + id + "/" + name, Role::anonymous,
+        "trigger a tenant's webhook task (X-Xcore-Timestamp, X-Xcore-Signature: sha256=<hex>)", [this](Call& c) -> Result<Reply> {
     const auto stamp = c.req.get_header_value("X-Xcore-Timestamp");
     auto signature = c.req.get_header_value("X-Xcore-Signature");
     if (stamp.empty() || signature.empty())
       return Error{ErrorCode::unauthenticated, "a webhook needs X-Xcore-Timestamp and X-Xcore-Signature: sha256=<hex of HMAC-SHA256(secret, timestamp + \".\" + body)>"};
-    std::optional<JobState> job;
-    std::string tenant;
-    {
-      std::shared_lock lock(tenants_mutex);
-      for (const auto& [t, s] : schedulers)
-        if (auto j = s->find_webhook(c.arg(1))) {
-          job = std::move(j);
-          tenant = t;
-          break;
-        }
+    const auto limiter_key = "webhook|" + c.req.remote_addr;
+    if (int wait = limiter.retry_after(limiter_key)) {
+      Error e{ErrorCode::resource_exhausted, fmt::format("too many refused webhook posts; retry in {} s", wait)};
+      e.details = json::serialize(json::object{{"retry_after", wait}});
+      return e;
     }
-    if (!job) return Error{ErrorCode::not_found, fmt::format("no webhook '{}'", c.arg(1))};
     std::int64_t ts = 0;
     try {
       std::size_t used = 0;
@@ -100,15 +104,25 @@ void Server::Impl::add_task_routes() {
     }
     if (std::llabs(unix_now() - ts) > config.webhook_window)
       return Error{ErrorCode::unauthenticated, fmt::format("the timestamp is outside the {} s window", config.webhook_window)};
+    const auto tenant = c.arg(1);
+    auto refused = [&] {
+      limiter.failed(limiter_key);
+      return Error{ErrorCode::unauthenticated, "the signature does not match"};
+    };
+    auto* scheduler = scheduler_of(tenant);
+    auto job = scheduler ? scheduler->find_webhook(c.arg(2)) : std::nullopt;
+    if (!job) return refused();
     auto sealed = db->secret(tenant, job->spec.trigger.webhook_secret);
-    if (!sealed) return Error{ErrorCode::failed_precondition, fmt::format("the webhook's secret '{}' is not set", job->spec.trigger.webhook_secret)};
+    if (!sealed) {
+      log(LogLevel::warn, tenant, fmt::format("webhook '{}': its secret '{}' is not set", c.arg(2), job->spec.trigger.webhook_secret));
+      return refused();
+    }
     XCORE_ASSIGN_OR_RETURN(auto key, secrets->open(tenant + "/" + job->spec.trigger.webhook_secret, *sealed));
     if (signature.starts_with("sha256=")) signature = signature.substr(7);
-    if (!constant_time_equal(signature, hex_encode(hmac_sha256(key, stamp + "." + c.req.body))))
-      return Error{ErrorCode::unauthenticated, "the signature does not match"};
+    if (!constant_time_equal(signature, hex_encode(hmac_sha256(key, stamp + "." + c.req.body)))) return refused();
     if (!db->first_delivery(signature, unix_now(), config.webhook_window))
       return Error{ErrorCode::conflict, "this delivery was received before (replay)"};
-    XCORE_ASSIGN_OR_RETURN(auto run, scheduler_of(tenant)->run_now(job->spec.id, c.body, "webhook"));
+    XCORE_ASSIGN_OR_RETURN(auto run, scheduler->run_now(job->spec.id, c.body, "webhook"));
     return Reply{202, json::object{{"run_id", run}, {"task_id", job->spec.id}}};
   });
 

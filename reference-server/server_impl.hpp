@@ -15,6 +15,7 @@
 #include <xcore/xcore.hpp>
 
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <deque>
 #include <fstream>
@@ -46,10 +47,67 @@ inline std::optional<Role> parse_role(std::string_view s) {
 }
 inline const char* role_name(Role r) { return r == Role::admin ? "admin" : r == Role::operator_ ? "operator" : r == Role::viewer ? "viewer" : "anonymous"; }
 
-struct Principal {
-  std::string user, tenant;
+// What each role may do, as permission patterns. A route needs its area's permission ("plugins.read",
+// "tasks.write", ...) besides its least role; tools and actions are checked by libxcore against the same
+// set ("tools.call:<plugin>.<tool>", "actions.call:<plugin>/<action>"). API tokens may hold a subset.
+inline std::vector<std::string> role_permissions(Role r) {
+  switch (r) {
+    case Role::admin: return {"*"};
+    case Role::operator_:
+      return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*",
+              "plugins.write", "tasks.write", "tools.call:*", "actions.call:*"};
+    case Role::viewer: return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*"};
+    case Role::anonymous: return {};
+  }
+  return {};
+}
+
+// Who sent a request: the user (or the user an API token belongs to), the tenant, the role, and the
+// principal libxcore checks.
+struct Caller {
+  std::string user, tenant;  // user: the user name, or "token:<name>"
   Role role = Role::anonymous;
+  std::int64_t user_id = 0;
+  Principal principal;
 };
+
+// The users that tokens name, by id: read on every request, so kept in memory; any change to a user
+// drops its entry before the change is acknowledged.
+class UserCache {
+ public:
+  struct Entry {
+    std::string tenant, username;
+    Role role = Role::viewer;
+    std::int64_t generation = 0;
+  };
+  template <class Load>
+  std::optional<Entry> get(std::int64_t id, Load&& load) {
+    {
+      std::shared_lock lock(mutex_);
+      if (auto it = users_.find(id); it != users_.end()) return it->second;
+    }
+    auto e = load(id);
+    if (!e) return std::nullopt;
+    std::unique_lock lock(mutex_);
+    if (users_.size() > 100000) users_.clear();  // bounded; a miss costs one indexed query
+    users_[id] = *e;
+    return e;
+  }
+  void forget(std::int64_t id) {
+    std::unique_lock lock(mutex_);
+    users_.erase(id);
+  }
+
+ private:
+  std::shared_mutex mutex_;
+  std::map<std::int64_t, Entry> users_;
+};
+
+// User names: 1-64 of [A-Za-z0-9._@-].
+inline bool valid_username(std::string_view s) {
+  return !s.empty() && s.size() <= 64 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '@' || c == '-'; });
+}
 
 // ---- small helpers ---------------------------------------------------------------------------------------
 
@@ -146,6 +204,7 @@ struct Server::Impl {
   std::unique_ptr<SecretBox> secrets;
   std::string jwt_key;
   LoginLimiter limiter{5};
+  UserCache users;
   httplib::Server http;
   int bound_port = 0;
 
@@ -318,17 +377,52 @@ struct Server::Impl {
     auto o = j.spec.to_json();
     o["next_run"] = j.next_run ? json::value(format_iso8601(*j.next_run)) : json::value(nullptr);
     o["running"] = j.running;
-    if (j.spec.trigger.kind == Trigger::Kind::webhook) o["webhook_url"] = fmt::format("/api/v1/webhooks/{}", j.spec.trigger.webhook);
+    if (j.spec.trigger.kind == Trigger::Kind::webhook) o["webhook_url"] = fmt::format("/api/v1/webhooks/{}/{}", j.spec.tenant, j.spec.trigger.webhook);
     return o;
   }
 
-  // Webhook names are global (the URL carries no tenant): one task per name across tenants.
-  Result<void> webhook_free(const JobSpec& spec, const std::string& except_id) {
+  // A webhook's HMAC key is a secret of its own name space: a task may not point at another secret and
+  // use signed posts as a guessing oracle for it.
+  static Result<void> webhook_secret_allowed(const JobSpec& spec) {
     if (spec.trigger.kind != Trigger::Kind::webhook) return ok();
-    std::shared_lock lock(tenants_mutex);
-    for (const auto& [t, s] : schedulers)
-      if (auto j = s->find_webhook(spec.trigger.webhook); j && j->spec.id != except_id)
-        return Error{ErrorCode::already_exists, fmt::format("webhook '{}' is taken", spec.trigger.webhook)};
+    if (!spec.trigger.webhook_secret.starts_with("webhook_"))
+      return Error{ErrorCode::invalid_argument,
+                   fmt::format("trigger.secret: '{}' must name a secret under 'webhook_' (e.g. 'webhook_{}')", spec.trigger.webhook_secret, spec.trigger.webhook)};
+    return ok();
+  }
+
+  // A config change is refused when it changes a privileged key (only an admin of the default tenant,
+  // the server's operator, may), or when any of its paths reaches into the server's data folder.
+  Result<void> config_allowed(const Caller& who, const PluginInfo& info, const json::object& next) {
+    const bool operator_of_server = who.role == Role::admin && who.tenant == kDefaultTenant && who.principal.holds("*");
+    for (const auto& key : info.manifest.privileged_config_keys()) {
+      const auto* before = info.config.if_contains(key);
+      const auto* after = next.if_contains(key);
+      const bool changed = (before == nullptr) != (after == nullptr) || (before && after && *before != *after);
+      if (changed && !operator_of_server)
+        return Error{ErrorCode::permission_denied,
+                     fmt::format("config key '{}' of plugin '{}' is privileged: only an admin of the default tenant changes it", key, info.manifest.id)};
+    }
+    for (const auto& [k, v] : next)
+      if (v.is_string())
+        if (auto r = path_allowed(std::string(v.get_string()), fmt::format("config key '{}'", std::string_view(k))); !r) return r;
+    return ok();
+  }
+
+  // No path a plugin is given (config or grant) may overlap the server's data folder (its database,
+  // master key and every tenant's plugin data), except a folder of the plugin's own below it.
+  Result<void> path_allowed(const std::string& text, const std::string& what, const std::filesystem::path& own = {}) const {
+    if (text.empty() || (text.front() != '/' && text.find("..") == std::string::npos)) return ok();
+    std::error_code ec;
+    auto p = std::filesystem::weakly_canonical(std::filesystem::absolute(text, ec), ec).lexically_normal();
+    auto data = std::filesystem::weakly_canonical(config.data_dir, ec).lexically_normal();
+    auto inside = [](const std::filesystem::path& a, const std::filesystem::path& b) {  // a within b
+      auto [ai, bi] = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
+      return bi == b.end();
+    };
+    if (!own.empty() && inside(p, std::filesystem::weakly_canonical(own, ec))) return ok();
+    if (inside(p, data) || inside(data, p))
+      return Error{ErrorCode::permission_denied, fmt::format("{}: '{}' overlaps the server's data folder {}; no plugin may reach it", what, text, data.string())};
     return ok();
   }
 
@@ -340,31 +434,60 @@ struct Server::Impl {
 
   // ---- authentication ----------------------------------------------------------------------------------
 
-  Result<Principal> authenticate(const httplib::Request& req) {
+  std::optional<UserCache::Entry> user_entry(std::int64_t id) {
+    return users.get(id, [this](std::int64_t uid) -> std::optional<UserCache::Entry> {
+      auto row = db->user_by_id(uid);
+      if (!row) return std::nullopt;
+      return UserCache::Entry{row->tenant, row->username, parse_role(row->role).value_or(Role::viewer), row->generation};
+    });
+  }
+
+  // A token is only as good as the user it names, now: deleted users, older generations (a role or
+  // password change) and other tenants are refused on the request that follows the change.
+  Result<Caller> authenticate(const httplib::Request& req) {
     auto header = req.get_header_value("Authorization");
-    if (header.empty()) return Principal{};
+    if (header.empty()) return Caller{};
     if (header.size() < 8 || strncasecmp(header.c_str(), "Bearer ", 7) != 0)
       return Error{ErrorCode::unauthenticated, "Authorization must be 'Bearer <token>'"};
     std::string token = header.substr(7);
     if (std::count(token.begin(), token.end(), '.') == 2) {
       XCORE_ASSIGN_OR_RETURN(auto claims, verify_jwt(token, jwt_key, unix_now()));
       if (claims.typ != "access") return Error{ErrorCode::unauthenticated, "a refresh token cannot authorize requests"};
-      auto role = parse_role(claims.role);
-      if (!role) return Error{ErrorCode::unauthenticated, "invalid token: unknown role"};
-      return Principal{claims.sub, claims.tenant, *role};
+      std::int64_t uid = 0;
+      if (auto [end, ec] = std::from_chars(claims.sub.data(), claims.sub.data() + claims.sub.size(), uid); ec != std::errc{} || end != claims.sub.data() + claims.sub.size())
+        return Error{ErrorCode::unauthenticated, "invalid token: 'sub' is not a user id"};
+      auto user = user_entry(uid);
+      if (!user || user->tenant != claims.tenant) return Error{ErrorCode::unauthenticated, "the token's user no longer exists"};
+      if (user->generation != claims.gen)
+        return Error{ErrorCode::unauthenticated, "the token was ended by a change to its user (role, password): log in again"};
+      Caller c{user->username, user->tenant, user->role, uid, {}};
+      c.principal.kind = Principal::Kind::user;
+      c.principal.id = claims.sub;
+      c.principal.permissions = role_permissions(user->role);
+      return c;
     }
     auto row = db->find_token(sha256_hex(token));
     if (!row || row->revoked || (row->expires_at && row->expires_at <= unix_now()))
       return Error{ErrorCode::unauthenticated, "unknown, revoked or expired API token"};
     auto role = parse_role(row->role);
     if (!role) return Error{ErrorCode::unauthenticated, "API token with an unknown role"};
-    return Principal{fmt::format("token:{}", row->name), row->tenant, *role};
+    auto owner = user_entry(row->user_id);
+    if (!owner || owner->tenant != row->tenant || owner->generation != row->user_generation)
+      return Error{ErrorCode::unauthenticated, "the API token was ended with the user who made it (deleted, or role or password changed)"};
+    Caller c{fmt::format("token:{}", row->name), row->tenant, std::min(*role, owner->role), row->user_id, {}};
+    c.principal.kind = Principal::Kind::api_token;
+    c.principal.id = std::to_string(row->id);
+    c.principal.permissions = row->scoped ? row->scopes : role_permissions(*role);
+    return c;
   }
 
-  json::object issue_tokens(const std::string& user, const std::string& tenant, const std::string& role) {
+  Result<json::object> issue_tokens(const UserRow& user, std::string family = {}) {
     auto now = unix_now();
-    Claims access{user, tenant, role, "access", now, now + config.access_token_ttl};
-    Claims refresh{user, tenant, role, "refresh", now, now + config.refresh_token_ttl};
+    if (family.empty()) family = random_token(16);
+    const auto sub = std::to_string(user.id);
+    Claims access{sub, user.tenant, user.role, "access", now, now + config.access_token_ttl, user.generation, 0, {}, {}};
+    Claims refresh{sub, user.tenant, user.role, "refresh", now, now + config.refresh_token_ttl, user.generation, 0, random_token(16), family};
+    XCORE_TRY(db->add_refresh(RefreshRow{refresh.jti, family, user.tenant, user.id, refresh.exp}));
     return json::object{{"access_token", sign_jwt(access, jwt_key)},
                         {"token_type", "bearer"},
                         {"expires_in", config.access_token_ttl},
@@ -375,7 +498,7 @@ struct Server::Impl {
 
   struct Call {
     const httplib::Request& req;
-    Principal who;
+    Caller who;
     json::value body;
     std::string request_id;
     std::string arg(std::size_t i) const { return i < req.matches.size() ? std::string(req.matches[i]) : std::string(); }
@@ -414,18 +537,41 @@ struct Server::Impl {
         res.set_header("Retry-After", std::to_string(d.at("retry_after").to_number<std::int64_t>()));
   }
 
+  // The permission a route needs besides its least role: "<area>.read" for GET, "<area>.write" otherwise,
+  // the area being the path's first segment after /api/v1/. Tool calls and actions are checked by
+  // libxcore (tools.call:..., actions.call:...), plugin routes by "routes.call:<plugin>".
+  static std::string route_permission(std::string_view method, std::string_view pattern, Role min_role) {
+    if (min_role == Role::anonymous) return {};
+    constexpr std::string_view api = "/api/v1/";
+    if (!pattern.starts_with(api)) return {};
+    auto rest = pattern.substr(api.size());
+    auto area = rest.substr(0, rest.find_first_of("/("));
+    if (area == "tools" && pattern.ends_with("/invoke")) return {};
+    return fmt::format("{}.{}", area, method == "GET" ? "read" : "write");
+  }
+
+  // A refused request by someone who showed credentials is audited: who tried what.
+  void denied(httplib::Response& res, const Caller& who, const std::string& method, const std::string& path, const Error& e, const std::string& request_id) {
+    db->audit(AuditRow{0, 0, who.tenant, who.user, fmt::format("denied {} {}", method, path), path, e.message, request_id});
+    fail(res, e, request_id);
+  }
+
   void route(const char* method, const std::string& pattern, Role min_role, std::string summary, Handler handler) {
     routes.push_back({method, pattern, std::move(summary), min_role});
-    auto wrapped = [this, min_role, handler = std::move(handler), method = std::string(method)](const httplib::Request& req, httplib::Response& res) {
+    auto permission = route_permission(method, pattern, min_role);
+    auto wrapped = [this, min_role, permission, handler = std::move(handler), method = std::string(method)](const httplib::Request& req, httplib::Response& res) {
       ++requests;
       const auto request_id = request_id_of(req);
       auto who = authenticate(req);
       if (!who) return fail(res, who.error(), request_id);
       if (who->role < min_role) {
         if (who->role == Role::anonymous) return fail(res, Error{ErrorCode::unauthenticated, "log in first: this route needs a bearer token"}, request_id);
-        return fail(res, Error{ErrorCode::permission_denied, fmt::format("this route needs the {} role; you have {}", role_name(min_role), role_name(who->role))},
-                    request_id);
+        return denied(res, *who, method, req.path, Error{ErrorCode::permission_denied, fmt::format("this route needs the {} role; you have {}", role_name(min_role), role_name(who->role))},
+                      request_id);
       }
+      if (!permission.empty() && !who->principal.holds(permission))
+        return denied(res, *who, method, req.path,
+                      Error{ErrorCode::permission_denied, fmt::format("this route needs the permission '{}', which this token does not hold", permission)}, request_id);
       json::value body;
       if (!req.body.empty()) {
         boost::system::error_code ec;
@@ -441,7 +587,10 @@ struct Server::Impl {
       } catch (const std::exception& e) {
         r = Error{ErrorCode::internal, e.what()};
       }
-      if (!r) return fail(res, r.error(), request_id);
+      if (!r) {
+        if (r.error().code == ErrorCode::permission_denied && who->role != Role::anonymous) return denied(res, *who, method, req.path, r.error(), request_id);
+        return fail(res, r.error(), request_id);
+      }
       if (!r->content_type.empty()) {
         res.status = r->status;
         res.set_header("X-Request-Id", request_id);
@@ -469,11 +618,13 @@ struct Server::Impl {
     return std::string(it->value().get_string());
   }
 
+  // A call made for a request carries the caller's principal: libxcore checks tools and actions with it.
   static CallContext context_of(const Call& c) {
     CallContext ctx;
     ctx.tenant = c.who.tenant;
     ctx.user = c.who.user;
     ctx.trace_id = c.request_id;
+    ctx.principal = c.who.principal;
     return ctx;
   }
 

@@ -31,7 +31,7 @@ struct CoreHost {
     auto r = manager->load_all();
     REQUIRE_MESSAGE(r.ok(), r.error().message);
   }
-  Result<ToolResult> call(std::string_view tool, std::string_view args) { return manager->call_tool(tool, J(args)); }
+  Result<ToolResult> call(std::string_view tool, std::string_view args) { return manager->call_tool(tool, J(args), xcore::CallContext::host()); }
   ErrorCode fails(std::string_view tool, std::string_view args) {
     auto r = call(tool, args);
     REQUIRE_MESSAGE(!r.ok(), tool << " " << args << " succeeded");
@@ -41,7 +41,7 @@ struct CoreHost {
 
 double calc(CoreHost& h, const std::string& expr) {
   json::object args{{"expression", expr}};
-  auto r = h.manager->call_tool("calculate", args);
+  auto r = h.manager->call_tool("calculate", args, xcore::CallContext::host());
   REQUIRE_MESSAGE(r.ok(), expr);
   REQUIRE_MESSAGE(!r->is_error, expr << ": " << r->content.at(0).at("text").as_string());
   return r->structured.at("result").to_number<double>();
@@ -49,7 +49,7 @@ double calc(CoreHost& h, const std::string& expr) {
 
 std::string calc_error(CoreHost& h, const std::string& expr) {
   json::object args{{"expression", expr}};
-  auto r = h.manager->call_tool("calculate", args);
+  auto r = h.manager->call_tool("calculate", args, xcore::CallContext::host());
   REQUIRE(r.ok());
   REQUIRE_MESSAGE(r->is_error, expr << " evaluated although it is invalid");
   return std::string(r->content.at(0).at("text").as_string());
@@ -146,7 +146,7 @@ TEST_CASE("file tools refuse to work without a configured root") {
   Manager m(o);
   m.discover();
   REQUIRE(m.enable("core").ok());
-  auto r = m.call_tool("read_file", J(R"({"path":"x"})"));
+  auto r = m.call_tool("read_file", J(R"({"path":"x"})"), xcore::CallContext::host());
   REQUIRE(!r.ok());
   CHECK(r.error().code == ErrorCode::failed_precondition);
   CHECK(r.error().message.find("set 'root'") != std::string::npos);
@@ -177,7 +177,7 @@ TEST_CASE("audit: counts calls through hooks, vetoes denied tools, calls core th
   CHECK(usage->structured.at("usage").at("core.calculate").at("failures") == 1);
   CHECK(usage->structured.at("vetoed") == 1);
 
-  auto summary = h.manager->call_action("audit", "summary", J("{}"));
+  auto summary = h.manager->call_action("audit", "summary", J("{}"), xcore::CallContext::host());
   REQUIRE_MESSAGE(summary.ok(), summary.error().message);
   CHECK(summary->at("system").at("cpus").to_number<int>() >= 1);
 

@@ -34,7 +34,7 @@ struct Host {
   Manager* operator->() { return manager.get(); }
   PluginState state(std::string_view id) { return manager->info(id)->state; }
   Result<json::value> action(std::string_view plugin, std::string_view action, std::string_view params = "{}") {
-    return manager->call_action(plugin, action, J(params));
+    return manager->call_action(plugin, action, J(params), xcore::CallContext::host());
   }
   // Swaps a staged plugin folder's content for another build (same folder, as a developer's rebuild would).
   void replace_with(const fs::path& staged, const std::string& as) { stage(staged, plugins, as); }
@@ -46,7 +46,7 @@ int version_of(const Result<ToolResult>& r) { return static_cast<int>(r->structu
 class HeldCall {
  public:
   explicit HeldCall(Host& h) : host_(h), thread_([this] {
-    CallContext ctx;
+    auto ctx = xcore::CallContext::host();
     ctx.cancel = stop_.get_token();
     result_ = host_->call_tool("hold", J("{}"), ctx);
   }) {
@@ -75,31 +75,31 @@ TEST_CASE("lifecycle: discovered -> loaded -> enabled <-> disabled -> unloaded, 
 
   REQUIRE(h->load("core").ok());
   CHECK(h.state("core") == PluginState::loaded);
-  auto not_yet = h->call_tool("calculate", J(R"({"expression":"1+1"})"));
+  auto not_yet = h->call_tool("calculate", J(R"({"expression":"1+1"})"), xcore::CallContext::host());
   REQUIRE(!not_yet.ok());
   CHECK(not_yet.error().code == ErrorCode::unavailable);
 
   REQUIRE(h->enable("core").ok());
   CHECK(h.state("core") == PluginState::enabled);
-  CHECK(h->call_tool("calculate", J(R"({"expression":"1+1"})"))->structured.at("result") == 2);
+  CHECK(h->call_tool("calculate", J(R"({"expression":"1+1"})"), xcore::CallContext::host())->structured.at("result") == 2);
 
   REQUIRE(h->disable("core").ok());
   CHECK(h.state("core") == PluginState::disabled);
-  CHECK(h->call_tool("calculate", J(R"({"expression":"1+1"})")).error().code == ErrorCode::unavailable);
-  CHECK(h->call_action("core", "echo", J("{}")).error().code == ErrorCode::unavailable);
+  CHECK(h->call_tool("calculate", J(R"({"expression":"1+1"})"), xcore::CallContext::host()).error().code == ErrorCode::unavailable);
+  CHECK(h->call_action("core", "echo", J("{}"), xcore::CallContext::host()).error().code == ErrorCode::unavailable);
 
   REQUIRE(h->enable("core").ok());
   REQUIRE(h->unload("core").ok());
   CHECK(h.state("core") == PluginState::unloaded);
   CHECK(h->tools().list({.include_disabled = true}).empty());
-  CHECK(h->call_tool("calculate", J(R"({"expression":"1"})")).error().code == ErrorCode::not_found);
+  CHECK(h->call_tool("calculate", J(R"({"expression":"1"})"), xcore::CallContext::host()).error().code == ErrorCode::not_found);
 
   REQUIRE(h->enable("core").ok());
   CHECK(h->info("core")->stats.generation == 2);
-  CHECK(h->call_tool("core.echo", J(R"({"x":1})"))->structured == J(R"({"x":1})"));
+  CHECK(h->call_tool("core.echo", J(R"({"x":1})"), xcore::CallContext::host())->structured == J(R"({"x":1})"));
   // Stats count tool calls since this load plus actions.
   CHECK(h->info("core")->stats.calls == 1);
-  REQUIRE(h->call_action("core", "echo", J("{}")).ok());
+  REQUIRE(h->call_action("core", "echo", J("{}"), xcore::CallContext::host()).ok());
   CHECK(h->info("core")->stats.calls == 2);
   CHECK(fs::is_empty(h.shadow) == false);  // the running generation's private copy
 }
@@ -147,7 +147,7 @@ TEST_CASE("a plugin that throws in on_load leaves nothing behind") {
 TEST_CASE("a plugin written in C loads and answers") {
   Host h({test_plugins() / "c_echo"});
   REQUIRE(h->enable("c-echo").ok());
-  auto r = h->call_tool("c_echo", J(R"({"from":"c"})"));
+  auto r = h->call_tool("c_echo", J(R"({"from":"c"})"), xcore::CallContext::host());
   REQUIRE(r.ok());
   CHECK(r->structured == J(R"({"from":"c"})"));
 }
@@ -240,17 +240,17 @@ TEST_CASE("tools registered at run time join the registry and follow the plugin"
   Host h({test_plugins() / "probe"});
   REQUIRE(h->enable("probe").ok());
   REQUIRE(h.action("probe", "publish_tool", R"({"name":"dyn"})").ok());
-  CHECK(h->call_tool("probe.dyn", J(R"({"v":1})"))->structured.at("v") == 1);
+  CHECK(h->call_tool("probe.dyn", J(R"({"v":1})"), xcore::CallContext::host())->structured.at("v") == 1);
   REQUIRE(h->disable("probe").ok());
-  CHECK(h->call_tool("dyn", J("{}")).error().code == ErrorCode::unavailable);
+  CHECK(h->call_tool("dyn", J("{}"), xcore::CallContext::host()).error().code == ErrorCode::unavailable);
   REQUIRE(h->unload("probe").ok());
-  CHECK(h->call_tool("dyn", J("{}")).error().code == ErrorCode::not_found);
+  CHECK(h->call_tool("dyn", J("{}"), xcore::CallContext::host()).error().code == ErrorCode::not_found);
 }
 
 TEST_CASE("the call context reaches the plugin") {
   Host h({test_plugins() / "probe"});
   REQUIRE(h->enable("probe").ok());
-  CallContext ctx;
+  auto ctx = xcore::CallContext::host();
   ctx.tenant = "acme";
   ctx.user = "ada";
   ctx.trace_id = "abc123";
@@ -262,7 +262,7 @@ TEST_CASE("the call context reaches the plugin") {
 TEST_CASE("hot reload under concurrent callers: no failed call, and the new version answers") {
   Host h({test_plugins() / "probe"});
   REQUIRE(h->enable("probe").ok());
-  REQUIRE(version_of(h->call_tool("version", J("{}"))) == 1);
+  REQUIRE(version_of(h->call_tool("version", J("{}"), xcore::CallContext::host())) == 1);
 
   std::atomic<bool> stop = false;
   std::atomic<int> failures = 0, calls = 0, saw_v2 = 0;
@@ -270,7 +270,7 @@ TEST_CASE("hot reload under concurrent callers: no failed call, and the new vers
   for (int t = 0; t < 4; ++t)
     callers.emplace_back([&] {
       while (!stop) {
-        auto r = h->call_tool("version", J("{}"));
+        auto r = h->call_tool("version", J("{}"), xcore::CallContext::host());
         ++calls;
         if (!r.ok()) {
           ++failures;
@@ -292,7 +292,7 @@ TEST_CASE("hot reload under concurrent callers: no failed call, and the new vers
   CHECK(h->info("probe")->manifest.version.to_string() == "2.0.0");
   CHECK(h->info("probe")->stats.generation == 2);
   CHECK(h->info("probe")->stats.reloads == 1);
-  CHECK(h->call_tool("added_in_v2", J("{}")).ok());
+  CHECK(h->call_tool("added_in_v2", J("{}"), xcore::CallContext::host()).ok());
   CHECK(h->hooks().emit("probe.ping", J("{}")).first().at("pong") == 2);  // the old generation's hook is gone
   CHECK(h->hooks().emit("probe.ping", J("{}")).results.size() == 1);
   // One private copy left: the old generation's was removed after it drained.
@@ -307,7 +307,7 @@ TEST_CASE("a failed reload keeps the old version serving") {
   REQUIRE(!r.ok());
   CHECK(r.error().code == ErrorCode::incompatible);
   CHECK(h.state("probe") == PluginState::enabled);
-  CHECK(version_of(h->call_tool("version", J("{}"))) == 1);
+  CHECK(version_of(h->call_tool("version", J("{}"), xcore::CallContext::host())) == 1);
   CHECK(h->info("probe")->last_error);
   CHECK(h.log.contains("reload failed, the previous version keeps serving"));
 }
@@ -323,7 +323,7 @@ TEST_CASE("unload waits for calls in flight, while new calls are refused at once
     unloaded = true;
   });
   // Once the unload has begun, new calls are refused...
-  while (h->call_tool("version", J("{}")).ok()) std::this_thread::yield();
+  while (h->call_tool("version", J("{}"), xcore::CallContext::host()).ok()) std::this_thread::yield();
   // ...but it cannot finish while the held call runs in the plugin's code.
   CHECK(!unloaded);
   const auto& result = held.release();
@@ -340,11 +340,11 @@ TEST_CASE("a concurrency limit refuses calls beyond it instead of queueing forev
   h->discover();
   REQUIRE(h->enable("probe").ok());
   HeldCall held(h);
-  auto r = h->call_tool("version", J("{}"));
+  auto r = h->call_tool("version", J("{}"), xcore::CallContext::host());
   REQUIRE(!r.ok());
   CHECK(r.error().code == ErrorCode::resource_exhausted);
   held.release();
-  CHECK(h->call_tool("version", J("{}")).ok());
+  CHECK(h->call_tool("version", J("{}"), xcore::CallContext::host()).ok());
 }
 
 TEST_CASE("lifecycle events reach hook subscribers; plugin.loaded is replayed to late ones") {
@@ -386,7 +386,7 @@ TEST_CASE("watching the folder reloads a plugin when its binary is rebuilt") {
     cv.wait_for(lock, std::chrono::seconds(20), [&] { return reloaded; });  // an upper bound, not a timing check
   }
   REQUIRE(reloaded);
-  CHECK(version_of(h->call_tool("version", J("{}"))) == 2);
+  CHECK(version_of(h->call_tool("version", J("{}"), xcore::CallContext::host())) == 2);
   REQUIRE(h->watch(false).ok());
 }
 
@@ -399,7 +399,7 @@ TEST_CASE("a reload applies the new manifest's limits") {
   write_file(manifest, "id: probe\nversion: 1.0.0\nentry: libprobe.so\nlimits: {max_concurrency: 2}\n");
   REQUIRE(h->reload("probe").ok());
   HeldCall held(h);
-  CHECK(h->call_tool("version", J("{}")).ok());  // a second place now
+  CHECK(h->call_tool("version", J("{}"), xcore::CallContext::host()).ok());  // a second place now
 }
 
 namespace {
@@ -418,9 +418,9 @@ TEST_CASE("unload and reload really unmap the old code (nothing pins a plugin in
   REQUIRE(h->enable("probe").ok());
   REQUIRE(h->enable("core").ok());
   // Exercise every path that runs plugin code, so nothing it might leave behind goes unnoticed.
-  REQUIRE(h->call_tool("version", J("{}")).ok());
-  REQUIRE(h->call_tool("core.echo", J(R"({"a":1})")).ok());
-  REQUIRE(h->call_action("probe", "config", J("{}")).ok());
+  REQUIRE(h->call_tool("version", J("{}"), xcore::CallContext::host()).ok());
+  REQUIRE(h->call_tool("core.echo", J(R"({"a":1})"), xcore::CallContext::host()).ok());
+  REQUIRE(h->call_action("probe", "config", J("{}"), xcore::CallContext::host()).ok());
   CHECK(mappings_under(h.shadow) > 0);
   for (int i = 0; i < 3; ++i) REQUIRE(h->reload("probe").ok());
   REQUIRE(h->unload("probe").ok());
@@ -431,7 +431,7 @@ TEST_CASE("unload and reload really unmap the old code (nothing pins a plugin in
 TEST_CASE("a plugin that glibc keeps mapped after unload is reported") {
   Host h({test_plugins() / "pinned"});
   REQUIRE(h->enable("pinned").ok());
-  REQUIRE(h->call_tool("touch", J("{}")).ok());
+  REQUIRE(h->call_tool("touch", J("{}"), xcore::CallContext::host()).ok());
   REQUIRE(h->unload("pinned").ok());
   CHECK(h.log.contains("plugin 'pinned' stays mapped after unload"));
 }
@@ -448,7 +448,7 @@ TEST_CASE("a rate limit per tenant: calls beyond it are refused with when to com
   Manager m(std::move(o));
   m.discover();
   REQUIRE(m.enable("probe").ok());
-  CallContext acme, other;
+  auto acme = xcore::CallContext::host(), other = xcore::CallContext::host();
   acme.tenant = "acme";
   other.tenant = "other";
   for (int i = 0; i < 3; ++i) CHECK(m.call_tool("version", J("{}"), acme).ok());
@@ -483,12 +483,12 @@ TEST_CASE("secrets: a plugin reads those its manifest grants, from the host's st
     Manager m(std::move(o));
     m.discover();
     REQUIRE(m.enable("probe").ok());
-    auto got = m.call_action("probe", "secret", J(R"({"name":"api_key"})"));
+    auto got = m.call_action("probe", "secret", J(R"({"name":"api_key"})"), xcore::CallContext::host());
     REQUIRE_MESSAGE(got.ok(), got.error().message);
     CHECK(*got == "s3cret");
-    auto missing = m.call_action("probe", "secret", J(R"({"name":"api_other"})"));
+    auto missing = m.call_action("probe", "secret", J(R"({"name":"api_other"})"), xcore::CallContext::host());
     CHECK(missing.error().code == ErrorCode::not_found);
-    auto denied = m.call_action("probe", "secret", J(R"({"name":"db_password"})"));
+    auto denied = m.call_action("probe", "secret", J(R"({"name":"db_password"})"), xcore::CallContext::host());
     REQUIRE(!denied.ok());
     CHECK(denied.error().code == ErrorCode::permission_denied);
     CHECK(denied.error().message.find("secrets.read:db_password") != std::string::npos);

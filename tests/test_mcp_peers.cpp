@@ -62,22 +62,22 @@ TEST_CASE("server-everything: handshake, tools in the registry, echo, restart af
   auto tool = h.manager->tools().find("echo");
   REQUIRE(tool);
   CHECK(tool->spec.plugin == "everything");
-  auto echo = h.manager->call_tool("echo", J(R"({"message":"hello through the sandbox"})"));
+  auto echo = h.manager->call_tool("echo", J(R"({"message":"hello through the sandbox"})"), xcore::CallContext::host());
   REQUIRE_MESSAGE(echo.ok(), echo.error().message);
   CHECK(text_of(*echo).find("hello through the sandbox") != std::string::npos);
   CHECK(h.manager->health("everything")->at("status") == "ok");
 
   // Its arguments are validated against the server's own inputSchema before it sees them.
-  auto bad = h.manager->call_tool("echo", J(R"({"message":42})"));
+  auto bad = h.manager->call_tool("echo", J(R"({"message":42})"), xcore::CallContext::host());
   REQUIRE(!bad.ok());
   CHECK(bad.error().code == ErrorCode::invalid_argument);
 
   auto pid = static_cast<pid_t>(info->runner.at("pid").to_number<int>());
   ::kill(-pid, SIGKILL);
-  auto after = h.manager->call_tool("echo", J(R"({"message":"again"})"));
+  auto after = h.manager->call_tool("echo", J(R"({"message":"again"})"), xcore::CallContext::host());
   if (!after.ok()) {  // the call that meets the dead process fails; the next one starts a new one
     CHECK(after.error().code == ErrorCode::plugin_crashed);
-    after = h.manager->call_tool("echo", J(R"({"message":"again"})"));
+    after = h.manager->call_tool("echo", J(R"({"message":"again"})"), xcore::CallContext::host());
   }
   REQUIRE_MESSAGE(after.ok(), after.error().message);
   CHECK(text_of(*after).find("again") != std::string::npos);
@@ -97,15 +97,15 @@ TEST_CASE("server-filesystem: 14 tools with output schemas; structured results a
   for (const auto& t : tools) with_output_schema += t.spec.output_schema ? 1 : 0;
   CHECK(with_output_schema > 0);
 
-  auto written = h.manager->call_tool("write_file", json::object{{"path", (h.files / "new.txt").string()}, {"content", "from xcore"}});
+  auto written = h.manager->call_tool("write_file", json::object{{"path", (h.files / "new.txt").string()}, {"content", "from xcore"}}, xcore::CallContext::host());
   REQUIRE_MESSAGE(written.ok(), written.error().message);
   CHECK(!written->is_error);
-  auto read = h.manager->call_tool("read_text_file", json::object{{"path", (h.files / "new.txt").string()}});
+  auto read = h.manager->call_tool("read_text_file", json::object{{"path", (h.files / "new.txt").string()}}, xcore::CallContext::host());
   REQUIRE_MESSAGE(read.ok(), read.error().message);
   CHECK_MESSAGE(!read->is_error, text_of(*read));
   CHECK(text_of(*read).find("from xcore") != std::string::npos);
   // Outside its allowed folder the server itself refuses: an isError result, not a protocol error.
-  auto outside = h.manager->call_tool("read_text_file", json::object{{"path", "/etc/hostname"}});
+  auto outside = h.manager->call_tool("read_text_file", json::object{{"path", "/etc/hostname"}}, xcore::CallContext::host());
   REQUIRE(outside.ok());
   CHECK(outside->is_error);
 }

@@ -111,26 +111,26 @@ TEST_CASE("a sandboxed plugin behaves like a trusted one: tools, actions, config
   CHECK(process_exists(h.pid("probe")));
   CHECK(h.pid("probe") != ::getpid());
 
-  CHECK(h->call_tool("version", J("{}"))->structured.at("version") == 1);
-  CHECK(h->call_action("probe", "config", J("{}"))->at("level") == 3);
+  CHECK(h->call_tool("version", J("{}"), xcore::CallContext::host())->structured.at("version") == 1);
+  CHECK(h->call_action("probe", "config", J("{}"), xcore::CallContext::host())->at("level") == 3);
   REQUIRE(h->set_config("probe", json::object{{"level", 4}}).ok());
-  CHECK(h->call_action("probe", "config", J("{}"))->at("level") == 4);
+  CHECK(h->call_action("probe", "config", J("{}"), xcore::CallContext::host())->at("level") == 4);
   CHECK(h->health("probe")->at("status") == "ok");
   // Its hook handler answers from the child process.
   CHECK(h->hooks().emit("probe.ping", J(R"({"n":2})")).first().at("pong") == 1);
   // Host services, with the same permission checks.
-  CHECK(h->call_action("probe", "call_tool", J(R"({"name":"core.echo","arguments":{"via":"child"}})"))->at("structuredContent").at("via") == "child");
-  CHECK(h->call_action("probe", "call_tool", J(R"({"name":"calculate","arguments":{"expression":"1"}})")).error().code ==
+  CHECK(h->call_action("probe", "call_tool", J(R"({"name":"core.echo","arguments":{"via":"child"}})"), xcore::CallContext::host())->at("structuredContent").at("via") == "child");
+  CHECK(h->call_action("probe", "call_tool", J(R"({"name":"calculate","arguments":{"expression":"1"}})"), xcore::CallContext::host()).error().code ==
         ErrorCode::permission_denied);
-  REQUIRE(h->call_action("probe", "publish_tool", J(R"({"name":"dyn"})")).ok());
-  CHECK(h->call_tool("probe.dyn", J(R"({"x":1})"))->structured.at("x") == 1);
-  CallContext ctx;
+  REQUIRE(h->call_action("probe", "publish_tool", J(R"({"name":"dyn"})"), xcore::CallContext::host()).ok());
+  CHECK(h->call_tool("probe.dyn", J(R"({"x":1})"), xcore::CallContext::host())->structured.at("x") == 1);
+  auto ctx = xcore::CallContext::host();
   ctx.tenant = "acme";
   ctx.trace_id = "t-1";
   CHECK(h->call_action("probe", "context", J("{}"), ctx)->at("tenant") == "acme");
 
   REQUIRE(h->disable("probe").ok());
-  CHECK(h->call_tool("version", J("{}")).error().code == ErrorCode::unavailable);
+  CHECK(h->call_tool("version", J("{}"), xcore::CallContext::host()).error().code == ErrorCode::unavailable);
   auto pid = h.pid("probe");
   REQUIRE(h->unload("probe").ok());
   CHECK(!process_exists(pid));
@@ -145,7 +145,7 @@ TEST_CASE("hot reload of a sandboxed plugin starts the new version in a new proc
   stage(test_plugins() / "probe-v2", h.plugins, "probe");
   sandbox_manifest(h.plugins / "probe");
   REQUIRE(h->reload("probe").ok());
-  CHECK(h->call_tool("version", J("{}"))->structured.at("version") == 2);
+  CHECK(h->call_tool("version", J("{}"), xcore::CallContext::host())->structured.at("version") == 2);
   CHECK(h.pid("probe") != old_pid);
   CHECK(!process_exists(old_pid));
 }
@@ -153,7 +153,7 @@ TEST_CASE("hot reload of a sandboxed plugin starts the new version in a new proc
 TEST_CASE("each fault costs only its call: right error, no process left, restart, neighbours unharmed") {
   SandboxHost h({test_plugins() / "hostile", example_plugins() / "core"});
   REQUIRE(h->load_all().ok());
-  REQUIRE(h->call_tool("ok", J("{}")).ok());
+  REQUIRE(h->call_tool("ok", J("{}"), xcore::CallContext::host()).ok());
   int fds_before = open_fds();
 
   struct Fault {
@@ -174,15 +174,15 @@ TEST_CASE("each fault costs only its call: right error, no process left, restart
                          Fault{"orphan_then_exit", ErrorCode::plugin_crashed, "exited with status 4"}}) {
     INFO("fault: " << std::string(f.tool));
     auto pid = h.pid("hostile");
-    auto r = h->call_tool(f.tool, J("{}"));
+    auto r = h->call_tool(f.tool, J("{}"), xcore::CallContext::host());
     REQUIRE(!r.ok());
     CHECK(r.error().code == f.code);
     if (!kSanitized || f.code == ErrorCode::timeout)
       CHECK_MESSAGE(r.error().message.find(f.reason) != std::string::npos, r.error().message);
     CHECK(!process_exists(pid));
     // The neighbour kept answering, and the plugin comes back for the next call.
-    CHECK(h->call_tool("calculate", J(R"({"expression":"6*7"})"))->structured.at("result") == 42);
-    auto again = h->call_tool("ok", J("{}"));
+    CHECK(h->call_tool("calculate", J(R"({"expression":"6*7"})"), xcore::CallContext::host())->structured.at("result") == 42);
+    auto again = h->call_tool("ok", J("{}"), xcore::CallContext::host());
     REQUIRE_MESSAGE(again.ok(), again.error().message);
     CHECK(h.pid("hostile") != pid);
   }
@@ -193,15 +193,15 @@ TEST_CASE("each fault costs only its call: right error, no process left, restart
 TEST_CASE("limits inside the sandbox: memory, open files, sockets") {
   SandboxHost h({test_plugins() / "hostile"});
   REQUIRE(h->enable("hostile").ok());
-  auto mem = h->call_tool("memory_bomb", J("{}"));
+  auto mem = h->call_tool("memory_bomb", J("{}"), xcore::CallContext::host());
   if (!kSanitized) {
     REQUIRE(mem.ok());
     CHECK(mem->is_error);  // 256 MB address-space limit
   }
-  auto fds = h->call_tool("fd_exhaust", J("{}"));
+  auto fds = h->call_tool("fd_exhaust", J("{}"), xcore::CallContext::host());
   REQUIRE(fds.ok());
   CHECK(fds->structured.at("opened").to_number<int>() < 64);
-  auto sock = h->call_tool("socket", J("{}"));
+  auto sock = h->call_tool("socket", J("{}"), xcore::CallContext::host());
   REQUIRE(sock.ok());
   CHECK(sock->structured.at("opened") == false);
   auto iso = h->info("hostile")->runner.at("isolation").as_array();
@@ -222,26 +222,26 @@ TEST_CASE("namespaces: the host is out of sight and out of reach; zombies are re
   CHECK(has("proc:private"));
   // Inside its namespace the plugin has a small pid of its own (pid 1 is the reaper; a sanitizer's
   // threads in the reaper take numbers too), not the one the host sees; the host's /proc entries do not exist.
-  auto inside = h->call_tool("ok", J("{}"))->structured.at("pid").to_number<int>();
+  auto inside = h->call_tool("ok", J("{}"), xcore::CallContext::host())->structured.at("pid").to_number<int>();
   CHECK(inside >= 2);
   CHECK(inside < 10);
   CHECK(inside != h.pid("hostile"));
-  auto mem = h->call_tool("read_host_memory", json::object{{"pid", ::getpid()}});
+  auto mem = h->call_tool("read_host_memory", json::object{{"pid", ::getpid()}}, xcore::CallContext::host());
   REQUIRE(mem.ok());
   CHECK(mem->structured.at("opened") == false);
-  CHECK(h->call_tool("zombies", J("{}"))->structured.at("zombies") == 50);
-  CHECK(h->call_tool("ok", J("{}")).ok());
+  CHECK(h->call_tool("zombies", J("{}"), xcore::CallContext::host())->structured.at("zombies") == 50);
+  CHECK(h->call_tool("ok", J("{}"), xcore::CallContext::host()).ok());
 }
 
 TEST_CASE("a sleep past the deadline times out; a late answer is never handed to the next caller") {
   SandboxHost h({test_plugins() / "hostile"});
   REQUIRE(h->enable("hostile").ok());
-  CallContext quick;
+  auto quick = xcore::CallContext::host();
   quick.with_deadline_in(std::chrono::milliseconds(200));
   auto r = h->call_tool("sleep", J(R"({"ms":1500})"), quick);
   REQUIRE(!r.ok());
   CHECK(r.error().code == ErrorCode::timeout);
-  auto next = h->call_tool("ok", J(R"({"n":7})"));
+  auto next = h->call_tool("ok", J(R"({"n":7})"), xcore::CallContext::host());
   REQUIRE(next.ok());
   CHECK(next->structured.at("args").at("n") == 7);
 }
@@ -257,15 +257,15 @@ TEST_CASE("past its crash budget a plugin is failed, and can be loaded again") {
                   seen_by_subscriber.push_back(r ? ErrorCode::internal : r.error().code);
                   return HookReply::none();
                 }).value();
-  for (int i = 0; i < 3; ++i) CHECK(h->call_tool("segfault", J("{}")).error().code == ErrorCode::plugin_crashed);
-  auto r = h->call_tool("ok", J("{}"));
+  for (int i = 0; i < 3; ++i) CHECK(h->call_tool("segfault", J("{}"), xcore::CallContext::host()).error().code == ErrorCode::plugin_crashed);
+  auto r = h->call_tool("ok", J("{}"), xcore::CallContext::host());
   REQUIRE(!r.ok());
   CHECK(h->info("hostile")->state == PluginState::failed);
   CHECK(h->info("hostile")->last_error->message.find("3 crashes") != std::string::npos);
   CHECK(seen_by_subscriber == std::vector<ErrorCode>{ErrorCode::unavailable});
-  CHECK(h->call_tool("ok", J("{}")).error().code == ErrorCode::unavailable);
+  CHECK(h->call_tool("ok", J("{}"), xcore::CallContext::host()).error().code == ErrorCode::unavailable);
   REQUIRE(h->enable("hostile").ok());
-  CHECK(h->call_tool("ok", J("{}")).ok());
+  CHECK(h->call_tool("ok", J("{}"), xcore::CallContext::host()).ok());
 }
 
 TEST_CASE("a fork bomb is contained by the process limit, and nothing of it outlives the plugin") {
@@ -274,13 +274,13 @@ TEST_CASE("a fork bomb is contained by the process limit, and nothing of it outl
   const auto runner = h->info("hostile")->runner;
   if (::geteuid() == 0 && strict()) CHECK((has_mechanism(runner, "cgroup:v1:pids") || has_mechanism(runner, "cgroup:v2:pids")));
   const pid_t helper = h.pid("hostile");
-  auto r = h->call_tool("fork_bomb", J("{}"));
+  auto r = h->call_tool("fork_bomb", J("{}"), xcore::CallContext::host());
   REQUIRE_MESSAGE(r.ok(), r.error().message);
   CHECK(r->structured.at("forked").to_number<int>() < 64);  // limits.processes: 64
   CHECK(session_members(helper) > 1);
   // The neighbour and the plugin itself still answer.
-  CHECK(h->call_tool("calculate", J(R"({"expression":"6*7"})"))->structured.at("result") == 42);
-  auto ok = h->call_tool("ok", J("{}"));
+  CHECK(h->call_tool("calculate", J(R"({"expression":"6*7"})"), xcore::CallContext::host())->structured.at("result") == 42);
+  auto ok = h->call_tool("ok", J("{}"), xcore::CallContext::host());
   CHECK_MESSAGE(ok.ok(), ok.error().message);
   REQUIRE(h->unload("hostile").ok());
   CHECK(session_members(helper) == 0);
@@ -292,7 +292,7 @@ TEST_CASE("files and identity: its own user, its own data folder, no writes else
   ::unsetenv("XCORE_TEST_SECRET");
   REQUIRE(h->enable("hostile").ok());
   const auto runner = h->info("hostile")->runner;
-  auto who = h->call_tool("whoami", J("{}"));
+  auto who = h->call_tool("whoami", J("{}"), xcore::CallContext::host());
   REQUIRE(who.ok());
   CHECK(who->structured.at("secret_seen") == false);
   const std::string data(who->structured.at("data").as_string());
@@ -304,7 +304,7 @@ TEST_CASE("files and identity: its own user, its own data folder, no writes else
                       [](const json::value& m) { return m.as_string().starts_with("uid:"); }));
   }
 
-  auto inside = h->call_tool("write_file", json::object{{"path", data + "/inside.txt"}});
+  auto inside = h->call_tool("write_file", json::object{{"path", data + "/inside.txt"}}, xcore::CallContext::host());
   REQUIRE(inside.ok());
   CHECK(inside->structured.at("written") == true);
   CHECK(fs::exists(fs::path(data) / "inside.txt"));
@@ -313,7 +313,7 @@ TEST_CASE("files and identity: its own user, its own data folder, no writes else
   auto outside = h.tmp / "outside";
   fs::create_directories(outside);
   fs::permissions(outside, fs::perms::all);
-  auto out = h->call_tool("write_file", json::object{{"path", (outside / "escaped.txt").string()}});
+  auto out = h->call_tool("write_file", json::object{{"path", (outside / "escaped.txt").string()}}, xcore::CallContext::host());
   REQUIRE(out.ok());
   if (strict()) CHECK(has_mechanism(runner, "landlock:fs"));
   if (has_mechanism(runner, "landlock:fs")) {

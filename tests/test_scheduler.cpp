@@ -233,12 +233,23 @@ TEST_CASE("targets: a tool and a plugin action through the Manager; the tenant t
   auto o = f.options();
   o.manager = &m;
   Scheduler s(std::move(o));
-  auto calc = s.add(job(R"({"type":"interval","seconds":60})", R"({"tool":"calculate","arguments":{"expression":"6*7"}})"));
-  auto ctx = s.add(job(R"({"type":"interval","seconds":60})", R"({"plugin":"probe","action":"context"})", R"(,"tenant":"acme")"));
-  auto broken = s.add(job(R"({"type":"interval","seconds":60})", R"({"tool":"calculate","arguments":{"expression":"6*"}})"));
-  REQUIRE((calc.ok() && ctx.ok() && broken.ok()));
+  // A job read from JSON runs as the principal it names: here an operator who may call calculate and
+  // probe's actions. One that names nobody is denied every call.
+  const std::string as_operator = R"(,"run_as":{"kind":"user","id":"7","permissions":["tools.call:core.*","actions.call:probe/*"]})";
+  auto calc = s.add(job(R"({"type":"interval","seconds":60})", R"({"tool":"calculate","arguments":{"expression":"6*7"}})", as_operator));
+  auto ctx = s.add(job(R"({"type":"interval","seconds":60})", R"({"plugin":"probe","action":"context"})", R"(,"tenant":"acme")" + as_operator));
+  auto broken = s.add(job(R"({"type":"interval","seconds":60})", R"({"tool":"calculate","arguments":{"expression":"6*"}})", as_operator));
+  auto nobody = s.add(job(R"({"type":"interval","seconds":60})", R"({"tool":"calculate","arguments":{"expression":"1"}})"));
+  auto narrow = s.add(job(R"({"type":"interval","seconds":60})", R"({"plugin":"probe","action":"context"})",
+                          R"(,"run_as":{"kind":"api_token","id":"3","permissions":["tools.call:core.*"]})"));
+  REQUIRE((calc.ok() && ctx.ok() && broken.ok() && nobody.ok() && narrow.ok()));
   f.clock.advance(seconds(60));
-  CHECK(s.tick() == 3);
+  CHECK(s.tick() == 5);
+  CHECK(s.runs(*nobody)[0].status == RunStatus::failed);
+  CHECK(s.runs(*nobody)[0].error.find("tools.call:core.calculate") != std::string::npos);
+  CHECK(s.runs(*narrow)[0].status == RunStatus::failed);
+  CHECK(s.runs(*narrow)[0].error.find("actions.call:probe/context") != std::string::npos);
+  CHECK(s.get(*calc)->spec.to_json().at("run_as").at("kind") == "user");
   CHECK(s.runs(*calc)[0].result.at("structuredContent").at("result") == 42);
   CHECK(s.runs(*ctx)[0].result.at("tenant") == "acme");
   CHECK(s.runs(*ctx)[0].result.at("user") == "scheduler");
@@ -318,7 +329,7 @@ TEST_CASE("plugins schedule their own actions at run time through host services,
     m.discover();
     REQUIRE(m.enable("probe").ok());
     const auto job = J(R"({"job":{"name":"beat","trigger":{"type":"interval","seconds":60},"action":"held"}})");
-    auto without = m.call_action("probe", "schedule", job);
+    auto without = m.call_action("probe", "schedule", job, xcore::CallContext::host());
     REQUIRE(!without.ok());
     CHECK(without.error().message.find("no scheduler") != std::string::npos);
     Fixture f;
@@ -326,23 +337,23 @@ TEST_CASE("plugins schedule their own actions at run time through host services,
     o.manager = &m;
     {
       Scheduler s(std::move(o));
-      auto r = m.call_action("probe", "schedule", job);
+      auto r = m.call_action("probe", "schedule", job, xcore::CallContext::host());
       REQUIRE_MESSAGE(r.ok(), r.error().message);
       REQUIRE(s.get("probe:beat"));
       CHECK(s.get("probe:beat")->spec.target.plugin == "probe");  // its own actions only
       f.clock.advance(seconds(60));
       CHECK(s.tick() == 1);
       CHECK(s.runs("probe:beat")[0].status == RunStatus::succeeded);
-      auto hook = m.call_action("probe", "schedule", J(R"({"job":{"name":"x","trigger":{"type":"webhook","name":"x"},"action":"held"}})"));
+      auto hook = m.call_action("probe", "schedule", J(R"({"job":{"name":"x","trigger":{"type":"webhook","name":"x"},"action":"held"}})"), xcore::CallContext::host());
       CHECK(hook.error().code == ErrorCode::invalid_argument);
-      REQUIRE(m.call_action("probe", "unschedule", J(R"({"name":"beat"})")).ok());
+      REQUIRE(m.call_action("probe", "unschedule", J(R"({"name":"beat"})"), xcore::CallContext::host()).ok());
       CHECK(!s.get("probe:beat"));
-      CHECK(m.call_action("probe", "unschedule", J(R"({"name":"beat"})")).error().code == ErrorCode::not_found);
-      REQUIRE(m.call_action("probe", "schedule", job).ok());
+      CHECK(m.call_action("probe", "unschedule", J(R"({"name":"beat"})"), xcore::CallContext::host()).error().code == ErrorCode::not_found);
+      REQUIRE(m.call_action("probe", "schedule", job, xcore::CallContext::host()).ok());
       REQUIRE(m.disable("probe").ok());
       CHECK(!s.get("probe:beat"));  // gone with the plugin
     }
     REQUIRE(m.enable("probe").ok());
-    CHECK(!m.call_action("probe", "schedule", job).ok());  // the scheduler is gone: so is the service
+    CHECK(!m.call_action("probe", "schedule", job, xcore::CallContext::host()).ok());  // the scheduler is gone: so is the service
   }
 }

@@ -112,7 +112,7 @@ TEST_CASE("tenants: another tenant's admin neither sees nor calls this tenant's 
   auto admin = api.login("admin", kAdminPassword);
   REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme","name":"Acme"})", admin).status == 201);
   REQUIRE(api.send("POST", "/api/v1/users", R"({"username":"acme-admin","password":"password-123","role":"admin","tenant":"acme"})", admin).status == 201);
-  auto acme = api.login("acme-admin", "password-123");
+  auto acme = api.login("acme-admin", "password-123", "acme");
   CHECK(api.send("GET", "/api/v1/auth/me", "", acme).body.at("tenant") == "acme");
   // Nothing registered for acme: no plugins listed, no tools, calls refused.
   CHECK(api.send("GET", "/api/v1/plugins", "", acme).body.at("plugins").as_array().empty());
@@ -144,9 +144,10 @@ TEST_CASE("tokens: tampered, expired, alg none, refresh tokens and API tokens") 
   using xcore::server::Claims;
 
   // A valid token signed with the server's key works; one day past its expiry it does not.
-  auto good = xcore::server::sign_jwt(Claims{"admin", "default", "admin", "access", now, now + 60}, jwt_key());
+  // Tokens name the user by id (the first admin is 1) and carry the user's generation.
+  auto good = xcore::server::sign_jwt(Claims{"1", "default", "admin", "access", now, now + 60, 1}, jwt_key());
   CHECK(api.send("GET", "/api/v1/auth/me", "", good).status == 200);
-  auto expired = xcore::server::sign_jwt(Claims{"admin", "default", "admin", "access", now - 90000, now - 86400}, jwt_key());
+  auto expired = xcore::server::sign_jwt(Claims{"1", "default", "admin", "access", now - 90000, now - 86400, 1}, jwt_key());
   auto a = api.send("GET", "/api/v1/auth/me", "", expired);
   CHECK(a.status == 401);
   CHECK(std::string(a.body.at("error").at("message").as_string()).find("expired") != std::string::npos);
@@ -191,7 +192,7 @@ TEST_CASE("tokens: tampered, expired, alg none, refresh tokens and API tokens") 
   CHECK(api.send("GET", "/api/v1/auth/me", "", std::string(renewed.body.at("access_token").as_string())).status == 200);
 
   // API tokens: shown once, stored hashed, revocable.
-  auto created = api.send("POST", "/api/v1/tokens", R"({"name":"ci","role":"operator"})", admin);
+  auto created = api.send("POST", "/api/v1/tokens", R"({"name":"ci","role":"operator","expires_in":3600})", admin);
   REQUIRE(created.status == 201);
   std::string machine(created.body.at("token").as_string());
   CHECK(api.send("POST", "/app/core/echo", R"({"m":1})", machine).body.at("m") == 1);
@@ -263,7 +264,8 @@ TEST_CASE("a restart keeps registrations, configs and secrets") {
     Api api(server.port());
     auto admin = api.login("admin", kAdminPassword);
     REQUIRE(api.send("POST", "/api/v1/plugins/audit/disable", "", admin).status == 200);
-    REQUIRE(api.send("PUT", "/api/v1/plugins/core/config", R"({"root":"/tmp"})", admin).status == 200);
+    fs::create_directories(tmp / "files");
+    REQUIRE(api.send("PUT", "/api/v1/plugins/core/config", json::serialize(json::object{{"root", (tmp / "files").string()}}), admin).status == 200);
     REQUIRE(api.send("PUT", "/api/v1/secrets/kept", R"({"value":"v"})", admin).status == 200);
     CHECK(WIFEXITED(server.stop(SIGTERM)));
   }
@@ -274,7 +276,7 @@ TEST_CASE("a restart keeps registrations, configs and secrets") {
   CHECK(audit.body.at("enabled") == false);
   CHECK(audit.body.at("state") != "enabled");
   CHECK(api.send("GET", "/api/v1/plugins/core", "", admin).body.at("state") == "enabled");
-  CHECK(api.send("GET", "/api/v1/plugins/core/config", "", admin).body.at("config").at("root") == "/tmp");
+  CHECK(api.send("GET", "/api/v1/plugins/core/config", "", admin).body.at("config").at("root") == json::value((tmp / "files").string()));
   CHECK(api.send("GET", "/api/v1/secrets", "", admin).body.at("secrets") == json::array{"kept"});
 }
 
@@ -416,7 +418,7 @@ TEST_CASE("plugins read their tenant's secrets that their manifest grants, and n
   // Another tenant's plugin, granted the same names, reads its own tenant's store only.
   REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
   REQUIRE(api.send("POST", "/api/v1/users", R"({"username":"acme-admin","password":"password-123","role":"admin","tenant":"acme"})", admin).status == 201);
-  auto acme = api.login("acme-admin", "password-123");
+  auto acme = api.login("acme-admin", "password-123", "acme");
   REQUIRE(api.send("POST", "/api/v1/plugins/probe/enable", "", acme).status == 200);
   CHECK(api.send("POST", "/app/probe/secret", R"({"name":"api_key"})", acme).status == 404);
 }

@@ -39,7 +39,7 @@ httplib::Result deliver(int port, const std::string& name, const std::string& bo
   httplib::Headers h;
   if (!s.timestamp.empty()) h.emplace("X-Xcore-Timestamp", s.timestamp);
   if (!s.signature.empty()) h.emplace("X-Xcore-Signature", s.signature);
-  return c.Post("/api/v1/webhooks/" + name, h, body, "application/json");
+  return c.Post("/api/v1/webhooks/default/" + name, h, body, "application/json");
 }
 
 }  // namespace
@@ -109,10 +109,17 @@ TEST_CASE("tasks belong to their tenant; viewers read them, operators change the
   REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
   REQUIRE(api.send("POST", "/api/v1/users", R"({"username":"acme-op","password":"password-123","role":"operator","tenant":"acme"})", admin).status == 201);
   auto viewer = api.login("vera", "password-123");
-  auto acme = api.login("acme-op", "password-123");
-  auto t = api.send("POST", "/api/v1/tasks", R"({"trigger":{"type":"interval","seconds":3600},"target":{"tool":"echo"},"tenant":"acme"})", admin);
+  auto acme = api.login("acme-op", "password-123", "acme");
+  // The tenant, the id and who the task runs as are the server's to set, never the body's.
+  for (const char* field : {R"("tenant":"acme")", R"("id":"mine")", R"("run_as":{"kind":"host"})", R"("owner":"core")"}) {
+    auto refused = api.send("POST", "/api/v1/tasks", std::string(R"({"trigger":{"type":"interval","seconds":3600},"target":{"tool":"echo"},)") + field + "}", admin);
+    CHECK(refused.status == 400);
+    CHECK(json::serialize(refused.body).find("the server sets it") != std::string::npos);
+  }
+  auto t = api.send("POST", "/api/v1/tasks", R"({"trigger":{"type":"interval","seconds":3600},"target":{"tool":"echo"}})", admin);
   REQUIRE(t.status == 201);
-  CHECK(t.body.at("tenant") == "default");  // the token's tenant, never the body's
+  CHECK(t.body.at("tenant") == "default");
+  CHECK(t.body.at("run_as").at("kind") == "user");
   const std::string id(t.body.at("id").as_string());
   CHECK(api.send("GET", "/api/v1/tasks/" + id, "", viewer).status == 200);
   CHECK(api.send("POST", "/api/v1/tasks/" + id + "/run", "", viewer).status == 403);
@@ -159,12 +166,13 @@ TEST_CASE("webhooks: a signed delivery runs the task with its body; bad signatur
   auto t = api.send("POST", "/api/v1/tasks", R"({"name":"deploy","trigger":{"type":"webhook","name":"deploy"},"target":{"plugin":"core","action":"echo","params":{"env":"prod"}}})", admin);
   REQUIRE_MESSAGE(t.status == 201, json::serialize(t.body));
   const std::string id(t.body.at("id").as_string());
-  CHECK(t.body.at("webhook_url") == "/api/v1/webhooks/deploy");
+  CHECK(t.body.at("webhook_url") == "/api/v1/webhooks/default/deploy");
   CHECK(t.body.at("next_run").is_null());
   const std::string body = R"({"ref":"main","commit":"abc123"})";
 
-  // No secret yet: the delivery cannot be checked, so it is not run.
-  CHECK(deliver(server.port(), "deploy", body, sign("whatever", body))->status == 412);
+  // No secret yet: the delivery cannot be checked, so it is not run (and the answer is the same as for a
+  // wrong signature: nothing tells which webhooks or secrets exist).
+  CHECK(deliver(server.port(), "deploy", body, sign("whatever", body))->status == 401);
   REQUIRE(api.send("PUT", "/api/v1/secrets/webhook_deploy", R"({"value":"hook-key-123"})", admin).status == 200);
 
   auto good = sign("hook-key-123", body);
@@ -182,7 +190,9 @@ TEST_CASE("webhooks: a signed delivery runs the task with its body; bad signatur
   CHECK(deliver(server.port(), "deploy", R"({"ref":"evil"})", sign("hook-key-123", body))->status == 401);  // body changed
   CHECK(deliver(server.port(), "deploy", body, sign("hook-key-123", body, xcore::server::unix_now() - 3600))->status == 401);  // stale
   CHECK(deliver(server.port(), "deploy", body, Signed{})->status == 401);                              // unsigned
-  CHECK(deliver(server.port(), "nope", body, sign("hook-key-123", body))->status == 404);
+  auto unknown = deliver(server.port(), "nope", body, sign("hook-key-123", body));
+  CHECK(unknown->status == 401);
+  CHECK(unknown->body.find("the signature does not match") != std::string::npos);
   auto stale = deliver(server.port(), "deploy", body, sign("hook-key-123", body, xcore::server::unix_now() + 3600));
   CHECK(stale->body.find("window") != std::string::npos);
   CHECK(settled_runs(api, admin, id).size() == 1);  // none of those ran

@@ -32,13 +32,13 @@ TEST_CASE("a host tool is registered, invoked and unregistered with its handle")
   {
     auto r = reg.add(spec("echo"), echo_handler());
     REQUIRE(r.ok());
-    auto out = reg.invoke("echo", J(R"({"a":1})"));
+    auto out = reg.invoke("echo", J(R"({"a":1})"), xcore::CallContext::host());
     REQUIRE(out.ok());
     CHECK(out->structured == J(R"({"a":1})"));
     CHECK(out->to_mcp().at("isError") == false);
-    CHECK(reg.invoke("echo", nullptr).ok());  // no arguments means {}
+    CHECK(reg.invoke("echo", nullptr, xcore::CallContext::host()).ok());  // no arguments means {}
   }
-  auto gone = reg.invoke("echo", J("{}"));
+  auto gone = reg.invoke("echo", J("{}"), xcore::CallContext::host());
   REQUIRE(!gone.ok());
   CHECK(gone.error().code == ErrorCode::not_found);
 }
@@ -51,22 +51,22 @@ TEST_CASE("arguments are validated before the handler runs, and the failing path
                                    "required":["items"],"additionalProperties":false})"),
                    echo_handler(&calls));
   REQUIRE(r.ok());
-  auto bad_item = reg.invoke("sum", J(R"({"items":[1,2,"three"]})"));
+  auto bad_item = reg.invoke("sum", J(R"({"items":[1,2,"three"]})"), xcore::CallContext::host());
   REQUIRE(!bad_item.ok());
   CHECK(bad_item.error().code == ErrorCode::invalid_argument);
   CHECK_MESSAGE(bad_item.error().message.find("'/items/2'") != std::string::npos, bad_item.error().message);
-  auto bad_enum = reg.invoke("sum", J(R"({"items":[],"opts":{"mode":"slow"}})"));
+  auto bad_enum = reg.invoke("sum", J(R"({"items":[],"opts":{"mode":"slow"}})"), xcore::CallContext::host());
   REQUIRE(!bad_enum.ok());
   CHECK_MESSAGE(bad_enum.error().message.find("'/opts/mode'") != std::string::npos, bad_enum.error().message);
-  auto missing = reg.invoke("sum", J(R"({})"));
+  auto missing = reg.invoke("sum", J(R"({})"), xcore::CallContext::host());
   REQUIRE(!missing.ok());
-  auto extra = reg.invoke("sum", J(R"({"items":[],"x":1})"));
+  auto extra = reg.invoke("sum", J(R"({"items":[],"x":1})"), xcore::CallContext::host());
   REQUIRE(!extra.ok());
-  auto not_object = reg.invoke("sum", J("[1]"));
+  auto not_object = reg.invoke("sum", J("[1]"), xcore::CallContext::host());
   REQUIRE(!not_object.ok());
   CHECK(not_object.error().message.find("must be a JSON object") != std::string::npos);
   CHECK(calls == 0);
-  CHECK(reg.invoke("sum", J(R"({"items":[1,2]})")).ok());
+  CHECK(reg.invoke("sum", J(R"({"items":[1,2]})"), xcore::CallContext::host()).ok());
   CHECK(calls == 1);
   CHECK(reg.find("sum")->metrics.rejected == 5);
 }
@@ -93,10 +93,10 @@ TEST_CASE("name conflicts between owners resolve as plugin.tool") {
   };
   REQUIRE(reg.replace_plugin_tools("core", {spec("echo"), spec("calc")}, made("core")).ok());
   REQUIRE(reg.replace_plugin_tools("other", {spec("echo")}, made("other")).ok());
-  CHECK(reg.invoke("echo", {})->content.at(0).at("text") == "host");
-  CHECK(reg.invoke("core.echo", {})->content.at(0).at("text") == "core");
-  CHECK(reg.invoke("other.echo", {})->content.at(0).at("text") == "other");
-  CHECK(reg.invoke("calc", {})->content.at(0).at("text") == "core");
+  CHECK(reg.invoke("echo", {}, xcore::CallContext::host())->content.at(0).at("text") == "host");
+  CHECK(reg.invoke("core.echo", {}, xcore::CallContext::host())->content.at(0).at("text") == "core");
+  CHECK(reg.invoke("other.echo", {}, xcore::CallContext::host())->content.at(0).at("text") == "other");
+  CHECK(reg.invoke("calc", {}, xcore::CallContext::host())->content.at(0).at("text") == "core");
   auto names = reg.export_mcp();
   std::vector<std::string> exported;
   for (const auto& t : names) exported.emplace_back(t.at("name").as_string());
@@ -105,14 +105,14 @@ TEST_CASE("name conflicts between owners resolve as plugin.tool") {
 
   // When the host tool goes, the bare name passes to the next owner in registration order.
   host_echo->reset();
-  CHECK(reg.invoke("echo", {})->content.at(0).at("text") == "core");
+  CHECK(reg.invoke("echo", {}, xcore::CallContext::host())->content.at(0).at("text") == "core");
 }
 
 TEST_CASE("replacing a plugin's tools keeps metrics of kept tools and drops the rest atomically") {
   ToolRegistry reg;
   auto factory = [](const ToolSpec&) { return echo_handler(); };
   REQUIRE(reg.replace_plugin_tools("p", {spec("a"), spec("b")}, factory).ok());
-  REQUIRE(reg.invoke("a", J("{}")).ok());
+  REQUIRE(reg.invoke("a", J("{}"), xcore::CallContext::host()).ok());
   REQUIRE(reg.replace_plugin_tools("p", {spec("a"), spec("c")}, factory).ok());
   CHECK(reg.find("a")->metrics.calls == 1);
   CHECK(!reg.find("b"));
@@ -130,7 +130,7 @@ TEST_CASE("disabled plugins' tools stop answering and leave the default listing"
   ToolRegistry reg;
   REQUIRE(reg.replace_plugin_tools("p", {spec("a")}, [](const ToolSpec&) { return echo_handler(); }).ok());
   reg.set_plugin_enabled("p", false);
-  auto r = reg.invoke("a", J("{}"));
+  auto r = reg.invoke("a", J("{}"), xcore::CallContext::host());
   REQUIRE(!r.ok());
   CHECK(r.error().code == ErrorCode::unavailable);
   CHECK(reg.list().empty());
@@ -138,10 +138,10 @@ TEST_CASE("disabled plugins' tools stop answering and leave the default listing"
   all.include_disabled = true;
   CHECK(reg.list(all).size() == 1);
   reg.set_plugin_enabled("p", true);
-  CHECK(reg.invoke("a", J("{}")).ok());
+  CHECK(reg.invoke("a", J("{}"), xcore::CallContext::host()).ok());
 }
 
-TEST_CASE("tenant scope, permissions, deadline and cancellation are checked before the handler") {
+TEST_CASE("tenant scope, the caller's principal, deadline and cancellation are checked before the handler") {
   ToolRegistry reg;
   std::atomic<int> calls = 0;
   auto scoped = spec("tenant_tool");
@@ -150,34 +150,72 @@ TEST_CASE("tenant scope, permissions, deadline and cancellation are checked befo
   guarded.permissions = {"admin.tools"};
   auto a = reg.add(scoped, echo_handler(&calls));
   auto b = reg.add(guarded, echo_handler(&calls));
+  auto user = [](std::vector<std::string> perms) {
+    CallContext c;
+    c.principal.kind = Principal::Kind::user;
+    c.principal.id = "7";
+    c.principal.permissions = std::move(perms);
+    return c;
+  };
 
-  CallContext acme;
+  auto acme = user({"tools.call:*"});
   acme.tenant = "acme";
   CHECK(reg.invoke("tenant_tool", {}, acme).ok());
-  CallContext other;
+  auto other = user({"tools.call:*"});
   other.tenant = "globex";
   CHECK(reg.invoke("tenant_tool", {}, other).error().code == ErrorCode::not_found);
 
-  CallContext unprivileged;
-  unprivileged.permissions = std::vector<std::string>{"tools.read"};
+  // A context nobody filled in is anonymous: it holds nothing, not even the right to call.
+  CallContext nobody;
+  nobody.tenant = "acme";
+  auto anon = reg.invoke("tenant_tool", {}, nobody);
+  REQUIRE(!anon.ok());
+  CHECK(anon.error().code == ErrorCode::permission_denied);
+  CHECK(anon.error().message.find("tools.call:tenant_tool") != std::string::npos);
+
+  auto unprivileged = user({"tools.call:*", "tools.read"});
   auto denied = reg.invoke("admin_tool", {}, unprivileged);
   REQUIRE(!denied.ok());
   CHECK(denied.error().code == ErrorCode::permission_denied);
   CHECK(denied.error().message.find("admin.tools") != std::string::npos);
-  CallContext wildcard;
-  wildcard.permissions = std::vector<std::string>{"admin.*"};
-  CHECK(reg.invoke("admin_tool", {}, wildcard).ok());
-  CHECK(reg.invoke("admin_tool", {}).ok());  // the host itself is unrestricted
+  CHECK(reg.invoke("admin_tool", {}, user({"admin.*"})).error().code == ErrorCode::permission_denied);  // no tools.call
+  CHECK(reg.invoke("admin_tool", {}, user({"tools.call:admin_tool", "admin.*"})).ok());
+  CHECK(reg.invoke("admin_tool", {}, xcore::CallContext::host()).ok());  // the host itself is unrestricted
 
-  CallContext late;
+  // A plugin calling on a viewer's behalf reaches no more than the viewer: both must hold admin.tools.
+  auto deputy = user({});
+  deputy.principal = Principal::plugin("helper", {"tools.call:*", "admin.tools"});
+  deputy.principal.on_behalf_of = std::make_shared<const Principal>(user({"tools.call:*"}).principal);
+  auto confused = reg.invoke("admin_tool", {}, deputy);
+  REQUIRE(!confused.ok());
+  CHECK(confused.error().message.find("on behalf of its caller") != std::string::npos);
+  deputy.principal.on_behalf_of = std::make_shared<const Principal>(Principal::host());
+  CHECK(reg.invoke("admin_tool", {}, deputy).ok());
+
+  auto late = xcore::CallContext::host();
   late.deadline = std::chrono::system_clock::now() - std::chrono::seconds(1);
   CHECK(reg.invoke("admin_tool", {}, late).error().code == ErrorCode::timeout);
   std::stop_source stop;
-  CallContext cancelled;
+  auto cancelled = xcore::CallContext::host();
   cancelled.cancel = stop.get_token();
   stop.request_stop();
   CHECK(reg.invoke("admin_tool", {}, cancelled).error().code == ErrorCode::cancelled);
-  CHECK(calls == 3);
+  CHECK(calls == 4);
+}
+
+TEST_CASE("a principal covers only the patterns it holds as text, for narrowing tokens") {
+  Principal op;
+  op.kind = Principal::Kind::user;
+  op.permissions = {"tools.call:*", "tasks.read"};
+  CHECK(op.covers("tools.call:core.echo"));
+  CHECK(op.covers("tools.call:core.*"));
+  CHECK(op.covers("tasks.read"));
+  CHECK_FALSE(op.covers("tasks.write"));
+  CHECK_FALSE(op.covers("*"));
+  Principal narrow = op;
+  narrow.permissions = {"tools.call:core.echo"};
+  CHECK_FALSE(narrow.covers("tools.call:core.*"));
+  CHECK(Principal::host().covers("*"));
 }
 
 TEST_CASE("tool.before_call can veto; tool.after_call sees the outcome") {
@@ -197,7 +235,7 @@ TEST_CASE("tool.before_call can veto; tool.after_call sees the outcome") {
                     seen.push_back(ev.payload);
                     return HookReply::none();
                   }).value();
-  CallContext ctx;
+  auto ctx = xcore::CallContext::host();
   ctx.tenant = "t";
   ctx.trace_id = "trace-1";
   auto r = reg.invoke("rm_rf", J("{}"), ctx);
@@ -216,7 +254,7 @@ TEST_CASE("tool.before_call can veto; tool.after_call sees the outcome") {
 TEST_CASE("a throwing handler is an error, never an escaping exception; metrics count it") {
   ToolRegistry reg;
   auto a = reg.add(spec("boom"), [](const json::value&, const CallContext&) -> Result<ToolResult> { throw std::runtime_error("kaput"); });
-  auto r = reg.invoke("boom", J("{}"));
+  auto r = reg.invoke("boom", J("{}"), xcore::CallContext::host());
   REQUIRE(!r.ok());
   CHECK(r.error().code == ErrorCode::internal);
   CHECK(r.error().message.find("kaput") != std::string::npos);
@@ -231,8 +269,8 @@ TEST_CASE("structured output must match the outputSchema") {
   auto s = spec("typed");
   s.output_schema = J(R"({"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]})").as_object();
   auto a = reg.add(s, echo_handler());
-  CHECK(!reg.invoke("typed", J(R"({"n":1})"))->is_error);
-  auto wrong = reg.invoke("typed", J(R"({"n":"one"})"));
+  CHECK(!reg.invoke("typed", J(R"({"n":1})"), xcore::CallContext::host())->is_error);
+  auto wrong = reg.invoke("typed", J(R"({"n":"one"})"), xcore::CallContext::host());
   REQUIRE(wrong.ok());
   CHECK(wrong->is_error);
   CHECK(wrong->content.at(0).at("text").as_string().find("outputSchema") != std::string::npos);

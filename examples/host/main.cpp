@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
                             {"read_file", R"({"path":"../../etc/passwd"})"},
                             {"calculate", R"({"expression":42})"},
                             {"audit.tool_usage", "{}"}}) {
-    auto result = manager.call_tool(tool, boost::json::parse(args));
+    auto result = manager.call_tool(tool, boost::json::parse(args), xcore::CallContext::host());
     if (result)
       std::printf("%s -> %s\n", tool, boost::json::serialize(result->to_mcp()).c_str());
     else

@@ -123,11 +123,11 @@ class Manager {
 
   Result<void> set_config(std::string_view id, json::object config);
 
-  // A plugin action, as the reference server's POST /app/{plugin}/{action}.
+  // A plugin action. The principal must hold `actions.call:<plugin>/<action>` (CallContext::host() does).
   Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params,
-                                  const CallContext& ctx = {});
+                                  const CallContext& ctx);
   // Shorthand for tools().invoke().
-  Result<ToolResult> call_tool(std::string_view name, const json::value& arguments, const CallContext& ctx = {});
+  Result<ToolResult> call_tool(std::string_view name, const json::value& arguments, const CallContext& ctx);
   Result<json::value> health(std::string_view id);
 
   std::optional<PluginInfo> info(std::string_view id) const;

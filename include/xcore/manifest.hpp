@@ -74,6 +74,9 @@ struct PluginManifest {
   std::filesystem::path dir() const { return file.parent_path(); }
   std::filesystem::path binary() const { return dir() / entry; }
   bool external() const { return !command.empty(); }
+  // Top-level config keys whose schema says "x-xcore-privileged": true: they widen what the plugin can
+  // reach (a filesystem root, a host to call), so the host decides who may change them.
+  std::vector<std::string> privileged_config_keys() const;
 };
 
 struct ManifestLoad {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <xcore/cron.hpp>
+#include <xcore/call_context.hpp>
 #include <xcore/error.hpp>
 #include <xcore/json.hpp>
 
@@ -74,6 +75,10 @@ struct JobSpec {
   unsigned max_instances = 1;              // runs of this job at once; more are skipped
   bool paused = false;
   std::string owner;                       // the plugin that declared it (its jobs go with it)
+  // Who the runs call as. A job built in C++ is the host's own; one read from JSON runs as the "run_as"
+  // it names, or as nobody (every call denied) when it names none: a host that accepts jobs from outside
+  // sets this to the principal that asked. A plugin's jobs run as that plugin.
+  Principal run_as = Principal::host();
   bool persist = true;                     // false: not written to the store (declared in a manifest)
   SysSeconds created{};
 

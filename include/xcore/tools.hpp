@@ -120,9 +120,10 @@ class ToolRegistry {
   // A host tool (spec.plugin empty). Name taken: already_exists.
   Result<ToolRegistration> add(ToolSpec spec, ToolHandler handler);
 
-  // Looks the tool up ("name" or "plugin.name"), checks tenant, permissions, deadline and cancellation,
-  // validates the arguments against inputSchema, runs the hooks and the handler, records metrics.
-  Result<ToolResult> invoke(std::string_view name, const json::value& arguments, const CallContext& ctx = {});
+  // Looks the tool up ("name" or "plugin.name"), checks tenant, the caller's principal (it must hold
+  // `tools.call:<plugin>.<tool>` and the tool's required permissions; CallContext::host() for the host's
+  // own calls), deadline and cancellation, validates the arguments against inputSchema, runs the hooks and the handler, records metrics.
+  Result<ToolResult> invoke(std::string_view name, const json::value& arguments, const CallContext& ctx);
 
   std::optional<ToolInfo> find(std::string_view name, std::string_view tenant = {}) const;
   std::vector<ToolInfo> list(const ToolFilter& filter = {}) const;

@@ -113,30 +113,24 @@ void GenerationServices::drop_subscriptions() {
   subs.clear();
 }
 
+CallContext GenerationServices::as_plugin(const CallContext& ctx) const {
+  CallContext c = ctx;
+  c.caller_plugin = manifest_.id;
+  c.principal = Principal::plugin(manifest_.id, manifest_.permissions);
+  c.principal.on_behalf_of = std::make_shared<const Principal>(ctx.principal);
+  return c;
+}
+
 Result<ToolResult> GenerationServices::call_tool(std::string_view name, const json::value& args, const CallContext& ctx) {
   auto found = core_.registry().find(name, ctx.tenant);
   if (!found) return Error{ErrorCode::not_found, fmt::format("no tool named '{}'", name)};
-  bool own = found->spec.plugin == manifest_.id;
-  if (!own && !allowed(fmt::format("tools.call:{}", name)) && !allowed(fmt::format("tools.call:{}", found->qualified_name)))
-    return Error{ErrorCode::permission_denied,
-                 fmt::format("plugin '{}' may not call tool '{}': its manifest needs the permission 'tools.call:{}'", manifest_.id,
-                             name, found->qualified_name)};
-  CallContext c = ctx;
-  c.caller_plugin = manifest_.id;
-  c.permissions = manifest_.permissions;
-  // Call the tool that was checked, by its unambiguous name.
-  return core_.registry().invoke(found->qualified_name, args, c);
+  // The registry checks the plugin's grants (tools.call, the tool's permissions) and its caller's.
+  return core_.registry().invoke(found->qualified_name, args, as_plugin(ctx));
 }
 
 Result<json::value> GenerationServices::call_action(std::string_view plugin, std::string_view action, const json::value& params,
                                                     const CallContext& ctx) {
-  if (plugin != manifest_.id && !allowed(fmt::format("actions.call:{}/{}", plugin, action)))
-    return Error{ErrorCode::permission_denied,
-                 fmt::format("plugin '{}' may not call action '{}/{}': its manifest needs the permission 'actions.call:{}/{}'",
-                             manifest_.id, plugin, action, plugin, action)};
-  CallContext c = ctx;
-  c.caller_plugin = manifest_.id;
-  return core_.call_action(plugin, action, params, c);
+  return core_.call_action(plugin, action, params, as_plugin(ctx));
 }
 
 json::object GenerationServices::config() {

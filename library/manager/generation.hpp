@@ -52,6 +52,8 @@ class GenerationServices final : public PluginServices {
 
  private:
   bool allowed(std::string_view permission) const;
+  // The context of a call this plugin makes: the plugin is the principal, on behalf of the caller.
+  CallContext as_plugin(const CallContext& ctx) const;
 
   ManagerCore& core_;
   const PluginManifest manifest_;  // a copy: the slot's manifest may be replaced by a reload

@@ -200,6 +200,11 @@ struct Manager::Impl final : ManagerCore {
                                   const CallContext& ctx) override {
     auto slot = find(plugin);
     if (!slot) return no_such_plugin(plugin);
+    if (!ctx.principal.unrestricted()) {
+      const auto gate = fmt::format("actions.call:{}/{}", plugin, action);
+      if (!ctx.principal.holds(gate))
+        return Error{ErrorCode::permission_denied, fmt::format("{} may not call action '{}/{}': it needs the permission '{}'", ctx.principal.describe(), plugin, action, gate)};
+    }
     if (ctx.cancel.stop_requested()) return Error{ErrorCode::cancelled, "the call was cancelled"};
     if (ctx.deadline && std::chrono::system_clock::now() >= *ctx.deadline)
       return Error{ErrorCode::timeout, fmt::format("deadline passed before action '{}/{}' started", plugin, action)};

@@ -471,4 +471,15 @@ std::optional<std::filesystem::path> find_manifest(const std::filesystem::path& 
   return std::nullopt;
 }
 
+std::vector<std::string> PluginManifest::privileged_config_keys() const {
+  std::vector<std::string> out;
+  if (!config_schema) return out;
+  const auto* props = config_schema->if_contains("properties");
+  if (!props || !props->is_object()) return out;
+  for (const auto& [k, v] : props->get_object())
+    if (v.is_object())
+      if (const auto* flag = v.get_object().if_contains("x-xcore-privileged"); flag && *flag == true) out.emplace_back(k);
+  return out;
+}
+
 }  // namespace xcore::inline v1

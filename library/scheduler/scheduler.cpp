@@ -241,6 +241,8 @@ struct Scheduler::Impl {
     CallContext ctx;
     ctx.tenant = spec.tenant;
     ctx.user = "scheduler";
+    // A plugin's job may only run the plugin's own actions; any other job calls as its run_as.
+    ctx.principal = spec.owner.empty() ? spec.run_as : Principal::plugin(spec.owner, {});
     ctx.trace_id = run_id;
     const auto args = with_input(spec.target.arguments, input);
     switch (spec.target.kind) {

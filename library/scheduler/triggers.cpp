@@ -259,6 +259,23 @@ Result<JobSpec> JobSpec::from_json(const json::value& v) {
       *out = b->get_bool();
     }
   }
+  j.run_as = Principal{};
+  if (auto* r = member(o, "run_as")) {
+    if (!r->is_object()) return bad("run_as", "expected {kind, id, permissions}");
+    const auto& ro = r->get_object();
+    XCORE_ASSIGN_OR_RETURN(auto kind, text(ro, "kind", "run_as.kind", true));
+    auto k = principal_kind_from_string(kind);
+    if (!k) return bad("run_as.kind", fmt::format("'{}' is not a kind of principal", kind));
+    j.run_as.kind = *k;
+    XCORE_ASSIGN_OR_RETURN(j.run_as.id, text(ro, "id", "run_as.id", false));
+    if (auto* ps = member(ro, "permissions")) {
+      if (!ps->is_array()) return bad("run_as.permissions", "expected a list of strings");
+      for (const auto& p : ps->get_array()) {
+        if (!p.is_string()) return bad("run_as.permissions", "expected a list of strings");
+        j.run_as.permissions.emplace_back(p.get_string());
+      }
+    }
+  }
   if (auto* c = member(o, "created"); c && c->is_string()) {
     auto t = parse_iso8601(c->get_string());
     if (t) j.created = *t;
@@ -278,6 +295,9 @@ json::object JobSpec::to_json() const {
                  {"paused", paused},
                  {"created", format_iso8601(created)}};
   if (!owner.empty()) o["owner"] = owner;
+  json::array perms;
+  for (const auto& p : run_as.permissions) perms.emplace_back(p);
+  o["run_as"] = json::object{{"kind", to_string(run_as.kind)}, {"id", run_as.id}, {"permissions", std::move(perms)}};
   return o;
 }
 

@@ -254,6 +254,22 @@ json::array ToolRegistry::export_openai(const ToolFilter& f) const {
   return out;
 }
 
+namespace {
+// The principal must hold `tools.call:<tool>` (by the name it called or the qualified one) and, along its
+// whole on-behalf-of chain, each permission the tool requires.
+std::optional<Error> check_caller(const ToolEntry& e, std::string_view called, const Principal& who) {
+  if (who.unrestricted()) return std::nullopt;
+  const auto gate = fmt::format("tools.call:{}", e.qualified);
+  if (!who.holds(gate) && (called == e.qualified || !who.holds(fmt::format("tools.call:{}", called))))
+    return Error{ErrorCode::permission_denied, fmt::format("{} may not call tool '{}': it needs the permission '{}'", who.describe(), e.qualified, gate)};
+  for (const auto& need : e.spec.permissions)
+    if (!who.allows(need))
+      return Error{ErrorCode::permission_denied, fmt::format("calling tool '{}' needs permission '{}', which {} does not hold{}", e.qualified, need,
+                                                             who.describe(), who.holds(need) ? " on behalf of its caller" : "")};
+  return std::nullopt;
+}
+}  // namespace
+
 Result<ToolResult> ToolRegistry::invoke(std::string_view name, const json::value& arguments, const CallContext& ctx) {
   EntryPtr e;
   {
@@ -267,14 +283,7 @@ Result<ToolResult> ToolRegistry::invoke(std::string_view name, const json::value
   };
   if (!e->enabled.load(std::memory_order_acquire))
     return reject({ErrorCode::unavailable, fmt::format("tool '{}' is disabled (its plugin '{}' is not enabled)", e->qualified, e->spec.plugin)});
-  if (ctx.permissions) {
-    for (const auto& need : e->spec.permissions) {
-      bool granted = std::any_of(ctx.permissions->begin(), ctx.permissions->end(),
-                                 [&](const std::string& p) { return glob_match(p, need); });
-      if (!granted)
-        return reject({ErrorCode::permission_denied, fmt::format("calling tool '{}' needs permission '{}'", e->qualified, need)});
-    }
-  }
+  if (auto denied = check_caller(*e, name, ctx.principal)) return reject(std::move(*denied));
   if (ctx.cancel.stop_requested()) return reject({ErrorCode::cancelled, fmt::format("call of tool '{}' was cancelled", e->qualified)});
   if (ctx.deadline && std::chrono::system_clock::now() >= *ctx.deadline)
     return reject({ErrorCode::timeout, fmt::format("deadline passed before tool '{}' started", e->qualified)});

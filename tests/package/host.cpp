@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", r.error().message.c_str());
     return 1;
   }
-  auto result = manager.call_tool("greet", boost::json::parse(R"({"name":"package"})"));
+  auto result = manager.call_tool("greet", boost::json::parse(R"({"name":"package"})"), xcore::CallContext::host());
   if (!result) {
     std::fprintf(stderr, "%s\n", result.error().message.c_str());
     return 1;

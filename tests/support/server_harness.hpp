@@ -111,8 +111,8 @@ class Api {
     if (ec) a.body = json::string(r->body);
     return a;
   }
-  std::string login(const std::string& user, const std::string& password) {
-    auto a = send("POST", "/api/v1/auth/login", json::serialize(json::object{{"username", user}, {"password", password}}));
+  std::string login(const std::string& user, const std::string& password, const std::string& tenant = "default") {
+    auto a = send("POST", "/api/v1/auth/login", json::serialize(json::object{{"username", user}, {"password", password}, {"tenant", tenant}}));
     REQUIRE_MESSAGE(a.status == 200, json::serialize(a.body));
     CHECK(a.body.at("token_type") == "bearer");
     CHECK(a.body.at("expires_in").to_number<int>() > 0);
