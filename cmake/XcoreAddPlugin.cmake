@@ -43,8 +43,8 @@ function(xcore_add_plugin target)
   endif()
   # A plugin must resolve everything at link time: a missing symbol fails the build, not the load.
   target_link_options(${target} PRIVATE -Wl,--no-undefined)
-  add_custom_command(TARGET ${target} POST_BUILD
-    COMMAND ${CMAKE_COMMAND} -E copy_if_different ${manifest} ${dir}/${manifest_name}
-    COMMENT "Staging plugin ${target} in ${dir}" VERBATIM)
+  # Copied at configure time, which CMake repeats whenever the manifest changes: editing only the
+  # manifest and rebuilding stages the new one.
+  configure_file(${manifest} ${dir}/${manifest_name} COPYONLY)
   set_property(TARGET ${target} APPEND PROPERTY XCORE_PLUGIN_DIR ${dir})
 endfunction()

@@ -1,0 +1,241 @@
+// Attacks on xcore-server as an outsider, an operator, and another tenant's admin: each one the review
+// found, refused now. The real server on 127.0.0.1, an ephemeral port.
+#include <doctest/doctest.h>
+
+#include "support/server_harness.hpp"
+
+#include <fmt/format.h>
+
+#include "database.hpp"
+#include "jwt.hpp"
+
+using namespace xcore_test;
+namespace json = boost::json;
+
+namespace {
+
+std::string message_of(const Answer& a) {
+  if (!a.body.is_object() || !a.body.as_object().contains("error")) return {};
+  return std::string(a.body.at("error").at("message").as_string());
+}
+
+void add_user(Api& api, const std::string& admin, const std::string& name, const std::string& role, const std::string& tenant = "default") {
+  auto r = api.send("POST", "/api/v1/users",
+                    json::serialize(json::object{{"username", name}, {"password", "password-123"}, {"role", role}, {"tenant", tenant}}), admin);
+  REQUIRE_MESSAGE(r.status == 201, json::serialize(r.body));
+}
+
+std::string make_token(Api& api, const std::string& maker, const std::string& body) {
+  auto r = api.send("POST", "/api/v1/tokens", body, maker);
+  REQUIRE_MESSAGE(r.status == 201, json::serialize(r.body));
+  return std::string(r.body.at("token").as_string());
+}
+
+}  // namespace
+
+TEST_CASE("an operator cannot widen the core plugin's root, and nobody can point it into the data folder") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  add_user(api, admin, "otto", "operator");
+  auto op = api.login("otto", "password-123");
+  // The review's attack: root at the data folder, then read master.key.
+  auto r = api.send("PUT", "/api/v1/plugins/core/config", json::serialize(json::object{{"root", (tmp / "var").string()}}), op);
+  CHECK(r.status == 403);
+  CHECK(message_of(r).find("'root'") != std::string::npos);
+  CHECK(message_of(r).find("privileged") != std::string::npos);
+  CHECK(api.send("PUT", "/api/v1/plugins/core/config", R"({"root":"/"})", op).status == 403);
+  // Unprivileged keys stay the operator's.
+  CHECK(api.send("PUT", "/api/v1/plugins/core/config", R"({"max_file_bytes":4096})", op).status == 200);
+  // The server's own admin may set root, but never into (or above) the data folder.
+  for (const auto& bad : {(tmp / "var").string(), (tmp / "var" / "plugins" / "default").string(), std::string("/"), tmp.path().string(),
+                          (tmp / "elsewhere" / ".." / "var").string()}) {
+    auto refused = api.send("PUT", "/api/v1/plugins/core/config", json::serialize(json::object{{"root", bad}}), admin);
+    CHECK_MESSAGE(refused.status == 403, bad);
+    CHECK(message_of(refused).find("data folder") != std::string::npos);
+  }
+  auto files = tmp / "files";
+  fs::create_directories(files);
+  write_file(files / "note.txt", "hello");
+  REQUIRE(api.send("PUT", "/api/v1/plugins/core/config", json::serialize(json::object{{"root", files.string()}}), admin).status == 200);
+  auto read = api.send("POST", "/api/v1/tools/core.read_file/invoke", R"({"path":"note.txt"})", op);
+  CHECK(read.status == 200);
+  auto escape = api.send("POST", "/api/v1/tools/core.read_file/invoke", R"({"path":"../var/master.key"})", op);
+  CHECK((escape.status >= 400 || escape.body.at("isError") == true));
+
+  // Another tenant's admin is no operator of the server: core's root is not theirs to set.
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
+  add_user(api, admin, "acme-admin", "admin", "acme");
+  auto acme = api.login("acme-admin", "password-123", "acme");
+  REQUIRE(api.send("POST", "/api/v1/plugins/core/enable", "", acme).status == 200);
+  CHECK(api.send("PUT", "/api/v1/plugins/core/config", R"({"root":"/etc"})", acme).status == 403);
+}
+
+TEST_CASE("API tokens are narrowed by scopes within their role and their maker, and need a lifetime") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  // expires_in <= 0 used to mean "never"; now a lifetime or an explicit never is required.
+  for (const char* body : {R"({"name":"t","role":"viewer"})", R"({"name":"t","role":"viewer","expires_in":0})", R"({"name":"t","role":"viewer","expires_in":-5})"}) {
+    auto r = api.send("POST", "/api/v1/tokens", body, admin);
+    CHECK(r.status == 400);
+    CHECK(message_of(r).find("never") != std::string::npos);
+  }
+  auto forever = api.send("POST", "/api/v1/tokens", R"({"name":"t","role":"viewer","never":true})", admin);
+  CHECK(forever.status == 201);
+  CHECK(forever.body.at("expires_at") == 0);
+  // A scope beyond the token's role is refused by name.
+  auto wide = api.send("POST", "/api/v1/tokens", R"({"name":"t","role":"viewer","expires_in":60,"scopes":["tools.call:*"]})", admin);
+  CHECK(wide.status == 400);
+  CHECK(message_of(wide).find("tools.call:*") != std::string::npos);
+
+  auto echo_only = make_token(api, admin, R"({"name":"echo","role":"operator","expires_in":600,"scopes":["tools.call:core.echo"]})");
+  CHECK(api.send("POST", "/api/v1/tools/echo/invoke", R"({"x":1})", echo_only).status == 200);
+  auto calc = api.send("POST", "/api/v1/tools/calculate/invoke", R"({"expression":"1+1"})", echo_only);
+  CHECK(calc.status == 403);
+  CHECK(message_of(calc).find("tools.call:core.calculate") != std::string::npos);
+  CHECK(api.send("GET", "/api/v1/plugins", "", echo_only).status == 403);
+  CHECK(api.send("POST", "/app/core/echo", "{}", echo_only).status == 403);
+  CHECK(api.send("GET", "/api/v1/tasks", "", echo_only).status == 403);
+  auto me = api.send("GET", "/api/v1/auth/me", "", echo_only);  // auth.read is not in the scopes either
+  CHECK(me.status == 403);
+
+  auto reader = make_token(api, admin, R"({"name":"tasks","role":"viewer","expires_in":600,"scopes":["tasks.read","auth.read"]})");
+  CHECK(api.send("GET", "/api/v1/tasks", "", reader).status == 200);
+  CHECK(api.send("GET", "/api/v1/plugins", "", reader).status == 403);
+  CHECK(api.send("GET", "/api/v1/auth/me", "", reader).body.at("permissions").as_array().size() == 2);
+
+  // A narrowed admin token cannot mint a token wider than itself.
+  auto narrow_admin = make_token(api, admin, R"({"name":"na","role":"admin","expires_in":600,"scopes":["tokens.write","tools.call:core.echo"]})");
+  auto escalate = api.send("POST", "/api/v1/tokens", R"({"name":"x","role":"admin","expires_in":600})", narrow_admin);
+  CHECK(escalate.status == 403);
+  auto within = api.send("POST", "/api/v1/tokens", R"({"name":"y","role":"operator","expires_in":600,"scopes":["tools.call:core.echo"]})", narrow_admin);
+  CHECK(within.status == 201);
+  // Refusals by principals are audited.
+  auto audit = json::serialize(api.send("GET", "/api/v1/audit?limit=200", "", admin).body);
+  CHECK(audit.find("denied POST /api/v1/tools/calculate/invoke") != std::string::npos);
+}
+
+TEST_CASE("a role change, a password change or a deletion ends the user's tokens on the next request") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  add_user(api, admin, "ada", "admin");
+  auto login = api.send("POST", "/api/v1/auth/login", R"({"username":"ada","password":"password-123"})");
+  REQUIRE(login.status == 200);
+  std::string access(login.body.at("access_token").as_string()), refresh(login.body.at("refresh_token").as_string());
+  auto machine = make_token(api, access, R"({"name":"ada-ci","role":"admin","never":true})");
+  REQUIRE(api.send("GET", "/api/v1/users", "", access).status == 200);
+  REQUIRE(api.send("GET", "/api/v1/users", "", machine).status == 200);
+
+  // Downgrade: the old admin token and everything ada made stop at once.
+  REQUIRE(api.send("PATCH", "/api/v1/users/ada", R"({"role":"viewer"})", admin).status == 200);
+  auto after = api.send("GET", "/api/v1/users", "", access);
+  CHECK(after.status == 401);
+  CHECK(message_of(after).find("log in again") != std::string::npos);
+  CHECK(api.send("GET", "/api/v1/users", "", machine).status == 401);
+  CHECK(api.send("POST", "/api/v1/auth/refresh", json::serialize(json::object{{"refresh_token", refresh}})).status == 401);
+  auto viewer = api.login("ada", "password-123");
+  CHECK(api.send("GET", "/api/v1/auth/me", "", viewer).body.at("role") == "viewer");
+  CHECK(api.send("GET", "/api/v1/users", "", viewer).status == 403);
+
+  // A password change ends the sessions too.
+  REQUIRE(api.send("PATCH", "/api/v1/users/ada", R"({"password":"password-456"})", admin).status == 200);
+  CHECK(api.send("GET", "/api/v1/auth/me", "", viewer).status == 401);
+
+  // Deletion: the token cannot act, nor mint a token, nor speak for a new user of the same name.
+  auto last = api.login("ada", "password-456");
+  REQUIRE(api.send("DELETE", "/api/v1/users/ada", "", admin).status == 200);
+  CHECK(api.send("GET", "/api/v1/auth/me", "", last).status == 401);
+  CHECK(api.send("POST", "/api/v1/tokens", R"({"name":"ghost","role":"viewer","never":true})", last).status == 401);
+  add_user(api, admin, "ada", "admin");
+  CHECK(api.send("GET", "/api/v1/auth/me", "", last).status == 401);
+  // A token forged for another tenant's user id with this tenant's name is refused too.
+  auto now = xcore::server::unix_now();
+  auto forged = xcore::server::sign_jwt(xcore::server::Claims{"1", "acme", "admin", "access", now, now + 60, 1, 0, {}, {}}, jwt_key());
+  CHECK(api.send("GET", "/api/v1/auth/me", "", forged).status == 401);
+  // nbf: a token not valid yet is refused.
+  auto early = xcore::server::sign_jwt(xcore::server::Claims{"1", "default", "admin", "access", now, now + 7200, 1, now + 3600, {}, {}}, jwt_key());
+  auto e = api.send("GET", "/api/v1/auth/me", "", early);
+  CHECK(e.status == 401);
+  CHECK(message_of(e).find("nbf") != std::string::npos);
+}
+
+TEST_CASE("refresh tokens are single use; a spent one shown again revokes its whole family") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto login = api.send("POST", "/api/v1/auth/login", json::serialize(json::object{{"username", "admin"}, {"password", kAdminPassword}}));
+  REQUIRE(login.status == 200);
+  auto refresh_with = [&](const json::value& token) { return api.send("POST", "/api/v1/auth/refresh", json::serialize(json::object{{"refresh_token", token}})); };
+  auto first = refresh_with(login.body.at("refresh_token"));
+  REQUIRE(first.status == 200);
+  CHECK(first.body.at("refresh_token") != login.body.at("refresh_token"));
+  // The stolen copy of the first refresh token comes back: reuse. Its family ends, the rotated one too.
+  auto reuse = refresh_with(login.body.at("refresh_token"));
+  CHECK(reuse.status == 401);
+  CHECK(message_of(reuse).find("used before") != std::string::npos);
+  CHECK(refresh_with(first.body.at("refresh_token")).status == 401);
+  // Another login is another family, untouched.
+  auto other = api.send("POST", "/api/v1/auth/login", json::serialize(json::object{{"username", "admin"}, {"password", kAdminPassword}}));
+  CHECK(refresh_with(other.body.at("refresh_token")).status == 200);
+}
+
+TEST_CASE("user names are per tenant and validated; refusals reveal nothing of other tenants") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  for (std::string bad : {std::string("a\nb"), std::string("\x1b[31mred"), std::string(100000, 'x'), std::string("nul\0x", 5), std::string("sp ace"), std::string()}) {
+    auto r = api.send("POST", "/api/v1/users", json::serialize(json::object{{"username", bad}, {"password", "password-123"}, {"role", "viewer"}}), admin);
+    CHECK(r.status == 400);
+  }
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
+  add_user(api, admin, "acme-admin", "admin", "acme");
+  add_user(api, admin, "bob@example.com", "viewer");
+  auto acme = api.login("acme-admin", "password-123", "acme");
+  // The same name in acme is acme's own user: no 409 that would reveal default's bob.
+  auto r = api.send("POST", "/api/v1/users", R"({"username":"bob@example.com","password":"password-789","role":"viewer"})", acme);
+  CHECK(r.status == 201);
+  CHECK(api.send("POST", "/api/v1/users", R"({"username":"bob@example.com","password":"password-789","role":"viewer"})", acme).status == 409);
+  // Each logs in to its own tenant with its own password.
+  CHECK(api.send("GET", "/api/v1/auth/me", "", api.login("bob@example.com", "password-789", "acme")).body.at("tenant") == "acme");
+  CHECK(api.send("GET", "/api/v1/auth/me", "", api.login("bob@example.com", "password-123")).body.at("tenant") == "default");
+  CHECK(api.send("POST", "/api/v1/auth/login", R"({"username":"bob@example.com","password":"password-789"})").status == 401);
+}
+
+TEST_CASE("tasks: ids are the server's, and a second tenant reaches none of the first's runs") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
+  add_user(api, admin, "acme-admin", "admin", "acme");
+  auto acme = api.login("acme-admin", "password-123", "acme");
+  REQUIRE(api.send("POST", "/api/v1/plugins/core/enable", "", acme).status == 200);
+  auto mine = api.send("POST", "/api/v1/tasks", R"({"trigger":{"type":"interval","seconds":3600},"target":{"plugin":"core","action":"echo","params":{"who":"default"}}})", admin);
+  REQUIRE(mine.status == 201);
+  const std::string id(mine.body.at("id").as_string());
+  REQUIRE(api.send("POST", "/api/v1/tasks/" + id + "/run", "", admin).status == 202);
+  // The attack: the same id posted by the second tenant. Refused; and the id reaches nothing there.
+  auto same = api.send("POST", "/api/v1/tasks", json::serialize(json::object{{"id", id}, {"trigger", json::object{{"type", "interval"}, {"seconds", 60}}},
+                                                                              {"target", json::object{{"tool", "echo"}}}}), acme);
+  CHECK(same.status == 400);
+  CHECK(api.send("GET", "/api/v1/tasks/" + id + "/runs", "", acme).status == 404);
+  CHECK(api.send("DELETE", "/api/v1/tasks/" + id, "", acme).status == 404);
+  CHECK(api.send("POST", "/api/v1/tasks/" + id + "/run", "", acme).status == 404);
+  CHECK(api.send("GET", "/api/v1/tasks/" + id, "", admin).status == 200);
+  // A webhook's key lives under webhook_: a task may not point at another secret.
+  auto oracle = api.send("POST", "/api/v1/tasks", R"({"trigger":{"type":"webhook","name":"probe","secret":"db_password"},"target":{"tool":"echo"}})", admin);
+  CHECK(oracle.status == 400);
+  CHECK(message_of(oracle).find("webhook_") != std::string::npos);
+  // Webhook names are per tenant: both may use "deploy".
+  const char* hook = R"({"trigger":{"type":"webhook","name":"deploy"},"target":{"plugin":"core","action":"echo"}})";
+  CHECK(api.send("POST", "/api/v1/tasks", hook, admin).status == 201);
+  auto theirs = api.send("POST", "/api/v1/tasks", hook, acme);
+  CHECK(theirs.status == 201);
+  CHECK(theirs.body.at("webhook_url") == "/api/v1/webhooks/acme/deploy");
+}
