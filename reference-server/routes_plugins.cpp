@@ -60,6 +60,7 @@ void Server::Impl::add_plugin_routes() {
     if (!manifest.contains("command")) return Error{ErrorCode::invalid_argument, "'command' is required: the argv of an MCP stdio server"};
     XCORE_ASSIGN_OR_RETURN(auto parsed, parse_manifest(json::serialize(manifest), "dynamic plugin"));
     const auto pid = parsed.manifest.id;
+    XCORE_TRY(grants_allowed(c.who, parsed.manifest));
     if (c.manager.info(pid)) return Error{ErrorCode::already_exists, fmt::format("plugin '{}' already exists", pid)};
     auto folder = dynamic_dir(c.who.tenant) / pid;
     std::error_code ec;
@@ -93,8 +94,8 @@ void Server::Impl::add_plugin_routes() {
     const auto source = info.manifest.file;
     if (source.parent_path().parent_path() != dynamic_dir(c.who.tenant))
       return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is not a dynamic plugin: it is in {}", c.arg(1), source.parent_path().string())};
-    if (config.plugin_dirs.empty()) return Error{ErrorCode::failed_precondition, "no plugin folder is configured"};
-    auto target = config.plugin_dirs.front() / c.arg(1);
+    // Into the tenant's own plugin folder: one tenant's save never replaces another's plugin.
+    auto target = saved_dir(c.who.tenant) / c.arg(1);
     std::error_code ec;
     if (std::filesystem::exists(target, ec)) return Error{ErrorCode::already_exists, fmt::format("{} exists", target.string())};
     std::filesystem::create_directories(target, ec);

@@ -297,8 +297,9 @@ struct Server::Impl {
   Result<Manager*> start_tenant(const std::string& tenant, bool register_all) {
     ManagerOptions o;
     o.plugin_dirs = config.plugin_dirs;
+    o.plugin_dirs.push_back(saved_dir(tenant));  // dynamic plugins this tenant saved
     o.data_dir = config.data_dir / "plugins" / tenant;
-    for (const auto& dir : {config.data_dir / "plugins", o.data_dir, config.data_dir / "dynamic", dynamic_dir(tenant)}) {
+    for (const auto& dir : {config.data_dir / "plugins", o.data_dir, config.data_dir / "dynamic", dynamic_dir(tenant), config.data_dir / "saved", saved_dir(tenant)}) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
       ::chmod(dir.c_str(), 0711);
@@ -408,6 +409,33 @@ struct Server::Impl {
         if (auto r = path_allowed(std::string(v.get_string()), fmt::format("config key '{}'", std::string_view(k))); !r) return r;
     return ok();
   }
+
+  // Grant policy for plugins a tenant registers: fs.read / fs.write only inside the plugin's own data
+  // folder, and no network, unless the server's operator (an admin of the default tenant) registers it;
+  // nobody's grant may reach into the data folder. Refusals name the grant and the rule.
+  Result<void> grants_allowed(const Caller& who, const PluginManifest& m) {
+    const bool operator_of_server = who.role == Role::admin && who.tenant == kDefaultTenant && who.principal.holds("*");
+    const auto own = config.data_dir / "plugins" / who.tenant / m.id;
+    for (std::size_t i = 0; i < m.permissions.size(); ++i) {
+      const std::string& g = m.permissions[i];
+      const auto what = fmt::format("permissions[{}] '{}'", i, g);
+      if (g == "network" && !operator_of_server)
+        return Error{ErrorCode::permission_denied, fmt::format("{}: only the server's operator grants network access", what)};
+      for (std::string_view prefix : {"fs.read:", "fs.write:"}) {
+        if (!std::string_view(g).starts_with(prefix)) continue;
+        const auto path = g.substr(prefix.size());
+        XCORE_TRY(path_allowed(path, what, own));
+        std::error_code ec;
+        auto p = std::filesystem::weakly_canonical(path, ec), o = std::filesystem::weakly_canonical(own, ec);
+        auto [pi, oi] = std::mismatch(p.begin(), p.end(), o.begin(), o.end());
+        if (!operator_of_server && oi != o.end())
+          return Error{ErrorCode::permission_denied, fmt::format("{}: a tenant's plugin reaches only its own folder {}", what, own.string())};
+      }
+    }
+    return ok();
+  }
+
+  std::filesystem::path saved_dir(const std::string& tenant) const { return config.data_dir / "saved" / tenant; }
 
   // No path a plugin is given (config or grant) may overlap the server's data folder (its database,
   // master key and every tenant's plugin data), except a folder of the plugin's own below it.

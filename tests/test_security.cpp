@@ -239,3 +239,32 @@ TEST_CASE("tasks: ids are the server's, and a second tenant reaches none of the 
   CHECK(theirs.status == 201);
   CHECK(theirs.body.at("webhook_url") == "/api/v1/webhooks/acme/deploy");
 }
+
+TEST_CASE("a tenant's dynamic plugin gets no grant outside its own folder, and nobody's reaches the data folder") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
+  add_user(api, admin, "acme-admin", "admin", "acme");
+  auto acme = api.login("acme-admin", "password-123", "acme");
+  auto dynamic = [&](const std::string& grant) {
+    return json::serialize(json::object{{"id", "spy"}, {"version", "1.0.0"}, {"command", json::array{"/bin/true"}},
+                                        {"permissions", json::array{json::string(grant)}}, {"enable", false}});
+  };
+  const auto data = (tmp / "var").string();
+  // The review's attacks: read master.key, read or overwrite another tenant's plugin data.
+  for (const auto& grant : {"fs.read:" + data, "fs.write:" + data + "/plugins/default", "fs.read:" + data + "/master.key"}) {
+    auto r = api.send("POST", "/api/v1/plugins/dynamic", dynamic(grant), acme);
+    CHECK_MESSAGE(r.status == 403, grant);
+    CHECK(message_of(r).find(grant) != std::string::npos);
+    CHECK(api.send("POST", "/api/v1/plugins/dynamic", dynamic(grant), admin).status == 403);  // not even the server's operator
+  }
+  auto etc = api.send("POST", "/api/v1/plugins/dynamic", dynamic("fs.read:/etc"), acme);
+  CHECK(etc.status == 403);
+  CHECK(message_of(etc).find("its own folder") != std::string::npos);
+  CHECK(api.send("POST", "/api/v1/plugins/dynamic", dynamic("network"), acme).status == 403);
+  // Its own folder is its own.
+  auto own = api.send("POST", "/api/v1/plugins/dynamic", dynamic("fs.write:" + data + "/plugins/acme/spy"), acme);
+  CHECK_MESSAGE(own.status == 201, json::serialize(own.body));
+}

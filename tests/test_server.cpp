@@ -396,7 +396,8 @@ TEST_CASE("dynamic plugins: an external MCP server registered over HTTP runs san
   CHECK(api.send("GET", "/api/v1/plugins/everything", "", admin).body.at("state") == "enabled");
   CHECK(api.send("POST", "/api/v1/plugins/core/save", "", admin).status == 412);  // not a dynamic plugin
   REQUIRE(api.send("POST", "/api/v1/plugins/everything/save", "", admin).status == 200);
-  CHECK(fs::exists(plugins / "everything" / "plugin.json"));
+  CHECK(fs::exists(tmp / "var" / "saved" / "default" / "everything" / "plugin.json"));  // the tenant's own folder
+  CHECK_FALSE(fs::exists(plugins / "everything"));
 }
 
 TEST_CASE("plugins read their tenant's secrets that their manifest grants, and no others") {
