@@ -273,6 +273,14 @@ constexpr const char* kTokenColumns =
 constexpr const char* kRegistrationColumns =
     "SELECT tenant, plugin, version, enabled, config, installed_at, updated_at FROM plugin_registrations";
 
+// The id of a tenant's user, or 0. Caller holds the lock.
+std::int64_t user_id_of(SQLite::Database& db, const std::string& tenant, const std::string& username) {
+  SQLite::Statement q(db, "SELECT id FROM users WHERE tenant = ? AND username = ?");
+  q.bind(1, tenant);
+  q.bind(2, username);
+  return q.executeStep() ? q.getColumn(0).getInt64() : 0;
+}
+
 // Ends every session of a user: refresh tokens go, API tokens they made are revoked. Caller holds the lock.
 void end_sessions(SQLite::Database& db, std::int64_t user_id) {
   SQLite::Statement r(db, "DELETE FROM refresh_tokens WHERE user_id = ?");
@@ -329,12 +337,8 @@ std::vector<UserRow> Database::users(const std::string& tenant) {
 Result<std::int64_t> Database::delete_user(const std::string& tenant, const std::string& username) {
   XCORE_DB({
     SQLite::Transaction tx(db);
-    SQLite::Statement q(db, "SELECT id FROM users WHERE tenant = ? AND username = ?");
-    q.bind(1, tenant);
-    q.bind(2, username);
-    if (!q.executeStep()) return Error{ErrorCode::not_found, fmt::format("no user '{}'", username)};
-    const auto id = q.getColumn(0).getInt64();
-    q.reset();
+    const auto id = user_id_of(db, tenant, username);
+    if (!id) return Error{ErrorCode::not_found, fmt::format("no user '{}'", username)};
     SQLite::Statement s(db, "DELETE FROM users WHERE id = ?");
     s.bind(1, id);
     s.exec();
@@ -348,12 +352,8 @@ Result<std::int64_t> Database::update_user(const std::string& tenant, const std:
                                            const std::optional<std::string>& role) {
   XCORE_DB({
     SQLite::Transaction tx(db);
-    SQLite::Statement q(db, "SELECT id FROM users WHERE tenant = ? AND username = ?");
-    q.bind(1, tenant);
-    q.bind(2, username);
-    if (!q.executeStep()) return Error{ErrorCode::not_found, fmt::format("no user '{}'", username)};
-    const auto id = q.getColumn(0).getInt64();
-    q.reset();
+    const auto id = user_id_of(db, tenant, username);
+    if (!id) return Error{ErrorCode::not_found, fmt::format("no user '{}'", username)};
     // A new generation: every token issued before this change is refused from now on.
     SQLite::Statement s(db, "UPDATE users SET password_hash = COALESCE(?, password_hash), role = COALESCE(?, role), generation = generation + 1 WHERE id = ?");
     if (password_hash) s.bind(1, *password_hash);

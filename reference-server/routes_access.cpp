@@ -41,9 +41,7 @@ void Server::Impl::add_access_routes() {
     XCORE_ASSIGN_OR_RETURN(auto token, field(c.body, "refresh_token"));
     XCORE_ASSIGN_OR_RETURN(auto claims, verify_jwt(token, jwt_key, unix_now()));
     if (claims.typ != "refresh" || claims.jti.empty() || claims.fam.empty()) return Error{ErrorCode::unauthenticated, "not a refresh token"};
-    std::int64_t uid = 0;
-    if (auto [end, ec] = std::from_chars(claims.sub.data(), claims.sub.data() + claims.sub.size(), uid); ec != std::errc{})
-      return Error{ErrorCode::unauthenticated, "invalid token: 'sub' is not a user id"};
+    XCORE_ASSIGN_OR_RETURN(auto uid, user_id_of(claims));
     XCORE_ASSIGN_OR_RETURN(auto use, db->use_refresh(claims.jti, uid));
     if (use == RefreshUse::reused) {
       db->audit(AuditRow{0, 0, claims.tenant, claims.sub, "refresh token reused: its family is revoked", claims.fam, "", c.request_id});

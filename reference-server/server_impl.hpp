@@ -103,6 +103,23 @@ class UserCache {
   std::map<std::int64_t, Entry> users_;
 };
 
+// The server's operator: an admin of the default tenant holding every permission. Only they widen what
+// plugins reach (privileged config keys, grants beyond a plugin's own folder).
+inline bool operates_server(const Caller& who) { return who.role == Role::admin && who.tenant == kDefaultTenant && who.principal.holds("*"); }
+
+// `path` is `base` or below it (both already normalised).
+inline bool path_within(const std::filesystem::path& path, const std::filesystem::path& base) {
+  return std::mismatch(path.begin(), path.end(), base.begin(), base.end()).second == base.end();
+}
+
+// A token's `sub`: the user's id.
+inline Result<std::int64_t> user_id_of(const Claims& claims) {
+  std::int64_t uid = 0;
+  auto [end, ec] = std::from_chars(claims.sub.data(), claims.sub.data() + claims.sub.size(), uid);
+  if (ec != std::errc{} || end != claims.sub.data() + claims.sub.size()) return Error{ErrorCode::unauthenticated, "invalid token: 'sub' is not a user id"};
+  return uid;
+}
+
 // User names: 1-64 of [A-Za-z0-9._@-].
 inline bool valid_username(std::string_view s) {
   return !s.empty() && s.size() <= 64 &&
@@ -395,7 +412,7 @@ struct Server::Impl {
   // A config change is refused when it changes a privileged key (only an admin of the default tenant,
   // the server's operator, may), or when any of its paths reaches into the server's data folder.
   Result<void> config_allowed(const Caller& who, const PluginInfo& info, const json::object& next) {
-    const bool operator_of_server = who.role == Role::admin && who.tenant == kDefaultTenant && who.principal.holds("*");
+    const bool operator_of_server = operates_server(who);
     for (const auto& key : info.manifest.privileged_config_keys()) {
       const auto* before = info.config.if_contains(key);
       const auto* after = next.if_contains(key);
@@ -414,7 +431,7 @@ struct Server::Impl {
   // folder, and no network, unless the server's operator (an admin of the default tenant) registers it;
   // nobody's grant may reach into the data folder. Refusals name the grant and the rule.
   Result<void> grants_allowed(const Caller& who, const PluginManifest& m) {
-    const bool operator_of_server = who.role == Role::admin && who.tenant == kDefaultTenant && who.principal.holds("*");
+    const bool operator_of_server = operates_server(who);
     const auto own = config.data_dir / "plugins" / who.tenant / m.id;
     for (std::size_t i = 0; i < m.permissions.size(); ++i) {
       const std::string& g = m.permissions[i];
@@ -426,9 +443,7 @@ struct Server::Impl {
         const auto path = g.substr(prefix.size());
         XCORE_TRY(path_allowed(path, what, own));
         std::error_code ec;
-        auto p = std::filesystem::weakly_canonical(path, ec), o = std::filesystem::weakly_canonical(own, ec);
-        auto [pi, oi] = std::mismatch(p.begin(), p.end(), o.begin(), o.end());
-        if (!operator_of_server && oi != o.end())
+        if (!operator_of_server && !path_within(std::filesystem::weakly_canonical(path, ec), std::filesystem::weakly_canonical(own, ec)))
           return Error{ErrorCode::permission_denied, fmt::format("{}: a tenant's plugin reaches only its own folder {}", what, own.string())};
       }
     }
@@ -444,12 +459,8 @@ struct Server::Impl {
     std::error_code ec;
     auto p = std::filesystem::weakly_canonical(std::filesystem::absolute(text, ec), ec).lexically_normal();
     auto data = std::filesystem::weakly_canonical(config.data_dir, ec).lexically_normal();
-    auto inside = [](const std::filesystem::path& a, const std::filesystem::path& b) {  // a within b
-      auto [ai, bi] = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
-      return bi == b.end();
-    };
-    if (!own.empty() && inside(p, std::filesystem::weakly_canonical(own, ec))) return ok();
-    if (inside(p, data) || inside(data, p))
+    if (!own.empty() && path_within(p, std::filesystem::weakly_canonical(own, ec))) return ok();
+    if (path_within(p, data) || path_within(data, p))
       return Error{ErrorCode::permission_denied, fmt::format("{}: '{}' overlaps the server's data folder {}; no plugin may reach it", what, text, data.string())};
     return ok();
   }
@@ -481,9 +492,7 @@ struct Server::Impl {
     if (std::count(token.begin(), token.end(), '.') == 2) {
       XCORE_ASSIGN_OR_RETURN(auto claims, verify_jwt(token, jwt_key, unix_now()));
       if (claims.typ != "access") return Error{ErrorCode::unauthenticated, "a refresh token cannot authorize requests"};
-      std::int64_t uid = 0;
-      if (auto [end, ec] = std::from_chars(claims.sub.data(), claims.sub.data() + claims.sub.size(), uid); ec != std::errc{} || end != claims.sub.data() + claims.sub.size())
-        return Error{ErrorCode::unauthenticated, "invalid token: 'sub' is not a user id"};
+      XCORE_ASSIGN_OR_RETURN(auto uid, user_id_of(claims));
       auto user = user_entry(uid);
       if (!user || user->tenant != claims.tenant) return Error{ErrorCode::unauthenticated, "the token's user no longer exists"};
       if (user->generation != claims.gen)
