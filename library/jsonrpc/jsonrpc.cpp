@@ -50,6 +50,7 @@ Result<Message> parse(std::string_view text) {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec) return bad(fmt::format("not JSON ({})", ec.message()));
+  if (auto at = non_finite_number(v)) return bad(fmt::format("the number at '{}' is outside the range of a double", *at));
   if (!v.is_object()) return bad("not a JSON object");
   auto& o = v.get_object();
   auto ver = o.find("jsonrpc");
