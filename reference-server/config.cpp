@@ -81,6 +81,10 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
       else if (key == "login_attempts_per_minute") c.login_attempts_per_minute = v.as<int>();
       else if (key == "task_history") c.task_history = v.as<std::size_t>();
       else if (key == "webhook_window") c.webhook_window = v.as<int>();
+      else if (key == "max_header_bytes") c.max_header_bytes = v.as<std::size_t>();
+      else if (key == "password_hashes") c.password_hashes = v.as<int>();
+      else if (key == "audit_retention_days") c.audit_retention_days = v.as<int>();
+      else if (key == "audit_max_rows") c.audit_max_rows = v.as<std::int64_t>();
       else return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting '{}'", file.string(), key)};
     }
   } catch (const YAML::Exception& e) {
@@ -113,6 +117,10 @@ Result<void> apply_env(ServerConfig& c) {
   XCORE_TRY(number("XCORE_LOGIN_ATTEMPTS_PER_MINUTE", c.login_attempts_per_minute));
   XCORE_TRY(number("XCORE_TASK_HISTORY", c.task_history));
   XCORE_TRY(number("XCORE_WEBHOOK_WINDOW", c.webhook_window));
+  XCORE_TRY(number("XCORE_MAX_HEADER_BYTES", c.max_header_bytes));
+  XCORE_TRY(number("XCORE_PASSWORD_HASHES", c.password_hashes));
+  XCORE_TRY(number("XCORE_AUDIT_RETENTION_DAYS", c.audit_retention_days));
+  XCORE_TRY(number("XCORE_AUDIT_MAX_ROWS", c.audit_max_rows));
   if (const char* v = env("XCORE_ADMIN_PASSWORD")) c.admin_password = v;
   if (const char* v = env("XCORE_MASTER_KEY")) c.master_key = v;
   return ok();
@@ -149,6 +157,10 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   if (!plugins.empty()) c.plugin_dirs.assign(plugins.begin(), plugins.end());
   if (threads_flag->count() > 0) c.threads = threads;
   if (c.threads < 1 || c.threads > 1024) return Error{ErrorCode::invalid_argument, fmt::format("threads: {} is out of range (1-1024)", c.threads)};
+  if (c.password_hashes < 0 || c.password_hashes > 256) return Error{ErrorCode::invalid_argument, fmt::format("password_hashes: {} is out of range (0-256)", c.password_hashes)};
+  if (c.audit_retention_days < 1) return Error{ErrorCode::invalid_argument, fmt::format("audit_retention_days: {} must be at least 1", c.audit_retention_days)};
+  if (c.audit_max_rows < 1) return Error{ErrorCode::invalid_argument, fmt::format("audit_max_rows: {} must be at least 1", c.audit_max_rows)};
+  if (c.max_header_bytes < 1024) return Error{ErrorCode::invalid_argument, fmt::format("max_header_bytes: {} is below 1024", c.max_header_bytes)};
   if (c.plugin_dirs.empty()) {
 #ifdef XCORE_SERVER_DEFAULT_PLUGINS
     c.plugin_dirs.emplace_back(XCORE_SERVER_DEFAULT_PLUGINS);

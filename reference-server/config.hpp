@@ -25,6 +25,10 @@ struct ServerConfig {
   int login_attempts_per_minute = 5; // failed logins per user name and address, then 429
   std::size_t task_history = 100;    // runs kept per scheduled task
   int webhook_window = 300;          // seconds a webhook's timestamp may be off
+  std::size_t max_header_bytes = 32 * 1024;  // all of a request's header lines together; then 431
+  int password_hashes = 0;           // password hashes (64 MiB each) run at once; 0: one per core
+  int audit_retention_days = 90;     // audit rows older than this are deleted
+  std::int64_t audit_max_rows = 100000;  // audit rows kept per tenant, newest first
   bool verbose = false;
 };
 

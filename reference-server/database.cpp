@@ -125,6 +125,9 @@ ALTER TABLE job_runs ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
 UPDATE job_runs SET tenant = COALESCE((SELECT j.tenant FROM scheduled_jobs j WHERE j.id = job_runs.job_id), '');
 CREATE INDEX job_runs_by_tenant_job ON job_runs(tenant, job_id, started_ms);
 )sql",
+    R"sql(
+CREATE INDEX audit_log_by_time ON audit_log(at);
+)sql",
 };
 
 Error db_error(const std::exception& e) { return Error{ErrorCode::internal, fmt::format("database: {}", e.what())}; }
@@ -550,20 +553,52 @@ Result<void> Database::delete_secret(const std::string& tenant, const std::strin
   })
 }
 
-void Database::audit(const AuditRow& r) {
+void Database::audit(const AuditRow& r) { audit_batch({r}); }
+
+void Database::audit_batch(const std::vector<AuditRow>& rows) {
+  if (rows.empty()) return;
   std::lock_guard lock(impl_->mutex);
   try {
+    SQLite::Transaction tx(impl_->db);
     SQLite::Statement s(impl_->db, "INSERT INTO audit_log(at, tenant, actor, action, target, detail, request_id) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    s.bind(1, unix_now());
-    s.bind(2, r.tenant);
-    s.bind(3, r.actor);
-    s.bind(4, r.action);
-    s.bind(5, r.target);
-    s.bind(6, r.detail);
-    s.bind(7, r.request_id);
-    s.exec();
+    const auto now = unix_now();
+    for (const auto& r : rows) {
+      s.bind(1, r.at ? r.at : now);
+      s.bind(2, r.tenant);
+      s.bind(3, r.actor);
+      s.bind(4, r.action);
+      s.bind(5, r.target);
+      s.bind(6, r.detail);
+      s.bind(7, r.request_id);
+      s.exec();
+      s.reset();
+    }
+    tx.commit();
   } catch (const std::exception&) {
     // An audit row that cannot be written must not fail the request that already happened.
+  }
+}
+
+void Database::prune_audit(std::int64_t before, std::int64_t keep) {
+  std::lock_guard lock(impl_->mutex);
+  try {
+    SQLite::Statement old(impl_->db, "DELETE FROM audit_log WHERE at < ?");
+    old.bind(1, before);
+    old.exec();
+    // Per tenant: everything below its keep-th newest id (the (tenant, id) index answers both).
+    SQLite::Statement tenants(impl_->db, "SELECT tenant FROM audit_log GROUP BY tenant HAVING COUNT(*) > ?");
+    tenants.bind(1, keep);
+    std::vector<std::string> over;
+    while (tenants.executeStep()) over.push_back(tenants.getColumn(0).getString());
+    for (const auto& t : over) {
+      SQLite::Statement cut(impl_->db,
+                            "DELETE FROM audit_log WHERE tenant = ?1 AND id <= (SELECT id FROM audit_log WHERE tenant = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
+      cut.bind(1, t);
+      cut.bind(2, keep);
+      cut.exec();
+    }
+  } catch (const std::exception&) {
+    // Retention is retried at the next pass.
   }
 }
 

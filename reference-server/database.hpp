@@ -92,6 +92,10 @@ class Database {
   Result<void> delete_secret(const std::string& tenant, const std::string& name);
 
   void audit(const AuditRow& row);
+  // Rows written in one transaction (the audit log's writer); `at` 0 means now.
+  void audit_batch(const std::vector<AuditRow>& rows);
+  // Retention: rows older than `before` (unix seconds) go, and each tenant keeps its newest `keep` rows.
+  void prune_audit(std::int64_t before, std::int64_t keep);
   std::vector<AuditRow> audit_log(const std::string& tenant, int limit);
 
   // The scheduler's store for one tenant's jobs and runs.

@@ -23,6 +23,7 @@ void Server::Impl::add_access_routes() {
       e.details = json::serialize(json::object{{"retry_after", wait}});
       return e;
     }
+    XCORE_ASSIGN_OR_RETURN(auto permit, passwords.enter());
     auto user = db->find_user(tenant, username);
     // The same work whether or not the user exists: no timing oracle for user names.
     static const std::string decoy = hash_password(random_token(16));
@@ -32,7 +33,7 @@ void Server::Impl::add_access_routes() {
       return Error{ErrorCode::unauthenticated, "wrong user name or password"};
     }
     limiter.succeeded(key);
-    db->audit(AuditRow{0, 0, user->tenant, username, "login", username, "", c.request_id});
+    audit->record(AuditRow{0, 0, user->tenant, username, "login", username, "", c.request_id});
     XCORE_ASSIGN_OR_RETURN(auto tokens, issue_tokens(*user));
     return Reply{200, std::move(tokens)};
   });
@@ -44,7 +45,7 @@ void Server::Impl::add_access_routes() {
     XCORE_ASSIGN_OR_RETURN(auto uid, user_id_of(claims));
     XCORE_ASSIGN_OR_RETURN(auto use, db->use_refresh(claims.jti, uid));
     if (use == RefreshUse::reused) {
-      db->audit(AuditRow{0, 0, claims.tenant, claims.sub, "refresh token reused: its family is revoked", claims.fam, "", c.request_id});
+      audit->record(AuditRow{0, 0, claims.tenant, claims.sub, "refresh token reused: its family is revoked", claims.fam, "", c.request_id});
       return Error{ErrorCode::unauthenticated, "this refresh token was used before: every token of its login is revoked, log in again"};
     }
     if (use == RefreshUse::unknown) return Error{ErrorCode::unauthenticated, "the refresh token is revoked or unknown: log in again"};
@@ -97,6 +98,7 @@ void Server::Impl::add_access_routes() {
       tenant = *t;
     }
     if (!db->tenant_exists(tenant)) return Error{ErrorCode::not_found, fmt::format("no tenant '{}'", tenant)};
+    XCORE_ASSIGN_OR_RETURN(auto permit, passwords.enter());
     auto created = db->create_user(UserRow{tenant, username, hash_password(password), role, 0});
     if (!created && created.error().code == ErrorCode::already_exists)
       return Error{ErrorCode::already_exists, fmt::format("tenant '{}' has a user '{}' already", tenant, username)};
@@ -115,6 +117,7 @@ void Server::Impl::add_access_routes() {
     if (c.body.get_object().contains("password")) {
       XCORE_ASSIGN_OR_RETURN(auto p, field(c.body, "password"));
       if (p.size() < 8) return Error{ErrorCode::invalid_argument, "the password must have at least 8 characters"};
+      XCORE_ASSIGN_OR_RETURN(auto permit, passwords.enter());
       hash = hash_password(p);
     }
     if (!role && !hash) return Error{ErrorCode::invalid_argument, "nothing to change: give role and/or password"};
@@ -211,6 +214,7 @@ void Server::Impl::add_access_routes() {
     int limit = 100;
     if (auto l = c.query("limit"); !l.empty()) limit = std::clamp(std::atoi(l.c_str()), 1, 1000);
     json::array out;
+    audit->flush();  // the log includes what was done up to this request
     for (const auto& a : db->audit_log(c.who.tenant, limit))
       out.push_back(json::object{{"id", a.id}, {"at", a.at}, {"actor", a.actor}, {"action", a.action}, {"target", a.target}, {"result", a.detail},
                                  {"request_id", a.request_id}});

@@ -119,7 +119,7 @@ void Server::Impl::add_task_routes() {
     }
     XCORE_ASSIGN_OR_RETURN(auto key, secrets->open(tenant + "/" + job->spec.trigger.webhook_secret, *sealed));
     if (signature.starts_with("sha256=")) signature = signature.substr(7);
-    if (!constant_time_equal(signature, hex_encode(hmac_sha256(key, stamp + "." + c.req.body)))) return refused();
+    if (!constant_time_equal(signature, hex_encode(hmac_sha256(key, stamp + "." + c.raw)))) return refused();
     if (!db->first_delivery(signature, unix_now(), config.webhook_window))
       return Error{ErrorCode::conflict, "this delivery was received before (replay)"};
     XCORE_ASSIGN_OR_RETURN(auto run, scheduler->run_now(job->spec.id, c.body, "webhook"));

@@ -19,9 +19,11 @@ void Server::Impl::add_meta_routes() {
     if (!ready) return Error{ErrorCode::unavailable, "starting"};
     return Reply{200, json::object{{"status", "ready"}}};
   });
-  route("GET", "/metrics", Role::anonymous, "Prometheus metrics", [this](Call&) -> Result<Reply> {
-    return Reply{200, nullptr, metrics(), "text/plain; version=0.0.4"};
-  });
+  // Scrapers use an API token with the scope metrics.read. A tenant's principals see that tenant's
+  // series; the default tenant's (the server's own) see every tenant's and the process's.
+  route("GET", "/metrics", Role::operator_, "Prometheus metrics (needs metrics.read)", [this](Call& c) -> Result<Reply> {
+    return Reply{200, nullptr, metrics(c.who.tenant == kDefaultTenant ? std::string() : c.who.tenant), "text/plain; version=0.0.4"};
+  }, "metrics.read");
 
   route("GET", "/docs", Role::anonymous, "the API, rendered from /openapi.json", [](Call&) -> Result<Reply> {
     // Self-contained: no script or style from elsewhere (the server may have no way out).
@@ -73,11 +75,14 @@ fetch('/openapi.json').then(r => r.json()).then(doc => {
       if (r.min_role != Role::anonymous) {
         op["security"] = json::array{json::object{{"bearer", json::array{}}}};
         op["x-xcore-role"] = role_name(r.min_role);
+        if (!r.permission.empty()) op["x-xcore-permission"] = r.permission;
       }
       json::array params;
       for (int i = 1; i <= n; ++i) params.push_back(json::object{{"name", fmt::format("p{}", i)}, {"in", "path"}, {"required", true}, {"schema", json::object{{"type", "string"}}}});
       if (n) op["parameters"] = std::move(params);
-      paths[path].emplace_object()[m] = std::move(op);
+      auto& entry = paths[path];
+      if (!entry.is_object()) entry.emplace_object();
+      entry.get_object()[m] = std::move(op);
     }
     json::object doc{{"openapi", "3.1.0"},
                      {"info", json::object{{"title", "xcore-server"}, {"version", "0.1.0"}}},
@@ -87,14 +92,19 @@ fetch('/openapi.json').then(r => r.json()).then(doc => {
   });
 }
 
-std::string Server::Impl::metrics() {
+std::string Server::Impl::metrics(const std::string& only_tenant) {
   std::string out;
-  out += fmt::format("# TYPE xcore_http_requests_total counter\nxcore_http_requests_total {}\n", requests.load());
+  const bool everything = only_tenant.empty();
+  if (everything) {
+    out += fmt::format("# TYPE xcore_http_requests_total counter\nxcore_http_requests_total {}\n", requests.load());
+    out += fmt::format("# TYPE xcore_audit_dropped_total counter\nxcore_audit_dropped_total {}\n", audit->dropped());
+    out += fmt::format("# TYPE xcore_password_hashes_peak gauge\nxcore_password_hashes_peak {}\n", passwords.peak());
+  }
   out += "# TYPE xcore_plugin_calls_total counter\n# TYPE xcore_plugin_errors_total counter\n# TYPE xcore_plugin_in_flight gauge\n"
          "# TYPE xcore_sandbox_restarts_total counter\n";
   std::shared_lock lock(tenants_mutex);
   for (const auto& [tenant, m] : tenants)
-    for (const auto& info : m->list()) {
+    for (const auto& info : everything || tenant == only_tenant ? m->list() : std::vector<PluginInfo>{}) {
       auto labels = fmt::format("tenant=\"{}\",plugin=\"{}\"", label(tenant), label(info.manifest.id));
       out += fmt::format("xcore_plugin_calls_total{{{}}} {}\n", labels, info.stats.calls);
       out += fmt::format("xcore_plugin_errors_total{{{}}} {}\n", labels, info.stats.errors);
@@ -105,6 +115,7 @@ std::string Server::Impl::metrics() {
   out += "# TYPE xcore_tool_calls_total counter\n# TYPE xcore_tool_errors_total counter\n# TYPE xcore_tool_rejected_total counter\n"
          "# TYPE xcore_tool_duration_seconds histogram\n";
   for (const auto& [tenant, m] : tenants) {
+    if (!everything && tenant != only_tenant) continue;
     ToolFilter all;
     all.include_disabled = true;
     for (const auto& t : m->tools().list(all)) {
@@ -120,7 +131,7 @@ std::string Server::Impl::metrics() {
       out += fmt::format("xcore_tool_duration_seconds_count{{{}}} {}\n", labels, tm.calls);
     }
   }
-  out += process_metrics();
+  if (everything) out += process_metrics();
   return out;
 }
 
@@ -143,7 +154,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   s.http.set_keep_alive_max_count(100000);
   s.http.set_keep_alive_timeout(5);
   const int threads = s.config.threads;
-  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+  s.http.new_task_queue = [threads] { return new ConnectionPool(static_cast<std::size_t>(threads)); };
   // httplib's own refusals (no route, body too large, malformed request) in the API's error shape, with
   // httplib's status kept.
   s.http.set_error_handler([&s](const httplib::Request& req, httplib::Response& res) {
@@ -156,6 +167,8 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
     res.status = status;
   });
   s.add_routes();
+  for (const auto& r : s.routes) s.route_patterns.emplace_back(r.method, std::regex(r.pattern));
+  s.http.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) { return s.screen(req, res); });
   if (s.config.port == 0) {
     s.bound_port = s.http.bind_to_any_port(s.config.host);
   } else {

@@ -22,8 +22,10 @@
 #include <map>
 #include <mutex>
 #include <regex>
+#include <semaphore>
 #include <shared_mutex>
 
+#include "audit_log.hpp"
 #include "crypto.hpp"
 #include "database.hpp"
 #include "jwt.hpp"
@@ -55,7 +57,7 @@ inline std::vector<std::string> role_permissions(Role r) {
     case Role::admin: return {"*"};
     case Role::operator_:
       return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*",
-              "plugins.write", "tasks.write", "tools.call:*", "actions.call:*"};
+              "plugins.write", "tasks.write", "tools.call:*", "actions.call:*", "metrics.read"};
     case Role::viewer: return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*"};
     case Role::anonymous: return {};
   }
@@ -151,21 +153,29 @@ inline Result<std::string> decode_key(const std::string& text) {
   return Error{ErrorCode::invalid_argument, "the master key must be 32 bytes, as 64 hex digits or base64url"};
 }
 
-// Failed logins per (user name, address) in the last minute.
+// Failed attempts per key (user name and address) in the last minute. Bounded: keys whose failures
+// are over a minute old are swept once the map grows, and when it is full of live keys a new key must
+// wait like a limited one (a flood of names cannot push real entries out).
 class LoginLimiter {
  public:
-  explicit LoginLimiter(int per_minute) : limit_(per_minute) {}
+  explicit LoginLimiter(int per_minute, std::size_t max_keys = 50000) : limit_(per_minute), max_keys_(max_keys) {}
   // Seconds to wait, or 0 when another attempt may be made now.
   int retry_after(const std::string& key) {
     std::lock_guard lock(mutex_);
-    auto& q = failures_[key];
-    prune(q);
-    if (static_cast<int>(q.size()) < limit_) return 0;
-    return static_cast<int>(std::max<std::int64_t>(1, q.front() + 60 - unix_now()));
+    auto it = failures_.find(key);
+    if (it == failures_.end()) return failures_.size() >= max_keys_ && !sweep() ? 60 : 0;
+    prune(it->second);
+    if (static_cast<int>(it->second.size()) < limit_) return 0;
+    return static_cast<int>(std::max<std::int64_t>(1, it->second.front() + 60 - unix_now()));
   }
   void failed(const std::string& key) {
     std::lock_guard lock(mutex_);
+    if (failures_.size() >= max_keys_ && !failures_.contains(key) && !sweep()) return;
     failures_[key].push_back(unix_now());
+  }
+  std::size_t size() {
+    std::lock_guard lock(mutex_);
+    return failures_.size();
   }
   void succeeded(const std::string& key) {
     std::lock_guard lock(mutex_);
@@ -176,9 +186,54 @@ class LoginLimiter {
   static void prune(std::deque<std::int64_t>& q) {
     while (!q.empty() && q.front() + 60 <= unix_now()) q.pop_front();
   }
+  // Drops keys with no failure in the last minute; true when room was made.
+  bool sweep() {
+    for (auto it = failures_.begin(); it != failures_.end();) {
+      prune(it->second);
+      it = it->second.empty() ? failures_.erase(it) : std::next(it);
+    }
+    return failures_.size() < max_keys_;
+  }
   int limit_;
+  std::size_t max_keys_;
   std::mutex mutex_;
   std::map<std::string, std::deque<std::int64_t>> failures_;
+};
+
+// Password hashes (Argon2id, 64 MiB each) that may run at once; the rest wait a moment, then get 429.
+class PasswordGate {
+ public:
+  explicit PasswordGate(int slots) : slots_(slots) {}
+  class Permit {
+   public:
+    explicit Permit(PasswordGate* g) : g_(g) {}
+    Permit(Permit&& o) noexcept : g_(std::exchange(o.g_, nullptr)) {}
+    Permit& operator=(Permit&&) = delete;
+    ~Permit() {
+      if (!g_) return;
+      --g_->busy_;
+      g_->slots_.release();
+    }
+
+   private:
+    PasswordGate* g_;
+  };
+  Result<Permit> enter() {
+    if (!slots_.try_acquire_for(std::chrono::seconds(2))) {
+      Error e{ErrorCode::resource_exhausted, "too many password checks at once; retry in 1 s"};
+      e.details = R"({"retry_after":1})";
+      return e;
+    }
+    const int now = ++busy_;
+    for (int seen = peak_.load(); now > seen && !peak_.compare_exchange_weak(seen, now);) {
+    }
+    return Permit(this);
+  }
+  int peak() const { return peak_.load(); }  // the most that ever ran at once
+
+ private:
+  std::counting_semaphore<256> slots_;
+  std::atomic<int> busy_{0}, peak_{0};
 };
 
 inline std::string process_metrics() {
@@ -213,6 +268,29 @@ inline std::string label(std::string_view v) {
 
 
 
+// ---- the HTTP workers ------------------------------------------------------------------------------------
+
+// httplib serves each connection as one task of this pool, from accept to close. httplib 0.11 keeps a
+// connection open whatever the handler answers, so one whose framing can no longer be trusted (a body
+// left unread, a smuggling attempt) is marked here, and every further request on it is refused without
+// being processed; the answers say Connection: close.
+inline thread_local bool connection_unusable = false;
+
+class ConnectionPool final : public httplib::TaskQueue {
+ public:
+  explicit ConnectionPool(std::size_t threads) : pool_(threads) {}
+  void enqueue(std::function<void()> connection) override {
+    pool_.enqueue([connection = std::move(connection)] {
+      connection_unusable = false;
+      connection();
+    });
+  }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  httplib::ThreadPool pool_;
+};
+
 // ---- the server ------------------------------------------------------------------------------------------
 
 struct Server::Impl {
@@ -220,7 +298,9 @@ struct Server::Impl {
   std::unique_ptr<Database> db;
   std::unique_ptr<SecretBox> secrets;
   std::string jwt_key;
+  std::unique_ptr<AuditLog> audit;  // after db: written out before the database closes
   LoginLimiter limiter{5};
+  PasswordGate passwords{1};
   UserCache users;
   httplib::Server http;
   int bound_port = 0;
@@ -238,10 +318,14 @@ struct Server::Impl {
   struct Route {
     std::string method, pattern, summary;
     Role min_role;
+    std::string permission;  // besides the role; empty: none
   };
   std::vector<Route> routes;
 
-  explicit Impl(ServerConfig c) : config(std::move(c)), limiter(config.login_attempts_per_minute) {}
+  explicit Impl(ServerConfig c)
+      : config(std::move(c)),
+        limiter(config.login_attempts_per_minute),
+        passwords(config.password_hashes > 0 ? config.password_hashes : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 256u))) {}
 
   ~Impl() {
     http.stop();
@@ -269,6 +353,7 @@ struct Server::Impl {
     if (int fd = ::open(db_file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600); fd >= 0) ::close(fd);
     for (const char* suffix : {"", "-wal", "-shm"}) ::chmod((db_file.string() + suffix).c_str(), 0600);  // SQLite copies them
     XCORE_ASSIGN_OR_RETURN(db, Database::open(db_file));
+    audit = std::make_unique<AuditLog>(*db, AuditLog::Retention{config.audit_retention_days, config.audit_max_rows});
     XCORE_ASSIGN_OR_RETURN(auto key, master_key());
     secrets = std::make_unique<SecretBox>(key);
     jwt_key = hmac_sha256(key, "xcore jwt signing key v1");  // one master key; a separate key per use
@@ -537,6 +622,7 @@ struct Server::Impl {
     const httplib::Request& req;
     Caller who;
     json::value body;
+    std::string raw;  // the body as sent (webhook signatures cover these bytes)
     std::string request_id;
     std::string arg(std::size_t i) const { return i < req.matches.size() ? std::string(req.matches[i]) : std::string(); }
     std::string query(const char* k) const { return req.has_param(k) ? req.get_param_value(k) : std::string(); }
@@ -589,14 +675,18 @@ struct Server::Impl {
 
   // A refused request by someone who showed credentials is audited: who tried what.
   void denied(httplib::Response& res, const Caller& who, const std::string& method, const std::string& path, const Error& e, const std::string& request_id) {
-    db->audit(AuditRow{0, 0, who.tenant, who.user, fmt::format("denied {} {}", method, path), path, e.message, request_id});
+    audit->record(AuditRow{0, 0, who.tenant, who.user, fmt::format("denied {} {}", method, path), path, e.message, request_id});
     fail(res, e, request_id);
   }
 
-  void route(const char* method, const std::string& pattern, Role min_role, std::string summary, Handler handler) {
-    routes.push_back({method, pattern, std::move(summary), min_role});
-    auto permission = route_permission(method, pattern, min_role);
-    auto wrapped = [this, min_role, permission, handler = std::move(handler), method = std::string(method)](const httplib::Request& req, httplib::Response& res) {
+  // Registers a route: its least role, the permission it needs (by default its area's, see
+  // route_permission), and the handler. Bodies are read here, bounded whether sent with Content-Length or
+  // chunked, and parsed once.
+  void route(const char* method, const std::string& pattern, Role min_role, std::string summary, Handler handler, std::string permission = {}) {
+    if (permission.empty()) permission = route_permission(method, pattern, min_role);
+    routes.push_back({method, pattern, std::move(summary), min_role, permission});
+    auto serve = [this, min_role, permission, handler = std::move(handler), method = std::string(method)](const httplib::Request& req, httplib::Response& res,
+                                                                                                         std::string raw) {
       ++requests;
       const auto request_id = request_id_of(req);
       auto who = authenticate(req);
@@ -610,42 +700,98 @@ struct Server::Impl {
         return denied(res, *who, method, req.path,
                       Error{ErrorCode::permission_denied, fmt::format("this route needs the permission '{}', which this token does not hold", permission)}, request_id);
       json::value body;
-      if (!req.body.empty()) {
+      if (!raw.empty()) {
         boost::system::error_code ec;
-        body = json::parse(req.body, ec);
+        body = json::parse(raw, ec);
         if (ec) return fail(res, Error{ErrorCode::invalid_argument, fmt::format("the body is not valid JSON: {}", ec.message())}, request_id);
+        if (auto at = non_finite_number(body))
+          return fail(res, Error{ErrorCode::invalid_argument, fmt::format("the body's number at '{}' is outside the range of a double", *at)}, request_id);
       }
       Manager* m = who->role == Role::anonymous ? manager_of(kDefaultTenant) : manager_of(who->tenant);
       if (!m) return fail(res, Error{ErrorCode::not_found, fmt::format("tenant '{}' does not exist", who->tenant)}, request_id);
-      Call call{req, *who, std::move(body), request_id, *m};
+      Call call{req, *who, std::move(body), std::move(raw), request_id, *m};
       Result<Reply> r = Error{ErrorCode::internal, "no answer"};
       try {
         r = handler(call);
       } catch (const std::exception& e) {
         r = Error{ErrorCode::internal, e.what()};
       }
+      const bool principal = who->role != Role::anonymous;
       if (!r) {
-        if (r.error().code == ErrorCode::permission_denied && who->role != Role::anonymous) return denied(res, *who, method, req.path, r.error(), request_id);
-        return fail(res, r.error(), request_id);
-      }
-      if (!r->content_type.empty()) {
+        if (r.error().code == ErrorCode::permission_denied && principal) return denied(res, *who, method, req.path, r.error(), request_id);
+        fail(res, r.error(), request_id);
+      } else if (!r->content_type.empty()) {
         res.status = r->status;
         res.set_header("X-Request-Id", request_id);
         res.set_content(r->text, r->content_type.c_str());
+      } else {
+        answer(res, r->status, r->body, request_id);
+      }
+      // Audited: what principals change, and every tool call, action and plugin route they make (the
+      // writer batches these off the request's path).
+      if (principal && method != "GET" && !req.path.starts_with("/api/v1/auth/"))
+        audit->record(AuditRow{0, 0, who->tenant, who->user, fmt::format("{} {}", method, req.path), req.path, std::to_string(res.status), request_id});
+    };
+    if (std::string_view(method) == "GET") {
+      http.Get(pattern, [serve](const httplib::Request& req, httplib::Response& res) { serve(req, res, req.body); });
+      return;
+    }
+    auto read = [this, serve](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+      std::string raw;
+      bool too_large = std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > config.max_body_bytes;
+      const bool read_all = !too_large && reader([&](const char* data, std::size_t n) {
+        if (raw.size() + n > config.max_body_bytes) return !(too_large = true);
+        raw.append(data, n);
+        return true;
+      });
+      if (!read_all) {
+        // What is left of the body is unread: the connection cannot carry another request.
+        res.set_header("Connection", "close");
+        connection_unusable = true;
+        const auto rid = request_id_of(req);
+        if (too_large) {
+          fail(res, Error{ErrorCode::invalid_argument, fmt::format("the body exceeds {} bytes", config.max_body_bytes)}, rid);
+          res.status = 413;
+        } else {
+          fail(res, Error{ErrorCode::invalid_argument, "the body could not be read (malformed chunked encoding or a closed connection)"}, rid);
+        }
         return;
       }
-      answer(res, r->status, r->body, request_id);
-      // The audit log records administration, not traffic: tool calls, actions and plugin routes are
-      // counted in the metrics instead.
-      if (method != "GET" && who->role != Role::anonymous && req.path.starts_with("/api/") && !req.path.ends_with("/invoke"))
-        db->audit(AuditRow{0, 0, who->tenant, who->user, fmt::format("{} {}", method, req.path), req.path, fmt::format("{}", res.status), request_id});
+      serve(req, res, std::move(raw));
     };
-    if (std::string_view(method) == "GET") http.Get(pattern, wrapped);
-    else if (std::string_view(method) == "POST") http.Post(pattern, wrapped);
-    else if (std::string_view(method) == "PUT") http.Put(pattern, wrapped);
-    else if (std::string_view(method) == "DELETE") http.Delete(pattern, wrapped);
-    else if (std::string_view(method) == "PATCH") http.Patch(pattern, wrapped);
+    if (std::string_view(method) == "POST") http.Post(pattern, read);
+    else if (std::string_view(method) == "PUT") http.Put(pattern, read);
+    else if (std::string_view(method) == "DELETE") http.Delete(pattern, read);
+    else if (std::string_view(method) == "PATCH") http.Patch(pattern, read);
   }
+
+  // Before routing, before any body is read: requests that smuggle (both Transfer-Encoding and
+  // Content-Length, or a coding other than chunked), headers over the limit (httplib caps each line at
+  // 8 KiB, not their sum), and chunked bodies that no bounded reader would take (a GET's, an unknown
+  // path's) are refused, and their connection closed.
+  httplib::Server::HandlerResponse screen(const httplib::Request& req, httplib::Response& res) {
+    auto refuse = [&](int status, std::string message) {
+      fail(res, Error{status == 404 ? ErrorCode::not_found : ErrorCode::invalid_argument, std::move(message)}, request_id_of(req));
+      res.status = status;
+      res.set_header("Connection", "close");
+      connection_unusable = true;
+      return httplib::Server::HandlerResponse::Handled;
+    };
+    if (connection_unusable) return refuse(400, "an earlier request on this connection was refused with its body unread: open a new connection");
+    std::size_t header_bytes = 0;
+    for (const auto& [k, v] : req.headers) header_bytes += k.size() + v.size() + 4;
+    if (header_bytes > config.max_header_bytes)
+      return refuse(431, fmt::format("the request's headers exceed {} bytes", config.max_header_bytes));
+    if (!req.has_header("Transfer-Encoding")) return httplib::Server::HandlerResponse::Unhandled;
+    if (req.has_header("Content-Length")) return refuse(400, "a request may not carry both Transfer-Encoding and Content-Length");
+    if (req.get_header_value_count("Transfer-Encoding") != 1 || strcasecmp(req.get_header_value("Transfer-Encoding").c_str(), "chunked") != 0)
+      return refuse(400, "Transfer-Encoding must be 'chunked'");
+    if (req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS") return refuse(400, fmt::format("a {} request has no body", req.method));
+    if (!std::any_of(route_patterns.begin(), route_patterns.end(), [&](const auto& r) { return r.first == req.method && std::regex_match(req.path, r.second); }))
+      return refuse(404, fmt::format("no route {} {}", req.method, req.path));
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+  std::vector<std::pair<std::string, std::regex>> route_patterns;  // for screen(): built once the routes are
 
   static Result<std::string> field(const json::value& body, const char* name) {
     if (!body.is_object()) return Error{ErrorCode::invalid_argument, fmt::format("expected a JSON object with '{}'", name)};
@@ -704,7 +850,7 @@ struct Server::Impl {
   void add_access_routes();   // login, tokens, users, tenants, secrets, audit: routes_access.cpp
   void add_plugin_routes();   // plugins, tools, actions, plugin-contributed routes, hooks: routes_plugins.cpp
   void add_task_routes();     // scheduled tasks and webhooks: routes_tasks.cpp
-  std::string metrics();
+  std::string metrics(const std::string& only_tenant);  // empty: every tenant's, and the process's
 };
 
 // Path parameters of the routes: plugin and tenant ids, tool and secret names, task ids.
