@@ -81,6 +81,26 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
       else if (key == "login_attempts_per_minute") c.login_attempts_per_minute = v.as<int>();
       else if (key == "task_history") c.task_history = v.as<std::size_t>();
       else if (key == "webhook_window") c.webhook_window = v.as<int>();
+      else if (key == "grants") {
+        if (!v.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'grants' must be a mapping with 'fs' and/or 'network'", file.string())};
+        for (const auto& g : v) {
+          const auto which = g.first.as<std::string>();
+          if (!g.second.IsSequence()) return Error{ErrorCode::invalid_argument, fmt::format("{}: grants.{} must be a list", file.string(), which)};
+          if (which == "fs") {
+            c.grant_fs.clear();
+            for (const auto& p : g.second) {
+              std::filesystem::path path = p.as<std::string>();
+              if (!path.is_absolute()) return Error{ErrorCode::invalid_argument, fmt::format("{}: grants.fs: '{}' must be an absolute path", file.string(), path.string())};
+              c.grant_fs.push_back(path.lexically_normal());
+            }
+          } else if (which == "network") {
+            c.grant_network.clear();
+            for (const auto& t : g.second) c.grant_network.push_back(t.as<std::string>());
+          } else {
+            return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting 'grants.{}' (expected fs, network)", file.string(), which)};
+          }
+        }
+      }
       else if (key == "max_header_bytes") c.max_header_bytes = v.as<std::size_t>();
       else if (key == "password_hashes") c.password_hashes = v.as<int>();
       else if (key == "audit_retention_days") c.audit_retention_days = v.as<int>();
@@ -111,6 +131,23 @@ Result<void> apply_env(ServerConfig& c) {
   if (const char* v = env("XCORE_LISTEN")) XCORE_TRY(parse_listen(v, c));
   if (const char* v = env("XCORE_DATA_DIR")) c.data_dir = v;
   if (const char* v = env("XCORE_PLUGINS")) c.plugin_dirs = split_paths(v);
+  if (const char* v = env("XCORE_GRANT_FS")) {
+    c.grant_fs.clear();
+    for (const auto& p : split_paths(v)) {
+      if (!p.is_absolute()) return Error{ErrorCode::invalid_argument, fmt::format("XCORE_GRANT_FS: '{}' must be an absolute path", p.string())};
+      c.grant_fs.push_back(p.lexically_normal());
+    }
+  }
+  if (const char* v = env("XCORE_GRANT_NETWORK")) {
+    c.grant_network.clear();
+    std::string_view rest = v;
+    while (!rest.empty()) {
+      auto comma = rest.find(',');
+      auto item = rest.substr(0, comma);
+      if (!item.empty()) c.grant_network.emplace_back(item);
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    }
+  }
   XCORE_TRY(number("XCORE_THREADS", c.threads));
   XCORE_TRY(number("XCORE_MAX_BODY_BYTES", c.max_body_bytes));
   XCORE_TRY(number("XCORE_ACCESS_TOKEN_TTL", c.access_token_ttl));

@@ -29,6 +29,10 @@ struct ServerConfig {
   int password_hashes = 0;           // password hashes (64 MiB each) run at once; 0: one per core
   int audit_retention_days = 90;     // audit rows older than this are deleted
   std::int64_t audit_max_rows = 100000;  // audit rows kept per tenant, newest first
+  // Grant policy for tenants' plugins beyond their own folder (the default tenant's, the server's own,
+  // may be granted any path outside the data folder, and network). YAML: grants: {fs: [...], network: [...]}
+  std::vector<std::filesystem::path> grant_fs;  // folders any tenant's plugins may be granted fs.read/fs.write in
+  std::vector<std::string> grant_network;       // tenants whose plugins may be granted network
   bool verbose = false;
 };
 

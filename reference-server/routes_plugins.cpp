@@ -60,7 +60,7 @@ void Server::Impl::add_plugin_routes() {
     if (!manifest.contains("command")) return Error{ErrorCode::invalid_argument, "'command' is required: the argv of an MCP stdio server"};
     XCORE_ASSIGN_OR_RETURN(auto parsed, parse_manifest(json::serialize(manifest), "dynamic plugin"));
     const auto pid = parsed.manifest.id;
-    XCORE_TRY(grants_allowed(c.who, parsed.manifest));
+    XCORE_TRY(grant_policy(c.who.tenant, parsed.manifest));
     if (c.manager.info(pid)) return Error{ErrorCode::already_exists, fmt::format("plugin '{}' already exists", pid)};
     auto folder = dynamic_dir(c.who.tenant) / pid;
     std::error_code ec;

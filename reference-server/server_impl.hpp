@@ -412,6 +412,7 @@ struct Server::Impl {
       if (!sealed) return Error{ErrorCode::not_found, fmt::format("no secret '{}'", name)};
       return secrets->open(tenant + "/" + std::string(name), *sealed);
     };
+    o.admit = [this, tenant](PluginManifest& m) { return grant_policy(tenant, m); };
     o.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) {
       log(level, fmt::format("{}/{}", tenant, source), message);
     };
@@ -512,24 +513,34 @@ struct Server::Impl {
     return ok();
   }
 
-  // Grant policy for plugins a tenant registers: fs.read / fs.write only inside the plugin's own data
-  // folder, and no network, unless the server's operator (an admin of the default tenant) registers it;
-  // nobody's grant may reach into the data folder. Refusals name the grant and the rule.
-  Result<void> grants_allowed(const Caller& who, const PluginManifest& m) {
-    const bool operator_of_server = operates_server(who);
-    const auto own = config.data_dir / "plugins" / who.tenant / m.id;
+  // The grant policy, for every plugin of a tenant (from the plugin folders or registered at run time),
+  // checked when it is registered and again before each load: fs.read / fs.write inside the plugin's own
+  // data folder, inside a folder of the settings' allow-list (grants.fs), or, for the default tenant's
+  // plugins (the server's own), anywhere outside the data folder; network only for the default tenant
+  // and the tenants grants.network names. Nobody's grant reaches into the data folder (its database,
+  // master key and the other tenants' folders). Refusals name the grant and the rule.
+  Result<void> grant_policy(const std::string& tenant, const PluginManifest& m) const {
+    const bool servers_own = tenant == kDefaultTenant;
+    const auto own = config.data_dir / "plugins" / tenant / m.id;
+    std::error_code ec;
     for (std::size_t i = 0; i < m.permissions.size(); ++i) {
       const std::string& g = m.permissions[i];
       const auto what = fmt::format("permissions[{}] '{}'", i, g);
-      if (g == "network" && !operator_of_server)
-        return Error{ErrorCode::permission_denied, fmt::format("{}: only the server's operator grants network access", what)};
+      if (g == "network" && !servers_own && std::find(config.grant_network.begin(), config.grant_network.end(), tenant) == config.grant_network.end())
+        return Error{ErrorCode::permission_denied,
+                     fmt::format("{}: tenant '{}' is not in the settings' grants.network, so its plugins get no network", what, tenant)};
       for (std::string_view prefix : {"fs.read:", "fs.write:"}) {
         if (!std::string_view(g).starts_with(prefix)) continue;
-        const auto path = g.substr(prefix.size());
-        XCORE_TRY(path_allowed(path, what, own));
-        std::error_code ec;
-        if (!operator_of_server && !path_within(std::filesystem::weakly_canonical(path, ec), std::filesystem::weakly_canonical(own, ec)))
-          return Error{ErrorCode::permission_denied, fmt::format("{}: a tenant's plugin reaches only its own folder {}", what, own.string())};
+        const auto text = g.substr(prefix.size());
+        XCORE_TRY(path_allowed(text, what, own));
+        if (servers_own) continue;
+        const auto path = std::filesystem::weakly_canonical(std::filesystem::absolute(text, ec), ec).lexically_normal();
+        if (path_within(path, std::filesystem::weakly_canonical(own, ec))) continue;
+        const bool listed = std::any_of(config.grant_fs.begin(), config.grant_fs.end(),
+                                        [&](const auto& allowed) { return path_within(path, std::filesystem::weakly_canonical(allowed, ec)); });
+        if (!listed)
+          return Error{ErrorCode::permission_denied,
+                       fmt::format("{}: a tenant's plugin reaches only its own folder {} and the settings' grants.fs folders", what, own.string())};
       }
     }
     return ok();

@@ -495,3 +495,38 @@ TEST_CASE("secrets: a plugin reads those its manifest grants, from the host's st
     CHECK(asked == std::vector<std::string>{"probe/api_key", "probe/api_other"});  // a denied name never reaches the store
   }
 }
+
+TEST_CASE("the host's admit policy sees each manifest before its code runs, and may refuse or tighten it") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  fs::create_directories(plugins);
+  stage(example_plugins() / "core", plugins);
+  stage(test_plugins() / "probe", plugins);
+  CapturedLog log;
+  ManagerOptions o = test_options(tmp, plugins, log);
+  std::atomic<int> asked{0};
+  bool refuse_core = true;
+  o.admit = [&](PluginManifest& m) -> Result<void> {
+    ++asked;
+    if (m.id == "core" && refuse_core) return Error{ErrorCode::permission_denied, "trusted plugins are not run by this host"};
+    // Tightened: probe loses every grant to call tools.
+    std::erase_if(m.permissions, [](const std::string& p) { return p.starts_with("tools.call:"); });
+    return ok();
+  };
+  Manager m(std::move(o));
+  m.discover();
+  auto refused = m.load("core");
+  REQUIRE(!refused.ok());
+  CHECK(refused.error().code == ErrorCode::permission_denied);
+  CHECK(refused.error().message.find("plugin 'core' is not admitted: trusted plugins are not run by this host") != std::string::npos);
+  CHECK(m.info("core")->state == PluginState::failed);
+  refuse_core = false;
+  REQUIRE(m.enable("core").ok());  // admitted now
+  REQUIRE(m.enable("probe").ok());
+  auto denied = m.call_action("probe", "call_tool", J(R"({"name":"core.echo","arguments":{}})"), CallContext::host());
+  REQUIRE(!denied.ok());
+  CHECK_MESSAGE(denied.error().code == ErrorCode::permission_denied, denied.error().message);
+  const int before = asked.load();
+  REQUIRE(m.reload("probe").ok());
+  CHECK(asked.load() == before + 1);  // and again at every reload
+}

@@ -268,3 +268,50 @@ TEST_CASE("a tenant's dynamic plugin gets no grant outside its own folder, and n
   auto own = api.send("POST", "/api/v1/plugins/dynamic", dynamic("fs.write:" + data + "/plugins/acme/spy"), acme);
   CHECK_MESSAGE(own.status == 201, json::serialize(own.body));
 }
+
+TEST_CASE("plugins from the plugin folders get their grants only within the policy of the tenant enabling them") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  fs::create_directories(tmp / "shared");
+  const auto shared = (tmp / "shared").string();
+  const auto data = (tmp / "var").string();
+  stage(test_plugins() / "probe", plugins);
+  // One server per case: the probe's manifest grants `grant`; the default tenant and acme enable it.
+  auto enable_with = [&](const std::string& grant, std::vector<std::string> env) {
+    write_file(plugins / "probe" / "plugin.yaml", fmt::format("id: probe\nversion: 1.0.0\nentry: libprobe.so\nmode: sandboxed\npermissions: [\"{}\"]\n", grant));
+    ServerProcess server(tmp / "var", std::move(env), plugins);
+    Api api(server.port());
+    auto admin = api.login("admin", kAdminPassword);
+    api.send("POST", "/api/v1/plugins/probe/disable", "", admin);  // registered (and maybe enabled) at an earlier start
+    auto own = api.send("POST", "/api/v1/plugins/probe/enable", "", admin);
+    if (api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201) add_user(api, admin, "acme-admin", "admin", "acme");
+    auto acme = api.login("acme-admin", "password-123", "acme");
+    api.send("POST", "/api/v1/plugins/probe/disable", "", acme);
+    auto theirs = api.send("POST", "/api/v1/plugins/probe/enable", "", acme);
+    return std::pair{own, theirs};
+  };
+  SUBCASE("a folder outside the tenant's own: the server's own tenant, or a tenant when grants.fs lists it") {
+    auto [own, theirs] = enable_with("fs.read:" + shared, {});
+    CHECK_MESSAGE(own.status == 200, json::serialize(own.body));
+    CHECK(theirs.status == 403);
+    CHECK(message_of(theirs).find("fs.read:" + shared) != std::string::npos);
+    CHECK(message_of(theirs).find("grants.fs") != std::string::npos);
+    auto [own2, listed] = enable_with("fs.read:" + shared, {"XCORE_GRANT_FS=" + shared});
+    CHECK(own2.status == 200);
+    CHECK_MESSAGE(listed.status == 200, json::serialize(listed.body));
+  }
+  SUBCASE("network: the server's own tenant, or a tenant grants.network names") {
+    auto [own, theirs] = enable_with("network", {});
+    CHECK_MESSAGE(own.status == 200, json::serialize(own.body));
+    CHECK(theirs.status == 403);
+    CHECK(message_of(theirs).find("grants.network") != std::string::npos);
+    auto [own2, listed] = enable_with("network", {"XCORE_GRANT_NETWORK=acme"});
+    CHECK_MESSAGE(listed.status == 200, json::serialize(listed.body));
+  }
+  SUBCASE("the data folder: nobody, whatever the settings say") {
+    auto [own, theirs] = enable_with("fs.read:" + data, {"XCORE_GRANT_FS=" + data});
+    CHECK(own.status == 403);
+    CHECK(message_of(own).find("data folder") != std::string::npos);
+    CHECK(theirs.status == 403);
+  }
+}

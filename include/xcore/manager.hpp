@@ -89,6 +89,10 @@ struct ManagerOptions {
   // Where plugins' secrets come from (the reference server: its sealed store, per tenant). A plugin reads
   // only names its manifest grants ("secrets.read:<name>", '*' allowed). Default: no secrets.
   std::function<Result<std::string>(std::string_view plugin, std::string_view name)> secrets;
+  // The host's policy over plugins: called with each manifest before its plugin's code runs (at load and
+  // at every reload). An error refuses the plugin (the load fails with it: name the grant and the rule);
+  // the manifest may also be tightened (fewer grants, sandboxed mode, lower limits). Default: admit all.
+  std::function<Result<void>(PluginManifest& manifest)> admit;
   // The time rate limits are measured by (tests drive it; default: steady_clock::now).
   std::function<std::chrono::steady_clock::time_point()> clock;
 };

@@ -14,8 +14,12 @@ Result<json::object> Manager::Impl::effective_config(const PluginManifest& m, co
   return v.get_object();
 }
 
-Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPtr& slot, const PluginManifest& m, const json::object& config) {
+Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPtr& slot, const PluginManifest& discovered, const json::object& config) {
   static const Version host_abi{XCORE_ABI_MAJOR, XCORE_ABI_MINOR, 0, {}, {}};
+  // The host's policy sees the manifest before any plugin code runs, and may refuse or tighten it.
+  PluginManifest m = discovered;
+  if (options.admit)
+    if (auto r = options.admit(m); !r) return Error{r.error().code, fmt::format("plugin '{}' is not admitted: {}", m.id, r.error().message), r.error().details};
   if (!m.api_version.contains(host_abi))
     return Error{ErrorCode::incompatible, fmt::format("plugin '{}' accepts host ABI '{}', this host provides {}", m.id,
                                                       m.api_version.text(), host_abi.to_string())};
@@ -131,7 +135,7 @@ Result<void> Manager::Impl::load_locked(std::string_view id, std::vector<std::st
   auto gen = start_generation(slot, m, config);
   if (!gen) return fail(*slot, std::move(gen).error());
 
-  slot->apply_limits(m.limits);
+  slot->apply_limits((*gen)->manifest.limits);
   slot->current.store(*gen);
   if (auto r = publish_tools(slot, **gen); !r) {
     slot->current.store(nullptr);
@@ -280,7 +284,7 @@ Result<void> Manager::Impl::reload_locked(std::string_view id) {
     ++slot->reloads;
     slot->last_error.reset();
   }
-  slot->apply_limits(m.limits);
+  slot->apply_limits(gen->manifest.limits);
   retire(std::move(old), enabled);
   log(LogLevel::info, id, fmt::format("reloaded: version {} (generation {})", m.version.to_string(), gen->number));
   auto p = plugin_event(*slot);
