@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 namespace xcore::server {
 
@@ -101,6 +102,7 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
           }
         }
       }
+      else if (key == "sandbox_uids") c.sandbox_uids = v.as<std::string>();
       else if (key == "max_header_bytes") c.max_header_bytes = v.as<std::size_t>();
       else if (key == "password_hashes") c.password_hashes = v.as<int>();
       else if (key == "audit_retention_days") c.audit_retention_days = v.as<int>();
@@ -131,6 +133,7 @@ Result<void> apply_env(ServerConfig& c) {
   if (const char* v = env("XCORE_LISTEN")) XCORE_TRY(parse_listen(v, c));
   if (const char* v = env("XCORE_DATA_DIR")) c.data_dir = v;
   if (const char* v = env("XCORE_PLUGINS")) c.plugin_dirs = split_paths(v);
+  if (const char* v = env("XCORE_SANDBOX_UIDS")) c.sandbox_uids = v;
   if (const char* v = env("XCORE_GRANT_FS")) {
     c.grant_fs.clear();
     for (const auto& p : split_paths(v)) {
@@ -194,6 +197,16 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   if (!plugins.empty()) c.plugin_dirs.assign(plugins.begin(), plugins.end());
   if (threads_flag->count() > 0) c.threads = threads;
   if (c.threads < 1 || c.threads > 1024) return Error{ErrorCode::invalid_argument, fmt::format("threads: {} is out of range (1-1024)", c.threads)};
+  if (c.sandbox_uids != "none") {
+    unsigned long long first = 0, last = 0;
+    char dash = 0;
+    std::istringstream in(c.sandbox_uids);
+    if (!(in >> first >> dash >> last) || dash != '-' || !in.eof() || first < 1000 || first > last || last >= 0xffffffffULL)
+      return Error{ErrorCode::invalid_argument,
+                   fmt::format("sandbox_uids: '{}' must be FIRST-LAST with 1000 <= FIRST <= LAST < 4294967295, or none", c.sandbox_uids)};
+    c.sandbox_uid_first = static_cast<std::uint32_t>(first);
+    c.sandbox_uid_last = static_cast<std::uint32_t>(last);
+  }
   if (c.password_hashes < 0 || c.password_hashes > 256) return Error{ErrorCode::invalid_argument, fmt::format("password_hashes: {} is out of range (0-256)", c.password_hashes)};
   if (c.audit_retention_days < 1) return Error{ErrorCode::invalid_argument, fmt::format("audit_retention_days: {} must be at least 1", c.audit_retention_days)};
   if (c.audit_max_rows < 1) return Error{ErrorCode::invalid_argument, fmt::format("audit_max_rows: {} must be at least 1", c.audit_max_rows)};

@@ -33,6 +33,10 @@ struct ServerConfig {
   // may be granted any path outside the data folder, and network). YAML: grants: {fs: [...], network: [...]}
   std::vector<std::filesystem::path> grant_fs;  // folders any tenant's plugins may be granted fs.read/fs.write in
   std::vector<std::string> grant_network;       // tenants whose plugins may be granted network
+  // On a root host each tenant's sandboxed plugins run as a uid of their own from this range
+  // ("FIRST-LAST"); "none": all as the sandbox user (xcore-sandbox).
+  std::string sandbox_uids = "2000000-2999999";
+  std::uint32_t sandbox_uid_first = 0, sandbox_uid_last = 0;  // sandbox_uids read by load_config; 0: none
   bool verbose = false;
 };
 

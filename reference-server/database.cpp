@@ -127,6 +127,8 @@ CREATE INDEX job_runs_by_tenant_job ON job_runs(tenant, job_id, started_ms);
 )sql",
     R"sql(
 CREATE INDEX audit_log_by_time ON audit_log(at);
+ALTER TABLE tenants ADD COLUMN sandbox_uid INTEGER;
+CREATE UNIQUE INDEX tenants_by_sandbox_uid ON tenants(sandbox_uid);
 )sql",
 };
 
@@ -550,6 +552,33 @@ Result<void> Database::delete_secret(const std::string& tenant, const std::strin
     s.bind(2, name);
     if (s.exec() == 0) return Error{ErrorCode::not_found, fmt::format("no secret '{}'", name)};
     return ok();
+  })
+}
+
+Result<std::uint32_t> Database::sandbox_uid(const std::string& tenant, std::uint32_t first, std::uint32_t last) {
+  XCORE_DB({
+    SQLite::Transaction tx(db);
+    SQLite::Statement get(db, "SELECT sandbox_uid FROM tenants WHERE id = ?");
+    get.bind(1, tenant);
+    if (!get.executeStep()) return Error{ErrorCode::not_found, fmt::format("no tenant '{}'", tenant)};
+    if (!get.getColumn(0).isNull()) {
+      const auto uid = get.getColumn(0).getInt64();
+      if (uid >= first && uid <= last) return static_cast<std::uint32_t>(uid);
+      // Outside a range that has changed since: allocated anew below.
+    }
+    SQLite::Statement top(db, "SELECT MAX(sandbox_uid) FROM tenants WHERE sandbox_uid BETWEEN ? AND ?");
+    top.bind(1, static_cast<std::int64_t>(first));
+    top.bind(2, static_cast<std::int64_t>(last));
+    top.executeStep();
+    const std::int64_t next = top.getColumn(0).isNull() ? first : top.getColumn(0).getInt64() + 1;
+    if (next > last)
+      return Error{ErrorCode::resource_exhausted, fmt::format("the sandbox uid range {}-{} is used up: widen sandbox_uids in the settings", first, last)};
+    SQLite::Statement set(db, "UPDATE tenants SET sandbox_uid = ? WHERE id = ?");
+    set.bind(1, next);
+    set.bind(2, tenant);
+    set.exec();
+    tx.commit();
+    return static_cast<std::uint32_t>(next);
   })
 }
 

@@ -59,6 +59,9 @@ class Database {
 
   Result<void> create_tenant(const std::string& id, const std::string& name);
   std::vector<std::pair<std::string, std::string>> tenants();  // id, name
+  // The uid the tenant's sandboxed plugins run as on a root host: its own, allocated once from
+  // [first, last] and kept.
+  Result<std::uint32_t> sandbox_uid(const std::string& tenant, std::uint32_t first, std::uint32_t last);
   bool tenant_exists(const std::string& id);
 
   // User names are unique per tenant; the id is the store's.

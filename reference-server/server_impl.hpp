@@ -413,6 +413,12 @@ struct Server::Impl {
       return secrets->open(tenant + "/" + std::string(name), *sealed);
     };
     o.admit = [this, tenant](PluginManifest& m) { return grant_policy(tenant, m); };
+    // On a root host, each tenant's sandboxed plugins run as a uid of their own: their data folders
+    // (0700, owned by it) are closed to every other tenant's plugins.
+    if (::geteuid() == 0 && config.sandbox_uid_first != 0) {
+      XCORE_ASSIGN_OR_RETURN(auto uid, db->sandbox_uid(tenant, config.sandbox_uid_first, config.sandbox_uid_last));
+      o.sandbox_uid = uid;
+    }
     o.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) {
       log(level, fmt::format("{}/{}", tenant, source), message);
     };

@@ -25,5 +25,5 @@ if [[ "${XCORE_SKIP_SANITIZERS:-0}" != 1 ]]; then
   bash scripts/build.sh asan
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --preset asan
   bash scripts/build.sh tsan
-  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --preset tsan
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp ctest --preset tsan
 fi

@@ -5,6 +5,9 @@
 #include "support/server_harness.hpp"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <fstream>
 
 #include "database.hpp"
 #include "jwt.hpp"
@@ -313,5 +316,61 @@ TEST_CASE("plugins from the plugin folders get their grants only within the poli
     CHECK(own.status == 403);
     CHECK(message_of(own).find("data folder") != std::string::npos);
     CHECK(theirs.status == 403);
+  }
+}
+
+TEST_CASE("on a root host each tenant's sandboxed plugins run as a uid of their own, their data folders closed to the others") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: per-tenant sandbox uids apply when the server runs as root");
+    return;
+  }
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  stage(test_plugins() / "probe", plugins);
+  write_file(plugins / "probe" / "plugin.yaml", "id: probe\nversion: 1.0.0\nentry: libprobe.so\nmode: sandboxed\n");
+  ServerProcess server(tmp / "var", {"XCORE_SANDBOX_UIDS=3100000-3100001"}, plugins);
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  REQUIRE(api.send("POST", "/api/v1/plugins/probe/enable", "", admin).status == 200);
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
+  add_user(api, admin, "acme-admin", "admin", "acme");
+  auto acme = api.login("acme-admin", "password-123", "acme");
+  REQUIRE(api.send("POST", "/api/v1/plugins/probe/enable", "", acme).status == 200);
+  auto uid_of = [&](const std::string& token) {
+    auto info = api.send("GET", "/api/v1/plugins/probe", "", token);
+    const auto pid = info.body.at("runner").at("pid").to_number<int>();
+    // The runner's process is the sandbox's launcher; the plugin runs below it (under a reaper). The
+    // uid that counts is that of the deepest process, the plugin's.
+    auto uid_and_children = [](int p) {
+      std::ifstream status(fmt::format("/proc/{}/status", p));
+      std::string line;
+      unsigned long uid = 0;
+      while (std::getline(status, line))
+        if (line.starts_with("Uid:")) uid = std::stoul(line.substr(4));
+      std::ifstream kids(fmt::format("/proc/{}/task/{}/children", p, p));
+      std::vector<int> children;
+      for (int c; kids >> c;) children.push_back(c);
+      return std::pair{uid, children};
+    };
+    unsigned long uid = 0;
+    for (std::vector<int> level{pid}; !level.empty();) {
+      std::vector<int> next;
+      for (int p : level) {
+        auto [u, children] = uid_and_children(p);
+        uid = u;
+        next.insert(next.end(), children.begin(), children.end());
+      }
+      level = std::move(next);
+    }
+    return uid;
+  };
+  const auto mine = uid_of(admin), theirs = uid_of(acme);
+  CHECK(mine == 3100000);
+  CHECK(theirs == 3100001);
+  for (const auto& [tenant, uid] : {std::pair{"default", mine}, std::pair{"acme", theirs}}) {
+    struct stat st {};
+    REQUIRE(::stat((tmp / "var" / "plugins" / tenant / "probe").c_str(), &st) == 0);
+    CHECK(st.st_uid == uid);
+    CHECK((st.st_mode & 0777) == 0700);
   }
 }

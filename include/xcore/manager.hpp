@@ -86,6 +86,9 @@ struct ManagerOptions {
   // A host running as root runs sandboxed plugins as this user (default "xcore-sandbox", created by
   // scripts/install-deps.sh), or as "nobody" when it does not exist. Never as root.
   std::string sandbox_user = "xcore-sandbox";
+  // Instead of sandbox_user: this uid (and the gid alike), which needs no account. A host serving several
+  // tenants gives each its own, so one tenant's plugins cannot read another's files.
+  std::optional<std::uint32_t> sandbox_uid;
   // Where plugins' secrets come from (the reference server: its sealed store, per tenant). A plugin reads
   // only names its manifest grants ("secrets.read:<name>", '*' allowed). Default: no secrets.
   std::function<Result<std::string>(std::string_view plugin, std::string_view name)> secrets;

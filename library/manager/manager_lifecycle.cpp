@@ -53,6 +53,7 @@ Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPt
     so.backoff_base = options.restart_backoff;
     so.data_dir = options.data_dir / m.id;
     so.user = options.sandbox_user;
+    so.uid = options.sandbox_uid;
     XCORE_ASSIGN_OR_RETURN(gen->runner, sandbox::open_sandboxed(m, gen->shadow, *gen->services, so));
   } else {
     XCORE_ASSIGN_OR_RETURN(gen->runner, open_in_process(m, gen->shadow, *gen->services));

@@ -59,7 +59,11 @@ struct Identity {
 };
 
 // Who sandboxed plugins run as when the host is root: the named user, else nobody. Never root.
-Result<Identity> sandbox_identity(const std::string& user, PluginServices& services) {
+Result<Identity> sandbox_identity(const std::string& user, std::optional<std::uint32_t> uid, PluginServices& services) {
+  if (uid) {
+    if (*uid == 0) return Error{ErrorCode::permission_denied, "refusing to run a sandboxed plugin as root (uid 0)"};
+    return Identity{*uid, *uid};
+  }
   auto lookup = [](const char* name) -> std::optional<Identity> {
     passwd pw{}, *found = nullptr;
     char buf[4096];
@@ -130,7 +134,7 @@ class SandboxRunner final : public Runner {
   // Settles who the plugin runs as and gives it its data folder (owned by that user, private).
   Result<void> prepare() {
     if (::geteuid() == 0) {
-      XCORE_ASSIGN_OR_RETURN(auto who, sandbox_identity(options_.user, services_));
+      XCORE_ASSIGN_OR_RETURN(auto who, sandbox_identity(options_.user, options_.uid, services_));
       policy_.uid = who.uid;
       policy_.gid = who.gid;
     }

@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <cstdint>
 #include <memory>
+#include <optional>
 
 #include <xcore/manifest.hpp>
 
@@ -23,6 +25,7 @@ struct SandboxOptions {
   std::size_t max_message = 16u << 20;             // bytes per JSON-RPC line
   std::filesystem::path data_dir;                  // the plugin's own writable folder (created if missing)
   std::string user = "xcore-sandbox";              // who the plugin runs as when the host is root
+  std::optional<std::uint32_t> uid;                // instead of `user`: this uid, and the gid alike
 };
 
 // Finds xcore-plugin-host: $XCORE_PLUGIN_HOST, then the install location, then the build tree.
