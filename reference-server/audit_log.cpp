@@ -1,5 +1,7 @@
 #include "audit_log.hpp"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <vector>
 
@@ -33,8 +35,34 @@ void AuditLog::record(AuditRow row) {
   wake_.notify_one();
 }
 
+void AuditLog::count_call(const std::string& tenant, const std::string& actor, const std::string& action, int status, const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  auto& c = window_[std::tuple{tenant, actor, action, status}];
+  if (c.calls++ == 0) c.first_at = unix_now();
+  c.last_request_id = request_id;
+  if (window_.size() >= kWindowKeys) {
+    close_window();
+    wake_.notify_one();
+  }
+}
+
+void AuditLog::close_window() {
+  for (auto& [key, c] : window_) {
+    const auto& [tenant, actor, action, status] = key;
+    if (queue_.size() >= kQueueLimit) {
+      dropped_ += 1;
+      continue;
+    }
+    queue_.push_back(AuditRow{0, c.first_at, tenant, actor, action, action.substr(action.find(' ') + 1),
+                              fmt::format("{} call{}, status {}", c.calls, c.calls == 1 ? "" : "s", status), c.last_request_id});
+    ++recorded_;
+  }
+  window_.clear();
+}
+
 void AuditLog::flush() {
   std::unique_lock lock(mutex_);
+  close_window();
   const auto target = recorded_;
   wake_.notify_one();
   written_cv_.wait(lock, [&] { return written_ >= target || stopping_; });
@@ -53,10 +81,16 @@ void AuditLog::prune() {
 
 void AuditLog::run() {
   auto last_prune = std::chrono::steady_clock::now();
+  auto window_opened = last_prune;
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || !queue_.empty(); });
+    if (stopping_ || std::chrono::steady_clock::now() - window_opened >= kWindow) {
+      close_window();
+      window_opened = std::chrono::steady_clock::now();
+    }
     if (queue_.empty() && stopping_) break;
+    if (queue_.empty()) continue;
     std::vector<AuditRow> batch(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
     queue_.clear();
     lock.unlock();

@@ -744,10 +744,13 @@ struct Server::Impl {
       } else {
         answer(res, r->status, r->body, request_id);
       }
-      // Audited: what principals change, and every tool call, action and plugin route they make (the
-      // writer batches these off the request's path).
-      if (principal && method != "GET" && !req.path.starts_with("/api/v1/auth/"))
-        audit->record(AuditRow{0, 0, who->tenant, who->user, fmt::format("{} {}", method, req.path), req.path, std::to_string(res.status), request_id});
+      // Audited: what principals change, one row each; the calls they make (tools, actions, plugin routes),
+      // counted per window. The writer does both off the request's path.
+      if (principal && !req.path.starts_with("/api/v1/auth/")) {
+        const bool a_call = req.path.starts_with("/app/") || req.path.starts_with("/plugins/") || req.path.ends_with("/invoke");
+        if (a_call) audit->count_call(who->tenant, who->user, fmt::format("{} {}", method, req.path), res.status, request_id);
+        else if (method != "GET") audit->record(AuditRow{0, 0, who->tenant, who->user, fmt::format("{} {}", method, req.path), req.path, std::to_string(res.status), request_id});
+      }
     };
     if (std::string_view(method) == "GET") {
       http.Get(pattern, [serve](const httplib::Request& req, httplib::Response& res) { serve(req, res, req.body); });

@@ -203,18 +203,26 @@ TEST_CASE("the failure limiter forgets what is over a minute old and never holds
   CHECK(limiter.retry_after("newcomer|10.0.0.3") == 0);
 }
 
-TEST_CASE("tool calls by principals are audited, and retention bounds the log") {
+TEST_CASE("tool calls by principals are audited, counted per caller and outcome, and retention bounds the log") {
   TempDir tmp;
   ServerProcess server(tmp / "var", {"XCORE_AUDIT_MAX_ROWS=5"});
   Api api(server.port());
   auto admin = api.login("admin", kAdminPassword);
   for (int i = 0; i < 12; ++i) REQUIRE(api.send("POST", "/api/v1/tools/echo/invoke", fmt::format(R"({{"i":{}}})", i), admin).status == 200);
+  CHECK(api.send("POST", "/api/v1/tools/no-such-tool/invoke", "{}", admin).status == 404);
   auto log = api.send("GET", "/api/v1/audit?limit=1000", "", admin);
   REQUIRE(log.status == 200);
+  auto text = json::serialize(log.body);
+  INFO(text);
+  CHECK(text.find(R"("action":"POST /api/v1/tools/echo/invoke","target":"/api/v1/tools/echo/invoke","result":"12 calls, status 200")") != std::string::npos);
+  CHECK(text.find(R"("action":"POST /api/v1/tools/no-such-tool/invoke","target":"/api/v1/tools/no-such-tool/invoke","result":"1 call, status 404")") != std::string::npos);
+  // Changes are one row each; the tenant keeps its newest five rows.
+  for (int i = 0; i < 8; ++i) REQUIRE(api.send("PUT", fmt::format("/api/v1/secrets/s{}", i), R"({"value":"v"})", admin).status == 200);
+  log = api.send("GET", "/api/v1/audit?limit=1000", "", admin);
   const auto& entries = log.body.at("entries").as_array();
-  CHECK(entries.size() == 5);  // the newest five of the tenant's rows
+  CHECK(entries.size() == 5);
   REQUIRE(!entries.empty());
-  CHECK(entries[0].at("action") == "POST /api/v1/tools/echo/invoke");
+  CHECK(entries[0].at("action") == "PUT /api/v1/secrets/s7");
   CHECK(entries[0].at("actor") == "admin");
   CHECK(entries[0].at("result") == "200");
 }
