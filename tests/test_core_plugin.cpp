@@ -1,4 +1,5 @@
-// The example plugins, loaded for real: calculator, confined file tools, audit hooks.
+// The example plugins, loaded for real: the calculator (core, trusted), the file tools (files, sandboxed:
+// confined by their own code and by the sandbox, which reaches only the root they are given), audit hooks.
 #include <doctest/doctest.h>
 
 #include "support/test_support.hpp"
@@ -21,10 +22,13 @@ struct CoreHost {
     fs::create_directories(files / "sub");
     write_file(files / "hello.txt", "hello world");
     write_file(tmp / "secret.txt", "outside the root");
+    // A root host runs the sandboxed file tools as another user: the folder they are given is theirs to
+    // write, as an operator would arrange it.
+    for (const auto& dir : {files, files / "sub"}) fs::permissions(dir, fs::perms::all);
     ManagerOptions o;
     o.plugin_dirs = {example_plugins()};
     o.shadow_dir = tmp / "shadow";
-    o.configs["core"] = json::object{{"root", files.string()}};
+    o.configs["files"] = json::object{{"root", files.string()}};
     o.configs["audit"] = std::move(audit_config);
     manager = std::make_unique<Manager>(std::move(o));
     manager->discover();
@@ -138,18 +142,59 @@ TEST_CASE("file tools refuse absolute paths, '..' and symlink escapes") {
   CHECK(secret_text == "outside the root");
 }
 
-TEST_CASE("file tools refuse to work without a configured root") {
+TEST_CASE("without a configured root the file tools use the plugin's own data folder, and reach nothing else") {
   TempDir tmp;
   ManagerOptions o;
   o.plugin_dirs = {example_plugins()};
   o.shadow_dir = tmp / "shadow";
+  o.data_dir = tmp / "data";
   Manager m(o);
   m.discover();
-  REQUIRE(m.enable("core").ok());
-  auto r = m.call_tool("read_file", J(R"({"path":"x"})"), xcore::CallContext::host());
-  REQUIRE(!r.ok());
-  CHECK(r.error().code == ErrorCode::failed_precondition);
-  CHECK(r.error().message.find("set 'root'") != std::string::npos);
+  REQUIRE(m.enable("files").ok());
+  auto w = m.call_tool("write_file", J(R"({"path":"note.txt","content":"kept"})"), xcore::CallContext::host());
+  REQUIRE_MESSAGE(w.ok(), w.error().message);
+  CHECK(!w->is_error);
+  std::ifstream in(tmp / "data" / "files" / "files" / "note.txt");
+  std::string text;
+  std::getline(in, text);
+  CHECK(text == "kept");
+  CHECK(m.call_tool("read_file", J(R"({"path":"../../shadow"})"), xcore::CallContext::host()).error().code == ErrorCode::permission_denied);
+}
+
+TEST_CASE("a root the config names is granted to the sandbox, and a new root starts a new generation with its grant") {
+  TempDir tmp;
+  auto first = tmp / "first", second = tmp / "second";
+  for (const auto& d : {first, second}) {
+    fs::create_directories(d);
+    fs::permissions(d, fs::perms::all);
+  }
+  write_file(first / "a.txt", "in the first");
+  write_file(second / "b.txt", "in the second");
+  ManagerOptions o;
+  o.plugin_dirs = {example_plugins()};
+  o.shadow_dir = tmp / "shadow";
+  o.data_dir = tmp / "data";
+  std::vector<std::string> admitted;
+  o.admit = [&](PluginManifest& m) -> Result<void> {
+    for (const auto& p : m.permissions)
+      if (p.starts_with("fs.")) admitted.push_back(p);
+    return ok();
+  };
+  o.configs["files"] = json::object{{"root", first.string()}};
+  Manager m(o);
+  m.discover();
+  REQUIRE(m.enable("files").ok());
+  CHECK(std::find(admitted.begin(), admitted.end(), "fs.write:" + first.string()) != admitted.end());
+  CHECK(m.call_tool("read_file", J(R"({"path":"a.txt"})"), xcore::CallContext::host())->structured.at("content") == "in the first");
+  const auto generation = m.info("files")->stats.generation;
+  REQUIRE(m.set_config("files", json::object{{"root", second.string()}}).ok());
+  CHECK(m.info("files")->stats.generation == generation + 1);
+  CHECK(m.call_tool("read_file", J(R"({"path":"b.txt"})"), xcore::CallContext::host())->structured.at("content") == "in the second");
+  // A relative root is refused by name, and the running generation keeps serving.
+  auto relative = m.set_config("files", json::object{{"root", "relative/folder"}});
+  REQUIRE(!relative.ok());
+  CHECK(relative.error().message.find("must be an absolute path") != std::string::npos);
+  CHECK(m.call_tool("read_file", J(R"({"path":"b.txt"})"), xcore::CallContext::host()).ok());
 }
 
 TEST_CASE("system_stats and echo") {
@@ -162,7 +207,7 @@ TEST_CASE("system_stats and echo") {
 }
 
 TEST_CASE("audit: counts calls through hooks, vetoes denied tools, calls core through host services") {
-  CoreHost h(json::object{{"deny", json::array{"core.write_*"}}});
+  CoreHost h(json::object{{"deny", json::array{"files.write_*"}}});
   REQUIRE(h.call("calculate", R"({"expression":"1"})").ok());
   REQUIRE(h.call("calculate", R"({"expression":"1/0"})").ok());  // a tool error, counted as a failure
   auto vetoed = h.call("write_file", R"({"path":"x.txt","content":"x"})");

@@ -189,3 +189,15 @@ TEST_CASE("quoted YAML scalars stay strings, plain ones get types") {
   CHECK(props.at("n").at("default").is_int64());
   CHECK(props.at("s").at("default").is_string());
 }
+
+TEST_CASE("config keys that grant a folder: fs.read or fs.write, a string, and privileged") {
+  const std::string head = "id: demo\nversion: 1.0.0\nentry: libdemo.so\n";
+  auto with_root = [&](const std::string& root) { return head + "config_schema: {type: object, properties: {root: " + root + "}}\n"; };
+  auto ok = parse_manifest(with_root("{type: string, x-xcore-privileged: true, x-xcore-grant: fs.write}"), "plugins/demo/plugin.yaml");
+  REQUIRE_MESSAGE(ok.ok(), ok.error().message);
+  REQUIRE(ok->manifest.config_grants().size() == 1);
+  CHECK(ok->manifest.config_grants()[0] == std::pair<std::string, std::string>{"root", "fs.write"});
+  refused(with_root("{type: string, x-xcore-privileged: true, x-xcore-grant: network}"), "config_schema.properties.root", "\"fs.read\" or \"fs.write\"");
+  refused(with_root("{type: integer, x-xcore-privileged: true, x-xcore-grant: fs.read}"), "config_schema.properties.root", "must be \"string\"");
+  refused(with_root("{type: string, x-xcore-grant: fs.read}"), "config_schema.properties.root", "x-xcore-privileged");
+}

@@ -135,7 +135,7 @@ TEST_CASE("every sandboxed xcore plugin is an MCP server: the official inspector
                      (core / "plugin.yaml").string() + " --binary " + (core / "libcore.so").string();
   auto listed = run(base + " --method tools/list");
   CHECK_MESSAGE(listed.find("\"calculate\"") != std::string::npos, listed);
-  CHECK(listed.find("\"read_file\"") != std::string::npos);
+  CHECK(listed.find("\"system_stats\"") != std::string::npos);
   auto called = run(base + " --method tools/call --tool-name calculate --tool-arg 'expression=6*7'");
   CHECK_MESSAGE(called.find("\"result\": 42") != std::string::npos, called);
 }

@@ -36,7 +36,7 @@ std::string make_token(Api& api, const std::string& maker, const std::string& bo
 
 }  // namespace
 
-TEST_CASE("an operator cannot widen the core plugin's root, and nobody can point it into the data folder") {
+TEST_CASE("an operator cannot widen the file tools' root, and nobody can point it into the data folder") {
   TempDir tmp;
   ServerProcess server(tmp / "var");
   Api api(server.port());
@@ -44,35 +44,43 @@ TEST_CASE("an operator cannot widen the core plugin's root, and nobody can point
   add_user(api, admin, "otto", "operator");
   auto op = api.login("otto", "password-123");
   // The review's attack: root at the data folder, then read master.key.
-  auto r = api.send("PUT", "/api/v1/plugins/core/config", json::serialize(json::object{{"root", (tmp / "var").string()}}), op);
+  auto r = api.send("PUT", "/api/v1/plugins/files/config", json::serialize(json::object{{"root", (tmp / "var").string()}}), op);
   CHECK(r.status == 403);
   CHECK(message_of(r).find("'root'") != std::string::npos);
   CHECK(message_of(r).find("privileged") != std::string::npos);
-  CHECK(api.send("PUT", "/api/v1/plugins/core/config", R"({"root":"/"})", op).status == 403);
+  CHECK(api.send("PUT", "/api/v1/plugins/files/config", R"({"root":"/"})", op).status == 403);
   // Unprivileged keys stay the operator's.
-  CHECK(api.send("PUT", "/api/v1/plugins/core/config", R"({"max_file_bytes":4096})", op).status == 200);
+  CHECK(api.send("PUT", "/api/v1/plugins/files/config", R"({"max_file_bytes":4096})", op).status == 200);
   // The server's own admin may set root, but never into (or above) the data folder.
   for (const auto& bad : {(tmp / "var").string(), (tmp / "var" / "plugins" / "default").string(), std::string("/"), tmp.path().string(),
                           (tmp / "elsewhere" / ".." / "var").string()}) {
-    auto refused = api.send("PUT", "/api/v1/plugins/core/config", json::serialize(json::object{{"root", bad}}), admin);
+    auto refused = api.send("PUT", "/api/v1/plugins/files/config", json::serialize(json::object{{"root", bad}}), admin);
     CHECK_MESSAGE(refused.status == 403, bad);
     CHECK(message_of(refused).find("data folder") != std::string::npos);
   }
   auto files = tmp / "files";
   fs::create_directories(files);
+  fs::permissions(files, fs::perms::all);  // the sandbox's user (on a root host) writes there
   write_file(files / "note.txt", "hello");
-  REQUIRE(api.send("PUT", "/api/v1/plugins/core/config", json::serialize(json::object{{"root", files.string()}}), admin).status == 200);
-  auto read = api.send("POST", "/api/v1/tools/core.read_file/invoke", R"({"path":"note.txt"})", op);
+  REQUIRE(api.send("PUT", "/api/v1/plugins/files/config", json::serialize(json::object{{"root", files.string()}}), admin).status == 200);
+  auto read = api.send("POST", "/api/v1/tools/files.read_file/invoke", R"({"path":"note.txt"})", op);
   CHECK(read.status == 200);
-  auto escape = api.send("POST", "/api/v1/tools/core.read_file/invoke", R"({"path":"../var/master.key"})", op);
+  auto escape = api.send("POST", "/api/v1/tools/files.read_file/invoke", R"({"path":"../var/master.key"})", op);
   CHECK((escape.status >= 400 || escape.body.at("isError") == true));
 
-  // Another tenant's admin is no operator of the server: core's root is not theirs to set.
+  // Another tenant's admin is no operator of the server: the root is not theirs to set.
   REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
   add_user(api, admin, "acme-admin", "admin", "acme");
   auto acme = api.login("acme-admin", "password-123", "acme");
-  REQUIRE(api.send("POST", "/api/v1/plugins/core/enable", "", acme).status == 200);
-  CHECK(api.send("PUT", "/api/v1/plugins/core/config", R"({"root":"/etc"})", acme).status == 403);
+  REQUIRE(api.send("POST", "/api/v1/plugins/files/enable", "", acme).status == 200);
+  CHECK(api.send("PUT", "/api/v1/plugins/files/config", R"({"root":"/etc"})", acme).status == 403);
+  // The file tools run sandboxed, not in the server's process, and by default in the tenant's own folder.
+  auto info = api.send("GET", "/api/v1/plugins/files", "", acme);
+  CHECK(info.body.at("mode") == "sandboxed");
+  CHECK(info.body.at("runner").at("kind") == "sandbox");
+  REQUIRE(api.send("POST", "/api/v1/tools/files.write_file/invoke", R"({"path":"mine.txt","content":"acme's"})", acme).status == 200);
+  CHECK(fs::exists(tmp / "var" / "plugins" / "acme" / "files" / "files" / "mine.txt"));
+  CHECK(api.send("GET", "/api/v1/plugins/core", "", acme).body.at("mode") == "trusted");  // echo, calculate: no reach
 }
 
 TEST_CASE("API tokens are narrowed by scopes within their role and their maker, and need a lifetime") {

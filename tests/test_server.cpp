@@ -205,7 +205,7 @@ TEST_CASE("a restart keeps registrations, configs and secrets") {
     auto admin = api.login("admin", kAdminPassword);
     REQUIRE(api.send("POST", "/api/v1/plugins/audit/disable", "", admin).status == 200);
     fs::create_directories(tmp / "files");
-    REQUIRE(api.send("PUT", "/api/v1/plugins/core/config", json::serialize(json::object{{"root", (tmp / "files").string()}}), admin).status == 200);
+    REQUIRE(api.send("PUT", "/api/v1/plugins/files/config", json::serialize(json::object{{"root", (tmp / "files").string()}}), admin).status == 200);
     REQUIRE(api.send("PUT", "/api/v1/secrets/kept", R"({"value":"v"})", admin).status == 200);
     CHECK(WIFEXITED(server.stop(SIGTERM)));
   }
@@ -216,7 +216,8 @@ TEST_CASE("a restart keeps registrations, configs and secrets") {
   CHECK(audit.body.at("enabled") == false);
   CHECK(audit.body.at("state") != "enabled");
   CHECK(api.send("GET", "/api/v1/plugins/core", "", admin).body.at("state") == "enabled");
-  CHECK(api.send("GET", "/api/v1/plugins/core/config", "", admin).body.at("config").at("root") == json::value((tmp / "files").string()));
+  CHECK(api.send("GET", "/api/v1/plugins/files/config", "", admin).body.at("config").at("root") == json::value((tmp / "files").string()));
+  CHECK(api.send("GET", "/api/v1/plugins/files", "", admin).body.at("state") == "enabled");
   CHECK(api.send("GET", "/api/v1/secrets", "", admin).body.at("secrets") == json::array{"kept"});
 }
 

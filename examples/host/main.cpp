@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   xcore::ManagerOptions options;
   options.plugin_dirs = {argv[1]};
   options.log = xcore::stderr_log_sink();
-  if (argc > 2) options.configs["core"] = {{"root", argv[2]}};
+  if (argc > 2) options.configs["files"] = {{"root", argv[2]}};  // granted to the sandboxed file tools
   xcore::Manager manager(options);
 
   auto sub = manager.hooks().subscribe("tool.after_call", [](const xcore::HookEvent& ev) {

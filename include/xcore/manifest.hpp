@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <xcore/error.hpp>
@@ -77,6 +78,10 @@ struct PluginManifest {
   // Top-level config keys whose schema says "x-xcore-privileged": true: they widen what the plugin can
   // reach (a filesystem root, a host to call), so the host decides who may change them.
   std::vector<std::string> privileged_config_keys() const;
+  // Top-level config keys whose schema says "x-xcore-grant": "fs.read" or "fs.write" (privileged too): the
+  // folder the key names is granted to the plugin as that permission ("fs.write" reads as well), so a
+  // sandboxed plugin reaches the folder its config gives it and nothing else. Key, permission prefix.
+  std::vector<std::pair<std::string, std::string>> config_grants() const;
 };
 
 struct ManifestLoad {

@@ -193,7 +193,27 @@ Result<void> Manager::set_config(std::string_view id, json::object config) {
     auto slot = impl_->find(id);
     if (!slot) return impl_->no_such_plugin(id);
     XCORE_ASSIGN_OR_RETURN(auto effective, impl_->effective_config(slot->manifest, config));
-    if (auto gen = slot->current.load()) {
+    auto gen = slot->current.load();
+    // A folder the config grants is part of the sandbox the plugin was started in: a change to one
+    // starts a new generation with the new grants (the old one serves until the swap).
+    if (gen)
+      for (const auto& [key, kind] : slot->manifest.config_grants()) {
+        const auto* before = gen->config.if_contains(key);
+        const auto* after = effective.if_contains(key);
+        if ((before == nullptr) == (after == nullptr) && (!before || *before == *after)) continue;
+        json::object previous;
+        {
+          std::unique_lock lock(impl_->catalogue_mutex);
+          previous = std::exchange(slot->config, config);
+        }
+        if (auto r = impl_->reload_locked(id); !r) {
+          std::unique_lock lock(impl_->catalogue_mutex);
+          slot->config = std::move(previous);
+          return r;
+        }
+        return ok();
+      }
+    if (gen) {
       XCORE_TRY(gen->runner->on_config(effective));  // the plugin may refuse: then nothing changes
       gen->config = std::move(effective);
     }

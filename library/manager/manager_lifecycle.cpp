@@ -16,14 +16,26 @@ Result<json::object> Manager::Impl::effective_config(const PluginManifest& m, co
 
 Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPtr& slot, const PluginManifest& discovered, const json::object& config) {
   static const Version host_abi{XCORE_ABI_MAJOR, XCORE_ABI_MINOR, 0, {}, {}};
-  // The host's policy sees the manifest before any plugin code runs, and may refuse or tighten it.
   PluginManifest m = discovered;
-  if (options.admit)
-    if (auto r = options.admit(m); !r) return Error{r.error().code, fmt::format("plugin '{}' is not admitted: {}", m.id, r.error().message), r.error().details};
   if (!m.api_version.contains(host_abi))
     return Error{ErrorCode::incompatible, fmt::format("plugin '{}' accepts host ABI '{}', this host provides {}", m.id,
                                                       m.api_version.text(), host_abi.to_string())};
   XCORE_ASSIGN_OR_RETURN(auto cfg, effective_config(m, config));
+  // Folders the config gives the plugin become grants of this generation.
+  for (const auto& [key, kind] : m.config_grants()) {
+    const auto* v = cfg.if_contains(key);
+    if (!v || !v->is_string() || v->get_string().empty()) continue;
+    const std::filesystem::path folder(std::string(v->get_string()));
+    if (!folder.is_absolute())
+      return Error{ErrorCode::invalid_argument, fmt::format("plugin '{}': config key '{}' names a folder: '{}' must be an absolute path", m.id, key, folder.string())};
+    const auto path = folder.lexically_normal().string();
+    m.permissions.push_back("fs.read:" + path);
+    if (kind == "fs.write") m.permissions.push_back("fs.write:" + path);
+  }
+  // The host's policy sees the manifest (with those grants) before any plugin code runs, and may refuse or
+  // tighten it.
+  if (options.admit)
+    if (auto r = options.admit(m); !r) return Error{r.error().code, fmt::format("plugin '{}' is not admitted: {}", m.id, r.error().message), r.error().details};
 
   auto gen = std::make_shared<Generation>();
   gen->manifest = m;

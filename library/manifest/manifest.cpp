@@ -428,6 +428,18 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
       c.fail("config_schema", s.error().message);
     } else {
       m.config_schema = it->value().get_object();
+      if (const auto* props = m.config_schema->if_contains("properties"); props && props->is_object())
+        for (const auto& [k, v] : props->get_object()) {
+          const auto* g = v.is_object() ? v.get_object().if_contains("x-xcore-grant") : nullptr;
+          if (!g) continue;
+          const auto where = fmt::format("config_schema.properties.{}", std::string_view(k));
+          if (!(*g == "fs.read" || *g == "fs.write"))
+            c.fail(where, "'x-xcore-grant' must be \"fs.read\" or \"fs.write\"");
+          else if (const auto* t = v.get_object().if_contains("type"); !t || *t != "string")
+            c.fail(where, "a key with 'x-xcore-grant' names a folder: its type must be \"string\"");
+          else if (const auto* p = v.get_object().if_contains("x-xcore-privileged"); !p || *p != true)
+            c.fail(where, "a key with 'x-xcore-grant' widens what the plugin reaches: mark it \"x-xcore-privileged\": true");
+        }
       // The defaults themselves must satisfy the schema, or no plugin could ever load with them.
       json::value defaults = json::object();
       (*s)->apply_defaults(defaults);
@@ -479,6 +491,17 @@ std::vector<std::string> PluginManifest::privileged_config_keys() const {
   for (const auto& [k, v] : props->get_object())
     if (v.is_object())
       if (const auto* flag = v.get_object().if_contains("x-xcore-privileged"); flag && *flag == true) out.emplace_back(k);
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> PluginManifest::config_grants() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!config_schema) return out;
+  const auto* props = config_schema->if_contains("properties");
+  if (!props || !props->is_object()) return out;
+  for (const auto& [k, v] : props->get_object())
+    if (v.is_object())
+      if (const auto* g = v.get_object().if_contains("x-xcore-grant"); g && g->is_string()) out.emplace_back(k, std::string(g->get_string()));
   return out;
 }
 

@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -165,6 +166,17 @@ struct ToolOutput {
 };
 
 using ToolFn = std::function<ToolOutput(const json::object& args, const Context& ctx)>;
+
+// Input schemas in a line: an object with these properties, these required, nothing else.
+inline json::value object_schema(std::initializer_list<std::pair<std::string_view, json::value>> properties,
+                                 std::initializer_list<std::string_view> required = {}) {
+  json::object p;
+  for (const auto& [k, v] : properties) p[k] = v;
+  json::array r;
+  for (auto k : required) r.push_back(json::string(k));
+  return json::object{{"type", "object"}, {"properties", std::move(p)}, {"required", std::move(r)}, {"additionalProperties", false}};
+}
+inline json::value string_property(std::string_view description) { return json::object{{"type", "string"}, {"description", description}}; }
 
 // A tool's declaration, built fluently.
 class ToolBuilder {

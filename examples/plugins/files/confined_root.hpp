@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <string_view>
 
-namespace core_plugin {
+namespace files_plugin {
 
 class ConfinedRoot {
  public:
@@ -23,4 +23,4 @@ class ConfinedRoot {
   int fd_ = -1;
 };
 
-}  // namespace core_plugin
+}  // namespace files_plugin

@@ -9,7 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-namespace core_plugin {
+namespace files_plugin {
 
 using xcore::sdk::Error;
 
@@ -61,4 +61,4 @@ int ConfinedRoot::open(std::string_view relative, int flags, unsigned mode) cons
   }
 }
 
-}  // namespace core_plugin
+}  // namespace files_plugin
