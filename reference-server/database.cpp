@@ -218,6 +218,17 @@ Result<void> Database::create_tenant(const std::string& id, const std::string& n
   })
 }
 
+void Database::remove_tenant(const std::string& id) {
+  std::lock_guard lock(impl_->mutex);
+  try {
+    SQLite::Statement s(impl_->db, "DELETE FROM tenants WHERE id = ?");
+    s.bind(1, id);
+    s.exec();
+  } catch (const std::exception&) {
+    // Left behind, it is started at the next start (and fails the same way, loudly).
+  }
+}
+
 std::vector<std::pair<std::string, std::string>> Database::tenants() {
   XCORE_DB_QUERY({}, {
     std::vector<std::pair<std::string, std::string>> out;

@@ -63,6 +63,8 @@ class Database {
   // [first, last] and kept.
   Result<std::uint32_t> sandbox_uid(const std::string& tenant, std::uint32_t first, std::uint32_t last);
   bool tenant_exists(const std::string& id);
+  // Undoes create_tenant() for a tenant that could not be started (nothing refers to it yet).
+  void remove_tenant(const std::string& id);
 
   // User names are unique per tenant; the id is the store's.
   Result<std::int64_t> create_user(const UserRow& u);

@@ -146,7 +146,10 @@ void Server::Impl::add_access_routes() {
     if (!std::regex_match(tid, std::regex(id))) return Error{ErrorCode::invalid_argument, "a tenant id is [a-z0-9][a-z0-9_.-]{0,63}"};
     auto tname = field(c.body, "name").value_or(tid);
     XCORE_TRY(db->create_tenant(tid, tname));
-    XCORE_TRY(start_tenant(tid, false));
+    if (auto started = start_tenant(tid, false); !started) {
+      db->remove_tenant(tid);  // all or nothing: no tenant that exists but never runs
+      return std::move(started).error();
+    }
     return Reply{201, json::object{{"id", tid}, {"name", tname}}};
   });
   route("GET", "/api/v1/tokens", Role::admin, "this tenant's API tokens (never their values)", [this](Call& c) -> Result<Reply> {

@@ -375,6 +375,12 @@ TEST_CASE("on a root host each tenant's sandboxed plugins run as a uid of their 
   const auto mine = uid_of(admin), theirs = uid_of(acme);
   CHECK(mine == 3100000);
   CHECK(theirs == 3100001);
+  // The range is used up: the next tenant is refused whole, by name, and can be created once it is widened.
+  auto third = api.send("POST", "/api/v1/tenants", R"({"id":"globex"})", admin);
+  CHECK(third.status == 429);
+  CHECK(message_of(third).find("sandbox uid range 3100000-3100001 is used up") != std::string::npos);
+  CHECK(json::serialize(api.send("GET", "/api/v1/tenants", "", admin).body).find("globex") == std::string::npos);
+  CHECK(api.send("POST", "/api/v1/tenants", R"({"id":"globex"})", admin).status == 429);  // not 409: nothing was left behind
   for (const auto& [tenant, uid] : {std::pair{"default", mine}, std::pair{"acme", theirs}}) {
     struct stat st {};
     REQUIRE(::stat((tmp / "var" / "plugins" / tenant / "probe").c_str(), &st) == 0);
