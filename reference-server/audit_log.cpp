@@ -54,7 +54,7 @@ void AuditLog::close_window() {
       continue;
     }
     queue_.push_back(AuditRow{0, c.first_at, tenant, actor, action, action.substr(action.find(' ') + 1),
-                              fmt::format("{} call{}, status {}", c.calls, c.calls == 1 ? "" : "s", status), c.last_request_id});
+                              fmt::format("{} request{}, status {}", c.calls, c.calls == 1 ? "" : "s", status), c.last_request_id});
     ++recorded_;
   }
   window_.clear();

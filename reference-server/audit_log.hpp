@@ -1,6 +1,6 @@
 // The audit log's writer. Requests hand their rows over and go on; one thread writes them in batches (one
 // transaction each) and applies retention. Calls (tools, actions, plugin routes) come at request rates, so
-// they are counted instead: one row per caller, call and status per window ("37 calls, status 200"),
+// they are counted instead: one row per caller, call and status per window ("37 requests, status 200"),
 // which keeps who called what and how it went at a cost a request does not notice.
 #pragma once
 

@@ -707,7 +707,12 @@ struct Server::Impl {
       ++requests;
       const auto request_id = request_id_of(req);
       auto who = authenticate(req);
-      if (!who) return fail(res, who.error(), request_id);
+      if (!who) {
+        // A credential that did not hold (forged, expired, ended): counted in the server's own log per
+        // address and reason, so that a flood of them costs a row per window, not one each.
+        audit->count_call(kDefaultTenant, "address " + req.remote_addr, "refused credentials: " + who.error().message, 401, request_id);
+        return fail(res, who.error(), request_id);
+      }
       if (who->role < min_role) {
         if (who->role == Role::anonymous) return fail(res, Error{ErrorCode::unauthenticated, "log in first: this route needs a bearer token"}, request_id);
         return denied(res, *who, method, req.path, Error{ErrorCode::permission_denied, fmt::format("this route needs the {} role; you have {}", role_name(min_role), role_name(who->role))},

@@ -214,8 +214,13 @@ TEST_CASE("tool calls by principals are audited, counted per caller and outcome,
   REQUIRE(log.status == 200);
   auto text = json::serialize(log.body);
   INFO(text);
-  CHECK(text.find(R"("action":"POST /api/v1/tools/echo/invoke","target":"/api/v1/tools/echo/invoke","result":"12 calls, status 200")") != std::string::npos);
-  CHECK(text.find(R"("action":"POST /api/v1/tools/no-such-tool/invoke","target":"/api/v1/tools/no-such-tool/invoke","result":"1 call, status 404")") != std::string::npos);
+  CHECK(text.find(R"("action":"POST /api/v1/tools/echo/invoke","target":"/api/v1/tools/echo/invoke","result":"12 requests, status 200")") != std::string::npos);
+  CHECK(text.find(R"("action":"POST /api/v1/tools/no-such-tool/invoke","target":"/api/v1/tools/no-such-tool/invoke","result":"1 request, status 404")") != std::string::npos);
+  // Credentials that do not hold are counted in the server's own log, per address and reason.
+  for (int i = 0; i < 3; ++i) CHECK(api.send("GET", "/api/v1/plugins", "", "forged.token.value").status == 401);
+  text = json::serialize(api.send("GET", "/api/v1/audit?limit=1000", "", admin).body);
+  CHECK(text.find(R"("actor":"address 127.0.0.1","action":"refused credentials: )") != std::string::npos);
+  CHECK(text.find(R"("result":"3 requests, status 401")") != std::string::npos);
   // Changes are one row each; the tenant keeps its newest five rows.
   for (int i = 0; i < 8; ++i) REQUIRE(api.send("PUT", fmt::format("/api/v1/secrets/s{}", i), R"({"value":"v"})", admin).status == 200);
   log = api.send("GET", "/api/v1/audit?limit=1000", "", admin);
