@@ -324,3 +324,24 @@ TEST_CASE("files and identity: its own user, its own data folder, no writes else
     MESSAGE("Landlock is not available here: writes outside the data folder are not confined");
   }
 }
+
+TEST_CASE("no namespace or capability tricks: clone with namespace flags, clone3 and chroot fail, and no capability is left") {
+  SandboxHost h({test_plugins() / "hostile"});
+  REQUIRE(h->enable("hostile").ok());
+  auto r = h->call_tool("escape_attempts", J("{}"), xcore::CallContext::host());
+  REQUIRE_MESSAGE(r.ok(), r.error().message);
+  const auto& s = r->structured;
+  INFO(json::serialize(s));
+  for (const char* flag : {"clone_newuser", "clone_newns", "clone_newnet"}) {
+    CHECK(s.at(flag).at("made") == false);
+    CHECK(s.at(flag).at("error") == std::strerror(EPERM));
+  }
+  CHECK(s.at("clone3") == std::strerror(ENOSYS));  // libc falls back to clone, which the filter sees
+  CHECK(s.at("chroot") == std::strerror(EPERM));
+  CHECK(s.at("cap_eff") == "0000000000000000");
+  CHECK(s.at("cap_bnd") == "0000000000000000");
+  CHECK(s.at("no_new_privs") == "1");
+  CHECK(s.at("seccomp") == "2");
+  // Ordinary processes still start: fork without namespace flags is clone too.
+  CHECK(h->call_tool("zombies", J("{}"), xcore::CallContext::host())->structured.at("zombies") == 50);
+}

@@ -12,7 +12,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,6 +64,15 @@ Result<void> install_seccomp(bool network) {
                            "swapon", "swapoff", "acct", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
                            "syslog", "quotactl", "lookup_dcookie", "name_to_handle_at", "open_by_handle_at"})
     rc |= deny(name, eperm);
+  rc |= deny("chroot", eperm);
+  // New namespaces: the plugin would hold every capability in a user namespace of its own, and could
+  // mount over its view. clone() is refused with any namespace flag (plain fork and threads pass); clone3
+  // passes its flags in memory a filter cannot read, so it is "not implemented" and libc falls back to clone.
+  if (int clone_nr = seccomp_syscall_resolve_name("clone"); clone_nr != __NR_SCMP_ERROR)
+    for (scmp_datum_t flag : std::initializer_list<scmp_datum_t>{CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP,
+                               0x00000080UL /* CLONE_NEWTIME */})
+      rc |= seccomp_rule_add(ctx, eperm, clone_nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag));
+  rc |= deny("clone3", SCMP_ACT_ERRNO(ENOSYS));
   // Tracing another process is an attack, not an accident: the plugin dies.
   rc |= deny("ptrace", SCMP_ACT_KILL_PROCESS);
   if (!network) {
@@ -77,6 +88,33 @@ Result<void> install_seccomp(bool network) {
   seccomp_release(ctx);
   if (rc != 0) return Error{ErrorCode::unavailable, fmt::format("seccomp_load failed: {}", std::strerror(-rc))};
   applied().push_back("seccomp");
+  return ok();
+}
+
+// Before the plugin's user is taken: no capability can come back (securebits locked: root is not special,
+// no ambient raise), and none is left in the bounding set. Needs CAP_SETPCAP, which root has, and which a
+// process holds in the user namespace it made.
+Result<void> lock_capabilities() {
+  constexpr unsigned long kSecbits = (1UL << 0) | (1UL << 1)     // NOROOT, locked
+                                     | (1UL << 3)                // NO_SETUID_FIXUP locked (off: a setuid drops capabilities)
+                                     | (1UL << 5)                // KEEP_CAPS locked (off)
+                                     | (1UL << 6) | (1UL << 7);  // NO_CAP_AMBIENT_RAISE, locked
+  if (::prctl(PR_SET_SECUREBITS, kSecbits, 0, 0, 0) != 0)
+    return Error{ErrorCode::unavailable, fmt::format("locking the securebits failed: {}", std::strerror(errno))};
+  for (int cap = 0; cap <= 63; ++cap)
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+      return Error{ErrorCode::unavailable, fmt::format("dropping capability {} from the bounding set failed: {}", cap, std::strerror(errno))};
+  ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  applied().push_back("capabilities:bounding");
+  return ok();
+}
+
+// After it: nothing effective, permitted or inheritable, whatever user namespace we are in.
+Result<void> drop_capabilities() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (::syscall(SYS_capset, &header, data) != 0) return Error{ErrorCode::unavailable, fmt::format("capset failed: {}", std::strerror(errno))};
+  applied().push_back("capabilities:none");
   return ok();
 }
 
@@ -225,8 +263,10 @@ Result<std::vector<std::string>> apply_in_child(const IsolationPolicy& p) {
     if (!r) std::fprintf(stderr, "xcore-plugin-host: isolation not applied: %s\n", r.error().message.c_str());
     return ok();
   };
+  XCORE_TRY(step(lock_capabilities()));
   // The user first: rlimits such as RLIMIT_NPROC count the processes of the user that is in force.
   if (p.uid && p.gid) XCORE_TRY(step(become_user(*p.uid, *p.gid)));
+  XCORE_TRY(step(drop_capabilities()));
   XCORE_TRY(step(set_limit(RLIMIT_CORE, 0, "core")));
   if (p.memory_bytes && !kSanitized) XCORE_TRY(step(set_limit(RLIMIT_AS, *p.memory_bytes, "as")));
   if (p.cpu_seconds) XCORE_TRY(step(set_limit(RLIMIT_CPU, *p.cpu_seconds, "cpu")));

@@ -7,7 +7,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
+#include <sched.h>
 #include <string>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -141,6 +145,41 @@ class Hostile : public xcore::sdk::Plugin {
       int err = errno;
       if (fd >= 0) ::close(fd);
       return ToolOutput(json::object{{"opened", fd >= 0}, {"error", fd >= 0 ? "" : std::strerror(err)}});
+    });
+    fault("escape_attempts", [](const json::object&) {
+      // What a plugin tries to widen its view: new namespaces (in which it would hold every capability),
+      // a chroot, and the capabilities it holds now.
+      auto try_clone = [](unsigned long flags) {
+        pid_t p = static_cast<pid_t>(::syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, 0));
+        if (p == 0) ::_exit(0);
+        int err = errno;
+        if (p > 0) ::waitpid(p, nullptr, 0);
+        return json::object{{"made", p > 0}, {"error", p > 0 ? "" : std::strerror(err)}};
+      };
+      errno = 0;
+      int chroot_rc = ::chroot("/tmp");
+      int chroot_err = errno;
+      std::string cap_eff, no_new_privs, seccomp;
+      std::ifstream status("/proc/self/status");
+      for (std::string line; std::getline(status, line);) {
+        auto value = [&](std::string_view key) { return line.substr(key.size() + line.substr(key.size()).find_first_not_of(" \t")); };
+        if (line.starts_with("CapEff:")) cap_eff = value("CapEff:");
+        if (line.starts_with("NoNewPrivs:")) no_new_privs = value("NoNewPrivs:");
+        if (line.starts_with("Seccomp:")) seccomp = value("Seccomp:");
+      }
+      std::string cap_bnd;
+      std::ifstream again("/proc/self/status");
+      for (std::string line; std::getline(again, line);)
+        if (line.starts_with("CapBnd:")) cap_bnd = line.substr(line.find_first_not_of(" \t", 7));
+      return ToolOutput(json::object{{"clone_newuser", try_clone(CLONE_NEWUSER)},
+                                     {"clone_newns", try_clone(CLONE_NEWNS)},
+                                     {"clone_newnet", try_clone(CLONE_NEWNET)},
+                                     {"clone3", ::syscall(435 /* clone3 */, nullptr, 0) == 0 ? "made" : std::strerror(errno)},
+                                     {"chroot", chroot_rc == 0 ? "succeeded" : std::strerror(chroot_err)},
+                                     {"cap_eff", cap_eff},
+                                     {"cap_bnd", cap_bnd},
+                                     {"no_new_privs", no_new_privs},
+                                     {"seccomp", seccomp}});
     });
     fault("fork_bomb", [](const json::object&) {
       // Every child forks too, without end; the process limit is all that stops it. The tool answers how
