@@ -345,3 +345,40 @@ TEST_CASE("no namespace or capability tricks: clone with namespace flags, clone3
   // Ordinary processes still start: fork without namespace flags is clone too.
   CHECK(h->call_tool("zombies", J("{}"), xcore::CallContext::host())->structured.at("zombies") == 50);
 }
+
+TEST_CASE("a hanging plugin holds at most twice its default concurrency of the callers' threads; the rest are refused at once") {
+  SandboxHost h({test_plugins() / "hostile", test_plugins() / "probe"});
+  sandbox_manifest(h.plugins / "probe");
+  h->discover();
+  REQUIRE(h->enable("hostile").ok());
+  REQUIRE(h->enable("probe").ok());
+  constexpr int kCallers = 40;
+  std::atomic<int> refused{0}, timed_out{0}, other{0};
+  std::mutex seen_mutex;
+  std::vector<std::string> seen;
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCallers; ++i)
+    callers.emplace_back([&] {
+      auto ctx = xcore::CallContext::host();
+      ctx.with_deadline_in(std::chrono::seconds(3));
+      auto r = h->call_tool("never_answer", J("{}"), ctx);
+      if (!r.ok() && r.error().code == ErrorCode::resource_exhausted) ++refused;
+      // Admitted calls end at their deadline, or when the child is killed for missing another's.
+      else if (!r.ok() && (r.error().code == ErrorCode::timeout || r.error().code == ErrorCode::plugin_crashed)) ++timed_out;
+      else {
+        ++other;
+        std::lock_guard lock(seen_mutex);
+        seen.push_back(r.ok() ? std::string("ok") : r.error().to_string());
+      }
+    });
+  // Eight run and eight wait (the default for a sandboxed plugin); the other 24 are refused without waiting.
+  for (int spins = 0; refused < kCallers - 16 && spins < 200000; ++spins) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  CHECK(refused == kCallers - 16);
+  // Meanwhile a neighbour answers.
+  auto neighbour = h->call_action("probe", "context", J("{}"), xcore::CallContext::host());
+  CHECK_MESSAGE(neighbour.ok(), neighbour.error().message);
+  for (auto& t : callers) t.join();
+  CHECK(refused == kCallers - 16);
+  CHECK(timed_out == 16);
+  CHECK_MESSAGE(other == 0, (seen.empty() ? std::string() : seen.front()));
+}

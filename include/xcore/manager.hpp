@@ -77,6 +77,10 @@ struct ManagerOptions {
   // install location, then the build tree).
   std::filesystem::path plugin_host;
   std::chrono::milliseconds sandbox_call_timeout{30000};  // deadline of calls that carry none
+  // Calls a sandboxed plugin runs at once when its manifest sets no limits.max_concurrency; as many more
+  // may wait, and a call beyond those is refused at once (resource_exhausted), so one slow plugin never
+  // holds more than its share of the caller's threads. 0: no limit. Trusted plugins have none by default.
+  unsigned sandboxed_max_concurrency = 8;
   unsigned crash_budget = 3;                              // crashes within crash_window, then `failed`
   std::chrono::seconds crash_window{300};
   std::chrono::milliseconds restart_backoff{50};          // first restart delay, doubled per recent crash

@@ -38,11 +38,14 @@ inline std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point t0) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
 }
 
-// The manifest's max_concurrency as a semaphore. Swapped whole on reload; a call releases the one it took.
+// The manifest's max_concurrency (or the host's default) as a semaphore, with as many places to wait as
+// to run: a plugin never holds more than twice its limit of the caller's threads, and a call beyond that
+// is refused at once. Swapped whole on reload; a call releases what it took.
 struct ConcurrencyLimit {
   explicit ConcurrencyLimit(unsigned n) : max(n), places(n) {}
   const unsigned max;
   std::counting_semaphore<> places;
+  std::atomic<unsigned> admitted{0};  // running and waiting
 };
 
 // Catalogue entry of one plugin. Plain fields are guarded by Impl::catalogue_mutex; `id` and the atomics
@@ -63,10 +66,12 @@ struct PluginSlot {
   SharedCell<ConcurrencyLimit> limit;
   SharedCell<RateLimiter> rate;
 
-  void apply_limits(const PluginLimits& l) {
+  // `default_concurrency`: the host's limit where the manifest sets none (0: none).
+  void apply_limits(const PluginLimits& l, unsigned default_concurrency) {
     auto cur = limit.load();
-    if (!l.max_concurrency) limit.store(nullptr);
-    else if (!cur || cur->max != *l.max_concurrency) limit.store(std::make_shared<ConcurrencyLimit>(*l.max_concurrency));
+    const unsigned max = l.max_concurrency.value_or(default_concurrency);
+    if (max == 0) limit.store(nullptr);
+    else if (!cur || cur->max != max) limit.store(std::make_shared<ConcurrencyLimit>(max));
     auto r = rate.load();
     if (!l.rate_calls) rate.store(nullptr);
     else if (!r || r->rate() != *l.rate_calls || r->period() != l.rate_period) rate.store(std::make_shared<RateLimiter>(*l.rate_calls, l.rate_period));
@@ -161,17 +166,26 @@ struct Manager::Impl final : ManagerCore {
     }
     auto limit = slot.limit.load();
     if (limit) {
+      if (limit->admitted.fetch_add(1, std::memory_order_acq_rel) >= 2 * limit->max) {
+        limit->admitted.fetch_sub(1, std::memory_order_acq_rel);
+        return Error{ErrorCode::resource_exhausted,
+                     fmt::format("plugin '{}' has {} calls running and {} waiting, its limit: try again later", slot.id, limit->max, limit->max)};
+      }
       // Wait for a free place until the call's deadline (or briefly, without one).
       auto until = ctx.deadline ? std::chrono::steady_clock::now() + (*ctx.deadline - std::chrono::system_clock::now())
                                 : std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
-      if (!limit->places.try_acquire_until(until))
+      if (!limit->places.try_acquire_until(until)) {
+        limit->admitted.fetch_sub(1, std::memory_order_acq_rel);
         return Error{ErrorCode::resource_exhausted,
                      fmt::format("plugin '{}' is at its concurrency limit ({} calls)", slot.id, limit->max)};
+      }
     }
     struct Release {
       ConcurrencyLimit* l;
       ~Release() {
-        if (l) l->places.release();
+        if (!l) return;
+        l->places.release();
+        l->admitted.fetch_sub(1, std::memory_order_acq_rel);
       }
     } release{limit.get()};
     XCORE_ASSIGN_OR_RETURN(auto lease, acquire(slot));
@@ -267,6 +281,7 @@ struct Manager::Impl final : ManagerCore {
   Result<void> unload_locked(std::string_view id, bool cascade);
 
   Result<void> reload_locked(std::string_view id);
+  unsigned default_concurrency(const PluginManifest& m) const { return m.mode == PluginMode::sandboxed ? options.sandboxed_max_concurrency : 0; }
 
   // Dependency order of every discovered plugin; cycles are reported, the rest still ordered.
   std::vector<std::string> topological(std::vector<Error>& problems) const;

@@ -148,7 +148,7 @@ Result<void> Manager::Impl::load_locked(std::string_view id, std::vector<std::st
   auto gen = start_generation(slot, m, config);
   if (!gen) return fail(*slot, std::move(gen).error());
 
-  slot->apply_limits((*gen)->manifest.limits);
+  slot->apply_limits((*gen)->manifest.limits, default_concurrency((*gen)->manifest));
   slot->current.store(*gen);
   if (auto r = publish_tools(slot, **gen); !r) {
     slot->current.store(nullptr);
@@ -297,7 +297,7 @@ Result<void> Manager::Impl::reload_locked(std::string_view id) {
     ++slot->reloads;
     slot->last_error.reset();
   }
-  slot->apply_limits(gen->manifest.limits);
+  slot->apply_limits(gen->manifest.limits, default_concurrency(gen->manifest));
   retire(std::move(old), enabled);
   log(LogLevel::info, id, fmt::format("reloaded: version {} (generation {})", m.version.to_string(), gen->number));
   auto p = plugin_event(*slot);
