@@ -139,3 +139,13 @@ TEST_CASE("every sandboxed xcore plugin is an MCP server: the official inspector
   auto called = run(base + " --method tools/call --tool-name calculate --tool-arg 'expression=6*7'");
   CHECK_MESSAGE(called.find("\"result\": 42") != std::string::npos, called);
 }
+
+TEST_CASE("at unload an external server's input is closed first, and it exits by itself (MCP's stdio shutdown)") {
+  REQUIRE_MESSAGE(fs::exists(server("server-everything")), "run tests/peers/install.sh first");
+  PeerHost h;
+  REQUIRE(h.manager->enable("everything").ok());
+  REQUIRE(h.manager->unload("everything").ok());
+  // It saw end-of-file on stdin and left: no SIGTERM was needed.
+  CHECK(h.log.contains("everything: stopped: exited with status 0"));
+  CHECK_FALSE(h.log.contains("stopped: killed by SIGTERM"));
+}

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,8 +29,19 @@ RpcPeer::~RpcPeer() {
   work_ready_.notify_all();
   for (auto& w : workers_) w.join();
   ::close(read_fd_);
-  if (write_fd_ != read_fd_) ::close(write_fd_);
+  if (write_fd_ != read_fd_ && write_fd_ >= 0) ::close(write_fd_);
   ::close(wake_fd_);
+}
+
+void RpcPeer::close_output() {
+  std::lock_guard lock(write_mutex_);
+  if (write_fd_ < 0) return;
+  if (write_fd_ == read_fd_) {
+    ::shutdown(write_fd_, SHUT_WR);  // one socket both ways: only our direction ends
+    return;
+  }
+  ::close(write_fd_);
+  write_fd_ = -1;
 }
 
 void RpcPeer::start(RequestHandler on_request, NotificationHandler on_notification, ClosedHandler on_closed) {
@@ -68,6 +80,7 @@ void RpcPeer::fail_all(const Error& why) {
 
 Result<void> RpcPeer::write_line(const std::string& line, Clock::time_point deadline) {
   std::lock_guard lock(write_mutex_);
+  if (write_fd_ < 0) return Error{ErrorCode::unavailable, "the connection's output is closed"};
   std::size_t done = 0;
   while (done < line.size()) {
     ssize_t n = ::write(write_fd_, line.data() + done, line.size() - done);

@@ -55,6 +55,8 @@ class RpcPeer {
   // Stops reading and fails pending calls with `why` (plugin_crashed by default).
   void close(Error why = Error{ErrorCode::plugin_crashed, "connection closed"});
   bool closed() const;
+  // Ends what we send: the other side reads end-of-file (an MCP server's cue to exit). Later writes fail.
+  void close_output();
 
  private:
   struct Pending {

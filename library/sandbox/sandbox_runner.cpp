@@ -573,15 +573,17 @@ class SandboxRunner final : public Runner {
     return Error{ErrorCode::not_found, fmt::format("unknown host method '{}'", method)};
   }
 
-  // Asks the process to leave (a shutdown notice; for an MCP server, closing its input), then SIGTERM,
-  // then SIGKILL.
+  // Asks the process to leave (for an MCP server, as MCP's stdio shutdown says: its input closed; for
+  // ours, a shutdown notice), waits a grace period, then SIGTERM, then SIGKILL.
   void stop(const std::shared_ptr<Child>& c) {
     if (!c) return;
     if (!c->peer->closed()) {
-      if (external_) c->peer->close(Error{ErrorCode::unavailable, "stopped"});
+      if (external_) c->peer->close_output();
       else (void)c->peer->notify("xcore/shutdown", json::object{});
     }
     c->reap(std::chrono::milliseconds(1000), std::chrono::milliseconds(1000));
+    c->peer->close(Error{ErrorCode::unavailable, "stopped"});
+    services_.log(LogLevel::debug, fmt::format("stopped: {}", c->exit_reason));
   }
 
   const PluginManifest manifest_;
