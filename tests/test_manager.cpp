@@ -8,6 +8,9 @@
 #include <fstream>
 #include <thread>
 
+#include <fmt/format.h>
+#include <sys/wait.h>
+
 using namespace xcore;
 using namespace xcore_test;
 
@@ -529,4 +532,26 @@ TEST_CASE("the host's admit policy sees each manifest before its code runs, and 
   const int before = asked.load();
   REQUIRE(m.reload("probe").ok());
   CHECK(asked.load() == before + 1);  // and again at every reload
+}
+
+TEST_CASE("shadow folders left by hosts that no longer run are removed at start; a running host's are kept") {
+  TempDir tmp;
+  const char* before = std::getenv("TMPDIR");
+  const std::string saved = before ? before : "";
+  ::setenv("TMPDIR", tmp.path().c_str(), 1);
+  pid_t gone = ::fork();
+  if (gone == 0) ::_exit(0);
+  ::waitpid(gone, nullptr, 0);
+  const auto stale = tmp / fmt::format("xcore-shadow-{}-0badf00d", gone);
+  const auto alive = tmp / fmt::format("xcore-shadow-{}-0badf00d", ::getppid());
+  const auto other = tmp / "xcore-shadow-notapid";
+  for (const auto& d : {stale, alive, other}) write_file(d / "libcore-g1.so", "x");
+  {
+    Manager m{ManagerOptions{}};
+    CHECK_FALSE(fs::exists(stale));
+    CHECK(fs::exists(alive));
+    CHECK(fs::exists(other));
+  }
+  if (before) ::setenv("TMPDIR", saved.c_str(), 1);
+  else ::unsetenv("TMPDIR");
 }

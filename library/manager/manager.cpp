@@ -1,6 +1,13 @@
 // xcore::Manager: construction, lifecycle events, and the public operations.
 #include "manager/manager_impl.hpp"
 
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
 namespace xcore::inline v1 {
 
 std::string_view to_string(PluginState s) noexcept {
@@ -15,8 +22,32 @@ std::string_view to_string(PluginState s) noexcept {
   return "?";
 }
 
+namespace {
+
+// Shadow folders of hosts that ended without removing theirs (SIGKILL, a crash): named
+// xcore-shadow-<pid>-<random>, ours to remove when that pid no longer runs and the folder is our user's.
+void remove_stale_shadow_dirs(const std::filesystem::path& temp) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(temp, ec)) {
+    const auto name = e.path().filename().string();
+    if (!name.starts_with("xcore-shadow-")) continue;
+    const char* digits = name.c_str() + 13;
+    char* end = nullptr;
+    const long pid = std::strtol(digits, &end, 10);
+    if (end == digits || *end != '-' || pid <= 0 || pid == ::getpid()) continue;
+    struct stat st {};
+    if (::lstat(e.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // still running (or not ours to ask)
+    std::error_code rm;
+    std::filesystem::remove_all(e.path(), rm);
+  }
+}
+
+}  // namespace
+
 Manager::Impl::Impl(ManagerOptions o) : options(std::move(o)) {
   if (options.shadow_dir.empty()) {
+    remove_stale_shadow_dirs(std::filesystem::temp_directory_path());
     std::random_device rd;
     options.shadow_dir = std::filesystem::temp_directory_path() / fmt::format("xcore-shadow-{}-{:08x}", ::getpid(), rd());
     own_shadow_dir = true;
