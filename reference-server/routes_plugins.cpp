@@ -133,7 +133,13 @@ void Server::Impl::add_plugin_routes() {
       else if (v == "disable") r = c.manager.disable(pid, UnloadOptions{c.query("cascade") == "true"});
       else if (v == "load") r = c.manager.load(pid);
       else if (v == "unload") r = c.manager.unload(pid, UnloadOptions{c.query("cascade") == "true"});
-      else r = c.manager.reload(pid);
+      else {
+        r = c.manager.reload(pid);
+        // A failed plugin reloads into `loaded`: it comes back to what its registration asks for.
+        if (r)
+          if (auto reg = db->registration(c.who.tenant, pid); reg && reg->enabled && c.manager.info(pid)->state != PluginState::enabled)
+            r = c.manager.enable(pid);
+      }
       XCORE_TRY(r);
       for (const auto& info : c.manager.list()) {
         const bool now_enabled = info.state == PluginState::enabled;

@@ -384,3 +384,21 @@ TEST_CASE("plugin routes registered at load time come and go with that load") {
   REQUIRE(api.send("POST", "/api/v1/plugins/probe/reload", "", admin).status == 200);
   CHECK(api.send("GET", "/plugins/probe/ctx/42", "", admin).status == 404);  // a new load registers its own
 }
+
+TEST_CASE("a failed plugin reloaded over HTTP comes back to what its registration asks for") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  stage(test_plugins() / "hostile", plugins);
+  ServerProcess server(tmp / "var", {}, plugins);
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  REQUIRE(api.send("POST", "/api/v1/plugins/hostile/enable", "", admin).status == 200);
+  // Past its crash budget (3 in the window) it is failed.
+  for (int i = 0; i < 6 && api.send("GET", "/api/v1/plugins/hostile", "", admin).body.at("state") != "failed"; ++i)
+    api.send("POST", "/api/v1/tools/hostile.abort/invoke", "{}", admin);
+  REQUIRE(api.send("GET", "/api/v1/plugins/hostile", "", admin).body.at("state") == "failed");
+  auto reloaded = api.send("POST", "/api/v1/plugins/hostile/reload", "", admin);
+  REQUIRE_MESSAGE(reloaded.status == 200, json::serialize(reloaded.body));
+  CHECK(reloaded.body.at("state") == "enabled");
+  CHECK(api.send("POST", "/api/v1/tools/hostile.ok/invoke", "{}", admin).status == 200);
+}
