@@ -382,3 +382,26 @@ TEST_CASE("a hanging plugin holds at most twice its default concurrency of the c
   CHECK(timed_out == 16);
   CHECK_MESSAGE(other == 0, (seen.empty() ? std::string() : seen.front()));
 }
+
+TEST_CASE("a stderr flood reaches the host's log at its rate; the rest is counted and reported") {
+  SandboxHost h({test_plugins() / "hostile"});
+  REQUIRE(h->enable("hostile").ok());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = h->call_tool("stderr_flood", J(R"({"lines":100000})"), xcore::CallContext::host());  // 7.9 MB
+  REQUIRE(r.ok());
+  REQUIRE(h->unload("hostile").ok());  // the reader drains to the end and reports what it dropped
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::size_t logged = 0;
+  bool reported = false;
+  {
+    std::lock_guard lock(h.log.m);
+    for (const auto& l : h.log.lines) {
+      if (l.find("stderr: eeee") != std::string::npos) ++logged;
+      if (l.find("dropped: over the limit of 65536 bytes/s") != std::string::npos) reported = true;
+    }
+  }
+  // At most the burst (256 KiB) and the rate (64 KiB/s) for as long as it ran, in 79-byte lines.
+  CHECK(logged <= static_cast<std::size_t>((256 * 1024 + 64 * 1024 * seconds) / 79) + 1);
+  CHECK(logged < 100000);
+  CHECK(reported);
+}

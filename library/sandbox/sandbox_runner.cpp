@@ -414,20 +414,46 @@ class SandboxRunner final : public Runner {
     jsonrpc::RpcPeer::Options po;
     po.max_line = options_.max_message;
     c->peer = std::make_unique<RpcPeer>(out[0], in[1], po);
-    // stderr always drains into the host's log, so a chatty plugin never blocks on a full pipe.
-    c->stderr_reader = std::thread([fd = err[0], this] {
+    // stderr always drains, so a chatty plugin never blocks on a full pipe, and reaches the host's log at
+    // a bounded rate (a token bucket of bytes): what is over it is counted and reported once a second.
+    c->stderr_reader = std::thread([fd = err[0], this, rate = options_.stderr_bytes_per_second, burst = options_.stderr_burst_bytes] {
       std::string buf;
       char chunk[4096];
+      double tokens = static_cast<double>(burst);
+      auto last = Clock::now(), reported = last;
+      std::uint64_t dropped_lines = 0, dropped_bytes = 0;
+      auto report = [&] {
+        if (dropped_lines == 0) return;
+        services_.log(LogLevel::warn, fmt::format("stderr: {} lines ({} bytes) dropped: over the limit of {} bytes/s", dropped_lines, dropped_bytes, rate));
+        dropped_lines = dropped_bytes = 0;
+      };
       for (;;) {
         ssize_t n = ::read(fd, chunk, sizeof(chunk));
         if (n <= 0) break;
         buf.append(chunk, static_cast<std::size_t>(n));
+        const auto now = Clock::now();
+        tokens = std::min(static_cast<double>(burst), tokens + std::chrono::duration<double>(now - last).count() * static_cast<double>(rate));
+        last = now;
         for (auto nl = buf.find('\n'); nl != std::string::npos; nl = buf.find('\n')) {
-          if (nl > 0) services_.log(LogLevel::warn, fmt::format("stderr: {}", std::string_view(buf).substr(0, std::min<std::size_t>(nl, 4096))));
+          const auto line = std::string_view(buf).substr(0, std::min<std::size_t>(nl, 4096));
+          if (!line.empty()) {
+            if (tokens >= static_cast<double>(line.size())) {
+              tokens -= static_cast<double>(line.size());
+              services_.log(LogLevel::warn, fmt::format("stderr: {}", line));
+            } else {
+              ++dropped_lines;
+              dropped_bytes += line.size();
+            }
+          }
           buf.erase(0, nl + 1);
         }
         if (buf.size() > 65536) buf.clear();
+        if (now - reported >= std::chrono::seconds(1)) {
+          report();
+          reported = now;
+        }
       }
+      report();
       ::close(fd);
     });
     std::weak_ptr<Child> weak = c;

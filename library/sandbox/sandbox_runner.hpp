@@ -26,6 +26,8 @@ struct SandboxOptions {
   std::filesystem::path data_dir;                  // the plugin's own writable folder (created if missing)
   std::string user = "xcore-sandbox";              // who the plugin runs as when the host is root
   std::optional<std::uint32_t> uid;                // instead of `user`: this uid, and the gid alike
+  std::uint64_t stderr_bytes_per_second = 64 * 1024;  // the plugin's stderr that reaches the host's log
+  std::uint64_t stderr_burst_bytes = 256 * 1024;
 };
 
 // Finds xcore-plugin-host: $XCORE_PLUGIN_HOST, then the install location, then the build tree.

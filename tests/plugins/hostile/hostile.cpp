@@ -181,6 +181,13 @@ class Hostile : public xcore::sdk::Plugin {
                                      {"no_new_privs", no_new_privs},
                                      {"seccomp", seccomp}});
     });
+    fault("stderr_flood", [](const json::object& a) {
+      const int lines = a.at("lines").to_number<int>();
+      const std::string line = std::string(79, 'e') + "\n";
+      for (int i = 0; i < lines; ++i)
+        if (::write(2, line.data(), line.size()) < 0) break;
+      return ToolOutput(json::object{{"written", lines}});
+    });
     fault("fork_bomb", [](const json::object&) {
       // Every child forks too, without end; the process limit is all that stops it. The tool answers how
       // many it made itself before the limit.
