@@ -61,6 +61,24 @@ void Child::kill_group() {
 }
 
 void Child::reap(std::chrono::milliseconds grace, std::chrono::milliseconds term_grace) {
+  std::lock_guard lock(end_mutex_);
+  reap_locked(grace, term_grace);
+}
+
+void Child::end_for(std::string reason) {
+  std::lock_guard lock(end_mutex_);
+  if (reaped) return;
+  if (exit_reason.empty()) exit_reason = std::move(reason);
+  kill_group();
+  reap_locked(std::chrono::milliseconds(1000), std::chrono::milliseconds(0));
+}
+
+std::string Child::ended() const {
+  std::lock_guard lock(end_mutex_);
+  return exit_reason;
+}
+
+void Child::reap_locked(std::chrono::milliseconds grace, std::chrono::milliseconds term_grace) {
   if (reaped || pid <= 0) return;
   int status = 0;
   auto until = Clock::now() + grace;

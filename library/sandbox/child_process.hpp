@@ -46,8 +46,20 @@ struct Child {
   // Waits up to `grace` for the process to exit by itself; then, if `term_grace` is set, sends SIGTERM
   // to its process group and waits that long again; then kills the plugin's side and, if the helper still
   // has not gone, the helper too.
+  // Callers on several threads may end the same child (two calls missing their deadlines): reaping and
+  // the exit reason are guarded, and the child is reaped exactly once.
   void reap(std::chrono::milliseconds grace, std::chrono::milliseconds term_grace = std::chrono::milliseconds(0));
+  // Kills it for `reason` (kept unless it had already ended) and reaps it.
+  void end_for(std::string reason);
+  // The exit reason, once reaped (empty before).
+  std::string ended() const;
   ~Child();
+
+ private:
+  void reap_locked(std::chrono::milliseconds grace, std::chrono::milliseconds term_grace);
+  mutable std::mutex end_mutex_;
+
+ public:
 };
 
 }  // namespace xcore::inline v1::sandbox

@@ -293,10 +293,9 @@ class SandboxRunner final : public Runner {
     if (r) return r;
     if (r.error().code == ErrorCode::timeout) {
       // A plugin that misses a deadline may be stuck for good: end it; the next call starts a fresh one.
-      c->exit_reason = fmt::format("killed after missing the {} ms deadline of '{}'", timeout.count(), method);
-      c->kill_group();
-      c->peer->close(Error{ErrorCode::plugin_crashed, c->exit_reason});
-      c->reap(std::chrono::milliseconds(1000));
+      const auto reason = fmt::format("killed after missing the {} ms deadline of '{}'", timeout.count(), method);
+      c->peer->close(Error{ErrorCode::plugin_crashed, reason});
+      c->end_for(reason);
       std::lock_guard lock(mutex_);
       note_crash(*c);
       return Error{ErrorCode::timeout, fmt::format("plugin '{}' did not answer '{}' within {} ms; it was stopped and will be restarted",
@@ -307,7 +306,7 @@ class SandboxRunner final : public Runner {
       std::lock_guard lock(mutex_);
       note_crash(*c);
       return Error{ErrorCode::plugin_crashed,
-                   fmt::format("plugin '{}' crashed during '{}': {} ({})", manifest_.id, method, c->exit_reason, r.error().message)};
+                   fmt::format("plugin '{}' crashed during '{}': {} ({})", manifest_.id, method, c->ended(), r.error().message)};
     }
     return r;
   }
@@ -318,8 +317,8 @@ class SandboxRunner final : public Runner {
     counted_.insert(c.pid);
     ++total_crashes_;
     crashes_.push_back(Clock::now());
-    last_exit_ = c.exit_reason;
-    services_.log(LogLevel::error, fmt::format("process {} {}", c.pid, c.exit_reason));
+    last_exit_ = c.ended();
+    services_.log(LogLevel::error, fmt::format("process {} {}", c.pid, last_exit_));
   }
 
   // Caller holds mutex_.
@@ -463,7 +462,7 @@ class SandboxRunner final : public Runner {
     if (!init) {
       c->reap(std::chrono::milliseconds(200));
       return Error{ErrorCode::plugin_crashed,
-                   fmt::format("plugin '{}' did not start: {} ({})", manifest_.id, init.error().message, c->exit_reason)};
+                   fmt::format("plugin '{}' did not start: {} ({})", manifest_.id, init.error().message, c->ended())};
     }
     // MCP version negotiation: the server answers the version it will speak; it must be one of ours.
     std::string_view version;
@@ -609,7 +608,7 @@ class SandboxRunner final : public Runner {
     }
     c->reap(std::chrono::milliseconds(1000), std::chrono::milliseconds(1000));
     c->peer->close(Error{ErrorCode::unavailable, "stopped"});
-    services_.log(LogLevel::debug, fmt::format("stopped: {}", c->exit_reason));
+    services_.log(LogLevel::debug, fmt::format("stopped: {}", c->ended()));
   }
 
   const PluginManifest manifest_;
