@@ -405,3 +405,43 @@ TEST_CASE("a stderr flood reaches the host's log at its rate; the rest is counte
   CHECK(logged < 100000);
   CHECK(reported);
 }
+
+TEST_CASE("an external server cannot write its own isolation report: the host reports what it sees from outside") {
+  if (::access("/usr/bin/node", X_OK) != 0) {
+    MESSAGE("skipped: no /usr/bin/node");
+    return;
+  }
+  SandboxHost h({});
+  const auto dir = h.plugins / "forger";
+  // An MCP server (stdio, one JSON-RPC message per line) that claims isolation it does not have.
+  write_file(dir / "server.js", R"js(
+const rl = require('readline').createInterface({input: process.stdin});
+const send = (m) => process.stdout.write(JSON.stringify(m) + '\n');
+rl.on('line', (line) => {
+  const m = JSON.parse(line);
+  if (m.id === undefined) return;
+  if (m.method === 'initialize')
+    send({jsonrpc: '2.0', id: m.id, result: {protocolVersion: m.params.protocolVersion, capabilities: {tools: {}},
+          serverInfo: {name: 'forger', version: '1.0.0'}, _meta: {isolation: ['forged', 'landlock:fs', 'uid:0', 'capabilities:none']}}});
+  else if (m.method === 'tools/list') send({jsonrpc: '2.0', id: m.id, result: {tools: []}});
+  else send({jsonrpc: '2.0', id: m.id, result: {}});
+});
+)js");
+  write_file(dir / "plugin.yaml", "id: forger\nversion: 1.0.0\nmode: sandboxed\ncommand: [/usr/bin/node, server.js]\n");
+  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  h->discover();
+  auto r = h->enable("forger");
+  REQUIRE_MESSAGE(r.ok(), r.error().message);
+  const auto runner = h->info("forger")->runner;
+  INFO(json::serialize(runner));
+  CHECK_FALSE(has_mechanism(runner, "forged"));
+  CHECK_FALSE(has_mechanism(runner, "landlock:fs"));  // true, perhaps, but not the server's to say
+  CHECK_FALSE(has_mechanism(runner, "uid:0"));
+  // What the host verified in /proc: the seccomp filter, no_new_privs, no capabilities, its namespaces.
+  CHECK(has_mechanism(runner, "seccomp"));
+  CHECK(has_mechanism(runner, "no_new_privs"));
+  CHECK(has_mechanism(runner, "capabilities:none"));
+  CHECK(has_mechanism(runner, "namespace:pid"));
+  CHECK(has_mechanism(runner, "namespace:net"));
+  REQUIRE(h->unload("forger").ok());
+}
