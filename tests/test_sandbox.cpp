@@ -4,6 +4,10 @@
 
 #include "support/test_support.hpp"
 
+#include "jsonrpc/rpc_peer.hpp"
+
+#include <fcntl.h>
+
 #include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -444,4 +448,22 @@ rl.on('line', (line) => {
   CHECK(has_mechanism(runner, "namespace:pid"));
   CHECK(has_mechanism(runner, "namespace:net"));
   REQUIRE(h->unload("forger").ok());
+}
+
+TEST_CASE("writing to a plugin whose process is gone is an error for that call, never a SIGPIPE for the host") {
+  int to_child[2], from_child[2];
+  REQUIRE(::pipe2(to_child, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(from_child, O_CLOEXEC) == 0);
+  ::close(to_child[0]);  // the reader is gone, as when a plugin dies
+  {
+    xcore::jsonrpc::RpcPeer peer(from_child[0], to_child[1], {});
+    peer.start([](const std::string&, const json::value&) -> xcore::Result<json::value> { return json::value(); }, nullptr, nullptr);
+    auto sent = peer.notify("xcore/shutdown", json::object{});
+    REQUIRE_FALSE(sent.ok());
+    CHECK(sent.error().message.find("Broken pipe") != std::string::npos);
+    sigset_t pending;
+    sigpending(&pending);
+    CHECK(sigismember(&pending, SIGPIPE) == 0);  // none left behind for the host either
+    ::close(from_child[1]);
+  }
 }

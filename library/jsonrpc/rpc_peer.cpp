@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -78,9 +80,44 @@ void RpcPeer::fail_all(const Error& why) {
   answered_.notify_all();
 }
 
+namespace {
+
+// A write to a pipe whose reader died raises SIGPIPE, which by default ends the whole host. A library
+// must not change the process's signal dispositions, so this thread blocks SIGPIPE around its writes and
+// takes back the one a failed write left pending (EPIPE is what the caller sees).
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    blocked_ = ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
+  }
+  ~SigpipeBlocked() {
+    if (!blocked_) return;
+    if (!was_pending_) {
+      const timespec zero{0, 0};
+      while (::sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
+      }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+
+ private:
+  sigset_t pipe_{}, old_{};
+  bool was_pending_ = false, blocked_ = false;
+};
+
+}  // namespace
+
 Result<void> RpcPeer::write_line(const std::string& line, Clock::time_point deadline) {
   std::lock_guard lock(write_mutex_);
   if (write_fd_ < 0) return Error{ErrorCode::unavailable, "the connection's output is closed"};
+  const SigpipeBlocked no_sigpipe;
   std::size_t done = 0;
   while (done < line.size()) {
     ssize_t n = ::write(write_fd_, line.data() + done, line.size() - done);
