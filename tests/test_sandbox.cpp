@@ -467,3 +467,27 @@ TEST_CASE("writing to a plugin whose process is gone is an error for that call, 
     ::close(from_child[1]);
   }
 }
+
+TEST_CASE("limits by default: a manifest that sets none still gets memory, processes and open files bounded") {
+  SandboxHost h({test_plugins() / "hostile"});
+  write_file(h.plugins / "hostile" / "plugin.yaml", "id: hostile\nversion: 1.0.0\nentry: libhostile.so\nmode: sandboxed\nlimits: {timeout_ms: 20000}\n");
+  h->discover();
+  REQUIRE(h->enable("hostile").ok());
+  auto fds = h->call_tool("fd_exhaust", J("{}"), xcore::CallContext::host());
+  REQUIRE(fds.ok());
+  CHECK(fds->structured.at("opened").to_number<int>() < 1024);  // default open files: 1024
+  auto forks = h->call_tool("fork_bomb", J("{}"), xcore::CallContext::host());
+  REQUIRE_MESSAGE(forks.ok(), forks.error().message);
+  CHECK(forks->structured.at("forked").to_number<int>() < 256);  // default processes: 256
+  REQUIRE(h->reload("hostile").ok());  // a fresh process: the bomb's children went with the old one
+  if (!kSanitized) {
+    // 1 GiB touched against the default 512 MiB: refused (RLIMIT_DATA) or ended by the cgroup's OOM killer.
+    auto mem = h->call_tool("memory_bomb", J("{}"), xcore::CallContext::host());
+    if (mem.ok()) {
+      CHECK(mem->is_error);
+    } else {
+      CHECK(mem.error().code == ErrorCode::plugin_crashed);
+      CHECK(mem.error().message.find("OOM") != std::string::npos);
+    }
+  }
+}

@@ -15,6 +15,7 @@ namespace xcore::inline v1::sandbox {
 
 struct IsolationPolicy {
   std::optional<std::uint64_t> memory_bytes;     // RLIMIT_AS (off under sanitizers)
+  std::optional<std::uint64_t> data_bytes;       // RLIMIT_DATA: the default where no cgroup counts memory (off under sanitizers)
   std::optional<std::uint64_t> cpu_seconds;      // RLIMIT_CPU
   std::optional<std::uint64_t> open_files;       // RLIMIT_NOFILE
   std::optional<std::uint64_t> file_size_bytes;  // RLIMIT_FSIZE

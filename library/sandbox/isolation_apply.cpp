@@ -269,6 +269,7 @@ Result<std::vector<std::string>> apply_in_child(const IsolationPolicy& p) {
   XCORE_TRY(step(drop_capabilities()));
   XCORE_TRY(step(set_limit(RLIMIT_CORE, 0, "core")));
   if (p.memory_bytes && !kSanitized) XCORE_TRY(step(set_limit(RLIMIT_AS, *p.memory_bytes, "as")));
+  if (p.data_bytes && !kSanitized) XCORE_TRY(step(set_limit(RLIMIT_DATA, *p.data_bytes, "data")));
   if (p.cpu_seconds) XCORE_TRY(step(set_limit(RLIMIT_CPU, *p.cpu_seconds, "cpu")));
   if (p.open_files) XCORE_TRY(step(set_limit(RLIMIT_NOFILE, *p.open_files, "nofile")));
   if (p.file_size_bytes) XCORE_TRY(step(set_limit(RLIMIT_FSIZE, *p.file_size_bytes, "fsize")));

@@ -51,6 +51,7 @@ json::object IsolationPolicy::to_json() const {
     if (v) o[k] = *v;
   };
   put("memory_bytes", memory_bytes);
+  put("data_bytes", data_bytes);
   put("cpu_seconds", cpu_seconds);
   put("open_files", open_files);
   put("file_size_bytes", file_size_bytes);
@@ -79,6 +80,7 @@ Result<IsolationPolicy> IsolationPolicy::from_json_text(std::string_view text) {
     if (auto it = o.find(k); it != o.end() && it->value().is_bool()) out = it->value().get_bool();
   };
   p.memory_bytes = get("memory_bytes");
+  p.data_bytes = get("data_bytes");
   p.cpu_seconds = get("cpu_seconds");
   p.open_files = get("open_files");
   p.file_size_bytes = get("file_size_bytes");

@@ -200,9 +200,12 @@ class SandboxRunner final : public Runner {
     }
     environment_ = sandbox_environment(options_.data_dir);
     // A cgroup holds every process of the plugin: memory, process count and CPU for all of them together.
+    if (!policy_.processes) policy_.processes = options_.default_processes;
+    if (!policy_.open_files) policy_.open_files = options_.default_open_files;
     CgroupLimits limits;
-    limits.memory_bytes = policy_.memory_bytes;
-    limits.pids = policy_.processes.value_or(kDefaultPids);
+    limits.memory_bytes = policy_.memory_bytes.value_or(options_.default_memory_bytes);
+    if (!policy_.memory_bytes) policy_.data_bytes = options_.default_memory_bytes;
+    limits.pids = *policy_.processes;
     limits.cpu_percent = manifest_.limits.cpu_percent;
     if (auto cg = Cgroup::create(manifest_.id, limits)) {
       cgroup_ = std::move(*cg);
@@ -210,6 +213,7 @@ class SandboxRunner final : public Runner {
       // The cgroup counts this plugin's processes alone; RLIMIT_NPROC would count every process of the
       // sandbox's user, other plugins' too.
       if (cgroup_->has("pids")) policy_.processes.reset();
+      if (cgroup_->has("memory")) policy_.data_bytes.reset();  // the cgroup counts it, for all the plugin's processes
     } else if (::geteuid() == 0 && strict_sandbox()) {
       return Error{ErrorCode::unavailable, fmt::format("plugin '{}': {} (XCORE_SANDBOX_STRICT=1)", manifest_.id, cg.error().message)};
     } else {
@@ -675,7 +679,6 @@ class SandboxRunner final : public Runner {
   IsolationPolicy policy_;
   std::vector<std::string> environment_;
   std::shared_ptr<const Cgroup> cgroup_;
-  static constexpr std::uint64_t kDefaultPids = 1024;  // processes and threads, when the manifest sets none
 
   mutable std::mutex mutex_;
   std::shared_ptr<Child> child_;

@@ -26,6 +26,11 @@ struct SandboxOptions {
   std::filesystem::path data_dir;                  // the plugin's own writable folder (created if missing)
   std::string user = "xcore-sandbox";              // who the plugin runs as when the host is root
   std::optional<std::uint32_t> uid;                // instead of `user`: this uid, and the gid alike
+  // Limits where the manifest sets none. Memory: the cgroup's when it has the memory controller, else
+  // RLIMIT_DATA (which counts what a process writes, not the address space node or a JIT reserves).
+  std::uint64_t default_memory_bytes = 512ull << 20;
+  std::uint64_t default_processes = 256;  // processes and threads: the cgroup's pids.max, else RLIMIT_NPROC
+  std::uint64_t default_open_files = 1024;
   std::uint64_t stderr_bytes_per_second = 64 * 1024;  // the plugin's stderr that reaches the host's log
   std::uint64_t stderr_burst_bytes = 256 * 1024;
 };
