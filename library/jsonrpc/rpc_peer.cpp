@@ -126,12 +126,21 @@ Result<void> RpcPeer::write_line(const std::string& line, Clock::time_point dead
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN) return Error{ErrorCode::plugin_crashed, fmt::format("write failed: {}", std::strerror(errno))};
+    if (n < 0 && errno != EAGAIN) {
+      // The other side is gone: the connection is over for every caller, not only this one.
+      Error gone{ErrorCode::plugin_crashed, fmt::format("write failed: {}", std::strerror(errno))};
+      close(gone);
+      return gone;
+    }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) return Error{ErrorCode::timeout, "the other side stopped reading"};
     pollfd p{write_fd_, POLLOUT, 0};
     ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
-    if (p.revents & (POLLERR | POLLHUP)) return Error{ErrorCode::plugin_crashed, "the other side closed its input"};
+    if (p.revents & (POLLERR | POLLHUP)) {
+      Error gone{ErrorCode::plugin_crashed, "the other side closed its input"};
+      close(gone);
+      return gone;
+    }
   }
   return ok();
 }
