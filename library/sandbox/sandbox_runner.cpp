@@ -355,7 +355,9 @@ class SandboxRunner final : public Runner {
                                                    manifest_.id, method, timeout.count())};
     }
     if (r.error().code == ErrorCode::plugin_crashed) {
-      c->reap(std::chrono::milliseconds(500));
+      // A protocol error is the host's reason to end it: say so, rather than how the kill looked.
+      if (r.error().message.starts_with("protocol error")) c->end_for(fmt::format("killed by the host after a {}", r.error().message));
+      else c->reap(std::chrono::milliseconds(500));
       std::lock_guard lock(mutex_);
       note_crash(*c);
       return Error{ErrorCode::plugin_crashed,
