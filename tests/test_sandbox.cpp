@@ -492,7 +492,7 @@ TEST_CASE("limits by default: a manifest that sets none still gets memory, proce
       CHECK(mem->is_error);
     } else {
       CHECK(mem.error().code == ErrorCode::plugin_crashed);
-      CHECK(mem.error().message.find("OOM") != std::string::npos);
+      CHECK_MESSAGE(mem.error().message.find("OOM killer (its cgroup's memory limit of 512 MiB)") != std::string::npos, mem.error().message);
     }
   }
 }

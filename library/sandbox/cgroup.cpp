@@ -148,6 +148,7 @@ Result<std::shared_ptr<Cgroup>> Cgroup::create(std::string_view name, const Cgro
   if (p.version == 0) return Error{ErrorCode::unavailable, fmt::format("cgroups are not available: {}", p.reason)};
   std::shared_ptr<Cgroup> g(new Cgroup());
   g->version_ = p.version;
+  g->memory_limit_ = limits.memory_bytes;
   const auto leaf_name = fmt::format("{}-{}", name, counter.fetch_add(1));
   const auto parent_name = fmt::format("xcore-{}", ::getpid());
   auto make = [&](const std::string& base, const std::string& controller) -> Result<std::string> {

@@ -42,6 +42,8 @@ class Cgroup {
   void kill_all(pid_t except = 0) const;
   // How many times the kernel's OOM killer struck inside the group.
   std::uint64_t oom_kills() const;
+  // The memory limit asked for (bytes), for exit reasons.
+  std::optional<std::uint64_t> memory_limit() const { return memory_limit_; }
   // Current memory and process count: "cgroup_memory_bytes", "cgroup_pids".
   void add_stats(json::object& out) const;
 
@@ -55,6 +57,7 @@ class Cgroup {
   std::vector<Dir> by_controller_;
   std::vector<std::string> dirs_, mechanisms_;
   std::vector<std::string> parents_;  // the host's xcore-<pid> folders, removed when empty
+  std::optional<std::uint64_t> memory_limit_;
 };
 
 }  // namespace xcore::inline v1::sandbox

@@ -115,7 +115,9 @@ void Child::reap_locked(std::chrono::milliseconds grace, std::chrono::millisecon
   reaped = true;
   if (exit_reason.empty()) {
     exit_reason = describe_exit(status);
-    if (cgroup && cgroup->oom_kills() > oom_kills_at_start) exit_reason += " by the kernel's OOM killer (memory limit of its cgroup)";
+    if (cgroup && cgroup->oom_kills() > oom_kills_at_start)
+      exit_reason += cgroup->memory_limit() ? fmt::format(" by the kernel's OOM killer (its cgroup's memory limit of {} MiB)", *cgroup->memory_limit() >> 20)
+                                            : std::string(" by the kernel's OOM killer (memory limit of its cgroup)");
   }
 }
 
