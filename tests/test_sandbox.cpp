@@ -496,3 +496,42 @@ TEST_CASE("limits by default: a manifest that sets none still gets memory, proce
     }
   }
 }
+
+TEST_CASE("a plugin that never starts again after a crash ends failed within its crash budget") {
+  if (::access("/usr/bin/node", X_OK) != 0) {
+    MESSAGE("skipped: no /usr/bin/node");
+    return;
+  }
+  SandboxHost h({}, /*crash_budget=*/3);
+  const auto dir = h.plugins / "once";
+  write_file(dir / "server.js", R"js(
+const rl = require('readline').createInterface({input: process.stdin});
+rl.on('line', (line) => {
+  const m = JSON.parse(line);
+  if (m.id === undefined) return;
+  const result = m.method === 'initialize' ? {protocolVersion: m.params.protocolVersion, capabilities: {tools: {}}, serverInfo: {name: 'once', version: '1'}}
+               : m.method === 'tools/list' ? {tools: [{name: 'hello', inputSchema: {type: 'object'}}]}
+               : {content: [{type: 'text', text: 'hello'}]};
+  process.stdout.write(JSON.stringify({jsonrpc: '2.0', id: m.id, result}) + '\n');
+});
+)js");
+  // Its first start leaves a mark in its data folder; every later start exits at once.
+  write_file(dir / "plugin.yaml", "id: once\nversion: 1.0.0\nmode: sandboxed\n"
+                                  "command: [/bin/sh, -c, \"if [ -e $HOME/started ]; then exit 1; fi; : > $HOME/started; exec /usr/bin/node " +
+                                      (dir / "server.js").string() + "\"]\n");
+  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  h->discover();
+  auto enabled = h->enable("once");
+  REQUIRE_MESSAGE(enabled.ok(), enabled.error().message);
+  REQUIRE(h->call_tool("hello", J("{}"), xcore::CallContext::host()).ok());
+  ::kill(-h.pid("once"), SIGKILL);
+  std::vector<std::string> errors;
+  for (int i = 0; i < 6 && h->info("once")->state != PluginState::failed; ++i) {
+    auto r = h->call_tool("hello", J("{}"), xcore::CallContext::host());
+    errors.push_back(r.ok() ? "ok" : r.error().message);
+  }
+  INFO(errors.size() << " calls; last: " << errors.back());
+  CHECK(h->info("once")->state == PluginState::failed);
+  CHECK(errors.size() <= 4);  // the crash and two starts that did not come back: 3, its budget
+  CHECK(h->info("once")->last_error->message.find("3 crashes") != std::string::npos);
+}

@@ -381,8 +381,11 @@ class SandboxRunner final : public Runner {
     if (destroying_) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is being unloaded", manifest_.id)};
     if (failed_) return *failed_;
     if (child_ && !child_->peer->closed()) return child_;
-    if (!child_) {
-      XCORE_ASSIGN_OR_RETURN(child_, spawn());
+    if (!child_) {  // a restart that did not start: each try counts against the crash budget
+      auto started = spawn();
+      if (!started) return failed_start(std::move(started).error());
+      child_ = std::move(*started);
+      ++restarts_;
       return child_;
     }
     if (!restart) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not running", manifest_.id)};
@@ -403,7 +406,9 @@ class SandboxRunner final : public Runner {
     auto old = std::move(child_);
     old.reset();
     services_.reset_plugin_state();
-    XCORE_ASSIGN_OR_RETURN(child_, spawn());
+    auto started = spawn();
+    if (!started) return failed_start(std::move(started).error());
+    child_ = std::move(*started);
     ++restarts_;
     // Bring the new process to where the old one was.
     auto deadline = Clock::now() + options_.start_timeout;
@@ -414,6 +419,22 @@ class SandboxRunner final : public Runner {
   }
 
   static Result<void> unwrap(Result<json::value> r) { return r ? ok() : Result<void>(std::move(r).error()); }
+
+  // Caller holds mutex_. A process that could not be started after a crash is one more crash: a plugin
+  // that never comes back ends `failed` within its budget instead of being retried for ever.
+  Error failed_start(Error why) {
+    ++total_crashes_;
+    crashes_.push_back(Clock::now());
+    last_exit_ = why.message;
+    const auto now = Clock::now();
+    while (!crashes_.empty() && now - crashes_.front() > options_.crash_window) crashes_.pop_front();
+    if (crashes_.size() >= options_.crash_budget) {
+      failed_ = Error{ErrorCode::unavailable, fmt::format("plugin '{}' failed: {} crashes within {} s (last: {})", manifest_.id, crashes_.size(),
+                                                          options_.crash_window.count(), last_exit_)};
+      return *failed_;
+    }
+    return why;
+  }
 
   // Caller holds mutex_.
   Result<std::shared_ptr<Child>> spawn() {
