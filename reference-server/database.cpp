@@ -593,8 +593,6 @@ Result<std::uint32_t> Database::sandbox_uid(const std::string& tenant, std::uint
   })
 }
 
-void Database::audit(const AuditRow& r) { audit_batch({r}); }
-
 void Database::audit_batch(const std::vector<AuditRow>& rows) {
   if (rows.empty()) return;
   std::lock_guard lock(impl_->mutex);

@@ -96,7 +96,6 @@ class Database {
   std::vector<std::string> secret_names(const std::string& tenant);
   Result<void> delete_secret(const std::string& tenant, const std::string& name);
 
-  void audit(const AuditRow& row);
   // Rows written in one transaction (the audit log's writer); `at` 0 means now.
   void audit_batch(const std::vector<AuditRow>& rows);
   // Retention: rows older than `before` (unix seconds) go, and each tenant keeps its newest `keep` rows.

@@ -170,7 +170,6 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
     res.status = status;
   });
   s.add_routes();
-  for (const auto& r : s.routes) s.route_patterns.emplace_back(r.method, std::regex(r.pattern));
   s.http.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) { return s.screen(req, res); });
   if (s.config.port == 0) {
     s.bound_port = s.http.bind_to_any_port(s.config.host);

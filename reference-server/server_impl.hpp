@@ -188,6 +188,9 @@ class LoginLimiter {
   }
   // Drops keys with no failure in the last minute; true when room was made.
   bool sweep() {
+    // At most once a second: a map full of live keys is not walked again for every new name.
+    if (const auto now = unix_now(); now != last_sweep_) last_sweep_ = now;
+    else return failures_.size() < max_keys_;
     for (auto it = failures_.begin(); it != failures_.end();) {
       prune(it->second);
       it = it->second.empty() ? failures_.erase(it) : std::next(it);
@@ -196,6 +199,7 @@ class LoginLimiter {
   }
   int limit_;
   std::size_t max_keys_;
+  std::int64_t last_sweep_ = 0;
   std::mutex mutex_;
   std::map<std::string, std::deque<std::int64_t>> failures_;
 };
@@ -702,6 +706,7 @@ struct Server::Impl {
   void route(const char* method, const std::string& pattern, Role min_role, std::string summary, Handler handler, std::string permission = {}) {
     if (permission.empty()) permission = route_permission(method, pattern, min_role);
     routes.push_back({method, pattern, std::move(summary), min_role, permission});
+    route_patterns.emplace_back(method, std::regex(pattern));
     auto serve = [this, min_role, permission, handler = std::move(handler), method = std::string(method)](const httplib::Request& req, httplib::Response& res,
                                                                                                          std::string raw) {
       ++requests;
@@ -816,7 +821,7 @@ struct Server::Impl {
       return refuse(404, fmt::format("no route {} {}", req.method, req.path));
     return httplib::Server::HandlerResponse::Unhandled;
   }
-  std::vector<std::pair<std::string, std::regex>> route_patterns;  // for screen(): built once the routes are
+  std::vector<std::pair<std::string, std::regex>> route_patterns;  // for screen(), one per route
 
   static Result<std::string> field(const json::value& body, const char* name) {
     if (!body.is_object()) return Error{ErrorCode::invalid_argument, fmt::format("expected a JSON object with '{}'", name)};

@@ -17,17 +17,6 @@ namespace json = boost::json;
 
 namespace {
 
-std::string message_of(const Answer& a) {
-  if (!a.body.is_object() || !a.body.as_object().contains("error")) return {};
-  return std::string(a.body.at("error").at("message").as_string());
-}
-
-void add_user(Api& api, const std::string& admin, const std::string& name, const std::string& role, const std::string& tenant = "default") {
-  auto r = api.send("POST", "/api/v1/users",
-                    json::serialize(json::object{{"username", name}, {"password", "password-123"}, {"role", role}, {"tenant", tenant}}), admin);
-  REQUIRE_MESSAGE(r.status == 201, json::serialize(r.body));
-}
-
 std::string make_token(Api& api, const std::string& maker, const std::string& body) {
   auto r = api.send("POST", "/api/v1/tokens", body, maker);
   REQUIRE_MESSAGE(r.status == 201, json::serialize(r.body));

@@ -55,11 +55,6 @@ std::size_t count(const std::string& text, const std::string& what) {
   return n;
 }
 
-std::string message_of(const Answer& a) {
-  if (!a.body.is_object() || !a.body.as_object().contains("error")) return {};
-  return std::string(a.body.at("error").at("message").as_string());
-}
-
 }  // namespace
 
 TEST_CASE("a request with both Transfer-Encoding and Content-Length is refused, and nothing after it is served") {

@@ -58,12 +58,6 @@ bool has_parameters(const Operation& op) { return op.path.find("{p1}") != std::s
 
 int rank(const std::string& role) { return role == "viewer" ? 0 : role == "operator" ? 1 : role == "admin" ? 2 : -1; }
 
-void add_user(Api& api, const std::string& admin, const std::string& name, const std::string& role, const std::string& tenant = "default") {
-  auto r = api.send("POST", "/api/v1/users",
-                    json::serialize(json::object{{"username", name}, {"password", "password-123"}, {"role", role}, {"tenant", tenant}}), admin);
-  REQUIRE_MESSAGE(r.status == 201, json::serialize(r.body));
-}
-
 }  // namespace
 
 TEST_CASE("roles and token scopes: every route of the table refuses exactly those below it") {

@@ -47,7 +47,8 @@ void remove_stale_shadow_dirs(const std::filesystem::path& temp) {
 
 Manager::Impl::Impl(ManagerOptions o) : options(std::move(o)) {
   if (options.shadow_dir.empty()) {
-    remove_stale_shadow_dirs(std::filesystem::temp_directory_path());
+    static std::once_flag swept;  // once per process: a host with a Manager per tenant scans once
+    std::call_once(swept, [] { remove_stale_shadow_dirs(std::filesystem::temp_directory_path()); });
     std::random_device rd;
     options.shadow_dir = std::filesystem::temp_directory_path() / fmt::format("xcore-shadow-{}-{:08x}", ::getpid(), rd());
     own_shadow_dir = true;
@@ -227,23 +228,25 @@ Result<void> Manager::set_config(std::string_view id, json::object config) {
     auto gen = slot->current.load();
     // A folder the config grants is part of the sandbox the plugin was started in: a change to one
     // starts a new generation with the new grants (the old one serves until the swap).
-    if (gen)
-      for (const auto& [key, kind] : slot->manifest.config_grants()) {
-        const auto* before = gen->config.if_contains(key);
-        const auto* after = effective.if_contains(key);
-        if ((before == nullptr) == (after == nullptr) && (!before || *before == *after)) continue;
-        json::object previous;
-        {
-          std::unique_lock lock(impl_->catalogue_mutex);
-          previous = std::exchange(slot->config, config);
-        }
-        if (auto r = impl_->reload_locked(id); !r) {
-          std::unique_lock lock(impl_->catalogue_mutex);
-          slot->config = std::move(previous);
-          return r;
-        }
-        return ok();
+    const auto grants = slot->manifest.config_grants();
+    const bool grant_changed = gen && std::any_of(grants.begin(), grants.end(), [&](const auto& g) {
+      const auto* before = gen->config.if_contains(g.first);
+      const auto* after = effective.if_contains(g.first);
+      return (before == nullptr) != (after == nullptr) || (before && *before != *after);
+    });
+    if (grant_changed) {
+      json::object previous;
+      {
+        std::unique_lock lock(impl_->catalogue_mutex);
+        previous = std::exchange(slot->config, config);
       }
+      auto r = impl_->reload_locked(id);
+      if (!r) {
+        std::unique_lock lock(impl_->catalogue_mutex);
+        slot->config = std::move(previous);
+      }
+      return r;
+    }
     if (gen) {
       XCORE_TRY(gen->runner->on_config(effective));  // the plugin may refuse: then nothing changes
       gen->config = std::move(effective);

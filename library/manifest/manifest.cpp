@@ -22,6 +22,17 @@ std::string_view to_string(PluginMode mode) noexcept {
 
 namespace {
 
+// The top-level properties of a config schema, each with its own schema object.
+template <class Fn>
+void for_each_config_property(const std::optional<json::object>& schema, Fn&& fn) {
+  if (!schema) return;
+  const auto* props = schema->if_contains("properties");
+  if (!props || !props->is_object()) return;
+  for (const auto& [k, v] : props->get_object())
+    if (v.is_object()) fn(std::string_view(k), v.get_object());
+}
+
+
 // ---- YAML -> JSON: plain scalars get YAML 1.2 core-schema types, quoted ones stay strings ----------
 
 std::optional<json::value> plain_scalar(const std::string& s) {
@@ -428,18 +439,17 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
       c.fail("config_schema", s.error().message);
     } else {
       m.config_schema = it->value().get_object();
-      if (const auto* props = m.config_schema->if_contains("properties"); props && props->is_object())
-        for (const auto& [k, v] : props->get_object()) {
-          const auto* g = v.is_object() ? v.get_object().if_contains("x-xcore-grant") : nullptr;
-          if (!g) continue;
-          const auto where = fmt::format("config_schema.properties.{}", std::string_view(k));
-          if (!(*g == "fs.read" || *g == "fs.write"))
-            c.fail(where, "'x-xcore-grant' must be \"fs.read\" or \"fs.write\"");
-          else if (const auto* t = v.get_object().if_contains("type"); !t || *t != "string")
-            c.fail(where, "a key with 'x-xcore-grant' names a folder: its type must be \"string\"");
-          else if (const auto* p = v.get_object().if_contains("x-xcore-privileged"); !p || *p != true)
-            c.fail(where, "a key with 'x-xcore-grant' widens what the plugin reaches: mark it \"x-xcore-privileged\": true");
-        }
+      for_each_config_property(m.config_schema, [&](std::string_view k, const json::object& v) {
+        const auto* g = v.if_contains("x-xcore-grant");
+        if (!g) return;
+        const auto where = fmt::format("config_schema.properties.{}", k);
+        if (!(*g == "fs.read" || *g == "fs.write"))
+          c.fail(where, "'x-xcore-grant' must be \"fs.read\" or \"fs.write\"");
+        else if (const auto* t = v.if_contains("type"); !t || *t != "string")
+          c.fail(where, "a key with 'x-xcore-grant' names a folder: its type must be \"string\"");
+        else if (const auto* p = v.if_contains("x-xcore-privileged"); !p || *p != true)
+          c.fail(where, "a key with 'x-xcore-grant' widens what the plugin reaches: mark it \"x-xcore-privileged\": true");
+      });
       // The defaults themselves must satisfy the schema, or no plugin could ever load with them.
       json::value defaults = json::object();
       (*s)->apply_defaults(defaults);
@@ -485,23 +495,17 @@ std::optional<std::filesystem::path> find_manifest(const std::filesystem::path& 
 
 std::vector<std::string> PluginManifest::privileged_config_keys() const {
   std::vector<std::string> out;
-  if (!config_schema) return out;
-  const auto* props = config_schema->if_contains("properties");
-  if (!props || !props->is_object()) return out;
-  for (const auto& [k, v] : props->get_object())
-    if (v.is_object())
-      if (const auto* flag = v.get_object().if_contains("x-xcore-privileged"); flag && *flag == true) out.emplace_back(k);
+  for_each_config_property(config_schema, [&](std::string_view k, const json::object& v) {
+    if (const auto* flag = v.if_contains("x-xcore-privileged"); flag && *flag == true) out.emplace_back(k);
+  });
   return out;
 }
 
 std::vector<std::pair<std::string, std::string>> PluginManifest::config_grants() const {
   std::vector<std::pair<std::string, std::string>> out;
-  if (!config_schema) return out;
-  const auto* props = config_schema->if_contains("properties");
-  if (!props || !props->is_object()) return out;
-  for (const auto& [k, v] : props->get_object())
-    if (v.is_object())
-      if (const auto* g = v.get_object().if_contains("x-xcore-grant"); g && g->is_string()) out.emplace_back(k, std::string(g->get_string()));
+  for_each_config_property(config_schema, [&](std::string_view k, const json::object& v) {
+    if (const auto* g = v.if_contains("x-xcore-grant"); g && g->is_string()) out.emplace_back(k, std::string(g->get_string()));
+  });
   return out;
 }
 

@@ -58,8 +58,6 @@ struct Child {
  private:
   void reap_locked(std::chrono::milliseconds grace, std::chrono::milliseconds term_grace);
   mutable std::mutex end_mutex_;
-
- public:
 };
 
 }  // namespace xcore::inline v1::sandbox

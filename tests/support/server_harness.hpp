@@ -128,5 +128,17 @@ inline std::string code_of(const Answer& a) {
   return std::string(a.body.at("error").at("code").as_string());
 }
 
+inline std::string message_of(const Answer& a) {
+  if (!a.body.is_object() || !a.body.as_object().contains("error")) return {};
+  return std::string(a.body.at("error").at("message").as_string());
+}
+
+// Creates a user as `admin` (password "password-123"); the test stops if the server refuses.
+inline void add_user(Api& api, const std::string& admin, const std::string& name, const std::string& role, const std::string& tenant = "default") {
+  auto r = api.send("POST", "/api/v1/users",
+                    json::serialize(json::object{{"username", name}, {"password", "password-123"}, {"role", role}, {"tenant", tenant}}), admin);
+  REQUIRE_MESSAGE(r.status == 201, json::serialize(r.body));
+}
+
 }  // namespace server_harness
 }  // namespace xcore_test
