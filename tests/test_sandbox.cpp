@@ -9,6 +9,8 @@
 #include <fcntl.h>
 
 #include <dirent.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <fstream>
@@ -320,13 +322,90 @@ TEST_CASE("files and identity: its own user, its own data folder, no writes else
   auto out = h->call_tool("write_file", json::object{{"path", (outside / "escaped.txt").string()}}, xcore::CallContext::host());
   REQUIRE(out.ok());
   if (strict()) CHECK(has_mechanism(runner, "landlock:fs"));
-  if (has_mechanism(runner, "landlock:fs")) {
+  if (has_mechanism(runner, "filesystem:view") || has_mechanism(runner, "landlock:fs")) {
     CHECK(out->structured.at("written") == false);
-    CHECK(out->structured.at("error") == "Permission denied");
+    // With the view the folder does not exist; Landlock alone refuses the write.
+    CHECK(out->structured.at("error") == (has_mechanism(runner, "filesystem:view") ? "No such file or directory" : "Permission denied"));
     CHECK(!fs::exists(outside / "escaped.txt"));
   } else {
     MESSAGE("Landlock is not available here: writes outside the data folder are not confined");
   }
+}
+
+TEST_CASE("the filesystem view: only the system folders and the grants exist, host sockets in /tmp are unreachable") {
+  SandboxHost h({test_plugins() / "hostile"});
+  // A host folder granted read-only, one granted writable, and a file and a socket the plugin is not given,
+  // all of them open to anyone: only the view stands between the plugin and them.
+  const auto granted = h.tmp / "granted", writable = h.tmp / "writable", secret = h.tmp / "secret.txt";
+  fs::create_directories(granted);
+  fs::create_directories(writable);
+  write_file(granted / "note.txt", "granted");
+  write_file(secret, "the host's");
+  for (const auto& p : {granted, writable, secret}) fs::permissions(p, fs::perms::all);
+  {
+    std::ifstream in(h.plugins / "hostile" / "plugin.yaml");
+    std::string manifest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    write_file(h.plugins / "hostile" / "plugin.yaml",
+               manifest + "permissions: [\"fs.read:" + granted.string() + "\", \"fs.write:" + writable.string() + "\"]\n");
+  }
+  h->discover();
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const auto socket_path = (h.tmp / "host.sock").string();
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  fs::permissions(socket_path, fs::perms::all);
+
+  auto enabled = h->enable("hostile");
+  REQUIRE_MESSAGE(enabled.ok(), enabled.error().message);
+  const auto runner = h->info("hostile")->runner;
+  INFO(json::serialize(runner));
+  if (strict()) CHECK(has_mechanism(runner, "filesystem:view"));
+  if (!has_mechanism(runner, "filesystem:view")) {
+    MESSAGE("no filesystem view here (namespaces unavailable)");
+    ::close(listener);
+    return;
+  }
+  auto call = [&](const char* tool, const std::string& path) {
+    auto r = h->call_tool(tool, json::object{{"path", path}}, xcore::CallContext::host());
+    REQUIRE_MESSAGE(r.ok(), r.error().message);
+    return r->structured;
+  };
+  auto connected = call("connect_unix", socket_path);
+  CHECK(connected.at("connected") == false);
+  CHECK(connected.at("error") == std::strerror(ENOENT));
+  auto hidden = call("read_file", secret.string());
+  CHECK(hidden.at("read") == false);
+  CHECK(hidden.at("error") == std::strerror(ENOENT));
+  CHECK(call("read_file", "/root/.bashrc").at("error") == std::strerror(ENOENT));
+  CHECK(call("read_file", (granted / "note.txt").string()).at("text") == "granted");
+  auto ro = call("write_file", (granted / "new.txt").string());
+  CHECK(ro.at("written") == false);
+  CHECK(!fs::exists(granted / "new.txt"));
+  CHECK(call("write_file", (writable / "made.txt").string()).at("written") == true);
+  CHECK(fs::exists(writable / "made.txt"));
+  // Its own /tmp, empty of the host's; nothing written at the root; a /dev of a few devices.
+  CHECK(call("write_file", "/tmp/scratch").at("written") == true);
+  CHECK(!fs::exists("/tmp/scratch"));
+  CHECK(call("write_file", "/planted").at("written") == false);
+  CHECK(call("read_file", "/dev/null").at("read") == true);
+  auto dev = call("list_dir", "/dev").at("names").as_array();
+  CHECK(std::find(dev.begin(), dev.end(), json::value("null")) != dev.end());
+  CHECK(std::find(dev.begin(), dev.end(), json::value("sda")) == dev.end());
+  CHECK(std::find(dev.begin(), dev.end(), json::value("vda")) == dev.end());
+  auto root = call("list_dir", "/").at("names").as_array();
+  for (const char* absent : {"root", "home", "var", "srv", "opt", "work", "oldroot", "newroot"})
+    CHECK_MESSAGE(std::find(root.begin(), root.end(), json::value(absent)) == root.end(), absent);
+  // The pid namespace's /proc: the reaper and the plugin, nothing of the host's.
+  auto procs = call("list_dir", "/proc").at("names").as_array();
+  int pids = 0;
+  for (const auto& n : procs)
+    if (n.as_string().find_first_not_of("0123456789") == std::string::npos) ++pids;
+  CHECK(pids <= 3);
+  ::close(listener);
 }
 
 TEST_CASE("no namespace or capability tricks: clone with namespace flags, clone3 and chroot fail, and no capability is left") {

@@ -24,6 +24,7 @@ struct IsolationPolicy {
   bool seccomp = true;
   bool namespaces = true;                        // pid, ipc, uts, mount, net (unless network), user (when not root)
   bool landlock = true;
+  bool filesystem_view = true;                   // a root of only the system folders and the grants (with namespaces)
   // Set by a host running as root: the plugin runs as this user, never as root.
   std::optional<std::uint32_t> uid, gid;
   // The plugin's own folder: its working directory, HOME and TMPDIR, and the only place it may write

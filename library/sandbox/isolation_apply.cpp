@@ -1,4 +1,5 @@
 // Enforcement, compiled into xcore-plugin-host only: libxcore itself never links libseccomp.
+#include "sandbox/filesystem_view.hpp"
 #include "sandbox/isolation.hpp"
 #include "sandbox/landlock.hpp"
 
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -136,6 +138,9 @@ Result<void> install_landlock(const IsolationPolicy& p) {
   rules.write = p.write_paths;
   if (!p.data_dir.empty()) rules.write.push_back(p.data_dir);
   rules.write.push_back("/dev/null");
+  // The view's /tmp and /dev/shm are the plugin's own tmpfs, not the host's.
+  const auto& done = applied();
+  if (std::find(done.begin(), done.end(), "filesystem:view") != done.end()) rules.write.insert(rules.write.end(), {"/tmp", "/dev/shm"});
   rules.network = p.network;
   XCORE_ASSIGN_OR_RETURN(auto mechanisms, apply_landlock(rules));
   applied().insert(applied().end(), mechanisms.begin(), mechanisms.end());
@@ -154,12 +159,37 @@ bool write_proc(const char* path, const std::string& text) {
   return ok;
 }
 
-// Points 0, 1 and 2 at /dev/null: a helper must not hold the protocol pipes open, or the host would never
-// see end-of-file when the plugin dies.
-void let_go_of_stdio() {
-  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+// Points 0, 1 and 2 at /dev/null (opened before the plugin changes the namespace's root under us): a
+// helper must not hold the protocol pipes open, or the host would never see end-of-file when the plugin dies.
+void let_go_of_stdio(int null) {
   for (int fd = 0; fd <= 2; ++fd) ::dup2(null, fd);
   if (null > 2) ::close(null);
+}
+
+// The plugin's filesystem: only the system folders and what is granted, or at least the pid namespace's
+// own /proc where a view cannot be built.
+void enter_view(const IsolationPolicy& p) {
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    std::fprintf(stderr, "xcore-plugin-host: isolation not applied: a private mount namespace: %s\n", std::strerror(errno));
+    return;
+  }
+  if (p.filesystem_view) {
+    ViewRules rules{p.read_paths, p.write_paths, p.network};
+    if (!p.data_dir.empty()) rules.write.push_back(p.data_dir);
+    auto view = enter_filesystem_view(rules);
+    if (view) {
+      applied().insert(applied().end(), view->begin(), view->end());
+      return;
+    }
+    const char* strict = std::getenv("XCORE_SANDBOX_STRICT");
+    if (strict && std::string_view(strict) == "1") {
+      std::fprintf(stderr, "xcore-plugin-host: %s\n", view.error().message.c_str());
+      std::_Exit(70);
+    }
+    std::fprintf(stderr, "xcore-plugin-host: isolation not applied: the filesystem view: %s\n", view.error().message.c_str());
+  }
+  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0) applied().push_back("proc:private");
+  else std::fprintf(stderr, "xcore-plugin-host: isolation not applied: private /proc: %s\n", std::strerror(errno));
 }
 
 // Exits the way `status` says a child ended: a death by signal is repeated on ourselves.
@@ -189,13 +219,20 @@ Result<void> enter_namespaces(const IsolationPolicy& p) {
   int flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNS;
   if (!p.network) flags |= CLONE_NEWNET;
   if (!root) flags |= CLONE_NEWUSER;  // what lets an unprivileged user create the others
-  if (::unshare(flags) != 0) return Error{ErrorCode::unavailable, fmt::format("unshare failed: {}", std::strerror(errno))};
+  const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) return Error{ErrorCode::unavailable, fmt::format("cannot open /dev/null: {}", std::strerror(errno))};
+  if (::unshare(flags) != 0) {
+    ::close(null);
+    return Error{ErrorCode::unavailable, fmt::format("unshare failed: {}", std::strerror(errno))};
+  }
   if (!root) {
     // Keep the same ids inside; nothing maps to root.
     if (!write_proc("/proc/self/setgroups", "deny") || !write_proc("/proc/self/uid_map", fmt::format("{0} {0} 1\n", uid)) ||
         !write_proc("/proc/self/gid_map", fmt::format("{0} {0} 1\n", gid)))
       return Error{ErrorCode::unavailable, fmt::format("writing the user namespace's id maps failed: {}", std::strerror(errno))};
   }
+  // No process of the sandbox keeps a folder of the host's as its working one (the view replaces "/").
+  if (::chdir("/") != 0) return Error{ErrorCode::unavailable, fmt::format("chdir(/) failed: {}", std::strerror(errno))};
   // The next child is pid 1 of the new pid namespace: the reaper.
   pid_t reaper = ::fork();
   if (reaper < 0) return Error{ErrorCode::unavailable, fmt::format("fork failed: {}", std::strerror(errno))};
@@ -205,7 +242,7 @@ Result<void> enter_namespaces(const IsolationPolicy& p) {
     ::signal(SIGTERM, SIG_IGN);
     ::signal(SIGINT, SIG_IGN);
     ::signal(SIGHUP, SIG_IGN);
-    let_go_of_stdio();
+    let_go_of_stdio(null);
     int status = 0;
     while (::waitpid(reaper, &status, 0) < 0 && errno == EINTR) {
     }
@@ -215,7 +252,7 @@ Result<void> enter_namespaces(const IsolationPolicy& p) {
   pid_t plugin = ::fork();
   if (plugin < 0) ::_exit(70);
   if (plugin > 0) {  // pid 1: reap everything; when the plugin ends, end everything else in the namespace
-    let_go_of_stdio();
+    let_go_of_stdio(null);
     int plugin_status = 0;
     for (;;) {
       int status = 0;
@@ -231,12 +268,8 @@ Result<void> enter_namespaces(const IsolationPolicy& p) {
     ::_exit(WIFEXITED(plugin_status) ? WEXITSTATUS(plugin_status) : 128 + WTERMSIG(plugin_status));
   }
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  // A /proc of the new pid namespace: the host's processes (and their memory) are not even visible.
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
-      ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0)
-    applied().push_back("proc:private");
-  else
-    std::fprintf(stderr, "xcore-plugin-host: isolation not applied: private /proc: %s\n", std::strerror(errno));
+  ::close(null);
+  enter_view(p);
   applied().push_back("namespace:pid");
   applied().push_back("namespace:ipc");
   applied().push_back("namespace:uts");

@@ -46,7 +46,7 @@ IsolationPolicy IsolationPolicy::from_manifest(const PluginManifest& m) {
 }
 
 json::object IsolationPolicy::to_json() const {
-  json::object o{{"network", network}, {"seccomp", seccomp}, {"namespaces", namespaces}, {"landlock", landlock}};
+  json::object o{{"network", network}, {"seccomp", seccomp}, {"namespaces", namespaces}, {"landlock", landlock}, {"filesystem_view", filesystem_view}};
   auto put = [&](const char* k, const auto& v) {
     if (v) o[k] = *v;
   };
@@ -91,6 +91,7 @@ Result<IsolationPolicy> IsolationPolicy::from_json_text(std::string_view text) {
   flag("seccomp", p.seccomp);
   flag("namespaces", p.namespaces);
   flag("landlock", p.landlock);
+  flag("filesystem_view", p.filesystem_view);
   if (auto it = o.find("data_dir"); it != o.end() && it->value().is_string()) p.data_dir = it->value().get_string();
   p.read_paths = from_array(o, "read_paths");
   p.write_paths = from_array(o, "write_paths");

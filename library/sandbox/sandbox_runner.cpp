@@ -115,7 +115,7 @@ pid_t plugin_process(pid_t launcher) {
 
 // Mechanisms the host can verify in /proc; a claim of one of these counts only when seen.
 bool observable(std::string_view m) {
-  return m == "seccomp" || m == "no_new_privs" || m.starts_with("uid:") || m.starts_with("namespace:") || m.starts_with("capabilities:");
+  return m == "seccomp" || m == "no_new_privs" || m == "filesystem:view" || m.starts_with("uid:") || m.starts_with("namespace:") || m.starts_with("capabilities:");
 }
 
 // What applies to the plugin's process, read from outside: the seccomp mode, no_new_privs, its uid, its
@@ -146,6 +146,11 @@ json::array observed_isolation(pid_t launcher) {
     auto ours = std::filesystem::read_symlink(fmt::format("/proc/self/ns/{}", ns), b);
     if (!a && !b && theirs != ours) out.emplace_back(fmt::format("namespace:{}", name));
   }
+  // A root of its own: the plugin's "/" is not the host's.
+  struct stat theirs{}, ours{};
+  if (::stat(fmt::format("/proc/{}/root/", p).c_str(), &theirs) == 0 && ::stat("/", &ours) == 0 &&
+      (theirs.st_dev != ours.st_dev || theirs.st_ino != ours.st_ino))
+    out.emplace_back("filesystem:view");
   return out;
 }
 

@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -223,6 +225,43 @@ class Hostile : public xcore::sdk::Plugin {
       const char* data = std::getenv("XCORE_PLUGIN_DATA");
       const char* secret = std::getenv("XCORE_TEST_SECRET");
       return ToolOutput(json::object{{"uid", ::getuid()}, {"cwd", cwd}, {"data", data ? data : ""}, {"secret_seen", secret != nullptr}});
+    });
+    // What the plugin can see: a file read, a folder listed, a unix socket connected, each with the errno text.
+    fault("read_file", [](const json::object& a) {
+      std::string path(a.at("path").as_string());
+      int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      int err = errno;
+      std::string text;
+      if (fd >= 0) {
+        char buf[4096];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) text.assign(buf, static_cast<std::size_t>(n));
+        ::close(fd);
+      }
+      return ToolOutput(json::object{{"read", fd >= 0}, {"text", text}, {"error", fd >= 0 ? "" : std::strerror(err)}});
+    });
+    fault("list_dir", [](const json::object& a) {
+      std::string path(a.at("path").as_string());
+      json::array names;
+      DIR* d = ::opendir(path.c_str());
+      int err = errno;
+      if (d) {
+        while (dirent* e = ::readdir(d))
+          if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+        ::closedir(d);
+      }
+      return ToolOutput(json::object{{"names", names}, {"error", d ? "" : std::strerror(err)}});
+    });
+    fault("connect_unix", [](const json::object& a) {
+      std::string path(a.at("path").as_string());
+      int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+      int r = fd < 0 ? -1 : ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      int err = errno;
+      if (fd >= 0) ::close(fd);
+      return ToolOutput(json::object{{"connected", r == 0}, {"error", r == 0 ? "" : std::strerror(err)}});
     });
     fault("ptrace_parent", [](const json::object&) {
       long r = ::ptrace(PTRACE_ATTACH, ::getppid(), nullptr, nullptr);
