@@ -110,6 +110,16 @@ Probe run_probe() {
         if (a == c) p.base[c] = own;
       }
     if (!p.base.empty() && ::access(own.c_str(), W_OK) == 0) {
+      // Controllers are enabled on the way down, and a cgroup that enables them may hold no process
+      // ("no internal processes"): in a delegated subtree (systemd's Delegate=yes) this process is in the
+      // delegated cgroup itself, so it first moves into a leaf of it, as systemd asks delegates to do.
+      std::string enable;
+      for (const auto& [c, dir] : p.base) enable += (enable.empty() ? "+" : " +") + c;
+      if (!write_text(own + "/cgroup.subtree_control", enable) && errno == EBUSY) {
+        const auto leaf = own + "/xcore-host";
+        if ((::mkdir(leaf.c_str(), 0755) == 0 || errno == EEXIST) && write_text(leaf + "/cgroup.procs", std::to_string(::getpid())))
+          (void)write_text(own + "/cgroup.subtree_control", enable);
+      }
       p.version = 2;
       remove_stale(own);
       return p;
@@ -157,11 +167,9 @@ Result<std::shared_ptr<Cgroup>> Cgroup::create(std::string_view name, const Cgro
       return Error{ErrorCode::unavailable, fmt::format("cannot create cgroup {}: {}", parent, std::strerror(errno))};
     if (std::find(g->parents_.begin(), g->parents_.end(), parent) == g->parents_.end()) g->parents_.push_back(parent);
     if (p.version == 2) {
-      // Controllers must be enabled on the way down: in our own cgroup (only possible when it holds no
-      // process, or is the root) and in our folder.
+      // Enabled in our own cgroup by the probe; here in our folder.
       std::string enable;
       for (const auto& [c, dir] : p.base) enable += (enable.empty() ? "+" : " +") + c;
-      (void)write_text(base + "/cgroup.subtree_control", enable);
       if (!write_text(parent + "/cgroup.subtree_control", enable))
         return Error{ErrorCode::unavailable, fmt::format("cannot enable the {} controllers below {}: {}", enable, base, std::strerror(errno))};
     }
