@@ -576,6 +576,66 @@ TEST_CASE("limits by default: a manifest that sets none still gets memory, proce
   }
 }
 
+// A restart whose new process never answers its handshake: the supervisor waits for it on its own
+// thread. Before, the runner's lock was held through that wait (10 s), and every list, describe and
+// call waited with it. The bounds below are far under the 10 s handshake, not measurements.
+TEST_CASE("while a plugin restarts, list and describe answer at once and a call's deadline covers the restart") {
+  if (::access("/usr/bin/node", X_OK) != 0) {
+    MESSAGE("skipped: no /usr/bin/node");
+    return;
+  }
+  SandboxHost h({example_plugins() / "core"});
+  const auto dir = h.plugins / "stalls";
+  write_file(dir / "server.js", R"js(
+const rl = require('readline').createInterface({input: process.stdin});
+rl.on('line', (line) => {
+  const m = JSON.parse(line);
+  if (m.id === undefined) return;
+  const result = m.method === 'initialize' ? {protocolVersion: m.params.protocolVersion, capabilities: {tools: {}}, serverInfo: {name: 'stalls', version: '1'}}
+               : m.method === 'tools/list' ? {tools: [{name: 'hello', inputSchema: {type: 'object'}}]}
+               : {content: [{type: 'text', text: 'hello'}]};
+  process.stdout.write(JSON.stringify({jsonrpc: '2.0', id: m.id, result}) + '\n');
+});
+)js");
+  // Its first start leaves a mark in its data folder; every later start never answers.
+  write_file(dir / "plugin.yaml", "id: stalls\nversion: 1.0.0\nmode: sandboxed\n"
+                                  "command: [/bin/sh, -c, \"if [ -e $HOME/started ]; then exec sleep 1000; fi; : > $HOME/started; exec /usr/bin/node " +
+                                      (dir / "server.js").string() + "\"]\n");
+  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  h->discover();
+  REQUIRE(h->enable("core").ok());
+  auto enabled = h->enable("stalls");
+  REQUIRE_MESSAGE(enabled.ok(), enabled.error().message);
+  REQUIRE(h->call_tool("hello", J("{}"), xcore::CallContext::host()).ok());
+  ::kill(-h.pid("stalls"), SIGKILL);
+
+  using namespace std::chrono;
+  const auto t0 = steady_clock::now();
+  auto r = h->call_tool("hello", J("{}"), xcore::CallContext::host().with_deadline_in(milliseconds(300)));
+  // A call that meets the dying process learns of the crash; the next one meets the restart.
+  if (!r.ok() && r.error().code == ErrorCode::plugin_crashed)
+    r = h->call_tool("hello", J("{}"), xcore::CallContext::host().with_deadline_in(milliseconds(300)));
+  const auto call_took = steady_clock::now() - t0;
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == ErrorCode::timeout);
+  CHECK_MESSAGE(r.error().message.find("restarting") != std::string::npos, r.error().message);
+  CHECK(call_took < seconds(5));
+
+  // The restart is still shaking hands; the host's other questions do not wait for it.
+  const auto t1 = steady_clock::now();
+  auto info = h->info("stalls");
+  auto all = h->list();
+  const auto ask_took = steady_clock::now() - t1;
+  CHECK(info->runner.at("state") == "starting");
+  CHECK(all.size() == 2);
+  CHECK(ask_took < seconds(5));
+  CHECK(h->call_tool("calculate", J(R"({"expression":"6*7"})"), xcore::CallContext::host())->structured.at("result") == 42);
+  // Unloading ends the handshake in progress rather than waiting it out.
+  const auto t2 = steady_clock::now();
+  CHECK(h->unload("stalls").ok());
+  CHECK(steady_clock::now() - t2 < seconds(5));
+}
+
 TEST_CASE("a plugin that never starts again after a crash ends failed within its crash budget") {
   if (::access("/usr/bin/node", X_OK) != 0) {
     MESSAGE("skipped: no /usr/bin/node");

@@ -5,8 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <future>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -15,6 +18,36 @@
 namespace xcore::inline v1::sandbox {
 
 using Clock = std::chrono::steady_clock;
+
+int spawn_on_lasting_thread(const std::function<int()>& spawn) {
+  struct Spawner {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<std::packaged_task<int()>*> queue;
+    Spawner() {
+      // Never joined, never destroyed: it must outlive every child, i.e. last as long as the process.
+      std::thread([this] {
+        for (;;) {
+          std::unique_lock lock(mutex);
+          cv.wait(lock, [&] { return !queue.empty(); });
+          auto* task = queue.front();
+          queue.pop_front();
+          lock.unlock();
+          (*task)();
+        }
+      }).detach();
+    }
+  };
+  static Spawner* spawner = new Spawner();
+  std::packaged_task<int()> task(spawn);
+  auto done = task.get_future();
+  {
+    std::lock_guard lock(spawner->mutex);
+    spawner->queue.push_back(&task);
+  }
+  spawner->cv.notify_one();
+  return done.get();
+}
 
 std::string describe_exit(int status) {
   if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));

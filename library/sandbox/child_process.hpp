@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,6 +26,11 @@ std::string describe_exit(int status);
 void kill_session_except_leader(pid_t sid);
 // Resident memory and CPU time of a process ("rss_bytes", "cpu_seconds").
 void add_process_figures(pid_t pid, json::object& out);
+
+// Runs `spawn` (a posix_spawn) on the one thread of this process that lives as long as the process: the
+// kernel sends a child's parent-death signal when the *thread* that forked it ends, so a child forked by
+// a short-lived thread (a supervisor's restart, a worker that goes away) would die with that thread.
+int spawn_on_lasting_thread(const std::function<int()>& spawn);
 
 // One run of the plugin's process.
 struct Child {

@@ -168,6 +168,13 @@ class SandboxRunner final : public Runner {
       std::lock_guard lock(mutex_);
       destroying_ = true;
       c = std::move(child_);
+      if (starting_) starting_->peer->close(Error{ErrorCode::unavailable, "stopped"});
+    }
+    cv_.notify_all();
+    if (restarter_.joinable()) restarter_.join();  // a restart in its backoff ends at once; a spawn finishes first
+    {
+      std::lock_guard lock(mutex_);
+      if (!c) c = std::move(child_);
     }
     stop(c);
     {
@@ -179,9 +186,13 @@ class SandboxRunner final : public Runner {
   }
 
   Result<void> start_first() {
-    std::lock_guard lock(mutex_);
     XCORE_TRY(prepare());
-    XCORE_ASSIGN_OR_RETURN(child_, spawn());
+    auto c = spawn();
+    std::lock_guard lock(mutex_);
+    starting_.reset();
+    if (!c) return std::move(c).error();
+    child_ = std::move(*c);
+    state_ = State::running;
     return ok();
   }
 
@@ -305,56 +316,46 @@ class SandboxRunner final : public Runner {
     return call("xcore/action", json::object{{"action", action}, {"params", params}, {"context", wire::context_to_json(ctx)}}, budget(ctx));
   }
 
+  // A snapshot: the lock is only ever held for bookkeeping, never across a spawn, a handshake or a wait.
   json::object describe() const override {
-    std::lock_guard lock(mutex_);
-    json::object o{{"kind", external_ ? "mcp_server" : "sandbox"}, {"restarts", restarts_}, {"crashes", total_crashes_}, {"last_exit", last_exit_}};
-    if (child_ && !child_->reaped) {
-      o["pid"] = child_->pid;
-      o["isolation"] = child_->isolation;
-      add_process_figures(child_->pid, o);
+    std::shared_ptr<Child> c;
+    json::object o;
+    {
+      std::lock_guard lock(mutex_);
+      o = {{"kind", external_ ? "mcp_server" : "sandbox"}, {"state", state_name(state_)}, {"restarts", restarts_}, {"crashes", total_crashes_},
+           {"last_exit", last_exit_}};
+      if (failed_) o["failed"] = failed_->message;
+      c = child_;
+    }
+    if (c && !c->reaped) {
+      o["pid"] = c->pid;
+      o["isolation"] = c->isolation;
+      add_process_figures(c->pid, o);
     }
     if (cgroup_) cgroup_->add_stats(o);
-    if (failed_) o["failed"] = failed_->message;
     return o;
   }
 
  private:
   std::chrono::milliseconds budget(const CallContext& ctx) const {
     if (!ctx.deadline) return options_.call_timeout;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*ctx.deadline - std::chrono::system_clock::now());
+    // Rounded up: a 5000 ms deadline set a few microseconds ago is still reported as 5000 ms.
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(*ctx.deadline - std::chrono::system_clock::now());
     return std::max(left, std::chrono::milliseconds(1));
   }
 
-  // One request to the plugin's process, starting (or restarting) it first if needed.
+  // One request to the plugin's process, waiting (within the call's own deadline) for a restart first
+  // where the process is gone.
   Result<json::value> call(std::string_view method, const json::value& params, std::chrono::milliseconds timeout, bool restart = true) {
-    std::shared_ptr<Child> c;
-    std::optional<Error> newly_failed;
-    {
-      std::lock_guard lock(mutex_);
-      auto cur = current_child(restart);
-      if (!cur) {
-        if (failed_ && !failure_reported_) {
-          failure_reported_ = true;
-          newly_failed = *failed_;
-        }
-        if (!newly_failed) return std::move(cur).error();
-      } else {
-        c = std::move(*cur);
-      }
-    }
-    // Reported without the lock: the host reacts (events, subscribers) and may call this plugin again.
-    if (newly_failed) {
-      services_.runner_failed(*newly_failed);
-      return *newly_failed;
-    }
-    auto r = c->peer->call(method, params, Clock::now() + timeout);
+    const auto deadline = Clock::now() + timeout;
+    XCORE_ASSIGN_OR_RETURN(auto c, running_child(restart, deadline, method, timeout));
+    auto r = c->peer->call(method, params, deadline);
     if (r) return r;
     if (r.error().code == ErrorCode::timeout) {
       // A plugin that misses a deadline may be stuck for good: end it; the next call starts a fresh one.
       const auto reason = fmt::format("killed after missing the {} ms deadline of '{}'", timeout.count(), method);
       c->peer->close(Error{ErrorCode::plugin_crashed, reason});
       c->end_for(reason);
-      std::lock_guard lock(mutex_);
       note_crash(*c);
       return Error{ErrorCode::timeout, fmt::format("plugin '{}' did not answer '{}' within {} ms; it was stopped and will be restarted",
                                                    manifest_.id, method, timeout.count())};
@@ -363,7 +364,6 @@ class SandboxRunner final : public Runner {
       // A protocol error is the host's reason to end it: say so, rather than how the kill looked.
       if (r.error().message.starts_with("protocol error")) c->end_for(fmt::format("killed by the host after a {}", r.error().message));
       else c->reap(std::chrono::milliseconds(500));
-      std::lock_guard lock(mutex_);
       note_crash(*c);
       return Error{ErrorCode::plugin_crashed,
                    fmt::format("plugin '{}' crashed during '{}': {} ({})", manifest_.id, method, c->ended(), r.error().message)};
@@ -371,8 +371,128 @@ class SandboxRunner final : public Runner {
     return r;
   }
 
-  // Caller holds mutex_. Records a crash once per child.
+  // The supervisor: `running` with a live process answers at once. A process that is gone starts a
+  // restart on the supervisor's thread (backoff, spawn, handshake, load and enable there, never under the
+  // lock); callers wait on the condition with their own deadline, and see the start's error if it failed.
+  Result<std::shared_ptr<Child>> running_child(bool restart, Clock::time_point deadline, std::string_view method, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    std::uint64_t attempts_seen = attempts_done_;
+    for (;;) {
+      if (destroying_) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is being unloaded", manifest_.id)};
+      if (failed_) return *failed_;
+      if (state_ == State::running) {
+        if (child_ && !child_->peer->closed()) return child_;
+        if (attempts_done_ != attempts_seen && start_error_) return *start_error_;  // the restart we waited for did not come up
+        if (!restart) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not running", manifest_.id)};
+        begin_restart();
+        attempts_seen = attempts_done_;
+      }
+      if (!restart) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is restarting", manifest_.id)};
+      if (!cv_.wait_until(lock, deadline, [&] { return destroying_ || state_ == State::running || state_ == State::failed; }))
+        return Error{ErrorCode::timeout, fmt::format("plugin '{}' is restarting and was not back within the {} ms deadline of '{}'{}", manifest_.id,
+                                                     timeout.count(), method, last_exit_.empty() ? "" : fmt::format(" (after: {})", last_exit_))};
+    }
+  }
+
+  // Caller holds mutex_, state running. The old process (if any) goes to the supervisor's thread.
+  void begin_restart() {
+    state_ = State::backoff;
+    if (restarter_.joinable()) restarter_.join();  // done: it left `starting` before we could get here
+    restarter_ = std::thread([this, old = std::move(child_)]() mutable { restart(std::move(old)); });
+  }
+
+  void restart(std::shared_ptr<Child> old) {
+    if (old) {
+      old->reap(std::chrono::milliseconds(500));
+      note_crash(*old);
+      old.reset();
+    }
+    json::object config;
+    bool loaded = false, enabled = false;
+    {
+      std::unique_lock lock(mutex_);
+      if (auto failure = over_budget()) return publish_failure(lock, *failure);
+      const auto delay = crashes_.empty() ? std::chrono::milliseconds(0)
+                                          : std::min(options_.backoff_max, options_.backoff_base * (1 << std::min<std::size_t>(crashes_.size() - 1, 16)));
+      if (cv_.wait_for(lock, delay, [&] { return destroying_; })) return end_attempt(lock, std::nullopt);
+      state_ = State::starting;
+      config = config_;
+      loaded = loaded_;
+      enabled = enabled_;
+    }
+    services_.reset_plugin_state();
+    auto started = spawn();
+    Result<void> brought = ok();
+    if (started) {
+      // Bring the new process to where the old one was.
+      auto until = Clock::now() + options_.start_timeout;
+      if (loaded && !external_) brought = unwrap((*started)->peer->call("xcore/load", json::object{{"config", config}}, until));
+      if (brought && enabled && !external_) brought = unwrap((*started)->peer->call("xcore/enable", json::object{}, until));
+      if (!brought) {
+        stop(*started);
+        started = std::move(brought).error();
+      }
+    }
+    std::unique_lock lock(mutex_);
+    starting_.reset();
+    if (!started && destroying_) return end_attempt(lock, std::nullopt);
+    if (!started) {
+      // A process that could not be started after a crash is one more crash: a plugin that never comes
+      // back ends `failed` within its budget instead of being retried for ever.
+      ++total_crashes_;
+      crashes_.push_back(Clock::now());
+      last_exit_ = started.error().message;
+      if (auto failure = over_budget()) return publish_failure(lock, *failure);
+      return end_attempt(lock, started.error());
+    }
+    if (destroying_) {
+      lock.unlock();
+      stop(*started);
+      lock.lock();
+      return end_attempt(lock, std::nullopt);
+    }
+    child_ = std::move(*started);
+    ++restarts_;
+    services_.log(LogLevel::warn, fmt::format("restarted (restart {}, after: {})", restarts_, last_exit_));
+    end_attempt(lock, std::nullopt);
+  }
+
+  static Result<void> unwrap(Result<json::value> r) { return r ? ok() : Result<void>(std::move(r).error()); }
+
+  // Caller holds mutex_. The crash budget: this many crashes within the window, and the plugin is failed.
+  std::optional<Error> over_budget() {
+    const auto now = Clock::now();
+    while (!crashes_.empty() && now - crashes_.front() > options_.crash_window) crashes_.pop_front();
+    if (crashes_.size() < options_.crash_budget) return std::nullopt;
+    return Error{ErrorCode::unavailable, fmt::format("plugin '{}' failed: {} crashes within {} s (last: {})", manifest_.id, crashes_.size(),
+                                                     options_.crash_window.count(), last_exit_)};
+  }
+
+  void end_attempt(std::unique_lock<std::mutex>& lock, std::optional<Error> error) {
+    start_error_ = std::move(error);
+    ++attempts_done_;
+    state_ = State::running;
+    lock.unlock();
+    cv_.notify_all();
+  }
+
+  // The host hears of it once, from here, before the callers waiting for the restart are woken (so they
+  // find the plugin failed), and without the lock: it reacts, and may ask this runner things.
+  void publish_failure(std::unique_lock<std::mutex>& lock, Error failure) {
+    failed_ = failure;
+    const bool tell = !destroying_;
+    lock.unlock();
+    if (tell) services_.runner_failed(failure);
+    lock.lock();
+    state_ = State::failed;
+    ++attempts_done_;
+    lock.unlock();
+    cv_.notify_all();
+  }
+
+  // Records a crash once per process.
   void note_crash(Child& c) {
+    std::lock_guard lock(mutex_);
     if (counted_.contains(c.pid)) return;
     counted_.insert(c.pid);
     ++total_crashes_;
@@ -381,67 +501,8 @@ class SandboxRunner final : public Runner {
     services_.log(LogLevel::error, fmt::format("process {} {}", c.pid, last_exit_));
   }
 
-  // Caller holds mutex_.
-  Result<std::shared_ptr<Child>> current_child(bool restart) {
-    if (destroying_) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is being unloaded", manifest_.id)};
-    if (failed_) return *failed_;
-    if (child_ && !child_->peer->closed()) return child_;
-    if (!child_) {  // a restart that did not start: each try counts against the crash budget
-      auto started = spawn();
-      if (!started) return failed_start(std::move(started).error());
-      child_ = std::move(*started);
-      ++restarts_;
-      return child_;
-    }
-    if (!restart) return Error{ErrorCode::unavailable, fmt::format("plugin '{}' is not running", manifest_.id)};
-    // The previous process died: reap it, then restart within the crash budget.
-    child_->reap(std::chrono::milliseconds(500));
-    note_crash(*child_);
-    auto now = Clock::now();
-    while (!crashes_.empty() && now - crashes_.front() > options_.crash_window) crashes_.pop_front();
-    if (crashes_.size() >= options_.crash_budget) {
-      failed_ = Error{ErrorCode::unavailable,
-                      fmt::format("plugin '{}' failed: {} crashes within {} s (last: {})", manifest_.id, crashes_.size(),
-                                  options_.crash_window.count(), last_exit_)};
-      auto old = std::move(child_);
-      return *failed_;
-    }
-    auto delay = std::min(options_.backoff_max, options_.backoff_base * (1 << std::min<std::size_t>(crashes_.size() - 1, 16)));
-    std::this_thread::sleep_for(delay);
-    auto old = std::move(child_);
-    old.reset();
-    services_.reset_plugin_state();
-    auto started = spawn();
-    if (!started) return failed_start(std::move(started).error());
-    child_ = std::move(*started);
-    ++restarts_;
-    // Bring the new process to where the old one was.
-    auto deadline = Clock::now() + options_.start_timeout;
-    if (loaded_ && !external_) XCORE_TRY(unwrap(child_->peer->call("xcore/load", json::object{{"config", config_}}, deadline)));
-    if (enabled_ && !external_) XCORE_TRY(unwrap(child_->peer->call("xcore/enable", json::object{}, deadline)));
-    services_.log(LogLevel::warn, fmt::format("restarted (restart {}, after: {})", restarts_, last_exit_));
-    return child_;
-  }
-
-  static Result<void> unwrap(Result<json::value> r) { return r ? ok() : Result<void>(std::move(r).error()); }
-
-  // Caller holds mutex_. A process that could not be started after a crash is one more crash: a plugin
-  // that never comes back ends `failed` within its budget instead of being retried for ever.
-  Error failed_start(Error why) {
-    ++total_crashes_;
-    crashes_.push_back(Clock::now());
-    last_exit_ = why.message;
-    const auto now = Clock::now();
-    while (!crashes_.empty() && now - crashes_.front() > options_.crash_window) crashes_.pop_front();
-    if (crashes_.size() >= options_.crash_budget) {
-      failed_ = Error{ErrorCode::unavailable, fmt::format("plugin '{}' failed: {} crashes within {} s (last: {})", manifest_.id, crashes_.size(),
-                                                          options_.crash_window.count(), last_exit_)};
-      return *failed_;
-    }
-    return why;
-  }
-
-  // Caller holds mutex_.
+  // Starts a process and completes the handshake. Called by one thread at a time (the first start, then
+  // the supervisor's thread), without the lock: it reads only what prepare() settled.
   Result<std::shared_ptr<Child>> spawn() {
     int in[2], out[2], err[2];
     if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
@@ -475,7 +536,7 @@ class SandboxRunner final : public Runner {
     envp.push_back(nullptr);
     const std::uint64_t oom_before = cgroup_ ? cgroup_->oom_kills() : 0;
     pid_t pid = -1;
-    int rc = ::posix_spawn(&pid, host.c_str(), &fa, &attr, argv.data(), envp.data());
+    int rc = spawn_on_lasting_thread([&] { return ::posix_spawn(&pid, host.c_str(), &fa, &attr, argv.data(), envp.data()); });
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     ::close(in[0]);
@@ -539,6 +600,11 @@ class SandboxRunner final : public Runner {
     std::weak_ptr<Child> weak = c;
     c->peer->start([this, weak](const std::string& method, const json::value& params) { return serve_host(weak, method, params); },
                    [this](const std::string& method, const json::value& params) { on_notification(method, params); }, nullptr);
+    {
+      std::lock_guard lock(mutex_);
+      starting_ = c;  // the destructor ends a handshake in progress rather than wait it out
+      if (destroying_) c->peer->close(Error{ErrorCode::unavailable, "stopped"});
+    }
     auto init = c->peer->call("initialize", wire::initialize_params("xcore", "0.1.0"), Clock::now() + options_.start_timeout);
     if (!init) {
       c->reap(std::chrono::milliseconds(200));
@@ -708,7 +774,24 @@ class SandboxRunner final : public Runner {
   std::vector<std::string> environment_;
   std::shared_ptr<const Cgroup> cgroup_;
 
+  enum class State { starting, running, backoff, failed };
+  static const char* state_name(State s) {
+    switch (s) {
+      case State::starting: return "starting";
+      case State::running: return "running";
+      case State::backoff: return "backoff";
+      case State::failed: return "failed";
+    }
+    return "?";
+  }
+
   mutable std::mutex mutex_;
+  std::condition_variable cv_;  // state_ changed
+  State state_ = State::starting;
+  std::thread restarter_;
+  std::uint64_t attempts_done_ = 0;
+  std::optional<Error> start_error_;  // of the last restart that did not come up
+  std::shared_ptr<Child> starting_;   // the process a restart is shaking hands with
   std::shared_ptr<Child> child_;
   json::object config_;
   bool loaded_ = false, enabled_ = false;
@@ -717,7 +800,6 @@ class SandboxRunner final : public Runner {
   std::uint64_t restarts_ = 0, total_crashes_ = 0;
   std::string last_exit_;
   std::optional<Error> failed_;
-  bool failure_reported_ = false;
   bool destroying_ = false;
   const bool external_;
 
