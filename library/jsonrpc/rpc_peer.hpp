@@ -3,8 +3,9 @@
 //
 // - call() waits for the answer until its deadline; every request has a fresh id, and an answer that
 //   arrives after its caller gave up is dropped, never handed to the next caller.
-// - Incoming requests run on worker threads (nested calls child -> host -> child must not deadlock);
-//   notifications run on the reader thread, in order, and must never wait for the other side.
+// - Incoming requests run on the pool's threads, at most max_workers at once (nested calls child -> host
+//   -> child must not deadlock: one thread always reads); notifications run on the thread that reads, in
+//   order, and must never wait for the other side.
 // - A line longer than the cap, or one that is not JSON-RPC, closes the connection: the peer is then
 //   broken, and every pending call fails with the reason.
 #pragma once
@@ -64,13 +65,19 @@ class RpcPeer {
     Result<json::value> result = Error{ErrorCode::internal, "no answer"};
   };
 
-  void reader_loop();
-  void serve(Message m);
-  void worker_loop();
+  enum class ReadEnd { requests, done, yielded, timeout, ended };
+  ReadEnd read_messages(std::vector<Message>& requests, const Pending* mine, std::optional<Clock::time_point> until);
+  void lead_until(const Pending& mine, std::optional<Clock::time_point> deadline);
+  // Caller holds workers_mutex_: a pool thread may take up reading.
+  bool may_lead() const { return !leading_ && !ended_ && wants_lead_ == 0; }
+  void pool_loop();
+  bool add_worker();
+  void run(Message job);
   Result<void> write_line(const std::string& line, Clock::time_point deadline);
   void fail_all(const Error& why);
 
   int read_fd_, write_fd_, wake_fd_;
+  int kick_fd_;  // asks the pool's reader to step aside for a caller
   Options options_;
   RequestHandler on_request_;
   NotificationHandler on_notification_;
@@ -85,12 +92,20 @@ class RpcPeer {
 
   std::mutex write_mutex_;
 
+  // The pool (leader/follower): reader_ and workers_ take turns reading; the one that reads a request
+  // serves it once another reads in its place.
   std::mutex workers_mutex_;
   std::condition_variable work_ready_;
   std::deque<Message> work_;
   std::vector<std::thread> workers_;
   std::size_t idle_workers_ = 0;
+  bool leading_ = false;  // a thread is reading
+  bool caller_leading_ = false;  // ... and it is a caller of call(), reading for its own answer
+  std::size_t wants_lead_ = 0;   // callers waiting for the pool's reader to step aside
+  bool ended_ = false;    // nothing more will be read
   bool stopping_ = false;
+  std::string buffer_;    // read, not yet parsed (the leader's)
+  std::size_t scanned_ = 0;  // bytes of buffer_ already searched for a newline: a long line is scanned once
 
   std::thread reader_;
 };
