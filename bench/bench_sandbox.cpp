@@ -4,6 +4,7 @@
 
 #include <boost/json/serialize.hpp>
 #include <fstream>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -110,6 +111,30 @@ void BM_SandboxColdStart(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SandboxColdStart)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// A crash (SIGKILL to the plugin's process group) to the first answered call after it: detection, reap,
+// backoff (set to 1 ms here), spawn, handshake, load and enable. Compare with the cold start above.
+void BM_SandboxRestartAfterCrash(benchmark::State& state) {
+  ManagerOptions o;
+  o.plugin_dirs = {sandboxed_core()};
+  o.crash_budget = 1u << 30;
+  o.crash_window = std::chrono::seconds(0);  // every crash the first: no doubling of the backoff
+  o.restart_backoff = std::chrono::milliseconds(1);
+  Manager m(o);
+  m.discover();
+  if (auto r = m.enable("core"); !r) {
+    state.SkipWithError(r.error().message.c_str());
+    return;
+  }
+  const json::value args = json::parse(kArgs);
+  for (auto _ : state) {
+    auto pid = m.info("core")->runner.at("pid").to_number<int>();
+    ::kill(-pid, SIGKILL);
+    for (int tries = 0; tries < 100; ++tries)
+      if (m.call_tool("echo", args, xcore::CallContext::host())) break;
+  }
+}
+BENCHMARK(BM_SandboxRestartAfterCrash)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The same echo through @modelcontextprotocol/server-everything (node), if tests/peers/install.sh ran.
 void BM_ServerEverythingEcho(benchmark::State& state) {
