@@ -27,7 +27,7 @@
 
 #include "jsonrpc/rpc_peer.hpp"
 #include "runners/in_process_runner.hpp"
-#include "sandbox/isolation.hpp"
+#include "plugin-host/isolation_apply.hpp"
 #include "sandbox/wire.hpp"
 
 using namespace xcore;

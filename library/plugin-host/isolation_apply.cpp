@@ -1,7 +1,7 @@
-// Enforcement, compiled into xcore-plugin-host only: libxcore itself never links libseccomp.
-#include "sandbox/filesystem_view.hpp"
-#include "sandbox/isolation.hpp"
-#include "sandbox/landlock.hpp"
+#include "plugin-host/isolation_apply.hpp"
+
+#include "plugin-host/filesystem_view.hpp"
+#include "plugin-host/landlock.hpp"
 
 #include <fmt/format.h>
 #include <seccomp.h>

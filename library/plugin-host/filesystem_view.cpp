@@ -1,4 +1,4 @@
-#include "sandbox/filesystem_view.hpp"
+#include "plugin-host/filesystem_view.hpp"
 
 #include <fmt/format.h>
 

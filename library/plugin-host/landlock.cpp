@@ -1,4 +1,4 @@
-#include "sandbox/landlock.hpp"
+#include "plugin-host/landlock.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
