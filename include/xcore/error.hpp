@@ -27,6 +27,7 @@ enum class ErrorCode : std::uint8_t {
   incompatible,        // ABI or version mismatch
   internal,            // a bug in xcore: please report it
   unauthenticated,     // no valid credentials: log in (HTTP 401)
+  last = unauthenticated,  // not a code: the highest one, for tables indexed by code
 };
 
 std::string_view to_string(ErrorCode code) noexcept;
@@ -48,7 +49,15 @@ struct Error {
   std::string to_string() const;
 };
 
+namespace detail {
+// A Result asked for what it does not hold (value() of an error, error() of a value) is a bug in the
+// caller, not an outcome: it is reported on stderr and the process aborts, in every build type. Never
+// an exception: libxcore promises none.
+[[noreturn]] void result_misuse(const char* what, const Error* held) noexcept;
+}  // namespace detail
+
 // Holds a T or an Error. Deliberately small: value(), error(), ok(), operator bool, operator*, operator->.
+// Ask for the value only after ok(), for the error only after !ok().
 template <class T>
 class [[nodiscard]] Result {
  public:
@@ -65,17 +74,17 @@ class [[nodiscard]] Result {
   bool ok() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
 
-  T& value() & { return std::get<0>(v_); }
-  const T& value() const& { return std::get<0>(v_); }
-  T&& value() && { return std::get<0>(std::move(v_)); }
+  T& value() & { return *value_ptr(); }
+  const T& value() const& { return *const_cast<Result*>(this)->value_ptr(); }
+  T&& value() && { return std::move(*value_ptr()); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
-  const Error& error() const& { return std::get<1>(v_); }
-  Error&& error() && { return std::get<1>(std::move(v_)); }
+  const Error& error() const& { return *const_cast<Result*>(this)->error_ptr(); }
+  Error&& error() && { return std::move(*error_ptr()); }
 
   template <class U>
   T value_or(U&& fallback) const& {
@@ -83,6 +92,14 @@ class [[nodiscard]] Result {
   }
 
  private:
+  T* value_ptr() {
+    if (auto* v = std::get_if<0>(&v_)) return v;
+    detail::result_misuse("value() of a Result that holds an error", std::get_if<1>(&v_));
+  }
+  Error* error_ptr() {
+    if (auto* e = std::get_if<1>(&v_)) return e;
+    detail::result_misuse("error() of a Result that holds a value", nullptr);
+  }
   std::variant<T, Error> v_;
 };
 
@@ -95,8 +112,14 @@ class [[nodiscard]] Result<void> {
 
   bool ok() const noexcept { return ok_; }
   explicit operator bool() const noexcept { return ok_; }
-  const Error& error() const& { return err_; }
-  Error&& error() && { return std::move(err_); }
+  const Error& error() const& {
+    if (ok_) detail::result_misuse("error() of a Result<void> that succeeded", nullptr);
+    return err_;
+  }
+  Error&& error() && {
+    if (ok_) detail::result_misuse("error() of a Result<void> that succeeded", nullptr);
+    return std::move(err_);
+  }
 
  private:
   Error err_;

@@ -1,6 +1,8 @@
 #include <xcore/error.hpp>
 
 #include <array>
+#include <cstdio>
+#include <cstdlib>
 #include <fmt/format.h>
 
 namespace xcore::inline v1 {
@@ -13,7 +15,7 @@ struct CodeInfo {
   int jsonrpc;  // -32602 is JSON-RPC's "invalid params"; the rest sit in the server-error band
 };
 
-constexpr std::array<CodeInfo, 14> kCodes{{
+constexpr std::array<CodeInfo, static_cast<std::size_t>(ErrorCode::last) + 1> kCodes{{
     {ErrorCode::invalid_argument, "invalid_argument", 400, -32602},
     {ErrorCode::not_found, "not_found", 404, -32001},
     {ErrorCode::already_exists, "already_exists", 409, -32002},
@@ -30,10 +32,17 @@ constexpr std::array<CodeInfo, 14> kCodes{{
     {ErrorCode::unauthenticated, "unauthenticated", 401, -32012},
 }};
 
+// The table is in the enum's order (checked below), so a code is its own index.
+constexpr bool in_enum_order() {
+  for (std::size_t i = 0; i < kCodes.size(); ++i)
+    if (static_cast<std::size_t>(kCodes[i].code) != i) return false;
+  return true;
+}
+static_assert(in_enum_order(), "kCodes must list every ErrorCode, in the enum's order");
+
 const CodeInfo& info(ErrorCode code) noexcept {
-  for (const auto& c : kCodes)
-    if (c.code == code) return c;
-  return kCodes[12];  // internal
+  const auto i = static_cast<std::size_t>(code);
+  return i < kCodes.size() ? kCodes[i] : kCodes[static_cast<std::size_t>(ErrorCode::internal)];
 }
 
 }  // namespace
@@ -50,6 +59,14 @@ bool parse_error_code(std::string_view name, ErrorCode& out) noexcept {
     }
   return false;
 }
+
+namespace detail {
+void result_misuse(const char* what, const Error* held) noexcept {
+  if (held) std::fprintf(stderr, "xcore: %s (%s: %s)\n", what, std::string(xcore::to_string(held->code)).c_str(), held->message.c_str());
+  else std::fprintf(stderr, "xcore: %s\n", what);
+  std::abort();
+}
+}  // namespace detail
 
 std::string Error::to_string() const { return fmt::format("{}: {}", xcore::to_string(code), message); }
 

@@ -11,6 +11,24 @@
 
 namespace xcore::inline v1 {
 
+// The C status of each code is the code plus one (XCORE_OK is 0): checked here, one by one, so that a
+// code added on either side without the other fails to compile.
+static_assert(XCORE_E_INVALID_ARGUMENT == static_cast<int>(ErrorCode::invalid_argument) + 1);
+static_assert(XCORE_E_NOT_FOUND == static_cast<int>(ErrorCode::not_found) + 1);
+static_assert(XCORE_E_ALREADY_EXISTS == static_cast<int>(ErrorCode::already_exists) + 1);
+static_assert(XCORE_E_PERMISSION_DENIED == static_cast<int>(ErrorCode::permission_denied) + 1);
+static_assert(XCORE_E_CONFLICT == static_cast<int>(ErrorCode::conflict) + 1);
+static_assert(XCORE_E_FAILED_PRECONDITION == static_cast<int>(ErrorCode::failed_precondition) + 1);
+static_assert(XCORE_E_RESOURCE_EXHAUSTED == static_cast<int>(ErrorCode::resource_exhausted) + 1);
+static_assert(XCORE_E_TIMEOUT == static_cast<int>(ErrorCode::timeout) + 1);
+static_assert(XCORE_E_CANCELLED == static_cast<int>(ErrorCode::cancelled) + 1);
+static_assert(XCORE_E_UNAVAILABLE == static_cast<int>(ErrorCode::unavailable) + 1);
+static_assert(XCORE_E_PLUGIN_CRASHED == static_cast<int>(ErrorCode::plugin_crashed) + 1);
+static_assert(XCORE_E_INCOMPATIBLE == static_cast<int>(ErrorCode::incompatible) + 1);
+static_assert(XCORE_E_INTERNAL == static_cast<int>(ErrorCode::internal) + 1);
+static_assert(XCORE_E_UNAUTHENTICATED == static_cast<int>(ErrorCode::unauthenticated) + 1);
+static_assert(XCORE_E_UNAUTHENTICATED == static_cast<int>(ErrorCode::last) + 1, "a code without its C status");
+
 inline ErrorCode code_from_status(std::int32_t status) {
   if (status >= XCORE_E_INVALID_ARGUMENT && status <= XCORE_E_UNAUTHENTICATED) return static_cast<ErrorCode>(status - 1);
   return ErrorCode::internal;
