@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <stdexcept>
+#include "tools/plugin_tools.hpp"
 
 using namespace xcore;
 
@@ -41,6 +42,19 @@ TEST_CASE("a host tool is registered, invoked and unregistered with its handle")
   auto gone = reg.invoke("echo", J("{}"), xcore::CallContext::host());
   REQUIRE(!gone.ok());
   CHECK(gone.error().code == ErrorCode::not_found);
+}
+
+TEST_CASE("a registration that outlives its registry does nothing when it ends") {
+  ToolRegistration kept;
+  {
+    ToolRegistry reg;
+    auto r = reg.add(spec("echo"), echo_handler());
+    REQUIRE(r.ok());
+    kept = std::move(*r);
+    CHECK(kept.qualified_name() == "echo");
+  }
+  kept.reset();  // the registry is gone: nothing to remove, nothing touched
+  CHECK(kept.qualified_name() == "echo");
 }
 
 TEST_CASE("arguments are validated before the handler runs, and the failing path is named") {
@@ -91,8 +105,8 @@ TEST_CASE("name conflicts between owners resolve as plugin.tool") {
       return [who](const json::value&, const CallContext&) -> Result<ToolResult> { return ToolResult::text(who); };
     };
   };
-  REQUIRE(reg.replace_plugin_tools("core", {spec("echo"), spec("calc")}, made("core")).ok());
-  REQUIRE(reg.replace_plugin_tools("other", {spec("echo")}, made("other")).ok());
+  REQUIRE(detail::PluginTools::replace(reg, "core", {spec("echo"), spec("calc")}, made("core")).ok());
+  REQUIRE(detail::PluginTools::replace(reg, "other", {spec("echo")}, made("other")).ok());
   CHECK(reg.invoke("echo", {}, xcore::CallContext::host())->content.at(0).at("text") == "host");
   CHECK(reg.invoke("core.echo", {}, xcore::CallContext::host())->content.at(0).at("text") == "core");
   CHECK(reg.invoke("other.echo", {}, xcore::CallContext::host())->content.at(0).at("text") == "other");
@@ -111,25 +125,25 @@ TEST_CASE("name conflicts between owners resolve as plugin.tool") {
 TEST_CASE("replacing a plugin's tools keeps metrics of kept tools and drops the rest atomically") {
   ToolRegistry reg;
   auto factory = [](const ToolSpec&) { return echo_handler(); };
-  REQUIRE(reg.replace_plugin_tools("p", {spec("a"), spec("b")}, factory).ok());
+  REQUIRE(detail::PluginTools::replace(reg, "p", {spec("a"), spec("b")}, factory).ok());
   REQUIRE(reg.invoke("a", J("{}"), xcore::CallContext::host()).ok());
-  REQUIRE(reg.replace_plugin_tools("p", {spec("a"), spec("c")}, factory).ok());
+  REQUIRE(detail::PluginTools::replace(reg, "p", {spec("a"), spec("c")}, factory).ok());
   CHECK(reg.find("a")->metrics.calls == 1);
   CHECK(!reg.find("b"));
   CHECK(reg.find("c"));
   // A bad schema changes nothing.
-  auto bad = reg.replace_plugin_tools("p", {spec("a"), spec("d", R"({"type":"object","properties":{"x":{"type":7}}})")}, factory);
+  auto bad = detail::PluginTools::replace(reg, "p", {spec("a"), spec("d", R"({"type":"object","properties":{"x":{"type":7}}})")}, factory);
   CHECK(!bad.ok());
   CHECK(reg.find("c"));
   CHECK(!reg.find("d"));
-  CHECK(reg.remove_plugin_tools("p") == 2);
+  CHECK(detail::PluginTools::remove(reg, "p") == 2);
   CHECK(reg.list().empty());
 }
 
 TEST_CASE("disabled plugins' tools stop answering and leave the default listing") {
   ToolRegistry reg;
-  REQUIRE(reg.replace_plugin_tools("p", {spec("a")}, [](const ToolSpec&) { return echo_handler(); }).ok());
-  reg.set_plugin_enabled("p", false);
+  REQUIRE(detail::PluginTools::replace(reg, "p", {spec("a")}, [](const ToolSpec&) { return echo_handler(); }).ok());
+  detail::PluginTools::set_enabled(reg, "p", false);
   auto r = reg.invoke("a", J("{}"), xcore::CallContext::host());
   REQUIRE(!r.ok());
   CHECK(r.error().code == ErrorCode::unavailable);
@@ -137,7 +151,7 @@ TEST_CASE("disabled plugins' tools stop answering and leave the default listing"
   ToolFilter all;
   all.include_disabled = true;
   CHECK(reg.list(all).size() == 1);
-  reg.set_plugin_enabled("p", true);
+  detail::PluginTools::set_enabled(reg, "p", true);
   CHECK(reg.invoke("a", J("{}"), xcore::CallContext::host()).ok());
 }
 

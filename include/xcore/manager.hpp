@@ -159,9 +159,8 @@ class Manager {
   HookBus& hooks() noexcept;
   ToolRegistry& tools() noexcept;
 
-  struct Impl;
-
  private:
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

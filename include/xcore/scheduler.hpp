@@ -177,9 +177,8 @@ class Scheduler {
   void wait_idle();
   std::size_t size() const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -91,6 +91,13 @@ using ToolHandler = std::function<Result<ToolResult>(const json::value& argument
 class ToolRegistry;
 
 // RAII: the tool stays registered while this handle lives. Move-only.
+namespace detail {
+struct ToolRegistryState;
+struct PluginTools;  // the Manager's access to plugin tool sets (library/tools/plugin_tools.hpp)
+}  // namespace detail
+
+// A host tool's registration: the tool is gone when this is reset or destroyed. Safe to outlive the
+// registry (it then does nothing).
 class ToolRegistration {
  public:
   ToolRegistration() = default;
@@ -104,8 +111,8 @@ class ToolRegistration {
 
  private:
   friend class ToolRegistry;
-  ToolRegistration(ToolRegistry* r, std::string q) : registry_(r), qualified_(std::move(q)) {}
-  ToolRegistry* registry_ = nullptr;
+  ToolRegistration(std::weak_ptr<detail::ToolRegistryState> r, std::string q) : registry_(std::move(r)), qualified_(std::move(q)) {}
+  std::weak_ptr<detail::ToolRegistryState> registry_;
   std::string qualified_;
 };
 
@@ -127,27 +134,14 @@ class ToolRegistry {
 
   std::optional<ToolInfo> find(std::string_view name, std::string_view tenant = {}) const;
   std::vector<ToolInfo> list(const ToolFilter& filter = {}) const;
-  // {"tools":[...]} as MCP's tools/list answers it.
+  // The `tools` array of MCP's tools/list answer: [{"name","description","inputSchema",...}].
   json::array export_mcp(const ToolFilter& filter = {}) const;
   // [{"type":"function","function":{"name","description","parameters"}}] for OpenAI function calling.
   json::array export_openai(const ToolFilter& filter = {}) const;
 
-  // ---- used by the Manager for plugin tools -------------------------------------------------------
-  // Checks every spec (names, schemas) without changing anything.
-  static Result<void> check(const std::vector<ToolSpec>& specs);
-  // Atomically makes `specs` the plugin's tool set: kept names keep their metrics, new ones are added,
-  // missing ones removed. A bare name already taken by another owner stays reachable as "plugin.name".
-  Result<void> replace_plugin_tools(std::string_view plugin, std::vector<ToolSpec> specs,
-                                    const std::function<ToolHandler(const ToolSpec&)>& make_handler);
-  std::size_t remove_plugin_tools(std::string_view plugin);
-  void set_plugin_enabled(std::string_view plugin, bool enabled);
-
-  struct State;
-
  private:
-  friend class ToolRegistration;
-  void remove(const std::string& qualified) noexcept;
-  std::unique_ptr<State> state_;
+  friend struct detail::PluginTools;
+  std::shared_ptr<detail::ToolRegistryState> state_;
 };
 
 // Valid tool names: 1-128 of [A-Za-z0-9_.-].

@@ -110,8 +110,8 @@ json::object Manager::Impl::plugin_event(const PluginSlot& s) const {
 // ---- Manager: each public operation takes `ops`, then flushes the events it queued -----------------
 
 namespace {
-template <class F>
-auto locked(Manager::Impl& impl, F&& f) {
+template <class Impl, class F>  // Impl deduced: Manager::Impl is private to Manager
+auto locked(Impl& impl, F&& f) {
   decltype(f()) r = [&] {
     std::lock_guard lock(impl.ops);
     return f();

@@ -1,5 +1,6 @@
 // The Manager's call path (limits, generation gates) and what a generation publishes: tools, host services.
 #include "manager/manager_impl.hpp"
+#include "tools/plugin_tools.hpp"
 
 namespace xcore::inline v1 {
 
@@ -44,15 +45,15 @@ Result<std::vector<ToolSpec>> Manager::Impl::tool_set(Generation& gen) {
     if (it->annotations.empty()) it->annotations = declared.annotations;
   }
   for (auto& t : tools) t.plugin = gen.manifest.id;
-  XCORE_TRY(ToolRegistry::check(tools));
+  XCORE_TRY(detail::PluginTools::check(tools));
   return tools;
 }
 
 Result<void> Manager::Impl::publish_tools(const SlotPtr& slot, Generation& gen) {
   XCORE_ASSIGN_OR_RETURN(auto tools, tool_set(gen));
-  XCORE_TRY(tool_registry.replace_plugin_tools(slot->id, std::move(tools),
+  XCORE_TRY(detail::PluginTools::replace(tool_registry, slot->id, std::move(tools),
                                                [&](const ToolSpec& s) { return make_tool_handler(slot, s.name); }));
-  tool_registry.set_plugin_enabled(slot->id, slot->enabled.load());
+  detail::PluginTools::set_enabled(tool_registry, slot->id, slot->enabled.load());
   return ok();
 }
 
@@ -95,7 +96,7 @@ void Manager::Impl::runner_failed(const std::string& plugin, const Error& why) {
   if (!slot) return;
   // Runs on a calling thread, not under `ops`: stop answering and record; unload/reload clean up.
   slot->enabled.store(false, std::memory_order_release);
-  tool_registry.set_plugin_enabled(plugin, false);
+  detail::PluginTools::set_enabled(tool_registry, plugin, false);
   if (auto gen = slot->current.load()) gen->hooks_active->store(false);
   (void)fail(*slot, why, /*now=*/true);  // only this event: others belong to the operations that queued them
 }

@@ -1,5 +1,6 @@
 // Generations and the lifecycle: load, enable, disable, unload, reload (callers hold `ops`).
 #include "manager/manager_impl.hpp"
+#include "tools/plugin_tools.hpp"
 
 namespace xcore::inline v1 {
 
@@ -182,7 +183,7 @@ Result<void> Manager::Impl::enable_locked(std::string_view id) {
     return r;
   }
   slot->enabled.store(true, std::memory_order_release);
-  tool_registry.set_plugin_enabled(slot->id, true);
+  detail::PluginTools::set_enabled(tool_registry, slot->id, true);
   gen->hooks_active->store(true, std::memory_order_release);
   set_state(*slot, PluginState::enabled);
   queue_event("plugin.enabled", plugin_event(*slot));
@@ -201,7 +202,7 @@ Result<void> Manager::Impl::disable_locked(std::string_view id, bool cascade) {
   for (const auto& d : deps) XCORE_TRY(disable_locked(d->id, true));
   // Stop answering first, then tell the plugin.
   slot->enabled.store(false, std::memory_order_release);
-  tool_registry.set_plugin_enabled(slot->id, false);
+  detail::PluginTools::set_enabled(tool_registry, slot->id, false);
   auto gen = slot->current.load();
   gen->hooks_active->store(false, std::memory_order_release);
   if (auto r = gen->runner->on_disable(); !r) log(LogLevel::warn, slot->id, r.error().message);
@@ -223,7 +224,7 @@ Result<void> Manager::Impl::unload_locked(std::string_view id, bool cascade) {
   bool was_enabled = slot->state == PluginState::enabled;
   slot->enabled.store(false, std::memory_order_release);
   if (was_enabled) queue_event("plugin.disabled", plugin_event(*slot));
-  tool_registry.remove_plugin_tools(slot->id);
+  detail::PluginTools::remove(tool_registry, slot->id);
   auto gen = slot->current.exchange(nullptr);
   if (gen) gen->hooks_active->store(false);
   retire(std::move(gen), was_enabled);

@@ -1,6 +1,8 @@
 #include <xcore/hooks.hpp>
 #include <xcore/tools.hpp>
 
+#include "tools/plugin_tools.hpp"
+
 #include <boost/json/value_from.hpp>
 
 #include <algorithm>
@@ -52,7 +54,7 @@ Result<EntryPtr> make_entry(ToolSpec spec) {
 
 }  // namespace
 
-struct ToolRegistry::State {
+struct detail::ToolRegistryState {
   HookBus* hooks = nullptr;
   mutable std::shared_mutex mutex;
   StringMap<EntryPtr> by_qualified;
@@ -105,24 +107,27 @@ struct ToolRegistry::State {
 // ---- ToolRegistration --------------------------------------------------------------------------------
 
 ToolRegistration::ToolRegistration(ToolRegistration&& o) noexcept
-    : registry_(std::exchange(o.registry_, nullptr)), qualified_(std::move(o.qualified_)) {}
+    : registry_(std::exchange(o.registry_, {})), qualified_(std::move(o.qualified_)) {}
 ToolRegistration& ToolRegistration::operator=(ToolRegistration&& o) noexcept {
   if (this != &o) {
     reset();
-    registry_ = std::exchange(o.registry_, nullptr);
+    registry_ = std::exchange(o.registry_, {});
     qualified_ = std::move(o.qualified_);
   }
   return *this;
 }
 ToolRegistration::~ToolRegistration() { reset(); }
 void ToolRegistration::reset() {
-  if (registry_) registry_->remove(qualified_);
-  registry_ = nullptr;
+  if (auto state = registry_.lock()) {
+    std::unique_lock lock(state->mutex);
+    state->erase_locked(qualified_);
+  }
+  registry_.reset();
 }
 
 // ---- ToolRegistry ------------------------------------------------------------------------------------
 
-ToolRegistry::ToolRegistry(HookBus* hooks) : state_(std::make_unique<State>()) {
+ToolRegistry::ToolRegistry(HookBus* hooks) : state_(std::make_shared<detail::ToolRegistryState>()) {
   state_->hooks = hooks;
   if (hooks) {
     (void)hooks->define({"tool.before_call", "before a tool runs; a handler may veto the call", false, false, true});
@@ -140,15 +145,12 @@ Result<ToolRegistration> ToolRegistry::add(ToolSpec spec, ToolHandler handler) {
   if (state_->by_qualified.contains(e->qualified))
     return Error{ErrorCode::already_exists, fmt::format("a tool named '{}' is already registered", e->qualified)};
   state_->insert_locked(e);
-  return ToolRegistration(this, e->qualified);
+  return ToolRegistration(state_, e->qualified);
 }
 
-void ToolRegistry::remove(const std::string& qualified) noexcept {
-  std::unique_lock lock(state_->mutex);
-  state_->erase_locked(qualified);
-}
+// ---- the Manager's plugin tool sets -----------------------------------------------------------------
 
-Result<void> ToolRegistry::check(const std::vector<ToolSpec>& specs) {
+Result<void> detail::PluginTools::check(const std::vector<ToolSpec>& specs) {
   std::set<std::string_view> seen;
   for (const auto& s : specs) {
     XCORE_TRY(s.validate());
@@ -158,8 +160,9 @@ Result<void> ToolRegistry::check(const std::vector<ToolSpec>& specs) {
   return ok();
 }
 
-Result<void> ToolRegistry::replace_plugin_tools(std::string_view plugin, std::vector<ToolSpec> specs,
-                                                const std::function<ToolHandler(const ToolSpec&)>& make_handler) {
+Result<void> detail::PluginTools::replace(ToolRegistry& registry, std::string_view plugin, std::vector<ToolSpec> specs,
+                                          const std::function<ToolHandler(const ToolSpec&)>& make_handler) {
+  auto& state_ = registry.state_;
   if (plugin.empty()) return Error{ErrorCode::invalid_argument, "plugin id is empty"};
   XCORE_TRY(check(specs));
   // Compile everything before touching the registry, so a bad schema changes nothing.
@@ -194,7 +197,8 @@ Result<void> ToolRegistry::replace_plugin_tools(std::string_view plugin, std::ve
   return ok();
 }
 
-std::size_t ToolRegistry::remove_plugin_tools(std::string_view plugin) {
+std::size_t detail::PluginTools::remove(ToolRegistry& registry, std::string_view plugin) {
+  auto& state_ = registry.state_;
   std::unique_lock lock(state_->mutex);
   std::vector<std::string> names;
   for (const auto& [q, e] : state_->by_qualified)
@@ -203,11 +207,14 @@ std::size_t ToolRegistry::remove_plugin_tools(std::string_view plugin) {
   return names.size();
 }
 
-void ToolRegistry::set_plugin_enabled(std::string_view plugin, bool enabled) {
+void detail::PluginTools::set_enabled(ToolRegistry& registry, std::string_view plugin, bool enabled) {
+  auto& state_ = registry.state_;
   std::shared_lock lock(state_->mutex);
   for (const auto& [q, e] : state_->by_qualified)
     if (e->spec.plugin == plugin) e->enabled.store(enabled, std::memory_order_release);
 }
+
+// ---- lookups ----------------------------------------------------------------------------------------
 
 std::optional<ToolInfo> ToolRegistry::find(std::string_view name, std::string_view tenant) const {
   std::shared_lock lock(state_->mutex);
