@@ -193,6 +193,8 @@ TEST_CASE("missing dependencies, version conflicts and cycles are reported") {
   auto cycle = h->load("a");
   REQUIRE(!cycle.ok());
   CHECK_MESSAGE(cycle.error().message.find("dependency cycle: a -> b -> a") != std::string::npos, cycle.error().message);
+  CHECK(cycle.error().code == ErrorCode::conflict);
+  CHECK(cycle.error().details == R"({"dependency_cycle":["a","b","a"]})");  // details are JSON, for programs
   auto all = h->load_all();
   REQUIRE(!all.ok());
   CHECK(all.error().message.find("dependency cycle") != std::string::npos);

@@ -183,7 +183,7 @@ Result<std::string> Manager::add(const std::filesystem::path& plugin_dir) {
 
 Result<void> Manager::load(std::string_view id) {
   return locked(*impl_, [&] {
-    std::vector<std::string> chain;
+    Impl::LoadChain chain;
     return impl_->load_locked(id, chain);
   });
 }
@@ -209,7 +209,7 @@ Result<void> Manager::load_all(bool enable) {
     std::vector<Error> problems;
     auto order = impl_->topological(problems);
     for (const auto& id : order) {
-      std::vector<std::string> chain;
+      Impl::LoadChain chain;
       auto r = enable ? impl_->enable_locked(id) : impl_->load_locked(id, chain);
       if (!r) problems.push_back(std::move(r).error());
     }

@@ -63,9 +63,15 @@ std::vector<std::string> Manager::Impl::topological(std::vector<Error>& problems
     if (mark[id] == 2) return;
     if (mark[id] == 1) {
       std::string cycle;
+      json::array members;
       auto it = std::find(path.begin(), path.end(), id);
-      for (; it != path.end(); ++it) cycle += *it + " -> ";
-      problems.push_back(Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id)});
+      for (; it != path.end(); ++it) {
+        cycle += *it + " -> ";
+        members.emplace_back(*it);
+      }
+      members.emplace_back(id);
+      problems.push_back(Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id),
+                               json::serialize(json::object{{"dependency_cycle", std::move(members)}})});
       return;
     }
     mark[id] = 1;

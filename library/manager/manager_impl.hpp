@@ -260,7 +260,13 @@ struct Manager::Impl final : ManagerCore {
   // A plugin its runner gave up on still holds a generation: loading it again starts from scratch.
   static bool failed_with_generation(PluginSlot& s) { return s.state == PluginState::failed && s.current.load() != nullptr; }
 
-  Result<void> load_locked(std::string_view id, std::vector<std::string>& chain);
+  // The plugins being loaded, outermost first; `cycle` once one of them turned out to depend on itself
+  // (its error then travels up unchanged instead of being wrapped at each level).
+  struct LoadChain {
+    std::vector<std::string> ids;
+    bool cycle = false;
+  };
+  Result<void> load_locked(std::string_view id, LoadChain& chain);
 
   std::vector<SlotPtr> dependents_of(std::string_view id, bool enabled_only) const;
 

@@ -109,37 +109,44 @@ void Manager::Impl::retire(std::shared_ptr<Generation> gen, bool was_enabled) {
   gen.reset();
 }
 
-Result<void> Manager::Impl::load_locked(std::string_view id, std::vector<std::string>& chain) {
+Result<void> Manager::Impl::load_locked(std::string_view id, LoadChain& chain) {
   auto slot = find(id);
   if (!slot) return no_such_plugin(id);
   if (is_loaded(slot->state)) return ok();
   if (failed_with_generation(*slot)) XCORE_TRY(unload_locked(id, true));
-  if (std::find(chain.begin(), chain.end(), id) != chain.end()) {
+  if (std::find(chain.ids.begin(), chain.ids.end(), id) != chain.ids.end()) {
     std::string cycle;
-    for (const auto& c : chain) cycle += c + " -> ";
-    return fail(*slot, Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id)});
+    json::array members;
+    for (const auto& c : chain.ids) {
+      cycle += c + " -> ";
+      members.emplace_back(c);
+    }
+    members.emplace_back(id);
+    chain.cycle = true;
+    return fail(*slot, Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id),
+                             json::serialize(json::object{{"dependency_cycle", std::move(members)}})});
   }
   const auto m = slot->manifest;
-  chain.push_back(m.id);
+  chain.ids.push_back(m.id);
   for (const auto& dep : m.dependencies) {
     auto d = find(dep.id);
     if (!d) {
-      chain.pop_back();
+      chain.ids.pop_back();
       return fail(*slot, Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' requires '{}' ({}), which was not discovered",
                                                                            m.id, dep.id, dep.versions.text())});
     }
     if (!dep.versions.contains(d->manifest.version)) {
-      chain.pop_back();
+      chain.ids.pop_back();
       return fail(*slot, Error{ErrorCode::incompatible, fmt::format("plugin '{}' requires '{}' {}, but version {} is installed", m.id,
                                                                     dep.id, dep.versions.text(), d->manifest.version.to_string())});
     }
     if (auto r = load_locked(dep.id, chain); !r) {
-      chain.pop_back();
-      if (r.error().message.starts_with("dependency cycle")) return fail(*slot, r.error());
+      chain.ids.pop_back();
+      if (chain.cycle) return fail(*slot, r.error());
       return fail(*slot, Error{r.error().code, fmt::format("plugin '{}': dependency '{}' failed to load: {}", m.id, dep.id, r.error().message)});
     }
   }
-  chain.pop_back();
+  chain.ids.pop_back();
 
   json::object config;
   {
@@ -168,7 +175,7 @@ Result<void> Manager::Impl::load_locked(std::string_view id, std::vector<std::st
 }
 
 Result<void> Manager::Impl::enable_locked(std::string_view id) {
-  std::vector<std::string> chain;
+  LoadChain chain;
   XCORE_TRY(load_locked(id, chain));
   auto slot = find(id);
   if (slot->state == PluginState::enabled) return ok();
@@ -239,7 +246,7 @@ Result<void> Manager::Impl::reload_locked(std::string_view id) {
   if (!slot) return no_such_plugin(id);
   if (failed_with_generation(*slot)) {
     XCORE_TRY(unload_locked(id, true));
-    std::vector<std::string> chain;
+    LoadChain chain;
     return load_locked(id, chain);
   }
   if (!is_loaded(slot->state))
