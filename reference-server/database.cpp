@@ -321,22 +321,22 @@ Result<std::int64_t> Database::create_user(const UserRow& u) {
   })
 }
 
-std::optional<UserRow> Database::find_user(const std::string& tenant, const std::string& username) {
-  XCORE_DB_QUERY(std::nullopt, {
+Result<std::optional<UserRow>> Database::find_user(const std::string& tenant, const std::string& username) {
+  XCORE_DB({
     SQLite::Statement s(db, std::string(kUserColumns) + " WHERE tenant = ? AND username = ?");
     s.bind(1, tenant);
     s.bind(2, username);
-    if (!s.executeStep()) return std::nullopt;
-    return user_from(s);
+    if (!s.executeStep()) return std::optional<UserRow>();
+    return std::optional<UserRow>(user_from(s));
   })
 }
 
-std::optional<UserRow> Database::user_by_id(std::int64_t id) {
-  XCORE_DB_QUERY(std::nullopt, {
+Result<std::optional<UserRow>> Database::user_by_id(std::int64_t id) {
+  XCORE_DB({
     SQLite::Statement s(db, std::string(kUserColumns) + " WHERE id = ?");
     s.bind(1, id);
-    if (!s.executeStep()) return std::nullopt;
-    return user_from(s);
+    if (!s.executeStep()) return std::optional<UserRow>();
+    return std::optional<UserRow>(user_from(s));
   })
 }
 
@@ -451,12 +451,12 @@ Result<std::int64_t> Database::create_token(const TokenRow& t, const std::string
   })
 }
 
-std::optional<TokenRow> Database::find_token(const std::string& token_hash) {
-  XCORE_DB_QUERY(std::nullopt, {
+Result<std::optional<TokenRow>> Database::find_token(const std::string& token_hash) {
+  XCORE_DB({
     SQLite::Statement s(db, std::string(kTokenColumns) + " WHERE token_hash = ?");
     s.bind(1, token_hash);
-    if (!s.executeStep()) return std::nullopt;
-    return token_from(s);
+    if (!s.executeStep()) return std::optional<TokenRow>();
+    return std::optional<TokenRow>(token_from(s));
   })
 }
 

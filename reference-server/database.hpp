@@ -68,8 +68,10 @@ class Database {
 
   // User names are unique per tenant; the id is the store's.
   Result<std::int64_t> create_user(const UserRow& u);
-  std::optional<UserRow> find_user(const std::string& tenant, const std::string& username);
-  std::optional<UserRow> user_by_id(std::int64_t id);
+  // Not found is an empty optional; a database that cannot answer is an `internal` error, never "no such
+  // user" (which would turn a broken database into refused logins).
+  Result<std::optional<UserRow>> find_user(const std::string& tenant, const std::string& username);
+  Result<std::optional<UserRow>> user_by_id(std::int64_t id);
   std::vector<UserRow> users(const std::string& tenant);
   // Both end the user's sessions (refresh tokens, API tokens) and return the user's id.
   Result<std::int64_t> delete_user(const std::string& tenant, const std::string& username);
@@ -83,7 +85,7 @@ class Database {
   std::int64_t user_count();
 
   Result<std::int64_t> create_token(const TokenRow& t, const std::string& token_hash);
-  std::optional<TokenRow> find_token(const std::string& token_hash);
+  Result<std::optional<TokenRow>> find_token(const std::string& token_hash);
   std::vector<TokenRow> tokens(const std::string& tenant);
   Result<void> revoke_token(const std::string& tenant, std::int64_t id);
 

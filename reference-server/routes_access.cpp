@@ -24,7 +24,7 @@ void Server::Impl::add_access_routes() {
       return e;
     }
     XCORE_ASSIGN_OR_RETURN(auto permit, passwords.enter());
-    auto user = db->find_user(tenant, username);
+    XCORE_ASSIGN_OR_RETURN(auto user, db->find_user(tenant, username));
     // The same work whether or not the user exists: no timing oracle for user names.
     static const std::string decoy = hash_password(random_token(16));
     bool good = verify_password(password, user ? user->password_hash : decoy) && user;
@@ -49,7 +49,7 @@ void Server::Impl::add_access_routes() {
       return Error{ErrorCode::unauthenticated, "this refresh token was used before: every token of its login is revoked, log in again"};
     }
     if (use == RefreshUse::unknown) return Error{ErrorCode::unauthenticated, "the refresh token is revoked or unknown: log in again"};
-    auto user = db->user_by_id(uid);  // the user's current role and tenant, not the old token's
+    XCORE_ASSIGN_OR_RETURN(auto user, db->user_by_id(uid));  // the user's current role and tenant, not the old token's
     if (!user || user->tenant != claims.tenant || user->generation != claims.gen)
       return Error{ErrorCode::unauthenticated, "the refresh token was ended by a change to its user: log in again"};
     XCORE_ASSIGN_OR_RETURN(auto tokens, issue_tokens(*user, claims.fam));
@@ -167,7 +167,7 @@ void Server::Impl::add_access_routes() {
     if (!parsed) return Error{ErrorCode::invalid_argument, fmt::format("role '{}': expected admin, operator or viewer", role)};
     const auto& o = c.body.get_object();
     TokenRow t{0, c.who.tenant, tname, role, c.who.user, 0, 0, false, c.who.user_id, 0, false, {}};
-    auto owner = user_entry(c.who.user_id);
+    XCORE_ASSIGN_OR_RETURN(auto owner, user_entry(c.who.user_id));
     if (!owner) return Error{ErrorCode::unauthenticated, "the token's user no longer exists"};
     t.user_generation = owner->generation;
     // A lifetime is required: seconds, or an explicit never.

@@ -82,14 +82,15 @@ class UserCache {
     Role role = Role::viewer;
     std::int64_t generation = 0;
   };
+  // `load` answers Result<std::optional<Entry>>: no such user, or the database's error, which passes on.
   template <class Load>
-  std::optional<Entry> get(std::int64_t id, Load&& load) {
+  Result<std::optional<Entry>> get(std::int64_t id, Load&& load) {
     {
       std::shared_lock lock(mutex_);
-      if (auto it = users_.find(id); it != users_.end()) return it->second;
+      if (auto it = users_.find(id); it != users_.end()) return std::optional<Entry>(it->second);
     }
-    auto e = load(id);
-    if (!e) return std::nullopt;
+    XCORE_ASSIGN_OR_RETURN(auto e, load(id));
+    if (!e) return std::optional<Entry>();
     std::unique_lock lock(mutex_);
     if (users_.size() > 100000) users_.clear();  // bounded; a miss costs one indexed query
     users_[id] = *e;
@@ -579,11 +580,11 @@ struct Server::Impl {
 
   // ---- authentication ----------------------------------------------------------------------------------
 
-  std::optional<UserCache::Entry> user_entry(std::int64_t id) {
-    return users.get(id, [this](std::int64_t uid) -> std::optional<UserCache::Entry> {
-      auto row = db->user_by_id(uid);
-      if (!row) return std::nullopt;
-      return UserCache::Entry{row->tenant, row->username, parse_role(row->role).value_or(Role::viewer), row->generation};
+  Result<std::optional<UserCache::Entry>> user_entry(std::int64_t id) {
+    return users.get(id, [this](std::int64_t uid) -> Result<std::optional<UserCache::Entry>> {
+      XCORE_ASSIGN_OR_RETURN(auto row, db->user_by_id(uid));
+      if (!row) return std::optional<UserCache::Entry>();
+      return std::optional<UserCache::Entry>(UserCache::Entry{row->tenant, row->username, parse_role(row->role).value_or(Role::viewer), row->generation});
     });
   }
 
@@ -599,7 +600,7 @@ struct Server::Impl {
       XCORE_ASSIGN_OR_RETURN(auto claims, verify_jwt(token, jwt_key, unix_now()));
       if (claims.typ != "access") return Error{ErrorCode::unauthenticated, "a refresh token cannot authorize requests"};
       XCORE_ASSIGN_OR_RETURN(auto uid, user_id_of(claims));
-      auto user = user_entry(uid);
+      XCORE_ASSIGN_OR_RETURN(auto user, user_entry(uid));
       if (!user || user->tenant != claims.tenant) return Error{ErrorCode::unauthenticated, "the token's user no longer exists"};
       if (user->generation != claims.gen)
         return Error{ErrorCode::unauthenticated, "the token was ended by a change to its user (role, password): log in again"};
@@ -609,12 +610,12 @@ struct Server::Impl {
       c.principal.permissions = role_permissions(user->role);
       return c;
     }
-    auto row = db->find_token(sha256_hex(token));
+    XCORE_ASSIGN_OR_RETURN(auto row, db->find_token(sha256_hex(token)));
     if (!row || row->revoked || (row->expires_at && row->expires_at <= unix_now()))
       return Error{ErrorCode::unauthenticated, "unknown, revoked or expired API token"};
     auto role = parse_role(row->role);
     if (!role) return Error{ErrorCode::unauthenticated, "API token with an unknown role"};
-    auto owner = user_entry(row->user_id);
+    XCORE_ASSIGN_OR_RETURN(auto owner, user_entry(row->user_id));
     if (!owner || owner->tenant != row->tenant || owner->generation != row->user_generation)
       return Error{ErrorCode::unauthenticated, "the API token was ended with the user who made it (deleted, or role or password changed)"};
     Caller c{fmt::format("token:{}", row->name), row->tenant, std::min(*role, owner->role), row->user_id, {}};
@@ -712,6 +713,12 @@ struct Server::Impl {
       ++requests;
       const auto request_id = request_id_of(req);
       auto who = authenticate(req);
+      if (!who && who.error().code == ErrorCode::internal) {
+        // The credential could not be checked (the database did not answer): the server's fault, a 500
+        // with its cause in the log, never a 401 that would send the client to log in again.
+        log(LogLevel::error, "auth", fmt::format("request {}: cannot check the credential: {}", request_id, who.error().message));
+        return fail(res, Error{ErrorCode::internal, "the credential could not be checked: the server's database did not answer"}, request_id);
+      }
       if (!who) {
         // A credential that did not hold (forged, expired, ended): counted in the server's own log per
         // address and reason, so that a flood of them costs a row per window, not one each.

@@ -377,3 +377,22 @@ TEST_CASE("on a root host each tenant's sandboxed plugins run as a uid of their 
     CHECK((st.st_mode & 0777) == 0700);
   }
 }
+
+TEST_CASE("a database that cannot answer is the server's error (500, cause logged), never a refused credential") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  const auto token = make_token(api, admin, R"({"name":"probe","role":"viewer","expires_in":600})");
+  REQUIRE(api.send("GET", "/api/v1/auth/me", "", token).status == 200);
+  // Every page of the database, its write-ahead log and its index overwritten: the next query fails.
+  for (const char* name : {"xcore.db", "xcore.db-wal", "xcore.db-shm"}) {
+    const auto file = tmp / "var" / name;
+    if (!fs::exists(file)) continue;
+    std::ofstream out(file, std::ios::binary | std::ios::in | std::ios::out);
+    out << std::string(static_cast<std::size_t>(fs::file_size(file)), 'X');
+  }
+  auto r = api.send("GET", "/api/v1/auth/me", "", token);
+  CHECK(r.status == 500);
+  CHECK_MESSAGE(message_of(r).find("could not be checked") != std::string::npos, json::serialize(r.body));
+}
