@@ -21,6 +21,18 @@ std::string_view to_string(PluginMode mode) noexcept {
 }
 
 namespace {
+// ".method" from a route error's {"field":"method"}; "" for the route as a whole.
+std::string route_field(const Error& e) {
+  boost::system::error_code ec;
+  auto v = json::parse(e.details, ec);
+  if (ec || !v.is_object()) return {};
+  auto f = v.get_object().find("field");
+  if (f == v.get_object().end() || !f->value().is_string() || f->value().get_string().empty()) return {};
+  return "." + std::string(f->value().get_string());
+}
+}  // namespace
+
+namespace {
 
 // The top-level properties of a config schema, each with its own schema object.
 template <class Fn>
@@ -175,7 +187,7 @@ void read_routes(Checker& c, const json::object& o, PluginManifest& m) {
   for (const auto& v : it->value().get_array()) {
     auto r = parse_route(v);
     if (r) m.routes.push_back(std::move(*r));
-    else c.fail(fmt::format("routes[{}]{}", i, r.error().details), r.error().message);
+    else c.fail(fmt::format("routes[{}]{}", i, route_field(r.error())), r.error().message);
     ++i;
   }
 }
@@ -318,11 +330,10 @@ void read_tools(Checker& c, const json::object& o, PluginManifest& m) {
 }  // namespace
 
 Result<PluginRoute> parse_route(const json::value& v) {
-  // The error's details carry the bad field's suffix (".method"), so a manifest can name "routes[2].method".
+  // The error's details say which field of the route is wrong ({"field":"method"}), so that a manifest
+  // can name "routes[2].method".
   auto fail = [](std::string field, std::string message) {
-    Error e{ErrorCode::invalid_argument, std::move(message)};
-    e.details = std::move(field);
-    return e;
+    return Error{ErrorCode::invalid_argument, std::move(message), json::serialize(json::object{{"field", field}})};
   };
   if (!v.is_object()) return fail("", "expected {method, path, action, role}");
   const auto& r = v.get_object();
@@ -334,17 +345,17 @@ Result<PluginRoute> parse_route(const json::value& v) {
   std::transform(route.method.begin(), route.method.end(), route.method.begin(), ::toupper);
   if (route.role.empty()) route.role = "operator";
   if (route.method != "GET" && route.method != "POST" && route.method != "PUT" && route.method != "PATCH" && route.method != "DELETE")
-    return fail(".method", fmt::format("'{}': expected GET, POST, PUT, PATCH or DELETE", route.method));
-  if (!route.path.starts_with("/")) return fail(".path", fmt::format("'{}' must start with '/'", route.path));
+    return fail("method", fmt::format("'{}': expected GET, POST, PUT, PATCH or DELETE", route.method));
+  if (!route.path.starts_with("/")) return fail("path", fmt::format("'{}' must start with '/'", route.path));
   for (std::string_view rest = std::string_view(route.path).substr(1); !rest.empty();) {
     auto slash = rest.find('/');
     if (!route_segment_ok(rest.substr(0, slash)))
-      return fail(".path", fmt::format("'{}': segments are [A-Za-z0-9._-]+ or {{name}}", route.path));
+      return fail("path", fmt::format("'{}': segments are [A-Za-z0-9._-]+ or {{name}}", route.path));
     rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
   }
-  if (route.action.empty()) return fail(".action", "must name the action that answers the route");
+  if (route.action.empty()) return fail("action", "must name the action that answers the route");
   if (route.role != "viewer" && route.role != "operator" && route.role != "admin")
-    return fail(".role", fmt::format("'{}': expected viewer, operator or admin", route.role));
+    return fail("role", fmt::format("'{}': expected viewer, operator or admin", route.role));
   return route;
 }
 
