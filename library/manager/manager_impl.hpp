@@ -18,7 +18,7 @@
 #include <shared_mutex>
 #include <unordered_map>
 
-#include "core/call_metrics.hpp"
+#include "tools/call_metrics.hpp"
 #include "core/rate_limiter.hpp"
 #include "core/shared_cell.hpp"
 #include "core/string_map.hpp"

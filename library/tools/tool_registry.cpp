@@ -14,7 +14,7 @@
 #include <shared_mutex>
 #include <unordered_map>
 
-#include "core/call_metrics.hpp"
+#include "tools/call_metrics.hpp"
 #include "core/glob.hpp"
 #include "core/string_map.hpp"
 #include "core/trace_id.hpp"
