@@ -142,7 +142,7 @@ const Lateness& lateness() {
       std::this_thread::sleep_for(seconds(8));
       std::vector<double> late;
       for (const auto& id : ids)
-        for (const auto& r : s.runs(id, 2))
+        for (const auto& r : s.runs(id, 2).value_or(std::vector<RunRecord>{}))
           if (r.scheduled_for && r.status != RunStatus::skipped)
             late.push_back(duration<double>(r.started - system_clock::time_point(r.scheduled_for->time_since_epoch())).count());
       out.fires = late.size();

@@ -746,9 +746,9 @@ class SqliteJobStore final : public JobStore {
   Result<void> add_run(const RunRecord& run) override {
     return guarded([&] { insert(run); });
   }
-  std::vector<RunRecord> runs(std::string_view job_id, std::size_t limit) override {
+  Result<std::vector<RunRecord>> runs(std::string_view job_id, std::size_t limit) override {
     std::vector<RunRecord> out;
-    (void)guarded([&] {
+    XCORE_TRY(guarded([&] {
       SQLite::Statement s(db_.db, "SELECT id, job_id, status, reason, scheduled_for, started_ms, ended_ms, result, error FROM job_runs "
                                    "WHERE tenant = ? AND job_id = ? ORDER BY started_ms DESC, rowid DESC LIMIT ?");
       s.bind(1, tenant_);
@@ -770,22 +770,22 @@ class SqliteJobStore final : public JobStore {
         r.error = s.getColumn(8).getString();
         out.push_back(std::move(r));
       }
-    });
+    }));
     return out;
   }
-  std::size_t interrupt_running(std::chrono::system_clock::time_point now) override {
+  Result<std::size_t> interrupt_running(std::chrono::system_clock::time_point now) override {
     std::size_t n = 0;
-    (void)guarded([&] {
+    XCORE_TRY(guarded([&] {
       SQLite::Statement s(db_.db, "UPDATE job_runs SET status = 'interrupted', ended_ms = ?, error = 'the server stopped during the run' "
                                    "WHERE status = 'running' AND tenant = ?");
       s.bind(1, to_ms(now));
       s.bind(2, tenant_);
       n = static_cast<std::size_t>(s.exec());
-    });
+    }));
     return n;
   }
-  void prune_runs(std::string_view job_id, std::size_t keep) override {
-    (void)guarded([&] {
+  Result<void> prune_runs(std::string_view job_id, std::size_t keep) override {
+    return guarded([&] {
       SQLite::Statement s(db_.db, "DELETE FROM job_runs WHERE tenant = ? AND job_id = ? AND id NOT IN "
                                    "(SELECT id FROM job_runs WHERE tenant = ? AND job_id = ? ORDER BY started_ms DESC, rowid DESC LIMIT ?)");
       s.bind(1, tenant_);

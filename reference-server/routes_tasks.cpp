@@ -76,7 +76,8 @@ void Server::Impl::add_task_routes() {
     std::size_t limit = 100;
     if (auto l = c.query("limit"); !l.empty()) limit = static_cast<std::size_t>(std::clamp(std::atoi(l.c_str()), 1, 1000));
     json::array out;
-    for (const auto& r : s->runs(c.arg(1), limit)) out.push_back(r.to_json());
+    XCORE_ASSIGN_OR_RETURN(auto runs, s->runs(c.arg(1), limit));
+    for (const auto& r : runs) out.push_back(r.to_json());
     return Reply{200, out};
   });
   // Signed webhooks, per tenant: HMAC-SHA256 over "<timestamp>.<body>" with the task's secret, a timestamp

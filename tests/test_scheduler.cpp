@@ -68,7 +68,7 @@ TEST_CASE("a cron job fires at its times, not before, and each fire is recorded 
   CHECK(s.tick() == 1);  // 08:00:00
   CHECK(s.tick() == 0);  // not twice
   CHECK(f.calls == 1);
-  auto runs = s.runs(*id);
+  auto runs = s.runs(*id).value();
   REQUIRE(runs.size() == 1);
   CHECK(runs[0].status == RunStatus::succeeded);
   CHECK(runs[0].result == 1);
@@ -96,11 +96,11 @@ TEST_CASE("interval jobs, with jitter inside its bounds, and one-shot dates") {
   REQUIRE(once.ok());
   f.clock.set("2026-11-22T08:00:10Z");
   s.tick();
-  CHECK(s.runs(*once).size() == 1);
+  CHECK(s.runs(*once).value().size() == 1);
   CHECK(!s.get(*once)->next_run);
   f.clock.advance(hours(24));
   s.tick();
-  CHECK(s.runs(*once).size() == 1);
+  CHECK(s.runs(*once).value().size() == 1);
   auto past = s.add(job(R"({"type":"date","at":"2020-01-01T00:00:00Z"})"));
   REQUIRE(!past.ok());
   CHECK(past.error().message.find("has passed") != std::string::npos);
@@ -116,14 +116,14 @@ TEST_CASE("misfires: past the grace a fire is skipped; within it, coalesced into
   // The machine slept from 08:00 to 08:09:30: fires at 08:00 ... 08:09.
   f.clock.set("2026-11-22T08:09:30Z");
   s.tick();
-  auto c = s.runs(*coalesced);
+  auto c = s.runs(*coalesced).value();
   CHECK(statuses(c) == std::vector<std::string>{"skipped", "succeeded"});  // newest first
   CHECK(c[0].reason.find("missed 9 fire time(s)") != std::string::npos);
   CHECK(format_iso8601(*c[1].scheduled_for) == "2026-11-22T08:09:00Z");
-  auto e = s.runs(*each);
+  auto e = s.runs(*each).value();
   CHECK(std::count_if(e.begin(), e.end(), [](auto& r) { return r.status == RunStatus::succeeded; }) == 5);  // 08:05 to 08:09
   CHECK(e[0].reason.find("missed 5 fire time(s)") != std::string::npos);
-  auto st = s.runs(*strict);
+  auto st = s.runs(*strict).value();
   CHECK(statuses(st) == std::vector<std::string>{"skipped"});
   CHECK(st[0].reason.find("missed 10 fire time(s): later than the misfire grace of 10 s") != std::string::npos);
   CHECK(format_iso8601(*s.get(*strict)->next_run) == "2026-11-22T08:10:00Z");
@@ -162,7 +162,7 @@ TEST_CASE("max instances: a fire while the last run is still going is skipped, a
   }
   cv.notify_all();
   s.wait_idle();
-  auto runs = s.runs(*id);
+  auto runs = s.runs(*id).value();
   CHECK(statuses(runs) == std::vector<std::string>{"skipped", "skipped", "succeeded"});
   CHECK(runs[1].reason.find("max_instances 1") != std::string::npos);
   CHECK(runs[2].result == "done");
@@ -180,7 +180,7 @@ TEST_CASE("pause and resume; update and remove; failures are recorded with their
   CHECK(s.tick() == 0);  // nothing made up for the pause
   f.clock.advance(seconds(60));
   CHECK(s.tick() == 1);
-  auto runs = s.runs(*id);
+  auto runs = s.runs(*id).value();
   REQUIRE(runs.size() == 1);
   CHECK(runs[0].status == RunStatus::failed);
   CHECK(runs[0].error == "unavailable: the downstream is down");
@@ -211,12 +211,12 @@ TEST_CASE("a restart keeps jobs and their next fire; a run left running by a cra
   REQUIRE(s.restore().ok());
   REQUIRE(s.get(id));
   CHECK(s.get(id)->spec.name == "nine");
-  auto runs = s.runs(id);
+  auto runs = s.runs(id).value();
   REQUIRE(runs.size() == 1);
   CHECK(runs[0].status == RunStatus::interrupted);
   CHECK(s.tick() == 1);  // the 09:00 fire, late but within the grace: run once
   CHECK(s.tick() == 0);
-  CHECK(statuses(s.runs(id)) == std::vector<std::string>{"succeeded", "interrupted"});
+  CHECK(statuses(s.runs(id).value()) == std::vector<std::string>{"succeeded", "interrupted"});
 }
 
 TEST_CASE("targets: a tool and a plugin action through the Manager; the tenant travels") {
@@ -245,20 +245,20 @@ TEST_CASE("targets: a tool and a plugin action through the Manager; the tenant t
   REQUIRE((calc.ok() && ctx.ok() && broken.ok() && nobody.ok() && narrow.ok()));
   f.clock.advance(seconds(60));
   CHECK(s.tick() == 5);
-  CHECK(s.runs(*nobody)[0].status == RunStatus::failed);
-  CHECK(s.runs(*nobody)[0].error.find("tools.call:core.calculate") != std::string::npos);
-  CHECK(s.runs(*narrow)[0].status == RunStatus::failed);
-  CHECK(s.runs(*narrow)[0].error.find("actions.call:probe/context") != std::string::npos);
+  CHECK(s.runs(*nobody).value()[0].status == RunStatus::failed);
+  CHECK(s.runs(*nobody).value()[0].error.find("tools.call:core.calculate") != std::string::npos);
+  CHECK(s.runs(*narrow).value()[0].status == RunStatus::failed);
+  CHECK(s.runs(*narrow).value()[0].error.find("actions.call:probe/context") != std::string::npos);
   CHECK(s.get(*calc)->spec.to_json().at("run_as").at("kind") == "user");
-  CHECK(s.runs(*calc)[0].result.at("structuredContent").at("result") == 42);
-  CHECK(s.runs(*ctx)[0].result.at("tenant") == "acme");
-  CHECK(s.runs(*ctx)[0].result.at("user") == "scheduler");
-  CHECK(s.runs(*broken)[0].status == RunStatus::failed);
+  CHECK(s.runs(*calc).value()[0].result.at("structuredContent").at("result") == 42);
+  CHECK(s.runs(*ctx).value()[0].result.at("tenant") == "acme");
+  CHECK(s.runs(*ctx).value()[0].result.at("user") == "scheduler");
+  CHECK(s.runs(*broken).value()[0].status == RunStatus::failed);
   // A webhook-style input joins the arguments.
   auto run = s.run_now(*calc, J(R"({"expression":"1+1"})"), "webhook");
   REQUIRE(run.ok());
-  CHECK(s.runs(*calc)[0].result.at("structuredContent").at("result") == 2);
-  CHECK(s.runs(*calc)[0].reason == "webhook");
+  CHECK(s.runs(*calc).value()[0].result.at("structuredContent").at("result") == 2);
+  CHECK(s.runs(*calc).value()[0].reason == "webhook");
 }
 
 TEST_CASE("a plugin's own schedules start and stop with it") {
@@ -284,7 +284,7 @@ TEST_CASE("a plugin's own schedules start and stop with it") {
   CHECK(std::any_of(f.logged.begin(), f.logged.end(), [](auto& l) { return l.find("schedules[1]") != std::string::npos && l.find("61 is out of range") != std::string::npos; }));
   f.clock.advance(seconds(60));
   CHECK(s.tick() == 1);
-  CHECK(s.runs("probe:heartbeat")[0].status == RunStatus::succeeded);
+  CHECK(s.runs("probe:heartbeat").value()[0].status == RunStatus::succeeded);
   REQUIRE(m.disable("probe").ok());
   CHECK(!s.get("probe:heartbeat"));
 }
@@ -343,7 +343,7 @@ TEST_CASE("plugins schedule their own actions at run time through host services,
       CHECK(s.get("probe:beat")->spec.target.plugin == "probe");  // its own actions only
       f.clock.advance(seconds(60));
       CHECK(s.tick() == 1);
-      CHECK(s.runs("probe:beat")[0].status == RunStatus::succeeded);
+      CHECK(s.runs("probe:beat").value()[0].status == RunStatus::succeeded);
       auto hook = m.call_action("probe", "schedule", J(R"({"job":{"name":"x","trigger":{"type":"webhook","name":"x"},"action":"held"}})"), xcore::CallContext::host());
       CHECK(hook.error().code == ErrorCode::invalid_argument);
       REQUIRE(m.call_action("probe", "unschedule", J(R"({"name":"beat"})"), xcore::CallContext::host()).ok());

@@ -118,9 +118,9 @@ class JobStore {
   virtual Result<void> set_next_run(std::string_view job_id, std::optional<SysSeconds> next_run) = 0;
   virtual Result<void> finish_run(const RunRecord& run) = 0;  // status, end, result or error
   virtual Result<void> add_run(const RunRecord& run) = 0;     // a complete record (skipped fires)
-  virtual std::vector<RunRecord> runs(std::string_view job_id, std::size_t limit) = 0;  // newest first
-  virtual std::size_t interrupt_running(std::chrono::system_clock::time_point now) = 0;  // at start
-  virtual void prune_runs(std::string_view job_id, std::size_t keep) = 0;
+  virtual Result<std::vector<RunRecord>> runs(std::string_view job_id, std::size_t limit) = 0;  // newest first
+  virtual Result<std::size_t> interrupt_running(std::chrono::system_clock::time_point now) = 0;  // at start
+  virtual Result<void> prune_runs(std::string_view job_id, std::size_t keep) = 0;
 };
 
 // The default store: memory only.
@@ -168,7 +168,7 @@ class Scheduler {
   std::vector<JobState> list(std::string_view tenant = {}) const;
   std::optional<JobState> find_webhook(std::string_view name) const;
   std::vector<SysSeconds> preview(const std::string& id, std::size_t count) const;
-  std::vector<RunRecord> runs(const std::string& id, std::size_t limit = 100) const;
+  Result<std::vector<RunRecord>> runs(const std::string& id, std::size_t limit = 100) const;
 
   // Starts every run that is due at the clock's time; returns how many started. The background thread
   // calls it; tests drive it.

@@ -78,7 +78,7 @@ class MemoryJobStore final : public JobStore {
     runs_[run.job_id].push_front(run);
     return ok();
   }
-  std::vector<RunRecord> runs(std::string_view job_id, std::size_t limit) override {
+  Result<std::vector<RunRecord>> runs(std::string_view job_id, std::size_t limit) override {
     std::lock_guard lock(mutex_);
     std::vector<RunRecord> out;
     auto it = runs_.find(std::string(job_id));
@@ -89,7 +89,7 @@ class MemoryJobStore final : public JobStore {
     }
     return out;
   }
-  std::size_t interrupt_running(system_clock::time_point now) override {
+  Result<std::size_t> interrupt_running(system_clock::time_point now) override {
     std::lock_guard lock(mutex_);
     std::size_t n = 0;
     for (auto& [id, list] : runs_)
@@ -102,10 +102,11 @@ class MemoryJobStore final : public JobStore {
         }
     return n;
   }
-  void prune_runs(std::string_view job_id, std::size_t keep) override {
+  Result<void> prune_runs(std::string_view job_id, std::size_t keep) override {
     std::lock_guard lock(mutex_);
     auto& list = runs_[std::string(job_id)];
     while (list.size() > keep) list.pop_back();
+    return ok();
   }
 
  private:
@@ -284,7 +285,8 @@ struct Scheduler::Impl {
       t.run.error = fmt::format("{}: {}", to_string(r.error().code), r.error().message);
     }
     if (auto w = store->finish_run(t.run); !w) log(fmt::format("job '{}': cannot record the end of run {}: {}", t.spec->id, t.run.id, w.error().message));
-    store->prune_runs(t.spec->id, options.history_per_job);
+    if (auto p = store->prune_runs(t.spec->id, options.history_per_job); !p)
+      log(fmt::format("job '{}': cannot prune its run history: {}", t.spec->id, p.error().message));
     std::lock_guard lock(mutex);
     if (auto it = jobs.find(t.spec->id); it != jobs.end() && it->second.running > 0) --it->second.running;
   }
@@ -510,7 +512,7 @@ Scheduler::~Scheduler() {
 
 Result<void> Scheduler::restore() {
   auto& s = *impl_;
-  const auto interrupted = s.store->interrupt_running(s.now_tp());
+  XCORE_ASSIGN_OR_RETURN(const auto interrupted, s.store->interrupt_running(s.now_tp()));
   if (interrupted) s.log(fmt::format("{} run(s) left running by the last process are marked interrupted", interrupted));
   XCORE_ASSIGN_OR_RETURN(auto stored, s.store->jobs());
   std::lock_guard lock(s.mutex);
@@ -649,7 +651,7 @@ std::vector<SysSeconds> Scheduler::preview(const std::string& id, std::size_t co
   return out;
 }
 
-std::vector<RunRecord> Scheduler::runs(const std::string& id, std::size_t limit) const { return impl_->store->runs(id, limit); }
+Result<std::vector<RunRecord>> Scheduler::runs(const std::string& id, std::size_t limit) const { return impl_->store->runs(id, limit); }
 
 std::size_t Scheduler::tick() { return impl_->tick(); }
 
