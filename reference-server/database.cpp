@@ -238,8 +238,8 @@ std::vector<std::pair<std::string, std::string>> Database::tenants() {
   })
 }
 
-bool Database::tenant_exists(const std::string& id) {
-  XCORE_DB_QUERY(false, {
+Result<bool> Database::tenant_exists(const std::string& id) {
+  XCORE_DB({
     SQLite::Statement s(db, "SELECT 1 FROM tenants WHERE id = ?");
     s.bind(1, id);
     return s.executeStep();

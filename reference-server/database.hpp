@@ -62,7 +62,7 @@ class Database {
   // The uid the tenant's sandboxed plugins run as on a root host: its own, allocated once from
   // [first, last] and kept.
   Result<std::uint32_t> sandbox_uid(const std::string& tenant, std::uint32_t first, std::uint32_t last);
-  bool tenant_exists(const std::string& id);
+  Result<bool> tenant_exists(const std::string& id);
   // Undoes create_tenant() for a tenant that could not be started (nothing refers to it yet).
   void remove_tenant(const std::string& id);
 

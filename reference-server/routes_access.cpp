@@ -97,7 +97,8 @@ void Server::Impl::add_access_routes() {
       if (*t != c.who.tenant && c.who.tenant != kDefaultTenant) return Error{ErrorCode::permission_denied, "only the default tenant's admins create users in other tenants"};
       tenant = *t;
     }
-    if (!db->tenant_exists(tenant)) return Error{ErrorCode::not_found, fmt::format("no tenant '{}'", tenant)};
+    XCORE_ASSIGN_OR_RETURN(const bool exists, db->tenant_exists(tenant));
+    if (!exists) return Error{ErrorCode::not_found, fmt::format("no tenant '{}'", tenant)};
     XCORE_ASSIGN_OR_RETURN(auto permit, passwords.enter());
     auto created = db->create_user(UserRow{tenant, username, hash_password(password), role, 0});
     if (!created && created.error().code == ErrorCode::already_exists)

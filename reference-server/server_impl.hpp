@@ -389,7 +389,8 @@ struct Server::Impl {
   }
 
   Result<void> first_start() {
-    if (!db->tenant_exists(kDefaultTenant)) XCORE_TRY(db->create_tenant(kDefaultTenant, "Default"));
+    XCORE_ASSIGN_OR_RETURN(const bool has_default, db->tenant_exists(kDefaultTenant));
+    if (!has_default) XCORE_TRY(db->create_tenant(kDefaultTenant, "Default"));
     if (db->user_count() > 0) return ok();
     std::string password = config.admin_password;
     const bool generated = password.empty();
@@ -753,6 +754,8 @@ struct Server::Impl {
       const bool principal = who->role != Role::anonymous;
       if (!r) {
         if (r.error().code == ErrorCode::permission_denied && principal) return denied(res, *who, method, req.path, r.error(), request_id);
+        // The server's own failure (a database that did not answer, a bug): its cause goes to the log.
+        if (r.error().code == ErrorCode::internal) log(LogLevel::error, "http", fmt::format("request {}: {} {}: {}", request_id, method, req.path, r.error().message));
         fail(res, r.error(), request_id);
       } else if (!r->content_type.empty()) {
         res.status = r->status;

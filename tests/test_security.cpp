@@ -380,7 +380,8 @@ TEST_CASE("on a root host each tenant's sandboxed plugins run as a uid of their 
 
 TEST_CASE("a database that cannot answer is the server's error (500, cause logged), never a refused credential") {
   TempDir tmp;
-  ServerProcess server(tmp / "var");
+  const auto log_file = tmp / "server.log";
+  ServerProcess server(tmp / "var", {}, XCORE_EXAMPLE_PLUGIN_DIR, log_file);
   Api api(server.port());
   auto admin = api.login("admin", kAdminPassword);
   const auto token = make_token(api, admin, R"({"name":"probe","role":"viewer","expires_in":600})");
@@ -395,4 +396,12 @@ TEST_CASE("a database that cannot answer is the server's error (500, cause logge
   auto r = api.send("GET", "/api/v1/auth/me", "", token);
   CHECK(r.status == 500);
   CHECK_MESSAGE(message_of(r).find("could not be checked") != std::string::npos, json::serialize(r.body));
+  // A route's own write fails the same way (the admin's user is in memory, so its token still checks out).
+  auto write = api.send("POST", "/api/v1/users", R"({"username":"late","password":"password-123","role":"viewer"})", admin);
+  CHECK(write.status == 500);
+  // And the log says why, for each.
+  std::ifstream in(log_file);
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_MESSAGE(log.find("cannot check the credential: database:") != std::string::npos, log);
+  CHECK_MESSAGE(log.find("POST /api/v1/users: database:") != std::string::npos, log);
 }

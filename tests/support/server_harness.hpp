@@ -36,12 +36,15 @@ inline std::string jwt_key() {
 // One xcore-server process. Its stdout is read until it says where it listens.
 class ServerProcess {
  public:
-  explicit ServerProcess(const fs::path& data, std::vector<std::string> extra_env = {}, const fs::path& plugins = XCORE_EXAMPLE_PLUGIN_DIR) {
+  // `log_file`: where the server's stderr (its log) goes; the test's own stderr when empty.
+  explicit ServerProcess(const fs::path& data, std::vector<std::string> extra_env = {}, const fs::path& plugins = XCORE_EXAMPLE_PLUGIN_DIR,
+                         const fs::path& log_file = {}) {
     int out[2];
     REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    if (!log_file.empty()) posix_spawn_file_actions_addopen(&fa, 2, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     std::vector<std::string> args{XCORE_SERVER_PATH, "--listen", "127.0.0.1:0", "--data-dir", data.string(), "--plugins", plugins.string(),
                                   "--threads", "4", "--env-file", "/nonexistent"};
     std::vector<std::string> env{"XCORE_ADMIN_PASSWORD=" + kAdminPassword, "XCORE_MASTER_KEY=" + kMasterKey, "PATH=/usr/bin:/bin"};
