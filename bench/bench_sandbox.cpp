@@ -73,18 +73,25 @@ void BM_RawPipePingPong(benchmark::State& state) {
 }
 BENCHMARK(BM_RawPipePingPong)->UseRealTime();
 
-void BM_SandboxedEcho(benchmark::State& state) {
-  ManagerOptions o;
+// A Manager with the sandboxed core plugin enabled; null (the benchmark skipped with the reason) if it
+// does not start.
+std::unique_ptr<Manager> enabled_core(benchmark::State& state, ManagerOptions o = {}) {
   o.plugin_dirs = {sandboxed_core()};
-  Manager m(o);
-  m.discover();
-  if (auto r = m.enable("core"); !r) {
+  auto m = std::make_unique<Manager>(std::move(o));
+  m->discover();
+  if (auto r = m->enable("core"); !r) {
     state.SkipWithError(r.error().message.c_str());
-    return;
+    return nullptr;
   }
+  return m;
+}
+
+void BM_SandboxedEcho(benchmark::State& state) {
+  auto m = enabled_core(state);
+  if (!m) return;
   const json::value args = json::parse(kArgs);
   for (auto _ : state) {
-    auto r = m.call_tool("echo", args, xcore::CallContext::host());
+    auto r = m->call_tool("echo", args, xcore::CallContext::host());
     if (!r) state.SkipWithError(r.error().message.c_str());
     benchmark::DoNotOptimize(r);
   }
@@ -116,22 +123,17 @@ BENCHMARK(BM_SandboxColdStart)->Unit(benchmark::kMillisecond)->UseRealTime();
 // backoff (set to 1 ms here), spawn, handshake, load and enable. Compare with the cold start above.
 void BM_SandboxRestartAfterCrash(benchmark::State& state) {
   ManagerOptions o;
-  o.plugin_dirs = {sandboxed_core()};
   o.crash_budget = 1u << 30;
   o.crash_window = std::chrono::seconds(0);  // every crash the first: no doubling of the backoff
   o.restart_backoff = std::chrono::milliseconds(1);
-  Manager m(o);
-  m.discover();
-  if (auto r = m.enable("core"); !r) {
-    state.SkipWithError(r.error().message.c_str());
-    return;
-  }
+  auto m = enabled_core(state, std::move(o));
+  if (!m) return;
   const json::value args = json::parse(kArgs);
   for (auto _ : state) {
-    auto pid = m.info("core")->runner.at("pid").to_number<int>();
+    auto pid = m->info("core")->runner.at("pid").to_number<int>();
     ::kill(-pid, SIGKILL);
     for (int tries = 0; tries < 100; ++tries)
-      if (m.call_tool("echo", args, xcore::CallContext::host())) break;
+      if (m->call_tool("echo", args, xcore::CallContext::host())) break;
   }
 }
 BENCHMARK(BM_SandboxRestartAfterCrash)->Unit(benchmark::kMillisecond)->UseRealTime();

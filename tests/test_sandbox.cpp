@@ -102,6 +102,26 @@ void sandbox_manifest(const fs::path& dir) {
   write_file(dir / "plugin.yaml", text);
 }
 
+// An external MCP server (node) with one tool, "hello". Its first start leaves a mark in its data
+// folder; every later start runs `later` (a shell command) instead.
+void write_once_server(const fs::path& dir, const std::string& id, const std::string& later) {
+  write_file(dir / "server.js", R"js(
+const rl = require('readline').createInterface({input: process.stdin});
+rl.on('line', (line) => {
+  const m = JSON.parse(line);
+  if (m.id === undefined) return;
+  const result = m.method === 'initialize' ? {protocolVersion: m.params.protocolVersion, capabilities: {tools: {}}, serverInfo: {name: 'once', version: '1'}}
+               : m.method === 'tools/list' ? {tools: [{name: 'hello', inputSchema: {type: 'object'}}]}
+               : {content: [{type: 'text', text: 'hello'}]};
+  process.stdout.write(JSON.stringify({jsonrpc: '2.0', id: m.id, result}) + '\n');
+});
+)js");
+  write_file(dir / "plugin.yaml", "id: " + id + "\nversion: 1.0.0\nmode: sandboxed\n"
+                                  "command: [/bin/sh, -c, \"if [ -e $HOME/started ]; then " + later + "; fi; : > $HOME/started; exec /usr/bin/node " +
+                                      (dir / "server.js").string() + "\"]\n");
+  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+}
+
 }  // namespace
 
 TEST_CASE("a sandboxed plugin behaves like a trusted one: tools, actions, config, hooks, host services") {
@@ -586,22 +606,8 @@ TEST_CASE("while a plugin restarts, list and describe answer at once and a call'
   }
   SandboxHost h({example_plugins() / "core"});
   const auto dir = h.plugins / "stalls";
-  write_file(dir / "server.js", R"js(
-const rl = require('readline').createInterface({input: process.stdin});
-rl.on('line', (line) => {
-  const m = JSON.parse(line);
-  if (m.id === undefined) return;
-  const result = m.method === 'initialize' ? {protocolVersion: m.params.protocolVersion, capabilities: {tools: {}}, serverInfo: {name: 'stalls', version: '1'}}
-               : m.method === 'tools/list' ? {tools: [{name: 'hello', inputSchema: {type: 'object'}}]}
-               : {content: [{type: 'text', text: 'hello'}]};
-  process.stdout.write(JSON.stringify({jsonrpc: '2.0', id: m.id, result}) + '\n');
-});
-)js");
-  // Its first start leaves a mark in its data folder; every later start never answers.
-  write_file(dir / "plugin.yaml", "id: stalls\nversion: 1.0.0\nmode: sandboxed\n"
-                                  "command: [/bin/sh, -c, \"if [ -e $HOME/started ]; then exec sleep 1000; fi; : > $HOME/started; exec /usr/bin/node " +
-                                      (dir / "server.js").string() + "\"]\n");
-  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  // Every later start never answers.
+  write_once_server(dir, "stalls", "exec sleep 1000");
   h->discover();
   REQUIRE(h->enable("core").ok());
   auto enabled = h->enable("stalls");
@@ -643,22 +649,8 @@ TEST_CASE("a plugin that never starts again after a crash ends failed within its
   }
   SandboxHost h({}, /*crash_budget=*/3);
   const auto dir = h.plugins / "once";
-  write_file(dir / "server.js", R"js(
-const rl = require('readline').createInterface({input: process.stdin});
-rl.on('line', (line) => {
-  const m = JSON.parse(line);
-  if (m.id === undefined) return;
-  const result = m.method === 'initialize' ? {protocolVersion: m.params.protocolVersion, capabilities: {tools: {}}, serverInfo: {name: 'once', version: '1'}}
-               : m.method === 'tools/list' ? {tools: [{name: 'hello', inputSchema: {type: 'object'}}]}
-               : {content: [{type: 'text', text: 'hello'}]};
-  process.stdout.write(JSON.stringify({jsonrpc: '2.0', id: m.id, result}) + '\n');
-});
-)js");
-  // Its first start leaves a mark in its data folder; every later start exits at once.
-  write_file(dir / "plugin.yaml", "id: once\nversion: 1.0.0\nmode: sandboxed\n"
-                                  "command: [/bin/sh, -c, \"if [ -e $HOME/started ]; then exit 1; fi; : > $HOME/started; exec /usr/bin/node " +
-                                      (dir / "server.js").string() + "\"]\n");
-  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  // Every later start exits at once.
+  write_once_server(dir, "once", "exit 1");
   h->discover();
   auto enabled = h->enable("once");
   REQUIRE_MESSAGE(enabled.ok(), enabled.error().message);

@@ -298,9 +298,7 @@ void RpcPeer::pool_loop() {
       }
       // Every request but one waits for a thread; this one needs a successor to read before it serves.
       for (std::size_t i = 1; i < requests.size(); ++i) work_.push_back(std::move(requests[i]));
-      const std::size_t wanted = work_.size() + 1;
-      std::size_t can = idle_workers_;
-      while (can < wanted && workers_.size() < options_.max_workers && add_worker()) ++can;
+      const std::size_t can = ensure_workers(work_.size() + 1);
       if (can == 0 && workers_.empty()) {
         // Not a thread to be had, and none that will ever take the work: each queued request is answered
         // with the reason, rather than left waiting.
@@ -360,7 +358,7 @@ void RpcPeer::lead_until(const Pending& mine, std::optional<Clock::time_point> d
     if (end == ReadEnd::requests) {
       lk.lock();
       for (auto& r : requests) work_.push_back(std::move(r));
-      for (std::size_t can = idle_workers_; can < work_.size() && workers_.size() < options_.max_workers && add_worker();) ++can;
+      (void)ensure_workers(work_.size());
       lk.unlock();
       work_ready_.notify_all();
       continue;
@@ -375,6 +373,14 @@ void RpcPeer::lead_until(const Pending& mine, std::optional<Clock::time_point> d
   if (idle_workers_ == 0 && !ended_) (void)add_worker();  // someone must read once we are gone
   lk.unlock();
   work_ready_.notify_all();
+}
+
+// Caller holds workers_mutex_. Starts threads (within max_workers) until `wanted` are idle or starting;
+// returns how many there are.
+std::size_t RpcPeer::ensure_workers(std::size_t wanted) {
+  std::size_t can = idle_workers_;
+  while (can < wanted && workers_.size() < options_.max_workers && add_worker()) ++can;
+  return can;
 }
 
 // Caller holds workers_mutex_.

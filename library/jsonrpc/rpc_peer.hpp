@@ -71,6 +71,7 @@ class RpcPeer {
   // Caller holds workers_mutex_: a pool thread may take up reading.
   bool may_lead() const { return !leading_ && !ended_ && wants_lead_ == 0; }
   void pool_loop();
+  std::size_t ensure_workers(std::size_t wanted);
   bool add_worker();
   void run(Message job);
   Result<void> write_line(const std::string& line, Clock::time_point deadline);

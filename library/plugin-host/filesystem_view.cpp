@@ -66,12 +66,12 @@ bool make_mount_point(const std::string& target, bool directory) {
   return true;
 }
 
-// Sets flags on a mount and every mount beneath it; only ever adds restrictions, which a user namespace
+// Sets flags on a mount (and, `recursive`, on every mount beneath it); only ever adds restrictions, which a user namespace
 // allows (clearing a flag the host locked would be refused).
-int restrict_mount(const std::string& target, std::uint64_t attr_set) {
+int restrict_mount(const std::string& target, std::uint64_t attr_set, bool recursive = true) {
   mount_attr attr{};
   attr.attr_set = attr_set;
-  if (::syscall(SYS_mount_setattr, AT_FDCWD, target.c_str(), AT_RECURSIVE, &attr, sizeof attr) == 0) return 0;
+  if (::syscall(SYS_mount_setattr, AT_FDCWD, target.c_str(), recursive ? AT_RECURSIVE : 0, &attr, sizeof attr) == 0) return 0;
   if (errno != ENOSYS) return -1;
   // Kernels before 5.12: a remount of the top mount only, keeping the flags it already has.
   struct statvfs sv{};
@@ -202,13 +202,9 @@ Result<std::vector<std::string>> enter_filesystem_view(const ViewRules& rules) {
   for (const auto& e : entries)
     if (auto r = build(e); !r) cannot_go_on(r.error());
   // The skeleton itself (the mount points) and /dev are read-only; /tmp, /run and /dev/shm stay writable.
-  for (const char* top : {"", "/dev"}) {
-    mount_attr attr{};
-    attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID;
-    std::string path = std::string(kNew) + top + "/";
-    if (::syscall(SYS_mount_setattr, AT_FDCWD, path.c_str(), 0, &attr, sizeof attr) != 0 && errno != ENOSYS)
+  for (const char* top : {"", "/dev"})
+    if (restrict_mount(std::string(kNew) + top + "/", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, /*recursive=*/false) != 0)
       cannot_go_on(failure(fmt::format("making {} read-only", *top ? top : "/")));
-  }
   // The host's root goes (as one tree: a user namespace may not take apart what it inherited), then the
   // staging tmpfs: pivot_root(".", ".") stacks it over the new root, and the unmount takes it off.
   if (::umount2(std::string(kOld).c_str(), MNT_DETACH) != 0) cannot_go_on(failure("detaching the host's root"));

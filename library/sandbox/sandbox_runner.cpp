@@ -172,10 +172,6 @@ class SandboxRunner final : public Runner {
     }
     cv_.notify_all();
     if (restarter_.joinable()) restarter_.join();  // a restart in its backoff ends at once; a spawn finishes first
-    {
-      std::lock_guard lock(mutex_);
-      if (!c) c = std::move(child_);
-    }
     stop(c);
     {
       std::lock_guard lock(refresh_mutex_);
@@ -439,9 +435,7 @@ class SandboxRunner final : public Runner {
     if (!started) {
       // A process that could not be started after a crash is one more crash: a plugin that never comes
       // back ends `failed` within its budget instead of being retried for ever.
-      ++total_crashes_;
-      crashes_.push_back(Clock::now());
-      last_exit_ = started.error().message;
+      count_crash_locked(started.error().message);
       if (auto failure = over_budget()) return publish_failure(lock, *failure);
       return end_attempt(lock, started.error());
     }
@@ -495,10 +489,15 @@ class SandboxRunner final : public Runner {
     std::lock_guard lock(mutex_);
     if (counted_.contains(c.pid)) return;
     counted_.insert(c.pid);
+    count_crash_locked(c.ended());
+    services_.log(LogLevel::error, fmt::format("process {} {}", c.pid, last_exit_));
+  }
+
+  // Caller holds mutex_. One more crash against the budget (a process that died, or one that never started).
+  void count_crash_locked(std::string reason) {
     ++total_crashes_;
     crashes_.push_back(Clock::now());
-    last_exit_ = c.ended();
-    services_.log(LogLevel::error, fmt::format("process {} {}", c.pid, last_exit_));
+    last_exit_ = std::move(reason);
   }
 
   // Starts a process and completes the handshake. Called by one thread at a time (the first start, then
