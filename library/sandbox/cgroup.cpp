@@ -53,6 +53,7 @@ struct Probe {
   int version = 0;                           // 2, 1, or 0 when there is nothing usable
   std::map<std::string, std::string> base;  // controller -> our own cgroup's folder
   std::string reason;                        // why there is nothing usable
+  std::string enable;                        // v2: "+memory +pids +cpu", as cgroup.subtree_control takes it
 };
 
 // Removes the folders of hosts that are gone (a crashed host cannot clean up after itself).
@@ -113,7 +114,7 @@ Probe run_probe() {
       // Controllers are enabled on the way down, and a cgroup that enables them may hold no process
       // ("no internal processes"): in a delegated subtree (systemd's Delegate=yes) this process is in the
       // delegated cgroup itself, so it first moves into a leaf of it, as systemd asks delegates to do.
-      std::string enable;
+      std::string& enable = p.enable;
       for (const auto& [c, dir] : p.base) enable += (enable.empty() ? "+" : " +") + c;
       if (!write_text(own + "/cgroup.subtree_control", enable) && errno == EBUSY) {
         const auto leaf = own + "/xcore-host";
@@ -168,10 +169,8 @@ Result<std::shared_ptr<Cgroup>> Cgroup::create(std::string_view name, const Cgro
     if (std::find(g->parents_.begin(), g->parents_.end(), parent) == g->parents_.end()) g->parents_.push_back(parent);
     if (p.version == 2) {
       // Enabled in our own cgroup by the probe; here in our folder.
-      std::string enable;
-      for (const auto& [c, dir] : p.base) enable += (enable.empty() ? "+" : " +") + c;
-      if (!write_text(parent + "/cgroup.subtree_control", enable))
-        return Error{ErrorCode::unavailable, fmt::format("cannot enable the {} controllers below {}: {}", enable, base, std::strerror(errno))};
+      if (!write_text(parent + "/cgroup.subtree_control", p.enable))
+        return Error{ErrorCode::unavailable, fmt::format("cannot enable the {} controllers below {}: {}", p.enable, base, std::strerror(errno))};
     }
     auto leaf = parent + "/" + leaf_name;
     if (::mkdir(leaf.c_str(), 0755) != 0)
