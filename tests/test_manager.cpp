@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include <fmt/format.h>
@@ -42,6 +43,8 @@ struct Host {
   // Swaps a staged plugin folder's content for another build (same folder, as a developer's rebuild would).
   void replace_with(const fs::path& staged, const std::string& as) { stage(staged, plugins, as); }
 };
+
+bool is_loaded_state(PluginState s) { return s == PluginState::loaded || s == PluginState::enabled || s == PluginState::disabled; }
 
 int version_of(const Result<ToolResult>& r) { return static_cast<int>(r->structured.at("version").as_int64()); }
 
@@ -302,6 +305,57 @@ TEST_CASE("hot reload under concurrent callers: no failed call, and the new vers
   CHECK(h->hooks().emit("probe.ping", J("{}")).results.size() == 1);
   // One private copy left: the old generation's was removed after it drained.
   CHECK(std::distance(fs::directory_iterator(h.shadow), fs::directory_iterator()) == 1);
+}
+
+TEST_CASE("one plugin stuck in on_load delays no other plugin's load, enable, call or listing") {
+  TempDir gate;
+  Host h({test_plugins() / "probe", example_plugins() / "core", example_plugins() / "audit"},
+         {{"probe", json::object{{"load_gate", gate.path().string()}}}});
+  auto stuck = std::async(std::launch::async, [&] { return h->enable("probe"); });
+  while (!fs::exists(gate / "entered")) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+  // Another plugin and its dependency load, enable and answer while probe is still inside on_load.
+  auto others = std::async(std::launch::async, [&]() -> Result<ToolResult> {
+    XCORE_TRY(h->enable("audit"));
+    (void)h->list();
+    return h->call_tool("calculate", J(R"({"expression":"2+3"})"), xcore::CallContext::host());
+  });
+  const bool finished = others.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  const auto probe_state = h.state("probe");
+  std::ofstream(gate / "go").put('1');  // let probe go whatever happened, so the test ends
+  REQUIRE(finished);
+  CHECK(probe_state == PluginState::discovered);  // still loading
+  auto answer = others.get();
+  REQUIRE(answer.ok());
+  CHECK(answer->structured.at("result") == 5);
+  CHECK(h.state("core") == PluginState::enabled);
+  CHECK(h.state("audit") == PluginState::enabled);
+
+  REQUIRE(stuck.get().ok());
+  CHECK(h.state("probe") == PluginState::enabled);
+}
+
+TEST_CASE("lifecycle operations from many threads on related plugins keep dependencies whole") {
+  Host h({test_plugins() / "probe", example_plugins() / "core", example_plugins() / "audit"});
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) switch ((t + i) % 6) {
+          case 0: (void)h->enable("audit"); break;
+          case 1: (void)h->disable("core", {.cascade = true}); break;
+          case 2: (void)h->reload("core"); break;
+          case 3: (void)h->unload("core", {.cascade = true}); break;
+          case 4: (void)h->enable("probe"); break;
+          case 5: (void)h->reload("probe"); break;
+        }
+    });
+  for (auto& th : threads) th.join();
+  // Whatever order they ran in, a loaded audit has its core loaded, an enabled one its core enabled.
+  const auto audit = h.state("audit"), core = h.state("core");
+  if (audit == PluginState::enabled) CHECK(core == PluginState::enabled);
+  if (is_loaded_state(audit)) CHECK(is_loaded_state(core));
+  REQUIRE(h->enable("audit").ok());
+  CHECK(h->call_tool("calculate", J(R"({"expression":"1+1"})"), xcore::CallContext::host())->structured.at("result") == 2);
 }
 
 TEST_CASE("a failed reload keeps the old version serving") {

@@ -4,7 +4,10 @@
 // Loading is atomic: a plugin that fails half-way leaves no tool, hook or subscription behind. Disabling
 // makes its tools and hooks stop answering at once. Reload swaps in a new generation only after it
 // initialised, drains the old one's in-flight calls, then unloads it; a failed reload keeps the old one.
-// Thread-safe: lifecycle operations are serialized, calls run concurrently.
+// Thread-safe. Calls run concurrently. Lifecycle operations are serialized per plugin: one waits only for
+// operations under way on the plugins it touches (the plugin, the dependencies it loads, the dependents a
+// cascade reaches), so a plugin stuck in on_load holds up nothing else. A lifecycle callback or hook handler
+// may call back into the Manager; events (plugin.loaded...) are emitted after the operation let go.
 #pragma once
 
 #include <chrono>

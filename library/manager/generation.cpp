@@ -181,7 +181,9 @@ void GenerationServices::reset_plugin_state() {
     if (auto g = gen_.lock()) (void)core_.tools_changed(manifest_.id, *g);
 }
 
-void GenerationServices::runner_failed(const Error& why) { core_.runner_failed(manifest_.id, why); }
+void GenerationServices::runner_failed(const Error& why) {
+  if (auto g = gen_.lock()) core_.runner_failed(manifest_.id, *g, why);
+}
 
 void GenerationServices::refresh_tools() {
   if (auto g = gen_.lock()) core_.refresh_tools(manifest_.id, *g);

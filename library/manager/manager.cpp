@@ -104,18 +104,16 @@ void Manager::Impl::flush_events() {
 }
 
 json::object Manager::Impl::plugin_event(const PluginSlot& s) const {
+  std::shared_lock lock(catalogue_mutex);
   return json::object{{"plugin", s.manifest.id}, {"version", s.manifest.version.to_string()}};
 }
 
-// ---- Manager: each public operation takes `ops`, then flushes the events it queued -----------------
+// ---- Manager: each lifecycle operation claims what it touches, then flushes the events it queued ------
 
 namespace {
 template <class Impl, class F>  // Impl deduced: Manager::Impl is private to Manager
-auto locked(Impl& impl, F&& f) {
-  decltype(f()) r = [&] {
-    std::lock_guard lock(impl.ops);
-    return f();
-  }();
+auto claimed(Impl& impl, std::string_view id, typename Impl::Reach how, F&& f) {
+  decltype(f()) r = impl.claimed(id, how, std::forward<F>(f));
   impl.flush_events();
   return r;
 }
@@ -124,104 +122,108 @@ auto locked(Impl& impl, F&& f) {
 Manager::Manager(ManagerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 Manager::~Manager() {
-  impl_->watcher.reset();
+  (void)watch(false);
   std::vector<Error> problems;
   auto order = impl_->topological(problems);
   std::reverse(order.begin(), order.end());
-  {
-    std::lock_guard lock(impl_->ops);
-    for (const auto& id : order) {
+  for (const auto& id : order)
+    impl_->claimed(id, Impl::Reach::loaded_dependents, [&] {
       auto slot = impl_->find(id);
       if (slot && is_loaded(slot->state)) (void)impl_->unload_locked(id, true);
-    }
-  }
+      return 0;
+    });
   impl_->flush_events();
 }
 
 DiscoveryReport Manager::discover() {
   DiscoveryReport report;
-  locked(*impl_, [&] {
-    for (const auto& root : impl_->options.plugin_dirs) {
-      std::error_code ec;
-      if (!std::filesystem::is_directory(root, ec)) {
-        report.problems.push_back(Error{ErrorCode::not_found, fmt::format("plugin folder '{}' does not exist", root.string())});
+  for (const auto& root : impl_->options.plugin_dirs) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(root, ec)) {
+      report.problems.push_back(Error{ErrorCode::not_found, fmt::format("plugin folder '{}' does not exist", root.string())});
+      continue;
+    }
+    std::vector<std::filesystem::path> dirs;
+    for (const auto& e : std::filesystem::directory_iterator(root, ec))
+      if (e.is_directory()) dirs.push_back(e.path());
+    std::sort(dirs.begin(), dirs.end());  // deterministic: the first folder wins an id
+    for (const auto& dir : dirs) {
+      if (!find_manifest(dir)) continue;
+      auto r = impl_->add_folder(dir, report);
+      if (!r) {
+        impl_->log(LogLevel::error, "xcore", r.error().message);
+        report.problems.push_back(std::move(r).error());
         continue;
       }
-      std::vector<std::filesystem::path> dirs;
-      for (const auto& e : std::filesystem::directory_iterator(root, ec))
-        if (e.is_directory()) dirs.push_back(e.path());
-      std::sort(dirs.begin(), dirs.end());  // deterministic: the first folder wins an id
-      for (const auto& dir : dirs) {
-        if (!find_manifest(dir)) continue;
-        auto r = impl_->add_folder(dir, report);
-        if (!r) {
-          impl_->log(LogLevel::error, "xcore", r.error().message);
-          report.problems.push_back(std::move(r).error());
-          continue;
-        }
-        report.found.push_back(*r);
-        if (auto slot = impl_->find(*r)) impl_->queue_event("plugin.discovered", impl_->plugin_event(*slot));
-      }
+      report.found.push_back(*r);
+      if (auto slot = impl_->find(*r)) impl_->queue_event("plugin.discovered", impl_->plugin_event(*slot));
     }
+  }
+  {
+    std::lock_guard lock(impl_->watcher_mutex);
     impl_->refresh_watches();
-    return 0;
-  });
+  }
+  impl_->flush_events();
   return report;
 }
 
 Result<std::string> Manager::add(const std::filesystem::path& plugin_dir) {
   DiscoveryReport report;
-  return locked(*impl_, [&]() -> Result<std::string> {
-    auto r = impl_->add_folder(plugin_dir, report);
-    if (r) {
-      impl_->queue_event("plugin.discovered", impl_->plugin_event(*impl_->find(*r)));
-      impl_->refresh_watches();
-    }
-    return r;
-  });
+  auto r = impl_->add_folder(plugin_dir, report);
+  if (r) {
+    impl_->queue_event("plugin.discovered", impl_->plugin_event(*impl_->find(*r)));
+    std::lock_guard lock(impl_->watcher_mutex);
+    impl_->refresh_watches();
+  }
+  impl_->flush_events();
+  return r;
 }
 
 Result<void> Manager::load(std::string_view id) {
-  return locked(*impl_, [&] {
+  return claimed(*impl_, id, Impl::Reach::load, [&] {
     Impl::LoadChain chain;
     return impl_->load_locked(id, chain);
   });
 }
 
 Result<void> Manager::enable(std::string_view id) {
-  return locked(*impl_, [&] { return impl_->enable_locked(id); });
+  return claimed(*impl_, id, Impl::Reach::load, [&] { return impl_->enable_locked(id); });
 }
 
 Result<void> Manager::disable(std::string_view id, UnloadOptions o) {
-  return locked(*impl_, [&] { return impl_->disable_locked(id, o.cascade); });
+  return claimed(*impl_, id, o.cascade ? Impl::Reach::enabled_dependents : Impl::Reach::plugin,
+                 [&] { return impl_->disable_locked(id, o.cascade); });
 }
 
 Result<void> Manager::unload(std::string_view id, UnloadOptions o) {
-  return locked(*impl_, [&] { return impl_->unload_locked(id, o.cascade); });
+  return claimed(*impl_, id, o.cascade ? Impl::Reach::loaded_dependents : Impl::Reach::plugin,
+                 [&] { return impl_->unload_locked(id, o.cascade); });
 }
 
 Result<void> Manager::reload(std::string_view id) {
-  return locked(*impl_, [&] { return impl_->reload_locked(id); });
+  return claimed(*impl_, id, Impl::Reach::reload, [&] { return impl_->reload_locked(id); });
 }
 
 Result<void> Manager::load_all(bool enable) {
-  return locked(*impl_, [&]() -> Result<void> {
-    std::vector<Error> problems;
-    auto order = impl_->topological(problems);
-    for (const auto& id : order) {
+  std::vector<Error> problems;
+  auto order = impl_->topological(problems);
+  // One plugin at a time, each under its own claims: a slow plugin holds up only those that need it.
+  for (const auto& id : order) {
+    auto r = impl_->claimed(id, Impl::Reach::load, [&] {
       Impl::LoadChain chain;
-      auto r = enable ? impl_->enable_locked(id) : impl_->load_locked(id, chain);
-      if (!r) problems.push_back(std::move(r).error());
-    }
-    if (problems.empty()) return ok();
-    std::string msg = fmt::format("{} plugin(s) failed", problems.size());
-    for (const auto& p : problems) msg += "; " + p.message;
-    return Error{problems.front().code, msg};
-  });
+      return enable ? impl_->enable_locked(id) : impl_->load_locked(id, chain);
+    });
+    if (!r) problems.push_back(std::move(r).error());
+  }
+  impl_->flush_events();
+  if (problems.empty()) return ok();
+  std::string msg = fmt::format("{} plugin(s) failed", problems.size());
+  for (const auto& p : problems) msg += "; " + p.message;
+  return Error{problems.front().code, msg};
 }
 
 Result<void> Manager::set_config(std::string_view id, json::object config) {
-  return locked(*impl_, [&]() -> Result<void> {
+  return claimed(*impl_, id, Impl::Reach::reload, [&]() -> Result<void> {
     auto slot = impl_->find(id);
     if (!slot) return impl_->no_such_plugin(id);
     XCORE_ASSIGN_OR_RETURN(auto effective, impl_->effective_config(slot->manifest, config));
@@ -295,15 +297,15 @@ void Manager::set_job_sink(std::shared_ptr<const JobSink> sink) { impl_->job_sin
 
 Result<void> Manager::watch(bool on) {
   if (!on) {
-    // Stopped outside `ops`: the watcher thread may be waiting for it inside a reload.
+    // Destroyed outside watcher_mutex: its thread may be inside a reload that needs it.
     std::unique_ptr<FolderWatcher> w;
     {
-      std::lock_guard lock(impl_->ops);
+      std::lock_guard lock(impl_->watcher_mutex);
       w = std::move(impl_->watcher);
     }
     return ok();
   }
-  std::lock_guard lock(impl_->ops);
+  std::lock_guard lock(impl_->watcher_mutex);
   if (impl_->watcher) return ok();
   auto* impl = impl_.get();
   XCORE_ASSIGN_OR_RETURN(impl_->watcher, FolderWatcher::start([this, impl](const std::string& id) {

@@ -62,7 +62,7 @@ void Manager::Impl::refresh_tools(const std::string& plugin, Generation& gen) {
   // (and may not even have its runner yet): nothing to do for it.
   auto slot = find(plugin);
   if (!slot || slot->current.load().get() != &gen) return;
-  auto listed = gen.runner->list_tools();
+  auto listed = gen.runner->list_tools();  // plugin code: outside publish_mutex
   if (!listed) {
     log(LogLevel::warn, plugin, fmt::format("cannot list tools again: {}", listed.error().message));
     return;
@@ -72,6 +72,16 @@ void Manager::Impl::refresh_tools(const std::string& plugin, Generation& gen) {
     gen.tools = std::move(*listed);
   }
   if (auto r = tools_changed(plugin, gen); !r) log(LogLevel::warn, plugin, r.error().message);
+}
+
+Result<std::shared_ptr<Generation>> Manager::Impl::publish(const SlotPtr& slot, std::shared_ptr<Generation> gen) {
+  std::lock_guard lock(slot->publish_mutex);
+  auto previous = slot->current.exchange(gen);
+  if (auto r = publish_tools(slot, *gen); !r) {
+    slot->current.store(previous);
+    return std::move(r).error();
+  }
+  return previous;
 }
 
 Result<void> Manager::Impl::schedule_job(std::string_view plugin, const json::value& job) {
@@ -91,21 +101,32 @@ Result<std::string> Manager::Impl::secret(std::string_view plugin, std::string_v
   return options.secrets(plugin, name);
 }
 
-void Manager::Impl::runner_failed(const std::string& plugin, const Error& why) {
+void Manager::Impl::runner_failed(const std::string& plugin, Generation& gen, const Error& why) {
   auto slot = find(plugin);
   if (!slot) return;
-  // Runs on a calling thread, not under `ops`: stop answering and record; unload/reload clean up.
-  slot->enabled.store(false, std::memory_order_release);
-  detail::PluginTools::set_enabled(tool_registry, plugin, false);
-  if (auto gen = slot->current.load()) gen->hooks_active->store(false);
-  (void)fail(*slot, why, /*now=*/true);  // only this event: others belong to the operations that queued them
+  {
+    // Runs on the runner's thread, beside any operation: only the generation that is still current
+    // may fail its plugin (a reload may have replaced it since). Stop answering and record; unload or
+    // reload clean up.
+    std::lock_guard lock(slot->publish_mutex);
+    if (slot->current.load().get() != &gen) return;
+    slot->enabled.store(false, std::memory_order_release);
+    detail::PluginTools::set_enabled(tool_registry, plugin, false);
+    gen.hooks_active->store(false);
+    set_state(*slot, PluginState::failed, why);
+  }
+  log(LogLevel::error, plugin, why.message);
+  auto p = plugin_event(*slot);
+  p["code"] = to_string(why.code);
+  p["message"] = why.message;
+  hook_bus.emit("plugin.failed", p);  // only this event: others belong to the operations that queued them
 }
 
 Result<void> Manager::Impl::tools_changed(const std::string& plugin, Generation& gen) {
   auto slot = find(plugin);
   if (!slot) return ok();
-  auto cur = slot->current.load();
-  if (cur.get() != &gen) return ok();  // not published yet: load/reload will pick the tools up
+  std::lock_guard lock(slot->publish_mutex);
+  if (slot->current.load().get() != &gen) return ok();  // not published yet: load/reload will pick the tools up
   return publish_tools(slot, gen);
 }
 

@@ -1,6 +1,8 @@
 // The Manager's catalogue: discovery, lookups, dependency order, what info() reports.
 #include "manager/manager_impl.hpp"
 
+#include <functional>
+
 namespace xcore::inline v1 {
 
 SlotPtr Manager::Impl::find(std::string_view id) const {
@@ -23,25 +25,100 @@ Result<std::string> Manager::Impl::add_folder(const std::filesystem::path& dir, 
     report.warnings.push_back(w);
   }
   const auto id = loaded->manifest.id;
-  std::unique_lock lock(catalogue_mutex);
-  auto it = catalogue.find(id);
-  if (it != catalogue.end()) {
-    auto& slot = *it->second;
-    if (std::filesystem::weakly_canonical(slot.manifest.file) != std::filesystem::weakly_canonical(*file))
-      return Error{ErrorCode::already_exists, fmt::format("{}: plugin id '{}' is already provided by {}", file->string(), id,
-                                                          slot.manifest.file.string())};
-    if (!is_loaded(slot.state)) {  // loaded plugins keep their manifest until reload()
-      slot.manifest = std::move(loaded->manifest);
-      slot.warnings = std::move(loaded->warnings);
+  for (;;) {
+    if (auto slot = find(id)) {
+      Claim claim(*this, {slot});  // a plugin's manifest changes only under its claim
+      std::unique_lock lock(catalogue_mutex);
+      if (std::filesystem::weakly_canonical(slot->manifest.file) != std::filesystem::weakly_canonical(*file))
+        return Error{ErrorCode::already_exists, fmt::format("{}: plugin id '{}' is already provided by {}", file->string(), id,
+                                                            slot->manifest.file.string())};
+      if (!is_loaded(slot->state)) {  // loaded plugins keep their manifest until reload()
+        slot->manifest = std::move(loaded->manifest);
+        slot->warnings = std::move(loaded->warnings);
+      }
+      return id;
     }
+    std::unique_lock lock(catalogue_mutex);
+    if (catalogue.contains(id)) continue;  // another thread added it meanwhile
+    auto slot = std::make_shared<PluginSlot>(id);
+    slot->manifest = std::move(loaded->manifest);
+    slot->warnings = std::move(loaded->warnings);
+    if (auto c = options.configs.find(id); c != options.configs.end()) slot->config = c->second;
+    catalogue.emplace(id, slot);
     return id;
   }
-  auto slot = std::make_shared<PluginSlot>(id);
-  slot->manifest = std::move(loaded->manifest);
-  slot->warnings = std::move(loaded->warnings);
-  if (auto c = options.configs.find(id); c != options.configs.end()) slot->config = c->second;
-  catalogue.emplace(id, slot);
-  return id;
+}
+
+std::vector<SlotPtr> Manager::Impl::reach(std::string_view id, Reach how) const {
+  std::vector<SlotPtr> out;
+  std::shared_lock lock(catalogue_mutex);
+  auto self_it = catalogue.find(id);
+  if (self_it == catalogue.end()) return out;
+  auto add = [&](const SlotPtr& s) {
+    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  };
+  std::set<const PluginSlot*> seen_up, seen_down;
+  std::function<void(const SlotPtr&)> dependencies = [&](const SlotPtr& s) {
+    if (!seen_up.insert(s.get()).second) return;
+    add(s);
+    for (const auto& dep : s->manifest.dependencies)
+      if (auto it = catalogue.find(dep.id); it != catalogue.end()) dependencies(it->second);
+  };
+  std::function<void(const SlotPtr&, bool)> dependents = [&](const SlotPtr& s, bool enabled_only) {
+    if (!seen_down.insert(s.get()).second) return;
+    add(s);
+    for (const auto& [_, d] : catalogue) {
+      if (!(enabled_only ? d->state == PluginState::enabled : is_loaded(d->state))) continue;
+      for (const auto& dep : d->manifest.dependencies)
+        if (dep.id == s->id) {
+          dependents(d, enabled_only);
+          break;
+        }
+    }
+  };
+  const auto& self = self_it->second;
+  const bool failed = failed_with_generation(*self);
+  switch (how) {
+    case Reach::plugin: add(self); break;
+    case Reach::enabled_dependents: dependents(self, true); break;
+    case Reach::loaded_dependents: dependents(self, false); break;
+    case Reach::reload:
+      if (!failed) {
+        add(self);
+        break;
+      }
+      [[fallthrough]];  // a failed plugin is unloaded with a cascade and loaded again
+    case Reach::load: {
+      dependencies(self);
+      // Loading a plugin that failed with a generation unloads it first, with its dependents.
+      const auto up = out;
+      for (const auto& s : up)
+        if (failed_with_generation(*s)) dependents(s, false);
+      break;
+    }
+  }
+  return out;
+}
+
+Manager::Impl::Claim::Claim(Impl& impl, std::vector<SlotPtr> slots) : impl_(impl), slots_(std::move(slots)) {
+  const auto me = std::this_thread::get_id();
+  std::unique_lock lock(impl_.claims_mutex);
+  impl_.claims_cv.wait(lock, [&] {
+    return std::all_of(slots_.begin(), slots_.end(), [&](const SlotPtr& s) { return s->claim_depth == 0 || s->claim_owner == me; });
+  });
+  for (const auto& s : slots_) {
+    s->claim_owner = me;
+    ++s->claim_depth;
+  }
+}
+
+Manager::Impl::Claim::~Claim() {
+  {
+    std::lock_guard lock(impl_.claims_mutex);
+    for (const auto& s : slots_)
+      if (--s->claim_depth == 0) s->claim_owner = {};
+  }
+  impl_.claims_cv.notify_all();
 }
 
 std::vector<SlotPtr> Manager::Impl::dependents_of(std::string_view id, bool enabled_only) const {
@@ -130,7 +207,7 @@ PluginInfo Manager::Impl::info_of(const PluginSlot& s) const {
   return i;
 }
 
-void Manager::Impl::refresh_watches() {
+void Manager::Impl::refresh_watches() {  // caller holds watcher_mutex
   if (!watcher) return;
   std::vector<std::pair<std::string, std::filesystem::path>> dirs;
   {

@@ -18,8 +18,9 @@ struct ManagerCore {
   virtual Result<void> tools_changed(const std::string& plugin, Generation& gen) = 0;
   // Lists the generation's tools again and publishes them if it is current.
   virtual void refresh_tools(const std::string& plugin, Generation& gen) = 0;
-  // The plugin's runner gave up on it (a sandboxed plugin spent its crash budget).
-  virtual void runner_failed(const std::string& plugin, const Error& why) = 0;
+  // The runner of `gen` gave up on it (a sandboxed plugin spent its crash budget); ignored unless `gen` is
+  // still the plugin's current generation.
+  virtual void runner_failed(const std::string& plugin, Generation& gen, const Error& why) = 0;
   // The host's secret store (ManagerOptions::secrets); permissions are checked before.
   virtual Result<std::string> secret(std::string_view plugin, std::string_view name) = 0;
   virtual Result<void> schedule_job(std::string_view plugin, const json::value& job) = 0;

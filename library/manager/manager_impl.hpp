@@ -11,11 +11,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <random>
 #include <semaphore>
 #include <set>
 #include <shared_mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "tools/call_metrics.hpp"
@@ -49,13 +51,14 @@ struct ConcurrencyLimit {
 };
 
 // Catalogue entry of one plugin. Plain fields are guarded by Impl::catalogue_mutex; `id` and the atomics
-// are read on the call path without it.
+// are read on the call path without it. `manifest` changes only under this plugin's lifecycle claim (and
+// catalogue_mutex), so the operation holding the claim reads it freely.
 struct PluginSlot {
   explicit PluginSlot(std::string plugin_id) : id(std::move(plugin_id)) {}
   const std::string id;
   PluginManifest manifest;
   std::vector<std::string> warnings;
-  PluginState state = PluginState::discovered;
+  std::atomic<PluginState> state{PluginState::discovered};  // written under catalogue_mutex
   std::optional<Error> last_error;
   json::object config;
   std::uint64_t generations = 0;
@@ -79,6 +82,16 @@ struct PluginSlot {
 
   CallMetrics actions;  // tool calls are counted by the registry
   std::atomic<std::uint64_t> in_flight{0};
+
+  // The lifecycle claim (guarded by Impl::claims_mutex): the thread running an operation on this plugin,
+  // and how many times it entered (a hook handler may call back into the Manager).
+  std::thread::id claim_owner;
+  unsigned claim_depth = 0;
+
+  // Serializes what makes a generation the published one (`current`, `enabled`, its tools in the registry)
+  // against a runner reporting from its own thread (a crash, new tools). Held briefly, never across plugin
+  // code, and nothing waits for a claim while holding it.
+  std::mutex publish_mutex;
 };
 
 using SlotPtr = std::shared_ptr<PluginSlot>;
@@ -89,16 +102,62 @@ struct Manager::Impl final : ManagerCore {
   HookBus hook_bus;
   ToolRegistry tool_registry{&hook_bus};
 
-  std::recursive_mutex ops;  // serializes lifecycle operations (recursive: dependencies recurse)
   mutable std::shared_mutex catalogue_mutex;
   StringMap<SlotPtr> catalogue;
   std::atomic<std::uint64_t> shadow_counter{0};
 
-  // Lifecycle events are emitted after the operation let go of `ops`, so a handler may call back in.
+  // Lifecycle events are emitted after the operation let go of its claim, so a handler may call back in.
   std::mutex events_mutex;
   std::vector<std::pair<std::string, json::object>> pending_events;
 
+  std::mutex watcher_mutex;  // guards `watcher`; never held while a reload runs
   std::unique_ptr<FolderWatcher> watcher;
+
+  // ---- lifecycle claims ------------------------------------------------------------------------------
+  // An operation claims every plugin it may touch (the plugin, the dependencies it loads, the dependents a
+  // cascade reaches) all at once, waiting until none is claimed by another thread. So operations on
+  // unrelated plugins run side by side, one stuck in a plugin's code delays only those that need that
+  // plugin, and no thread holds a claim while it waits for another (no deadlock). A thread may claim again
+  // what it holds.
+  std::mutex claims_mutex;
+  std::condition_variable claims_cv;
+
+  class Claim {
+   public:
+    Claim(Impl& impl, std::vector<SlotPtr> slots);
+    Claim(const Claim&) = delete;
+    Claim& operator=(const Claim&) = delete;
+    ~Claim();
+
+   private:
+    Impl& impl_;
+    std::vector<SlotPtr> slots_;
+  };
+
+  enum class Reach {
+    load,                 // the plugin, its dependencies, and the dependents of any it must unload first
+    plugin,               // the plugin alone
+    enabled_dependents,   // ... and its enabled dependents, transitively (disable with cascade)
+    loaded_dependents,    // ... and its loaded dependents, transitively (unload with cascade)
+    reload,               // the plugin alone, or as `load` and `loaded_dependents` if it failed
+  };
+  // The plugins an operation on `id` may touch, now.
+  std::vector<SlotPtr> reach(std::string_view id, Reach how) const;
+
+  // Runs `op` holding the claims of everything it may touch. The set is computed again once claimed:
+  // had it grown meanwhile (a dependent loaded), the claim is dropped and taken again.
+  template <class F>
+  auto claimed(std::string_view id, Reach how, F&& op) {
+    for (;;) {
+      auto want = reach(id, how);
+      Claim claim(*this, want);
+      auto now = reach(id, how);
+      const bool covered = std::all_of(now.begin(), now.end(), [&](const SlotPtr& s) {
+        return std::find(want.begin(), want.end(), s) != want.end();
+      });
+      if (covered) return op();
+    }
+  }
 
   explicit Impl(ManagerOptions o);
 
@@ -126,15 +185,14 @@ struct Manager::Impl final : ManagerCore {
 
   json::object plugin_event(const PluginSlot& s) const;
 
-  // Records a failure; the plugin.failed event goes out after the current operation (or `now`).
-  Result<void> fail(PluginSlot& s, Error e, bool now = false) {
+  // Records a failure; the plugin.failed event goes out after the current operation.
+  Result<void> fail(PluginSlot& s, Error e) {
     log(LogLevel::error, s.id, e.message);
     set_state(s, PluginState::failed, e);
     auto p = plugin_event(s);
     p["code"] = to_string(e.code);
     p["message"] = e.message;
-    if (now) hook_bus.emit("plugin.failed", p);
-    else queue_event("plugin.failed", std::move(p));
+    queue_event("plugin.failed", std::move(p));
     return e;
   }
 
@@ -231,9 +289,13 @@ struct Manager::Impl final : ManagerCore {
   // and lend the fields the binary left empty.
   Result<std::vector<ToolSpec>> tool_set(Generation& gen);
 
-  Result<void> publish_tools(const SlotPtr& slot, Generation& gen);
+  Result<void> publish_tools(const SlotPtr& slot, Generation& gen);  // caller holds slot->publish_mutex
 
   void refresh_tools(const std::string& plugin, Generation& gen) override;
+
+  // Publishes `gen` as the slot's current generation with its tools (under publish_mutex); returns the
+  // generation it replaced.
+  Result<std::shared_ptr<Generation>> publish(const SlotPtr& slot, std::shared_ptr<Generation> gen);
 
   SharedCell<const Manager::JobSink> job_sink;
   Result<void> schedule_job(std::string_view plugin, const json::value& job) override;
@@ -241,7 +303,7 @@ struct Manager::Impl final : ManagerCore {
 
   Result<std::string> secret(std::string_view plugin, std::string_view name) override;
 
-  void runner_failed(const std::string& plugin, const Error& why) override;
+  void runner_failed(const std::string& plugin, Generation& gen, const Error& why) override;
 
   Result<void> tools_changed(const std::string& plugin, Generation& gen) override;
 
@@ -255,10 +317,10 @@ struct Manager::Impl final : ManagerCore {
   // Closes a generation that is no longer current: waits for its calls, runs on_unload, frees it.
   void retire(std::shared_ptr<Generation> gen, bool was_enabled);
 
-  // ---- lifecycle (callers hold `ops`) ---------------------------------------------------------------
+  // ---- lifecycle (callers hold the claims `reach` names) ---------------------------------------------
 
   // A plugin its runner gave up on still holds a generation: loading it again starts from scratch.
-  static bool failed_with_generation(PluginSlot& s) { return s.state == PluginState::failed && s.current.load() != nullptr; }
+  static bool failed_with_generation(const PluginSlot& s) { return s.state == PluginState::failed && s.current.load() != nullptr; }
 
   // The plugins being loaded, outermost first; `cycle` once one of them turned out to depend on itself
   // (its error then travels up unchanged instead of being wrapped at each level).

@@ -1,4 +1,4 @@
-// Generations and the lifecycle: load, enable, disable, unload, reload (callers hold `ops`).
+// Generations and the lifecycle: load, enable, disable, unload, reload (callers hold the claims).
 #include "manager/manager_impl.hpp"
 #include "tools/plugin_tools.hpp"
 
@@ -157,9 +157,7 @@ Result<void> Manager::Impl::load_locked(std::string_view id, LoadChain& chain) {
   if (!gen) return fail(*slot, std::move(gen).error());
 
   slot->apply_limits((*gen)->manifest.limits, default_concurrency((*gen)->manifest));
-  slot->current.store(*gen);
-  if (auto r = publish_tools(slot, **gen); !r) {
-    slot->current.store(nullptr);
+  if (auto r = publish(slot, *gen); !r) {
     retire(*gen, false);
     return fail(*slot, r.error());
   }
@@ -189,10 +187,18 @@ Result<void> Manager::Impl::enable_locked(std::string_view id) {
     slot->last_error = r.error();
     return r;
   }
-  slot->enabled.store(true, std::memory_order_release);
-  detail::PluginTools::set_enabled(tool_registry, slot->id, true);
-  gen->hooks_active->store(true, std::memory_order_release);
-  set_state(*slot, PluginState::enabled);
+  {
+    std::lock_guard lock(slot->publish_mutex);
+    if (slot->state == PluginState::failed) {  // its runner gave up while on_enable ran
+      std::shared_lock catalogue(catalogue_mutex);
+      return Error{ErrorCode::unavailable, fmt::format("plugin '{}' failed while being enabled: {}", id,
+                                                       slot->last_error ? slot->last_error->message : "its runner gave up")};
+    }
+    slot->enabled.store(true, std::memory_order_release);
+    detail::PluginTools::set_enabled(tool_registry, slot->id, true);
+    gen->hooks_active->store(true, std::memory_order_release);
+    set_state(*slot, PluginState::enabled);
+  }
   queue_event("plugin.enabled", plugin_event(*slot));
   return ok();
 }
@@ -208,10 +214,13 @@ Result<void> Manager::Impl::disable_locked(std::string_view id, bool cascade) {
   XCORE_TRY(refuse_unless_cascade(id, deps, cascade, "enabled", "disable"));
   for (const auto& d : deps) XCORE_TRY(disable_locked(d->id, true));
   // Stop answering first, then tell the plugin.
-  slot->enabled.store(false, std::memory_order_release);
-  detail::PluginTools::set_enabled(tool_registry, slot->id, false);
   auto gen = slot->current.load();
-  gen->hooks_active->store(false, std::memory_order_release);
+  {
+    std::lock_guard lock(slot->publish_mutex);
+    slot->enabled.store(false, std::memory_order_release);
+    detail::PluginTools::set_enabled(tool_registry, slot->id, false);
+    gen->hooks_active->store(false, std::memory_order_release);
+  }
   if (auto r = gen->runner->on_disable(); !r) log(LogLevel::warn, slot->id, r.error().message);
   set_state(*slot, PluginState::disabled);
   queue_event("plugin.disabled", plugin_event(*slot));
@@ -229,11 +238,15 @@ Result<void> Manager::Impl::unload_locked(std::string_view id, bool cascade) {
   XCORE_TRY(refuse_unless_cascade(id, deps, cascade, "loaded", "unload"));
   for (const auto& d : deps) XCORE_TRY(unload_locked(d->id, true));
   bool was_enabled = slot->state == PluginState::enabled;
-  slot->enabled.store(false, std::memory_order_release);
+  std::shared_ptr<Generation> gen;
+  {
+    std::lock_guard lock(slot->publish_mutex);
+    slot->enabled.store(false, std::memory_order_release);
+    detail::PluginTools::remove(tool_registry, slot->id);
+    gen = slot->current.exchange(nullptr);
+    if (gen) gen->hooks_active->store(false);
+  }
   if (was_enabled) queue_event("plugin.disabled", plugin_event(*slot));
-  detail::PluginTools::remove(tool_registry, slot->id);
-  auto gen = slot->current.exchange(nullptr);
-  if (gen) gen->hooks_active->store(false);
   retire(std::move(gen), was_enabled);
   set_state(*slot, PluginState::unloaded);
   log(LogLevel::info, slot->id, "unloaded");
@@ -292,9 +305,17 @@ Result<void> Manager::Impl::reload_locked(std::string_view id) {
       slot->last_error = r.error();
       return r;
     }
-  // Swap: new calls reach the new generation from here on.
-  auto old = slot->current.exchange(gen);
-  if (auto r = publish_tools(slot, *gen); !r) log(LogLevel::error, id, r.error().message);  // checked in start_generation
+  // Swap: new calls reach the new generation from here on. Its tools were checked in start_generation,
+  // but another plugin may have taken a name since: then the old generation keeps serving.
+  auto swapped = publish(slot, gen);
+  if (!swapped) {
+    log(LogLevel::error, id, fmt::format("reload failed, the previous version keeps serving: {}", swapped.error().message));
+    retire(gen, enabled);
+    std::unique_lock lock(catalogue_mutex);
+    slot->last_error = swapped.error();
+    return std::move(swapped).error();
+  }
+  auto old = *swapped;
   gen->hooks_active->store(enabled);
   if (old) old->hooks_active->store(false);
   {

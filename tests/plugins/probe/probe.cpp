@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #ifndef PROBE_VERSION
@@ -36,6 +38,12 @@ class Probe : public xcore::sdk::Plugin {
 
   void on_load(const json::object& config) override {
     if (config.contains("fail_load") && config.at("fail_load").as_bool()) throw std::runtime_error("asked to fail");
+    // A plugin stuck in on_load: says so in <gate>/entered, then waits for <gate>/go to appear.
+    if (const auto* gate = config.if_contains("load_gate")) {
+      const std::filesystem::path dir(std::string(gate->as_string()));
+      std::ofstream(dir / "entered").put('1');
+      while (!std::filesystem::exists(dir / "go")) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     on_hook("probe.ping", [](std::string_view, const json::value& p, std::string_view) -> json::value {
       return json::object{{"pong", PROBE_VERSION}, {"echo", p}};
     });
