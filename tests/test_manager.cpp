@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 #include <sys/wait.h>
+#include <xcore/plugin.h>
 
 using namespace xcore;
 using namespace xcore_test;
@@ -116,7 +117,7 @@ TEST_CASE("a plugin built for another ABI is refused before any of its code runs
   auto r = h->load("abi-future");
   REQUIRE(!r.ok());
   CHECK(r.error().code == ErrorCode::incompatible);
-  CHECK_MESSAGE(r.error().message.find("plugin ABI 99.0, this host provides 1.1") != std::string::npos, r.error().message);
+  CHECK_MESSAGE(r.error().message.find(fmt::format("plugin ABI 99.0, this host provides {}.{}", XCORE_ABI_MAJOR, XCORE_ABI_MINOR)) != std::string::npos, r.error().message);
   CHECK(h.state("abi-future") == PluginState::failed);
   CHECK(h->info("abi-future")->last_error->code == ErrorCode::incompatible);
 }
@@ -135,6 +136,15 @@ TEST_CASE("the binary must agree with its manifest on id and version") {
   auto v = h->load("probe");
   REQUIRE(!v.ok());
   CHECK(v.error().message.find("declares version '1.0.0'") != std::string::npos);
+}
+
+TEST_CASE("an id of 64 characters, the most a manifest allows, is read whole from the binary's tag") {
+  const std::string id = "a-long-plugin-id-long-plugin-id-long-plugin-id-long-plugin-idxxx";
+  REQUIRE(id.size() == 64);
+  Host h({test_plugins() / "long_id"});
+  auto r = h->enable(id);
+  REQUIRE_MESSAGE(r.ok(), r.error().message);
+  CHECK(h->call_tool(id + ".ping", J("{}"), xcore::CallContext::host()).ok());
 }
 
 TEST_CASE("a plugin that throws in on_load leaves nothing behind") {
@@ -552,6 +562,48 @@ TEST_CASE("secrets: a plugin reads those its manifest grants, from the host's st
     CHECK(denied.error().code == ErrorCode::permission_denied);
     CHECK(denied.error().message.find("secrets.read:db_password") != std::string::npos);
     CHECK(asked == std::vector<std::string>{"probe/api_key", "probe/api_other"});  // a denied name never reaches the store
+  }
+}
+
+TEST_CASE("host services by name: the same services and checks as the fixed members, trusted or sandboxed") {
+  for (const char* mode : {"trusted", "sandboxed"}) {
+    INFO("mode: " << std::string(mode));
+    TempDir tmp;
+    auto plugins = tmp / "plugins";
+    stage(test_plugins() / "probe", plugins);
+    stage(example_plugins() / "core", plugins);
+    write_file(plugins / "probe" / "plugin.yaml", std::string("id: probe\nversion: 1.0.0\nentry: libprobe.so\nmode: ") + mode +
+                                                      "\npermissions: [\"secrets.read:api_*\", \"tools.call:core.echo\"]\n");
+    CapturedLog log;
+    auto o = test_options(tmp, plugins, log);
+    o.secrets = [&](std::string_view, std::string_view name) -> Result<std::string> {
+      if (name == "api_key") return std::string("s3cret");
+      return Error{ErrorCode::not_found, "no such secret"};
+    };
+    Manager m(std::move(o));
+    m.discover();
+    REQUIRE(m.enable("core").ok());
+    REQUIRE(m.enable("probe").ok());
+    auto by_name = [&](std::string_view params) { return m.call_action("probe", "call_host", J(params), xcore::CallContext::host()); };
+
+    auto secret = by_name(R"({"service":"secret","request":{"name":"api_key"}})");
+    REQUIRE_MESSAGE(secret.ok(), secret.error().message);
+    CHECK(secret->at("value") == "s3cret");
+    auto denied = by_name(R"({"service":"secret","request":{"name":"db_password"}})");
+    CHECK(denied.error().code == ErrorCode::permission_denied);
+    auto echoed = by_name(R"({"service":"call_tool","request":{"name":"core.echo","arguments":{"hi":1}}})");
+    REQUIRE_MESSAGE(echoed.ok(), echoed.error().message);
+    CHECK(echoed->at("structuredContent") == J(R"({"hi":1})"));
+    CHECK(by_name(R"({"service":"call_tool","request":{"name":"calculate","arguments":{}}})").error().code == ErrorCode::permission_denied);
+    CHECK(by_name(R"({"service":"config"})")->is_object());
+
+    auto unknown = by_name(R"({"service":"teleport"})");
+    CHECK(unknown.error().code == ErrorCode::not_found);
+    CHECK(unknown.error().message.find("no host service named 'teleport'") != std::string::npos);
+    auto malformed = by_name(R"({"service":"secret","request":{"name":7}})");
+    CHECK(malformed.error().code == ErrorCode::invalid_argument);
+    CHECK(malformed.error().message.find("'name', a string") != std::string::npos);
+    CHECK(by_name(R"({"service":"subscribe_hook"})").error().code == ErrorCode::invalid_argument);
   }
 }
 

@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+// The Boost version check of <xcore/json.hpp>: defined for the Boost this library is built with.
+extern "C" const int XCORE_BOOST_CHECK_NAME(BOOST_VERSION) = BOOST_VERSION;
+
 namespace xcore::inline v1 {
 
 namespace {

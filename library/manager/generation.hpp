@@ -28,19 +28,21 @@ class GenerationServices final : public PluginServices {
       : core_(core), manifest_(manifest), gen_(std::move(gen)) {}
 
   void log(LogLevel level, std::string_view message) override;
-  Result<HookOutcome> emit_hook(std::string_view hook, const json::value& payload, std::string_view tenant) override;
   Result<std::uint64_t> subscribe_hook(std::string_view hook, HookBand band, int priority, HookHandler handler) override;
   bool unsubscribe_hook(std::uint64_t id) override;
-  Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) override;
-  Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params,
-                                  const CallContext& ctx) override;
-  json::object config() override;
-  Result<void> register_tool(ToolSpec spec) override;
-  Result<void> unregister_tool(std::string_view name) override;
-  Result<std::string> secret(std::string_view name) override;
-  Result<void> schedule_job(const json::value& job) override;
-  Result<void> unschedule_job(std::string_view name) override;
-  Result<void> register_route(const json::value& route) override;
+  // The services by name (host_services.cpp), over the typed ones below.
+  Result<json::value> call(std::string_view service, const json::object& request, const CallContext& ctx) override;
+
+  Result<HookOutcome> emit_hook(std::string_view hook, const json::value& payload, std::string_view tenant);
+  Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx);
+  Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params, const CallContext& ctx);
+  json::object config();
+  Result<void> register_tool(ToolSpec spec);
+  Result<void> unregister_tool(std::string_view name);
+  Result<std::string> secret(std::string_view name);
+  Result<void> schedule_job(const json::value& job);
+  Result<void> unschedule_job(std::string_view name);
+  Result<void> register_route(const json::value& route);
   std::vector<PluginRoute> routes() const;  // registered at run time
 
   void reset_plugin_state() override;

@@ -7,7 +7,7 @@
 //
 // MCP methods (initialize, notifications/initialized, ping, tools/list, tools/call) make every sandboxed
 // xcore plugin a usable MCP server; xcore/* methods carry the rest of the lifecycle. Calls back to host
-// services go out as xcore/host/* requests.
+// services go out as xcore/host/<service> requests.
 #include <xcore/manifest.hpp>
 
 #include <boost/json/parse.hpp>
@@ -41,11 +41,7 @@ class RemoteServices final : public PluginServices {
   explicit RemoteServices(RpcPeer& peer) : peer_(peer) {}
 
   void log(LogLevel level, std::string_view message) override {
-    (void)peer_.notify("xcore/host/log", json::object{{"level", to_string(level)}, {"message", message}});
-  }
-  Result<HookOutcome> emit_hook(std::string_view hook, const json::value& payload, std::string_view tenant) override {
-    XCORE_ASSIGN_OR_RETURN(auto r, peer_.call("xcore/host/emit_hook", json::object{{"hook", hook}, {"payload", payload}, {"tenant", tenant}}));
-    return wire::outcome_from_json(r);
+    (void)peer_.notify(wire::host_method(host_service::log), json::object{{"level", to_string(level)}, {"message", message}});
   }
   Result<std::uint64_t> subscribe_hook(std::string_view hook, HookBand band, int priority, HookHandler handler) override {
     std::uint64_t id;
@@ -54,8 +50,8 @@ class RemoteServices final : public PluginServices {
       id = next_id_++;
       handlers_[id] = std::move(handler);
     }
-    auto r = peer_.call("xcore/host/subscribe_hook", json::object{{"hook", hook}, {"band", static_cast<int>(band)}, {"priority", priority},
-                                                                  {"subscription", id}});
+    auto r = peer_.call(wire::host_method(host_service::subscribe_hook),
+                        json::object{{"hook", hook}, {"band", static_cast<int>(band)}, {"priority", priority}, {"subscription", id}});
     if (!r) {
       std::lock_guard lock(mutex_);
       handlers_.erase(id);
@@ -68,47 +64,13 @@ class RemoteServices final : public PluginServices {
       std::lock_guard lock(mutex_);
       if (!handlers_.erase(id)) return false;
     }
-    return peer_.call("xcore/host/unsubscribe_hook", json::object{{"subscription", id}}).ok();
+    return peer_.call(wire::host_method(host_service::unsubscribe_hook), json::object{{"subscription", id}}).ok();
   }
-  Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) override {
-    XCORE_ASSIGN_OR_RETURN(auto r, peer_.call("xcore/host/call_tool", json::object{{"name", name}, {"arguments", args}, {"context", wire::context_to_json(ctx)}}));
-    return ToolResult::from_mcp(std::move(r));
-  }
-  Result<void> register_route(const json::value& route) override {
-    XCORE_TRY(peer_.call("xcore/host/register_route", json::object{{"route", route}}));
-    return ok();
-  }
-  Result<void> schedule_job(const json::value& job) override {
-    XCORE_TRY(peer_.call("xcore/host/schedule", json::object{{"job", job}}));
-    return ok();
-  }
-  Result<void> unschedule_job(std::string_view name) override {
-    XCORE_TRY(peer_.call("xcore/host/unschedule", json::object{{"name", name}}));
-    return ok();
-  }
-  Result<std::string> secret(std::string_view name) override {
-    XCORE_ASSIGN_OR_RETURN(auto r, peer_.call("xcore/host/secret", json::object{{"name", name}}));
-    if (!r.is_object() || !r.get_object().contains("value") || !r.at("value").is_string())
-      return Error{ErrorCode::internal, "the host answered xcore/host/secret without a value"};
-    return std::string(r.at("value").get_string());
-  }
-  Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params, const CallContext& ctx) override {
-    return peer_.call("xcore/host/call_action",
-                      json::object{{"plugin", plugin}, {"action", action}, {"params", params}, {"context", wire::context_to_json(ctx)}});
-  }
-  json::object config() override {
-    auto r = peer_.call("xcore/host/config", json::object{});
-    return r && r->is_object() ? r->get_object() : json::object();
-  }
-  Result<void> register_tool(ToolSpec spec) override {
-    json::object t{{"name", spec.name}, {"title", spec.title}, {"description", spec.description}, {"inputSchema", spec.input_schema}};
-    if (spec.output_schema) t["outputSchema"] = *spec.output_schema;
-    XCORE_TRY(peer_.call("xcore/host/register_tool", json::object{{"tool", std::move(t)}}));
-    return ok();
-  }
-  Result<void> unregister_tool(std::string_view name) override {
-    XCORE_TRY(peer_.call("xcore/host/unregister_tool", json::object{{"name", name}}));
-    return ok();
+  // Every other service goes to the host as it came, with the context of the call being served.
+  Result<json::value> call(std::string_view service, const json::object& request, const CallContext& ctx) override {
+    json::object r = request;
+    r["context"] = wire::context_to_json(ctx);
+    return peer_.call(wire::host_method(service), std::move(r));
   }
 
   // The host calls a subscribed handler through xcore/hook.

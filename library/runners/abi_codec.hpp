@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -67,7 +68,8 @@ struct CContext {
 // The reverse, for calls a plugin makes back into the host with the context it was given.
 inline CallContext from_c(const xcore_call_context* c) {
   CallContext ctx;
-  if (!c || c->size < sizeof(std::uint32_t) + 3 * sizeof(xcore_str) + sizeof(std::int64_t)) return ctx;
+  // ABI 1.0's context ends with the deadline; the cancellation members may be missing from an older one.
+  if (!c || c->size < offsetof(xcore_call_context, deadline_unix_ms) + sizeof(c->deadline_unix_ms)) return ctx;
   ctx.tenant = std::string(from_c(c->tenant));
   ctx.user = std::string(from_c(c->user));
   ctx.trace_id = std::string(from_c(c->trace_id));

@@ -60,9 +60,9 @@ Result<AbiTag> read_abi_tag(const std::filesystem::path& binary) {
       xcore_abi_tag tag;
       if (!read_at(f, sym.st_value - sec.sh_addr + sec.sh_offset, tag)) return bad("the ABI tag lies outside the file");
       if (tag.magic != XCORE_ABI_MAGIC) return bad("the ABI tag has the wrong magic number");
-      tag.plugin_id[sizeof(tag.plugin_id) - 1] = '\0';
-      tag.plugin_version[sizeof(tag.plugin_version) - 1] = '\0';
-      return AbiTag{tag.abi_major, tag.abi_minor, tag.plugin_id, tag.plugin_version};
+      // A string fills its array or ends at a NUL (a 64-character id has none).
+      auto field = [](const char (&a)[64]) { return std::string(a, ::strnlen(a, sizeof(a))); };
+      return AbiTag{tag.abi_major, tag.abi_minor, field(tag.plugin_id), field(tag.plugin_version)};
     }
   }
   return bad(fmt::format("no '{}' symbol: not built with the xcore SDK (XCORE_PLUGIN)", XCORE_ABI_TAG_SYMBOL));

@@ -34,6 +34,7 @@ class InProcessRunner final : public Runner {
     host_.schedule_job = &InProcessRunner::h_schedule_job;
     host_.unschedule_job = &InProcessRunner::h_unschedule_job;
     host_.register_route = &InProcessRunner::h_register_route;
+    host_.call_host = &InProcessRunner::h_call_host;
   }
 
   ~InProcessRunner() override {
@@ -179,18 +180,6 @@ class InProcessRunner final : public Runner {
     } catch (...) {
     }
   }
-  static std::int32_t h_emit_hook(void* host, xcore_str hook, xcore_str payload, xcore_sink* out) noexcept {
-    return guarded(out, [&] {
-      auto p = parse_arg(payload, "hook payload");
-      if (!p) return fail(out, p.error());
-      auto r = self(host).services_.emit_hook(from_c(hook), *p, {});
-      if (!r) return fail(out, r.error());
-      json::object o{{"results", r->results}, {"vetoed", r->vetoed}};
-      if (r->vetoed) o["veto_reason"] = r->veto_reason;
-      write_sink(out, json::serialize(o));
-      return std::int32_t(XCORE_OK);
-    });
-  }
   static std::int32_t h_subscribe_hook(void* host, xcore_str hook, std::int32_t band, std::int32_t priority, xcore_hook_fn fn,
                                        void* user, std::uint64_t* id, xcore_sink* err) noexcept {
     return guarded(err, [&] {
@@ -222,80 +211,96 @@ class InProcessRunner final : public Runner {
       return XCORE_E_INTERNAL;
     }
   }
-  static std::int32_t h_call_tool(void* host, xcore_str name, xcore_str args, const xcore_call_context* c, xcore_sink* out) noexcept {
+  // The fixed members of the host table are named services with older signatures: each turns its
+  // arguments into the service's request and the answer into what its member promises.
+  enum class Answer { json, none, secret };
+  static std::int32_t serve(void* host, std::string_view service, json::object request, const CallContext& ctx, xcore_sink* out,
+                            Answer answer) {
+    auto r = self(host).services_.call(service, request, ctx);
+    if (!r) return fail(out, r.error());
+    switch (answer) {
+      case Answer::json: write_sink(out, json::serialize(*r)); break;
+      case Answer::none: break;
+      case Answer::secret: {
+        const auto* v = r->is_object() ? r->get_object().if_contains("value") : nullptr;
+        if (!v || !v->is_string()) return fail(out, Error{ErrorCode::internal, "the secret service answered without a value"});
+        write_sink(out, v->get_string());
+        break;
+      }
+    }
+    return XCORE_OK;
+  }
+  // A JSON argument as a request field (absent when empty).
+  static Result<json::object> with_json(json::object request, std::string_view field, xcore_str text, std::string_view what) {
+    if (text.size == 0) return request;
+    XCORE_ASSIGN_OR_RETURN(auto v, parse_arg(text, what));
+    request[field] = std::move(v);
+    return request;
+  }
+  template <class Build>
+  static std::int32_t serve_built(void* host, std::string_view service, Build&& build, const CallContext& ctx, xcore_sink* out,
+                                  Answer answer) noexcept {
     return guarded(out, [&] {
-      auto a = parse_arg(args, "tool arguments");
-      if (!a) return fail(out, a.error());
-      auto r = self(host).services_.call_tool(from_c(name), *a, from_c(c));
-      if (!r) return fail(out, r.error());
-      write_sink(out, json::serialize(r->to_mcp()));
-      return std::int32_t(XCORE_OK);
+      Result<json::object> request = build();
+      if (!request) return fail(out, request.error());
+      return serve(host, service, std::move(*request), ctx, out, answer);
     });
+  }
+
+  static std::int32_t h_emit_hook(void* host, xcore_str hook, xcore_str payload, xcore_sink* out) noexcept {
+    return serve_built(host, host_service::emit_hook, [&] { return with_json({{"hook", from_c(hook)}}, "payload", payload, "hook payload"); },
+                       {}, out, Answer::json);
+  }
+  static std::int32_t h_call_tool(void* host, xcore_str name, xcore_str args, const xcore_call_context* c, xcore_sink* out) noexcept {
+    return serve_built(host, host_service::call_tool, [&] { return with_json({{"name", from_c(name)}}, "arguments", args, "tool arguments"); },
+                       from_c(c), out, Answer::json);
   }
   static std::int32_t h_call_action(void* host, xcore_str plugin, xcore_str action, xcore_str params, const xcore_call_context* c,
                                     xcore_sink* out) noexcept {
-    return guarded(out, [&] {
-      auto p = parse_arg(params, "action params");
-      if (!p) return fail(out, p.error());
-      auto r = self(host).services_.call_action(from_c(plugin), from_c(action), *p, from_c(c));
-      if (!r) return fail(out, r.error());
-      write_sink(out, json::serialize(*r));
-      return std::int32_t(XCORE_OK);
-    });
+    return serve_built(
+        host, host_service::call_action,
+        [&] { return with_json({{"plugin", from_c(plugin)}, {"action", from_c(action)}}, "params", params, "action params"); }, from_c(c),
+        out, Answer::json);
   }
   static std::int32_t h_get_config(void* host, xcore_sink* out) noexcept {
-    return guarded(out, [&] {
-      write_sink(out, json::serialize(self(host).services_.config()));
-      return std::int32_t(XCORE_OK);
-    });
+    return serve_built(host, host_service::config, [] { return Result<json::object>(json::object()); }, {}, out, Answer::json);
   }
   static std::int32_t h_get_secret(void* host, xcore_str name, xcore_sink* out) noexcept {
-    return guarded(out, [&] {
-      auto r = self(host).services_.secret(std::string_view(name.data, name.size));
-      if (!r) return fail(out, r.error());
-      write_sink(out, *r);
-      return std::int32_t(XCORE_OK);
-    });
+    return serve_built(host, host_service::secret, [&] { return Result<json::object>(json::object{{"name", from_c(name)}}); }, {}, out,
+                       Answer::secret);
   }
   static std::int32_t h_schedule_job(void* host, xcore_str job, xcore_sink* err) noexcept {
-    return guarded(err, [&] {
-      auto v = parse_arg(job, "job");
-      if (!v) return fail(err, v.error());
-      auto r = self(host).services_.schedule_job(*v);
-      return r ? std::int32_t(XCORE_OK) : fail(err, r.error());
-    });
-  }
-  static std::int32_t h_register_route(void* host, xcore_str route, xcore_sink* err) noexcept {
-    return guarded(err, [&] {
-      auto v = parse_arg(route, "route");
-      if (!v) return fail(err, v.error());
-      auto r = self(host).services_.register_route(*v);
-      return r ? std::int32_t(XCORE_OK) : fail(err, r.error());
-    });
+    return serve_built(host, host_service::schedule, [&] { return with_json({}, "job", job, "job"); }, {}, err, Answer::none);
   }
   static std::int32_t h_unschedule_job(void* host, xcore_str name, xcore_sink* err) noexcept {
-    return guarded(err, [&] {
-      auto r = self(host).services_.unschedule_job(std::string_view(name.data, name.size));
-      return r ? std::int32_t(XCORE_OK) : fail(err, r.error());
-    });
+    return serve_built(host, host_service::unschedule, [&] { return Result<json::object>(json::object{{"name", from_c(name)}}); }, {}, err,
+                       Answer::none);
+  }
+  static std::int32_t h_register_route(void* host, xcore_str route, xcore_sink* err) noexcept {
+    return serve_built(host, host_service::register_route, [&] { return with_json({}, "route", route, "route"); }, {}, err, Answer::none);
   }
   static std::int32_t h_register_tool(void* host, xcore_str tool, xcore_sink* err) noexcept {
-    return guarded(err, [&] {
-      auto v = parse_arg(tool, "tool");
-      if (!v) return fail(err, v.error());
-      auto spec = ToolSpec::from_json(*v);
-      if (!spec) return fail(err, spec.error());
-      auto r = self(host).services_.register_tool(std::move(*spec));
-      if (!r) return fail(err, r.error());
-      return std::int32_t(XCORE_OK);
-    });
+    return serve_built(host, host_service::register_tool, [&] { return with_json({}, "tool", tool, "tool"); }, {}, err, Answer::none);
   }
   static std::int32_t h_unregister_tool(void* host, xcore_str name, xcore_sink* err) noexcept {
-    return guarded(err, [&] {
-      auto r = self(host).services_.unregister_tool(from_c(name));
-      if (!r) return fail(err, r.error());
-      return std::int32_t(XCORE_OK);
-    });
+    return serve_built(host, host_service::unregister_tool, [&] { return Result<json::object>(json::object{{"name", from_c(name)}}); }, {},
+                       err, Answer::none);
+  }
+  // ABI 1.2: any service by name.
+  static std::int32_t h_call_host(void* host, xcore_str service, xcore_str request, const xcore_call_context* c, xcore_sink* out) noexcept {
+    return serve_built(
+        host, from_c(service),
+        [&]() -> Result<json::object> {
+          if (!host_service::by_name(from_c(service)))
+            return Error{ErrorCode::invalid_argument,
+                         fmt::format("host service '{}' cannot be called by name: it has its own member of the host table", from_c(service))};
+          if (request.size == 0) return json::object();
+          XCORE_ASSIGN_OR_RETURN(auto v, parse_arg(request, "host service request"));
+          if (!v.is_object())
+            return Error{ErrorCode::invalid_argument, fmt::format("host service '{}': the request must be a JSON object", from_c(service))};
+          return std::move(v.get_object());
+        },
+        from_c(c), out, Answer::json);
   }
 
   std::string id_;

@@ -15,28 +15,38 @@
 
 namespace xcore::inline v1 {
 
+// The host services a plugin calls by name: request and answer are JSON objects. These names travel as
+// `service` in the C ABI's call_host, as xcore/host/<name> on the sandbox's wire, and select an entry of
+// the Manager's table (manager/host_services.cpp), the one place a service is implemented. The fixed
+// members of xcore_host_api (ABI 1.0 and 1.1) are these same services under their old signatures.
+namespace host_service {
+inline constexpr std::string_view emit_hook = "emit_hook";              // {hook, payload, tenant?} -> {results, vetoed, veto_reason?}
+inline constexpr std::string_view call_tool = "call_tool";              // {name, arguments} -> an MCP CallToolResult
+inline constexpr std::string_view call_action = "call_action";          // {plugin, action, params} -> the action's answer
+inline constexpr std::string_view config = "config";                    // {} -> the plugin's config
+inline constexpr std::string_view register_tool = "register_tool";      // {tool} -> {}
+inline constexpr std::string_view unregister_tool = "unregister_tool";  // {name} -> {}
+inline constexpr std::string_view secret = "secret";                    // {name} -> {value}
+inline constexpr std::string_view schedule = "schedule";                // {job} -> {}
+inline constexpr std::string_view unschedule = "unschedule";            // {name} -> {}
+inline constexpr std::string_view register_route = "register_route";    // {route} -> {}
+// Not callable by name: they carry a callback (subscriptions) or have no answer (log).
+inline constexpr std::string_view subscribe_hook = "subscribe_hook";
+inline constexpr std::string_view unsubscribe_hook = "unsubscribe_hook";
+inline constexpr std::string_view log = "log";
+inline bool by_name(std::string_view s) { return s != subscribe_hook && s != unsubscribe_hook && s != log; }
+}  // namespace host_service
+
 // What a running plugin may ask of the host. The Manager implements it per plugin generation and
 // enforces the manifest's permissions; runners only translate their transport into these calls.
 class PluginServices {
  public:
   virtual ~PluginServices() = default;
   virtual void log(LogLevel level, std::string_view message) = 0;
-  virtual Result<HookOutcome> emit_hook(std::string_view hook, const json::value& payload, std::string_view tenant) = 0;
   virtual Result<std::uint64_t> subscribe_hook(std::string_view hook, HookBand band, int priority, HookHandler handler) = 0;
   virtual bool unsubscribe_hook(std::uint64_t id) = 0;
-  virtual Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) = 0;
-  virtual Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params,
-                                          const CallContext& ctx) = 0;
-  virtual json::object config() = 0;
-  virtual Result<void> register_tool(ToolSpec spec) = 0;
-  virtual Result<void> unregister_tool(std::string_view name) = 0;
-  // A secret the plugin's manifest grants, from the host's store.
-  virtual Result<std::string> secret(std::string_view name) = 0;
-  // A job that runs one of the plugin's own actions ({"name","trigger","action","params"}).
-  virtual Result<void> schedule_job(const json::value& job) = 0;
-  virtual Result<void> unschedule_job(std::string_view name) = 0;
-  // An HTTP route for the host to mount while this load of the plugin lasts.
-  virtual Result<void> register_route(const json::value& route) = 0;
+  // Every other service, by its name in host_service. `ctx`: the call being served, if any.
+  virtual Result<json::value> call(std::string_view service, const json::object& request, const CallContext& ctx) = 0;
   // A sandboxed plugin's process was replaced: drop what the old one subscribed and registered.
   virtual void reset_plugin_state() {}
   // The runner gave up on the plugin (its crash budget is spent).

@@ -659,7 +659,7 @@ class SandboxRunner final : public Runner {
       refresh_cv_.notify_all();
       return;
     }
-    if (method == "xcore/host/log" && params.is_object()) {
+    if (method == wire::host_method(host_service::log) && params.is_object()) {
       const auto& p = params.get_object();
       LogLevel level = LogLevel::info;
       if (auto it = p.find("level"); it != p.end() && it->value().is_string()) {
@@ -680,33 +680,7 @@ class SandboxRunner final : public Runner {
     };
     auto ctx = [&] { return wire::context_from_json(p.contains("context") ? p.at("context") : json::value()); };
     auto arg = [&](const char* k) { return p.contains(k) ? p.at(k) : json::value(); };
-    if (method == "xcore/host/call_tool") {
-      XCORE_ASSIGN_OR_RETURN(auto r, services_.call_tool(str("name"), arg("arguments"), ctx()));
-      return r.to_mcp();
-    }
-    if (method == "xcore/host/call_action") return services_.call_action(str("plugin"), str("action"), arg("params"), ctx());
-    if (method == "xcore/host/emit_hook") {
-      XCORE_ASSIGN_OR_RETURN(auto r, services_.emit_hook(str("hook"), arg("payload"), str("tenant")));
-      return wire::outcome_to_json(r);
-    }
-    if (method == "xcore/host/config") return services_.config();
-    if (method == "xcore/host/register_route") {
-      XCORE_TRY(services_.register_route(arg("route")));
-      return json::object{};
-    }
-    if (method == "xcore/host/schedule") {
-      XCORE_TRY(services_.schedule_job(arg("job")));
-      return json::object{};
-    }
-    if (method == "xcore/host/unschedule") {
-      XCORE_TRY(services_.unschedule_job(str("name")));
-      return json::object{};
-    }
-    if (method == "xcore/host/secret") {
-      XCORE_ASSIGN_OR_RETURN(auto value, services_.secret(str("name")));
-      return json::object{{"value", value}};
-    }
-    if (method == "xcore/host/subscribe_hook") {
+    if (method == wire::host_method(host_service::subscribe_hook)) {
       auto child_id = arg("subscription").to_number<std::uint64_t>();
       auto band_n = arg("band").is_int64() ? arg("band").get_int64() : 1;
       auto band = band_n <= 0 ? HookBand::first : band_n >= 2 ? HookBand::last : HookBand::normal;
@@ -726,7 +700,7 @@ class SandboxRunner final : public Runner {
       }
       return json::object{};
     }
-    if (method == "xcore/host/unsubscribe_hook") {
+    if (method == wire::host_method(host_service::unsubscribe_hook)) {
       auto c = weak.lock();
       if (!c) return json::object{};
       std::uint64_t host_id = 0;
@@ -740,15 +714,8 @@ class SandboxRunner final : public Runner {
       services_.unsubscribe_hook(host_id);
       return json::object{};
     }
-    if (method == "xcore/host/register_tool") {
-      XCORE_ASSIGN_OR_RETURN(auto spec, ToolSpec::from_json(arg("tool")));
-      XCORE_TRY(services_.register_tool(std::move(spec)));
-      return json::object{};
-    }
-    if (method == "xcore/host/unregister_tool") {
-      XCORE_TRY(services_.unregister_tool(str("name")));
-      return json::object{};
-    }
+    // Every other service by name, with the context of the call it serves.
+    if (auto service = wire::host_service_of(method); service && host_service::by_name(*service)) return services_.call(*service, p, ctx());
     return Error{ErrorCode::not_found, fmt::format("unknown host method '{}'", method)};
   }
 

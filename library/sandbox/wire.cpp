@@ -66,16 +66,6 @@ json::object outcome_to_json(const HookOutcome& o) {
   return r;
 }
 
-Result<HookOutcome> outcome_from_json(const json::value& v) {
-  if (!v.is_object()) return Error{ErrorCode::plugin_crashed, "malformed hook outcome"};
-  const auto& o = v.get_object();
-  HookOutcome out;
-  if (auto it = o.find("results"); it != o.end() && it->value().is_array()) out.results = it->value().get_array();
-  if (auto it = o.find("vetoed"); it != o.end() && it->value().is_bool()) out.vetoed = it->value().get_bool();
-  if (auto it = o.find("veto_reason"); it != o.end() && it->value().is_string()) out.veto_reason = std::string(it->value().get_string());
-  return out;
-}
-
 json::object reply_to_json(const HookReply& r) {
   switch (r.kind()) {
     case HookReply::Kind::none: return json::object{{"kind", "none"}};

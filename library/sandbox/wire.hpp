@@ -1,6 +1,8 @@
 // The shapes both ends of the sandbox protocol agree on: MCP's initialize, tools, call contexts, hooks.
 #pragma once
 
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include <xcore/call_context.hpp>
@@ -25,8 +27,15 @@ CallContext context_from_json(const json::value& v);
 json::object meta_with_context(const CallContext& ctx);
 CallContext context_from_meta(const json::object& params);
 
+// A plugin's process asks for host service <name> as the request xcore/host/<name>.
+inline constexpr std::string_view kHostMethodPrefix = "xcore/host/";
+inline std::string host_method(std::string_view service) { return std::string(kHostMethodPrefix).append(service); }
+inline std::optional<std::string_view> host_service_of(std::string_view method) {
+  if (!method.starts_with(kHostMethodPrefix)) return std::nullopt;
+  return method.substr(kHostMethodPrefix.size());
+}
+
 json::object outcome_to_json(const HookOutcome& o);
-Result<HookOutcome> outcome_from_json(const json::value& v);
 json::object reply_to_json(const HookReply& r);
 HookReply reply_from_json(const json::value& v);
 

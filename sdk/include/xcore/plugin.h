@@ -10,6 +10,22 @@
  *    before any plugin code runs) and the function XCORE_ENTRY_SYMBOL.
  *  - Compatibility (Qt's rule): same major, plugin minor <= host minor.
  *  - Status codes: 0 is success; anything else is an error whose UTF-8 message is in the sink.
+ *  - xcore_str, xcore_sink and xcore_abi_tag never change: a new need gets a new type. (The tag's length
+ *    is also its symbol's size in the file, which the host checks.)
+ *
+ * Threads and re-entrancy:
+ *  - The host calls a plugin's members from any of its threads. create, on_load, on_enable, on_disable,
+ *    on_unload, on_config and destroy are never called concurrently with each other for one instance, and
+ *    destroy is called once no other call is running. call_tool, handle, health, list_tools and hook handlers
+ *    may run concurrently with each other and with on_config (as many at once as the manifest's
+ *    max_concurrency allows), and after on_disable only until the calls already running return.
+ *  - A plugin may call the host's members from any thread, at any time between create and destroy,
+ *    including from inside any of its own members (a tool that calls another tool, on_load subscribing to
+ *    hooks). A host member may call back into the plugin before it returns (emit_hook runs the plugin's
+ *    own handlers; call_tool may reach the plugin's own tools) on the same thread.
+ *  - A hook handler runs on the thread that emitted the hook. It must not wait for another thread that
+ *    is itself waiting for the handler's plugin to be loaded, enabled or unloaded.
+ *  - Pointers passed to a member (strings, contexts, sinks) are valid only until that member returns.
  */
 #ifndef XCORE_PLUGIN_H
 #define XCORE_PLUGIN_H
@@ -22,7 +38,7 @@ extern "C" {
 #endif
 
 #define XCORE_ABI_MAJOR 1
-#define XCORE_ABI_MINOR 1
+#define XCORE_ABI_MINOR 2
 #define XCORE_ABI_MAGIC 0x58434f52u /* "XCOR" */
 
 #define XCORE_ABI_TAG_SYMBOL "xcore_plugin_abi_tag"
@@ -70,7 +86,7 @@ typedef struct xcore_sink {
 } xcore_sink;
 
 /* Read from the file without running plugin code: fixed arrays, no pointers (which would need
- * relocation). Strings are NUL-terminated. */
+ * relocation). Each string fills its array or ends with a NUL: an id of 64 characters has no NUL. */
 typedef struct xcore_abi_tag {
   uint32_t magic; /* XCORE_ABI_MAGIC */
   uint16_t abi_major;
@@ -105,6 +121,8 @@ typedef struct xcore_host_api {
   void (*log)(void* host, int32_t level, xcore_str message);
   /* out: {"results":[...],"vetoed":bool,"veto_reason":"..."} */
   int32_t (*emit_hook)(void* host, xcore_str hook, xcore_str payload_json, xcore_sink* out);
+  /* `user` stays the plugin's: the host never frees it. A call of fn already under way may still arrive
+   * after unsubscribe_hook returns, but none after on_unload: free it in on_unload or destroy. */
   int32_t (*subscribe_hook)(void* host, xcore_str hook, int32_t band, int32_t priority, xcore_hook_fn fn,
                             void* user, uint64_t* subscription_id, xcore_sink* err);
   int32_t (*unsubscribe_hook)(void* host, uint64_t subscription_id);
@@ -127,9 +145,20 @@ typedef struct xcore_host_api {
   int32_t (*schedule_job)(void* host, xcore_str job_json, xcore_sink* err);
   int32_t (*unschedule_job)(void* host, xcore_str name, xcore_sink* err);
   /* ABI 1.1. route_json: {"method","path","action","role"}: an HTTP route the host mounts for this
-   * generation of the plugin (the reference server: under /plugins/<id>/). */
+   * generation of the plugin (the host decides where). */
   int32_t (*register_route)(void* host, xcore_str route_json, xcore_sink* err);
+  /* ABI 1.2. Any host service by name: request_json is a JSON object (empty: {}), out receives the
+   * answer, a JSON value. Services added after 1.2 are reached only through here, so the table stops
+   * growing. The services of the members above are also callable by name: "emit_hook", "call_tool",
+   * "call_action", "config", "register_tool", "unregister_tool", "secret", "schedule", "unschedule",
+   * "register_route" (see the SDK's Host for their requests). XCORE_E_NOT_FOUND: no such service. */
+  int32_t (*call_host)(void* host, xcore_str service, xcore_str request_json, const xcore_call_context* ctx,
+                       xcore_sink* out);
 } xcore_host_api;
+
+/* Whether a host table of `size` bytes has `member` (a later minor's members lie past an older host's). */
+#define XCORE_HAS_MEMBER(table_type, table_ptr, member) \
+  ((table_ptr)->size >= offsetof(table_type, member) + sizeof((table_ptr)->member) && (table_ptr)->member != NULL)
 
 /* What a plugin offers. `self` is what create() returned. Any member may be NULL except create,
  * destroy and call_tool. */
@@ -164,10 +193,20 @@ typedef const xcore_plugin_api* (*xcore_plugin_entry_fn)(void);
 
 /* Declares the two exported symbols. The C++ SDK's XCORE_PLUGIN macro uses this. */
 #ifdef __cplusplus
-#define XCORE_DECLARE_PLUGIN_SYMBOLS(id, version, api_table)                                              \
-  extern "C" XCORE_PLUGIN_EXPORT const xcore_abi_tag xcore_plugin_abi_tag;                                \
-  extern "C" XCORE_PLUGIN_EXPORT const xcore_abi_tag xcore_plugin_abi_tag = {XCORE_ABI_MAGIC, XCORE_ABI_MAJOR, \
-                                                                             XCORE_ABI_MINOR, id, version};  \
+/* C++ does not let a 64-character literal initialise char[64] (no room for its NUL), C does: copy it.
+ * A constant expression, so the tag is still constant-initialised data in the file. */
+template <size_t N, size_t M>
+constexpr xcore_abi_tag xcore_make_abi_tag(const char (&id)[N], const char (&version)[M]) {
+  static_assert(N - 1 <= sizeof(xcore_abi_tag::plugin_id), "a plugin id has at most 64 characters");
+  static_assert(M - 1 <= sizeof(xcore_abi_tag::plugin_version), "a plugin version has at most 64 characters");
+  xcore_abi_tag t{XCORE_ABI_MAGIC, XCORE_ABI_MAJOR, XCORE_ABI_MINOR, {}, {}};
+  for (size_t i = 0; i + 1 < N; ++i) t.plugin_id[i] = id[i];
+  for (size_t i = 0; i + 1 < M; ++i) t.plugin_version[i] = version[i];
+  return t;
+}
+#define XCORE_DECLARE_PLUGIN_SYMBOLS(id, version, api_table)                                                      \
+  extern "C" XCORE_PLUGIN_EXPORT const xcore_abi_tag xcore_plugin_abi_tag;                                        \
+  extern "C" XCORE_PLUGIN_EXPORT const xcore_abi_tag xcore_plugin_abi_tag = xcore_make_abi_tag(id, version); \
   extern "C" XCORE_PLUGIN_EXPORT const xcore_plugin_api* xcore_plugin_entry(void) { return &(api_table); }
 #else
 #define XCORE_DECLARE_PLUGIN_SYMBOLS(id, version, api_table)                                                   \

@@ -260,7 +260,7 @@ class Host {
   }
   // A secret the manifest grants ("secrets.read:<name>"), from the host's secret store.
   std::string secret(std::string_view name) const {
-    require(offsetof(xcore_host_api, get_secret) + sizeof(api_->get_secret), api_->get_secret != nullptr, "secrets");
+    require(XCORE_HAS_MEMBER(xcore_host_api, api_, get_secret), "secrets", "1.1");
     detail::StringSink out;
     check(api_->get_secret(api_->host, detail::str(name), &out.sink), out.text);
     return out.text;
@@ -268,20 +268,20 @@ class Host {
   // Runs one of this plugin's actions on a schedule: {"name", "trigger": {"type": "cron", ...}, "action",
   // "params"}. The job ends with the plugin (or unschedule()).
   void schedule(const json::object& job) const {
-    require(offsetof(xcore_host_api, schedule_job) + sizeof(api_->schedule_job), api_->schedule_job != nullptr, "scheduling");
+    require(XCORE_HAS_MEMBER(xcore_host_api, api_, schedule_job), "scheduling", "1.1");
     auto text = json::serialize(job);
     detail::StringSink err;
     check(api_->schedule_job(api_->host, detail::str(text), &err.sink), err.text);
   }
   void unschedule(std::string_view name) const {
-    require(offsetof(xcore_host_api, unschedule_job) + sizeof(api_->unschedule_job), api_->unschedule_job != nullptr, "scheduling");
+    require(XCORE_HAS_MEMBER(xcore_host_api, api_, unschedule_job), "scheduling", "1.1");
     detail::StringSink err;
     check(api_->unschedule_job(api_->host, detail::str(name), &err.sink), err.text);
   }
   // An HTTP route answered by one of this plugin's actions: {"method","path":"/items/{id}","action","role"}.
   // It lasts as long as this load of the plugin (register it again in on_load).
   void register_route(const json::object& route) const {
-    require(offsetof(xcore_host_api, register_route) + sizeof(api_->register_route), api_->register_route != nullptr, "routes");
+    require(XCORE_HAS_MEMBER(xcore_host_api, api_, register_route), "routes", "1.1");
     auto text = json::serialize(route);
     detail::StringSink err;
     check(api_->register_route(api_->host, detail::str(text), &err.sink), err.text);
@@ -293,15 +293,24 @@ class Host {
     check(api_->emit_hook(api_->host, detail::str(hook), detail::str(text), &out.sink), out.text);
     return json::parse(out.text).as_object();
   }
+  // Any host service by name (ABI 1.2), for services newer than this SDK's typed members: the request
+  // is a JSON object, the answer whatever the service returns.
+  json::value call(std::string_view service, const json::object& request = {}, const Context& ctx = {}) const {
+    require(XCORE_HAS_MEMBER(xcore_host_api, api_, call_host), "services by name", "1.2");
+    auto text = json::serialize(request);
+    detail::StringSink out;
+    check(api_->call_host(api_->host, detail::str(service), detail::str(text), ctx.raw(), &out.sink), out.text);
+    return out.text.empty() ? json::value() : json::parse(out.text);
+  }
   const xcore_host_api* raw() const { return api_; }
 
  private:
   static void check(std::int32_t status, const std::string& message) {
     if (status != XCORE_OK) throw Error(status, message);
   }
-  // A member a 1.0 host's table does not have.
-  void require(std::size_t end, bool present, const char* what) const {
-    if (api_->size < end || !present) throw Error(XCORE_E_UNAVAILABLE, std::string("this host does not offer ") + what + " (xcore ABI 1.0)");
+  // A member an older host's table does not have.
+  static void require(bool present, const char* what, const char* since) {
+    if (!present) throw Error(XCORE_E_UNAVAILABLE, std::string("this host does not offer ") + what + " (it needs xcore ABI " + since + ")");
   }
   const xcore_host_api* api_;
 };

@@ -71,6 +71,8 @@ class Probe : public xcore::sdk::Plugin {
       return true;
     }
     if (action == "config") return host().config();
+    if (action == "call_host")  // a service by name (ABI 1.2)
+      return host().call(str("service"), p.contains("request") ? p.at("request").as_object() : json::object(), ctx);
     if (action == "secret") return json::string(host().secret(str("name")));
     if (action == "add_route") {
       host().register_route(p.at("route").as_object());
