@@ -195,38 +195,20 @@ void Server::Impl::add_plugin_routes() {
       const auto plugin = c.arg(1);
       auto info = c.manager.info(plugin);
       if (!info || info->state != PluginState::enabled) return Error{ErrorCode::not_found, fmt::format("no enabled plugin '{}'", plugin)};
-      std::vector<std::string> segments;
-      std::string path = c.arg(2).empty() ? "/" : c.arg(2);
-      for (std::size_t start = 1; start <= path.size();) {
-        auto end = path.find('/', start);
-        if (end == std::string::npos) end = path.size();
-        if (end > start) segments.push_back(path.substr(start, end - start));
-        start = end + 1;
-      }
-      for (const auto& r : info->routes) {
-        if (r.method != method) continue;
-        std::vector<std::string> pattern;
-        for (std::size_t start = 1; start <= r.path.size();) {
-          auto end = r.path.find('/', start);
-          if (end == std::string::npos) end = r.path.size();
-          if (end > start) pattern.push_back(r.path.substr(start, end - start));
-          start = end + 1;
-        }
-        if (pattern.size() != segments.size()) continue;
-        json::object params;
-        bool match = true;
-        for (std::size_t i = 0; match && i < pattern.size(); ++i) {
-          if (pattern[i].front() == '{') params[pattern[i].substr(1, pattern[i].size() - 2)] = segments[i];
-          else match = pattern[i] == segments[i];
-        }
-        if (!match) continue;
-        if (c.who.role < *parse_role(r.role))
-          return Error{ErrorCode::permission_denied, fmt::format("this route needs the {} role; you have {}", r.role, role_name(c.who.role))};
+      const std::string path = c.arg(2).empty() ? "/" : c.arg(2);
+      auto found = match_route(info->routes, method, path);
+      if (found.route) {
+        const auto& r = *found.route;
+        // The Manager admitted only our role names; a route that names none asks for an operator.
+        const auto needed = r.role.empty() ? std::optional(Role::operator_) : parse_role(r.role);
+        if (!needed) return Error{ErrorCode::internal, fmt::format("plugin '{}' route {} {} names the unknown role '{}'", plugin, r.method, r.path, r.role)};
+        if (c.who.role < *needed)
+          return Error{ErrorCode::permission_denied, fmt::format("this route needs the {} role; you have {}", role_name(*needed), role_name(c.who.role))};
         if (!c.who.principal.holds("routes.call:" + plugin))
           return Error{ErrorCode::permission_denied, fmt::format("this route needs the permission 'routes.call:{}'", plugin)};
         json::object query;
         for (const auto& [k, v] : c.req.params) query[k] = v;
-        json::object request{{"method", method}, {"path", path}, {"params", std::move(params)}, {"query", std::move(query)}, {"body", c.body}};
+        json::object request{{"method", method}, {"path", path}, {"params", std::move(found.params)}, {"query", std::move(query)}, {"body", c.body}};
         // The route's role was checked: its action is the caller's to call through this route.
         auto ctx = context_of(c);
         ctx.principal.permissions.push_back(fmt::format("actions.call:{}/{}", plugin, r.action));

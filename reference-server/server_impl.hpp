@@ -419,6 +419,7 @@ struct Server::Impl {
       return secrets->open(tenant + "/" + std::string(name), *sealed);
     };
     o.admit = [this, tenant](PluginManifest& m) { return grant_policy(tenant, m); };
+    o.route_roles = {"viewer", "operator", "admin"};  // what a plugin's route may require
     // On a root host, each tenant's sandboxed plugins run as a uid of their own: their data folders
     // (0700, owned by it) are closed to every other tenant's plugins.
     if (::geteuid() == 0 && config.sandbox_uid_first != 0) {

@@ -1,9 +1,13 @@
 #include <doctest/doctest.h>
 #include <xcore/manifest.hpp>
 
+#include <boost/json/parse.hpp>
+
 #include <string>
 
+using xcore::match_route;
 using xcore::parse_manifest;
+using xcore::PluginRoute;
 
 namespace {
 
@@ -126,7 +130,7 @@ TEST_CASE("every broken field is named with what is expected") {
   refused(minimal + "routes: [{method: GET, path: x, action: a}]\n", "routes[0].path", "must start with '/'");
   refused(minimal + "routes: [{method: GET, path: /a/../b, action: a}]\n", "routes[0].path", "segments are");
   refused(minimal + "routes: [{method: GET, path: /a}]\n", "routes[0].action", "must name the action");
-  refused(minimal + "routes: [{method: GET, path: /a, action: a, role: root}]\n", "routes[0].role", "expected viewer, operator or admin");
+  refused(minimal + "routes: [{method: GET, path: /a, action: a, role: Root!}]\n", "routes[0].role", "a role name is [a-z]");
 }
 
 TEST_CASE("routes and rate limits are read") {
@@ -140,7 +144,25 @@ TEST_CASE("routes and rate limits are read") {
   CHECK(r->manifest.routes[0].method == "GET");
   CHECK(r->manifest.routes[0].path == "/items/{id}");
   CHECK(r->manifest.routes[0].role == "viewer");
-  CHECK(r->manifest.routes[1].role == "operator");
+  CHECK(r->manifest.routes[1].role.empty());  // the host's default
+}
+
+TEST_CASE("match_route: literal segments, {name} parameters, method, and nothing else") {
+  std::vector<PluginRoute> routes{{"GET", "/items/{id}", "item", ""}, {"POST", "/items", "create", ""}, {"GET", "/", "root", ""},
+                                  {"GET", "/items/{id}/tags/{tag}", "tag", ""}};
+  auto m = match_route(routes, "GET", "/items/42");
+  REQUIRE(m.route);
+  CHECK(m.route->action == "item");
+  CHECK(m.params == boost::json::parse(R"({"id":"42"})").as_object());
+  CHECK(match_route(routes, "GET", "//items//42/").route->action == "item");
+  auto two = match_route(routes, "GET", "/items/7/tags/red");
+  REQUIRE(two.route);
+  CHECK(two.params == boost::json::parse(R"({"id":"7","tag":"red"})").as_object());
+  CHECK(match_route(routes, "POST", "/items").route->action == "create");
+  CHECK(match_route(routes, "GET", "/").route->action == "root");
+  CHECK(!match_route(routes, "DELETE", "/items/42").route);
+  CHECK(!match_route(routes, "GET", "/items/42/extra").route);
+  CHECK(!match_route(routes, "GET", "/other/42").route);
 }
 
 TEST_CASE("all problems are reported at once, with details as JSON") {

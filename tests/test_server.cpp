@@ -381,6 +381,10 @@ TEST_CASE("plugin routes registered at load time come and go with that load") {
   CHECK(a.body.at("tenant") == "default");
   CHECK(api.send("POST", "/app/probe/add_route", R"({"route":{"method":"GET","path":"/ctx/{n}","action":"context"}})", admin).status == 409);
   CHECK(api.send("POST", "/app/probe/add_route", R"({"route":{"method":"GET","path":"../x","action":"context"}})", admin).status == 400);
+  // Roles are the server's: one it does not define is refused, naming the ones it does.
+  auto unknown_role = api.send("POST", "/app/probe/add_route", R"({"route":{"method":"GET","path":"/r","action":"context","role":"root"}})", admin);
+  CHECK(unknown_role.status == 400);
+  CHECK(json::serialize(unknown_role.body).find("its roles: viewer, operator, admin") != std::string::npos);
   REQUIRE(api.send("POST", "/api/v1/plugins/probe/reload", "", admin).status == 200);
   CHECK(api.send("GET", "/plugins/probe/ctx/42", "", admin).status == 404);  // a new load registers its own
 }

@@ -103,6 +103,9 @@ struct ManagerOptions {
   // at every reload). An error refuses the plugin (the load fails with it: name the grant and the rule);
   // the manifest may also be tightened (fewer grants, sandboxed mode, lower limits). Default: admit all.
   std::function<Result<void>(PluginManifest& manifest)> admit;
+  // The role names a plugin's HTTP routes may require (the host's own, e.g. viewer, operator, admin): a
+  // route naming another is refused when the plugin loads or registers it. Empty: any name.
+  std::vector<std::string> route_roles;
   // The time rate limits are measured by (tests drive it; default: steady_clock::now).
   std::function<std::chrono::steady_clock::time_point()> clock;
 };

@@ -41,11 +41,22 @@ struct PluginRoute {
   std::string method;  // GET, POST, PUT, PATCH or DELETE
   std::string path;    // "/items/{id}": literal segments and {name} parameters
   std::string action;
-  std::string role = "operator";  // the least role that may call it: viewer, operator or admin
+  // The least role that may call it, in the host's terms ([a-z][a-z0-9_-]{0,31}; which names exist is
+  // the host's to say, through ManagerOptions::route_roles). Empty: the host's default.
+  std::string role;
 };
 
 // {"method","path","action","role"}: checked as in a manifest; the error names the bad field.
 Result<PluginRoute> parse_route(const json::value& v);
+
+// The route of `routes` that answers `method` and `path` (relative to where the host mounts the plugin's
+// routes: "/items/42"), with the values of its {name} segments; nullptr when none does. Empty segments
+// are ignored ("/items//42/" is "/items/42").
+struct RouteMatch {
+  const PluginRoute* route = nullptr;
+  json::object params;
+};
+RouteMatch match_route(const std::vector<PluginRoute>& routes, std::string_view method, std::string_view path);
 
 struct PluginManifest {
   std::string id;  // [a-z0-9][a-z0-9_.-]{0,63}

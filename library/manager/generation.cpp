@@ -35,6 +35,7 @@ bool own_hook(std::string_view hook, const std::string& id) {
 
 Result<void> GenerationServices::register_route(const json::value& route) {
   XCORE_ASSIGN_OR_RETURN(auto r, parse_route(route));
+  XCORE_TRY(core_.check_route(manifest_.id, r));
   std::lock_guard lock(mutex_);
   for (const auto& existing : manifest_.routes)
     if (existing.method == r.method && existing.path == r.path)

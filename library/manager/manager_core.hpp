@@ -24,6 +24,8 @@ struct ManagerCore {
   // The host's secret store (ManagerOptions::secrets); permissions are checked before.
   virtual Result<std::string> secret(std::string_view plugin, std::string_view name) = 0;
   virtual Result<void> schedule_job(std::string_view plugin, const json::value& job) = 0;
+  // A route's role is one the host defined (ManagerOptions::route_roles).
+  virtual Result<void> check_route(std::string_view plugin, const PluginRoute& route) const = 0;
   virtual Result<void> unschedule_job(std::string_view plugin, std::string_view name) = 0;
 };
 

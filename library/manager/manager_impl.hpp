@@ -303,6 +303,17 @@ struct Manager::Impl final : ManagerCore {
 
   Result<std::string> secret(std::string_view plugin, std::string_view name) override;
 
+  Result<void> check_route(std::string_view plugin, const PluginRoute& route) const override {
+    const auto& roles = options.route_roles;
+    if (route.role.empty() || roles.empty() || std::find(roles.begin(), roles.end(), route.role) != roles.end()) return ok();
+    std::string known;
+    for (const auto& r : roles) known += (known.empty() ? "" : ", ") + r;
+    return Error{ErrorCode::invalid_argument,
+                 fmt::format("plugin '{}': route {} {} requires the role '{}', which this host does not define (its roles: {})", plugin,
+                             route.method, route.path, route.role, known),
+                 json::serialize(json::object{{"field", "role"}})};
+  }
+
   void runner_failed(const std::string& plugin, Generation& gen, const Error& why) override;
 
   Result<void> tools_changed(const std::string& plugin, Generation& gen) override;

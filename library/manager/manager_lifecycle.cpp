@@ -33,6 +33,7 @@ Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPt
     m.permissions.push_back("fs.read:" + path);
     if (kind == "fs.write") m.permissions.push_back("fs.write:" + path);
   }
+  for (const auto& route : m.routes) XCORE_TRY(check_route(m.id, route));
   // The host's policy sees the manifest (with those grants) before any plugin code runs, and may refuse or
   // tighten it.
   if (options.admit)

@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/split.hpp"
 #include "json-schema/json_schema.hpp"
 
 namespace xcore::inline v1 {
@@ -174,6 +175,11 @@ bool route_segment_ok(std::string_view seg) {
   for (char ch : seg)
     if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') return false;
   return true;
+}
+
+bool role_name_ok(std::string_view role) {
+  if (role.empty() || role.size() > 32 || role.front() < 'a' || role.front() > 'z') return false;
+  return std::all_of(role.begin(), role.end(), [](char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'; });
 }
 
 void read_routes(Checker& c, const json::object& o, PluginManifest& m) {
@@ -343,7 +349,6 @@ Result<PluginRoute> parse_route(const json::value& v) {
   };
   PluginRoute route{str("method"), str("path"), str("action"), str("role")};
   std::transform(route.method.begin(), route.method.end(), route.method.begin(), ::toupper);
-  if (route.role.empty()) route.role = "operator";
   if (route.method != "GET" && route.method != "POST" && route.method != "PUT" && route.method != "PATCH" && route.method != "DELETE")
     return fail("method", fmt::format("'{}': expected GET, POST, PUT, PATCH or DELETE", route.method));
   if (!route.path.starts_with("/")) return fail("path", fmt::format("'{}' must start with '/'", route.path));
@@ -354,9 +359,30 @@ Result<PluginRoute> parse_route(const json::value& v) {
     rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
   }
   if (route.action.empty()) return fail("action", "must name the action that answers the route");
-  if (route.role != "viewer" && route.role != "operator" && route.role != "admin")
-    return fail("role", fmt::format("'{}': expected viewer, operator or admin", route.role));
+  if (!route.role.empty() && !role_name_ok(route.role))
+    return fail("role", fmt::format("'{}': a role name is [a-z][a-z0-9_-]{{0,31}}", route.role));
   return route;
+}
+
+RouteMatch match_route(const std::vector<PluginRoute>& routes, std::string_view method, std::string_view path) {
+  auto segments_of = [](std::string_view p) {
+    auto all = split(p, '/');
+    std::erase_if(all, [](std::string_view s) { return s.empty(); });
+    return all;
+  };
+  const auto segments = segments_of(path);
+  for (const auto& r : routes) {
+    if (r.method != method) continue;
+    const auto pattern = segments_of(r.path);
+    if (pattern.size() != segments.size()) continue;
+    RouteMatch m{&r, {}};
+    for (std::size_t i = 0; m.route && i < pattern.size(); ++i) {
+      if (pattern[i].starts_with('{')) m.params[pattern[i].substr(1, pattern[i].size() - 2)] = segments[i];
+      else if (pattern[i] != segments[i]) m.route = nullptr;
+    }
+    if (m.route) return m;
+  }
+  return {};
 }
 
 Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem::path& file) {
