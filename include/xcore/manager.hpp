@@ -96,7 +96,7 @@ struct ManagerOptions {
   // Instead of sandbox_user: this uid (and the gid alike), which needs no account. A host serving several
   // tenants gives each its own, so one tenant's plugins cannot read another's files.
   std::optional<std::uint32_t> sandbox_uid;
-  // Where plugins' secrets come from (the reference server: its sealed store, per tenant). A plugin reads
+  // Where plugins' secrets come from (a host's sealed store, say, per tenant). A plugin reads
   // only names its manifest grants ("secrets.read:<name>", '*' allowed). Default: no secrets.
   std::function<Result<std::string>(std::string_view plugin, std::string_view name)> secrets;
   // The host's policy over plugins: called with each manifest before its plugin's code runs (at load and

@@ -35,8 +35,8 @@ struct PluginLimits {
   std::chrono::seconds rate_period{60};
 };
 
-// An HTTP route a plugin contributes; a host mounts it under its own prefix (the reference server:
-// /plugins/<id><path>) and answers it with the plugin's action.
+// An HTTP route a plugin contributes; a host mounts it under a prefix of its choosing (per plugin) and
+// answers it with the plugin's action (match_route finds which).
 struct PluginRoute {
   std::string method;  // GET, POST, PUT, PATCH or DELETE
   std::string path;    // "/items/{id}": literal segments and {name} parameters

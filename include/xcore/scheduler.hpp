@@ -40,7 +40,7 @@ struct Trigger {
   std::chrono::seconds jitter{0};       // interval: each fire is delayed by up to this much
   std::optional<SysSeconds> start;      // interval: the grid's origin (default: when the job was added)
   SysSeconds at{};                      // date
-  std::string webhook;                  // webhook: its name in POST /api/v1/webhooks/{name}
+  std::string webhook;                  // webhook: its name, unique per tenant, in the host's webhook URL
   std::string webhook_secret;           // webhook: the secret holding the HMAC key (default webhook_<name>)
 
   // {"type":"cron","expression":"0 8 * * *","utc_offset":"+02:00"} | {"type":"interval","seconds":30,
