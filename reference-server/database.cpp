@@ -499,24 +499,68 @@ Result<void> Database::put_registration(const RegistrationRow& r) {
   })
 }
 
-std::optional<RegistrationRow> Database::registration(const std::string& tenant, const std::string& plugin) {
-  XCORE_DB_QUERY(std::nullopt, {
+Result<std::optional<RegistrationRow>> Database::registration(const std::string& tenant, const std::string& plugin) {
+  XCORE_DB({
     SQLite::Statement s(db, std::string(kRegistrationColumns) + " WHERE tenant = ? AND plugin = ?");
     s.bind(1, tenant);
     s.bind(2, plugin);
-    if (!s.executeStep()) return std::nullopt;
-    return registration_from(s);
+    if (!s.executeStep()) return std::optional<RegistrationRow>();
+    return std::optional(registration_from(s));
   })
 }
 
-std::vector<RegistrationRow> Database::registrations(const std::string& tenant) {
-  XCORE_DB_QUERY({}, {
+Result<std::vector<RegistrationRow>> Database::registrations(const std::string& tenant) {
+  XCORE_DB({
     std::vector<RegistrationRow> out;
     SQLite::Statement s(db, std::string(kRegistrationColumns) + (tenant.empty() ? " ORDER BY tenant, plugin" : " WHERE tenant = ? ORDER BY plugin"));
     if (!tenant.empty()) s.bind(1, tenant);
     while (s.executeStep()) out.push_back(registration_from(s));
     return out;
   })
+}
+
+namespace {
+
+// One tenant's registrations as the Manager keeps them; the config travels as JSON text in the row.
+class TenantRegistrations final : public RegistrationStore {
+ public:
+  TenantRegistrations(Database& db, std::string tenant) : db_(db), tenant_(std::move(tenant)) {}
+
+  Result<std::vector<Registration>> list() override {
+    XCORE_ASSIGN_OR_RETURN(auto rows, db_.registrations(tenant_));
+    std::vector<Registration> out;
+    for (const auto& row : rows) {
+      XCORE_ASSIGN_OR_RETURN(auto r, from_row(row));
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+  Result<std::optional<Registration>> find(std::string_view plugin) override {
+    XCORE_ASSIGN_OR_RETURN(auto row, db_.registration(tenant_, std::string(plugin)));
+    if (!row) return std::optional<Registration>();
+    XCORE_ASSIGN_OR_RETURN(auto r, from_row(*row));
+    return std::optional(std::move(r));
+  }
+  Result<void> put(const Registration& r) override {
+    return db_.put_registration(RegistrationRow{tenant_, r.plugin, r.version, r.enabled, json::serialize(r.config), 0, 0});
+  }
+
+ private:
+  Result<Registration> from_row(const RegistrationRow& row) const {
+    boost::system::error_code ec;
+    auto config = json::parse(row.config, ec);
+    if (ec || !config.is_object())
+      return Error{ErrorCode::internal, fmt::format("tenant '{}': the stored config of plugin '{}' is not a JSON object", tenant_, row.plugin)};
+    return Registration{row.plugin, row.enabled, std::move(config.get_object()), row.version};
+  }
+  Database& db_;
+  std::string tenant_;
+};
+
+}  // namespace
+
+std::shared_ptr<RegistrationStore> Database::registration_store(const std::string& tenant) {
+  return std::make_shared<TenantRegistrations>(*this, tenant);
 }
 
 Result<void> Database::put_secret(const std::string& tenant, const std::string& name, const std::string& sealed) {

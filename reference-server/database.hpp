@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <xcore/error.hpp>
+#include <xcore/manager.hpp>
 #include <xcore/scheduler.hpp>
 
 namespace xcore::server {
@@ -90,8 +91,10 @@ class Database {
   Result<void> revoke_token(const std::string& tenant, std::int64_t id);
 
   Result<void> put_registration(const RegistrationRow& r);  // insert or update (installed_at kept)
-  std::optional<RegistrationRow> registration(const std::string& tenant, const std::string& plugin);
-  std::vector<RegistrationRow> registrations(const std::string& tenant);  // empty tenant: all
+  Result<std::optional<RegistrationRow>> registration(const std::string& tenant, const std::string& plugin);
+  Result<std::vector<RegistrationRow>> registrations(const std::string& tenant);  // empty tenant: all
+  // One tenant's registrations, for its Manager (ManagerOptions::registrations).
+  std::shared_ptr<RegistrationStore> registration_store(const std::string& tenant);
 
   Result<void> put_secret(const std::string& tenant, const std::string& name, const std::string& sealed);
   std::optional<std::string> secret(const std::string& tenant, const std::string& name);

@@ -11,29 +11,34 @@ void Server::Impl::add_plugin_routes() {
   route("GET", "/api/v1/plugins", Role::viewer, "this tenant's registered plugins (?state=)", [this](Call& c) -> Result<Reply> {
     json::array out;
     auto state = c.query("state");
+    XCORE_ASSIGN_OR_RETURN(auto regs, registrations_of(c.who.tenant));
     for (const auto& info : c.manager.list()) {
-      if (!db->registration(c.who.tenant, info.manifest.id)) continue;
+      auto reg = regs.find(info.manifest.id);
+      if (reg == regs.end()) continue;
       if (!state.empty() && to_string(info.state) != state) continue;
-      out.push_back(plugin_json(info, c.who.tenant));
+      out.push_back(plugin_json(info, &reg->second));
     }
     return Reply{200, json::object{{"plugins", std::move(out)}}};
   });
   route("GET", "/api/v1/plugins/available", Role::viewer, "plugins in the plugin folders not registered for this tenant", [this](Call& c) -> Result<Reply> {
     json::array out;
+    XCORE_ASSIGN_OR_RETURN(auto regs, registrations_of(c.who.tenant));
     for (const auto& info : c.manager.list())
-      if (!db->registration(c.who.tenant, info.manifest.id)) out.push_back(plugin_json(info, c.who.tenant));
+      if (!regs.contains(info.manifest.id)) out.push_back(plugin_json(info, nullptr));
     return Reply{200, json::object{{"plugins", std::move(out)}}};
   });
   route("GET", "/api/v1/plugins/stats", Role::viewer, "call statistics per plugin", [this](Call& c) -> Result<Reply> {
     json::object out;
+    XCORE_ASSIGN_OR_RETURN(auto regs, registrations_of(c.who.tenant));
     for (const auto& info : c.manager.list())
-      if (db->registration(c.who.tenant, info.manifest.id)) out[info.manifest.id] = plugin_json(info, c.who.tenant).at("stats");
+      if (auto reg = regs.find(info.manifest.id); reg != regs.end()) out[info.manifest.id] = plugin_json(info, &reg->second).at("stats");
     return Reply{200, json::object{{"stats", std::move(out)}}};
   });
   route("GET", "/api/v1/plugins/health", Role::viewer, "health of every enabled plugin", [this](Call& c) -> Result<Reply> {
     json::object out;
+    XCORE_ASSIGN_OR_RETURN(auto regs, registrations_of(c.who.tenant));
     for (const auto& info : c.manager.list()) {
-      if (!db->registration(c.who.tenant, info.manifest.id) || info.state != PluginState::enabled) continue;
+      if (!regs.contains(info.manifest.id) || info.state != PluginState::enabled) continue;
       auto h = c.manager.health(info.manifest.id);
       out[info.manifest.id] = h ? *h : error_body(h.error(), c.request_id).at("error");
     }
@@ -78,16 +83,13 @@ void Server::Impl::add_plugin_routes() {
       std::filesystem::remove_all(folder, ec);
       return std::move(added).error();
     }
+    // Registered either way: enable() records it (also when it fails); otherwise it is recorded here.
     const bool enable = !c.body.get_object().contains("enable") || c.body.at("enable") == true;
-    if (enable) {
-      if (auto r = c.manager.enable(pid); !r) {
-        XCORE_TRY(remember(c.who.tenant, c.manager, pid, false, std::nullopt));
-        return std::move(r).error();
-      }
-    }
-    XCORE_TRY(remember(c.who.tenant, c.manager, pid, enable, std::nullopt));
+    if (enable) XCORE_TRY(c.manager.enable(pid));
+    else XCORE_TRY(db->put_registration(RegistrationRow{c.who.tenant, pid, parsed.manifest.version.to_string(), false, "{}", 0, 0}));
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, pid));
-    return Reply{201, plugin_json(info, c.who.tenant)};
+    XCORE_ASSIGN_OR_RETURN(auto body, plugin_json(info, c.who.tenant));
+    return Reply{201, std::move(body)};
   });
   route("POST", "/api/v1/plugins/" + id + "/save", Role::admin, "persist a dynamic plugin's manifest in the plugin folder", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
@@ -105,7 +107,8 @@ void Server::Impl::add_plugin_routes() {
   });
   route("GET", "/api/v1/plugins/" + id, Role::viewer, "one plugin", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
-    return Reply{200, plugin_json(info, c.who.tenant)};
+    XCORE_ASSIGN_OR_RETURN(auto body, plugin_json(info, c.who.tenant));
+    return Reply{200, std::move(body)};
   });
   route("GET", "/api/v1/plugins/" + id + "/health", Role::viewer, "one plugin's health", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
@@ -125,31 +128,18 @@ void Server::Impl::add_plugin_routes() {
     route("POST", "/api/v1/plugins/" + id + "/" + v, min, v + " a plugin", [this, v](Call& c) -> Result<Reply> {
       const auto pid = c.arg(1);
       XCORE_TRY(known(c.manager, pid));
-      // Dependencies and cascades change other plugins too: what changed is recorded for each.
-      std::map<std::string, bool> was_enabled;
-      for (const auto& info : c.manager.list()) was_enabled[info.manifest.id] = info.state == PluginState::enabled;
+      // The Manager records what each operation changed in the tenant's registrations (cascades and
+      // dependencies included), and brings a failed plugin it reloads back to what its registration asks.
       Result<void> r = ok();
       if (v == "enable") r = c.manager.enable(pid);
       else if (v == "disable") r = c.manager.disable(pid, UnloadOptions{c.query("cascade") == "true"});
       else if (v == "load") r = c.manager.load(pid);
       else if (v == "unload") r = c.manager.unload(pid, UnloadOptions{c.query("cascade") == "true"});
-      else {
-        r = c.manager.reload(pid);
-        // A failed plugin reloads into `loaded`: it comes back to what its registration asks for.
-        if (r)
-          if (auto reg = db->registration(c.who.tenant, pid); reg && reg->enabled && c.manager.info(pid)->state != PluginState::enabled)
-            r = c.manager.enable(pid);
-      }
+      else r = c.manager.reload(pid);
       XCORE_TRY(r);
-      for (const auto& info : c.manager.list()) {
-        const bool now_enabled = info.state == PluginState::enabled;
-        if (info.manifest.id != pid && was_enabled[info.manifest.id] != now_enabled)
-          XCORE_TRY(remember(c.who.tenant, c.manager, info.manifest.id, now_enabled, std::nullopt));
-      }
-      if (v == "enable" || v == "load") XCORE_TRY(remember(c.who.tenant, c.manager, pid, v == "enable" ? std::optional(true) : std::nullopt, std::nullopt));
-      if (v == "disable" || v == "unload") XCORE_TRY(remember(c.who.tenant, c.manager, pid, false, std::nullopt));
       XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, pid));
-      return Reply{200, plugin_json(info, c.who.tenant)};
+      XCORE_ASSIGN_OR_RETURN(auto body, plugin_json(info, c.who.tenant));
+      return Reply{200, std::move(body)};
     });
   }
   route("GET", "/api/v1/plugins/" + id + "/config", Role::viewer, "a plugin's config", [this](Call& c) -> Result<Reply> {
@@ -162,8 +152,7 @@ void Server::Impl::add_plugin_routes() {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "the config must be a JSON object"};
     XCORE_TRY(config_allowed(c.who, info, c.body.get_object()));
-    XCORE_TRY(c.manager.set_config(c.arg(1), c.body.get_object()));
-    XCORE_TRY(remember(c.who.tenant, c.manager, c.arg(1), std::nullopt, c.body.get_object()));
+    XCORE_TRY(c.manager.set_config(c.arg(1), c.body.get_object()));  // recorded in the registration
     return Reply{200, json::object{{"config", c.body}}};
   });
 

@@ -420,6 +420,7 @@ struct Server::Impl {
     };
     o.admit = [this, tenant](PluginManifest& m) { return grant_policy(tenant, m); };
     o.route_roles = {"viewer", "operator", "admin"};  // what a plugin's route may require
+    o.registrations = db->registration_store(tenant);
     // On a root host, each tenant's sandboxed plugins run as a uid of their own: their data folders
     // (0700, owned by it) are closed to every other tenant's plugins.
     if (::geteuid() == 0 && config.sandbox_uid_first != 0) {
@@ -443,25 +444,12 @@ struct Server::Impl {
       }
       if (auto added = m->add(entry.path()); !added) log(LogLevel::warn, tenant, added.error().message);
     }
+    // Registrations drive what runs; the Manager keeps them up to date from here on.
     if (register_all)
       for (const auto& info : m->list())
         XCORE_TRY(db->put_registration(RegistrationRow{tenant, info.manifest.id, info.manifest.version.to_string(), true, "{}", 0, 0}));
-    // Registrations drive what runs: configs first, then enable in dependency order (enable() loads
-    // dependencies itself).
-    auto regs = db->registrations(tenant);
-    for (const auto& r : regs) {
-      if (!m->info(r.plugin)) {
-        log(LogLevel::warn, tenant, fmt::format("registered plugin '{}' is not in the plugin folders", r.plugin));
-        continue;
-      }
-      boost::system::error_code ec;
-      auto cfg = json::parse(r.config, ec);
-      if (!ec && cfg.is_object() && !cfg.get_object().empty())
-        if (auto s = m->set_config(r.plugin, cfg.get_object()); !s) log(LogLevel::warn, tenant, s.error().message);
-    }
-    for (const auto& r : regs)
-      if (r.enabled && m->info(r.plugin))
-        if (auto e = m->enable(r.plugin); !e) log(LogLevel::error, tenant, fmt::format("cannot enable '{}': {}", r.plugin, e.error().message));
+    XCORE_ASSIGN_OR_RETURN(auto problems, m->restore());
+    for (const auto& p : problems) log(p.code == ErrorCode::not_found ? LogLevel::warn : LogLevel::error, tenant, p.message);
     SchedulerOptions so;
     so.store = db->job_store(tenant);
     so.manager = m.get();
@@ -477,7 +465,8 @@ struct Server::Impl {
   }
 
   Result<void> start_tenants() {
-    const bool fresh = db->registrations("").empty();
+    XCORE_ASSIGN_OR_RETURN(auto all, db->registrations(""));
+    const bool fresh = all.empty();
     for (const auto& [id, name] : db->tenants()) XCORE_TRY(start_tenant(id, fresh && id == kDefaultTenant));
     return ok();
   }
@@ -853,7 +842,7 @@ struct Server::Impl {
   }
 
   // A plugin as the API shows it: the Manager's view plus this tenant's registration.
-  json::object plugin_json(const PluginInfo& info, const std::string& tenant) {
+  json::object plugin_json(const PluginInfo& info, const RegistrationRow* reg) {
     json::object o{{"id", info.manifest.id},
                    {"name", info.manifest.name},
                    {"version", info.manifest.version.to_string()},
@@ -861,8 +850,7 @@ struct Server::Impl {
                    {"mode", to_string(info.manifest.mode)},
                    {"state", to_string(info.state)}};
     if (info.last_error) o["last_error"] = info.last_error->message;
-    auto reg = db->registration(tenant, info.manifest.id);
-    o["registered"] = reg.has_value();
+    o["registered"] = reg != nullptr;
     o["enabled"] = reg && reg->enabled;
     o["stats"] = json::object{{"calls", info.stats.calls}, {"errors", info.stats.errors}, {"in_flight", info.stats.in_flight},
                               {"generation", info.stats.generation}, {"reloads", info.stats.reloads}};
@@ -876,13 +864,17 @@ struct Server::Impl {
     return *info;
   }
 
-  Result<void> remember(const std::string& tenant, Manager& m, const std::string& id, std::optional<bool> enabled, std::optional<json::object> config) {
-    auto info = m.info(id);
-    auto reg = db->registration(tenant, id).value_or(RegistrationRow{tenant, id, "", false, "{}", 0, 0});
-    if (info) reg.version = info->manifest.version.to_string();
-    if (enabled) reg.enabled = *enabled;
-    if (config) reg.config = json::serialize(*config);
-    return db->put_registration(reg);
+  Result<json::object> plugin_json(const PluginInfo& info, const std::string& tenant) {
+    XCORE_ASSIGN_OR_RETURN(auto reg, db->registration(tenant, info.manifest.id));
+    return plugin_json(info, reg ? &*reg : nullptr);
+  }
+
+  // This tenant's registrations by plugin (the Manager keeps them; the API reads them to show).
+  Result<std::map<std::string, RegistrationRow>> registrations_of(const std::string& tenant) {
+    XCORE_ASSIGN_OR_RETURN(auto rows, db->registrations(tenant));
+    std::map<std::string, RegistrationRow> out;
+    for (auto& r : rows) out.emplace(r.plugin, std::move(r));
+    return out;
   }
 
   // The routes, by area (one file each); add_routes() calls them all.

@@ -607,6 +607,85 @@ TEST_CASE("host services by name: the same services and checks as the fixed memb
   }
 }
 
+namespace {
+// A registration store in memory; `broken` makes every call fail as a database that does not answer.
+struct MemoryRegistrations final : RegistrationStore {
+  std::map<std::string, Registration> rows;
+  bool broken = false;
+  Result<std::vector<Registration>> list() override {
+    if (broken) return Error{ErrorCode::internal, "the database does not answer"};
+    std::vector<Registration> out;
+    for (const auto& [_, r] : rows) out.push_back(r);
+    return out;
+  }
+  Result<std::optional<Registration>> find(std::string_view plugin) override {
+    if (broken) return Error{ErrorCode::internal, "the database does not answer"};
+    auto it = rows.find(std::string(plugin));
+    return it == rows.end() ? std::nullopt : std::optional(it->second);
+  }
+  Result<void> put(const Registration& r) override {
+    if (broken) return Error{ErrorCode::internal, "the database does not answer"};
+    rows[r.plugin] = r;
+    return ok();
+  }
+};
+}  // namespace
+
+TEST_CASE("registrations: every operation records what it changed, cascades included, and restore() brings it back") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  for (const auto& p : {example_plugins() / "core", example_plugins() / "audit", test_plugins() / "probe"}) stage(p, plugins);
+  auto store = std::make_shared<MemoryRegistrations>();
+  {
+    CapturedLog log;
+    auto o = test_options(tmp, plugins, log);
+    o.registrations = store;
+    Manager m(std::move(o));
+    m.discover();
+    REQUIRE(m.enable("audit").ok());
+    REQUIRE(store->rows.size() == 2);
+    CHECK(store->rows.at("audit").enabled);
+    CHECK(store->rows.at("core").enabled);  // enabled as audit's dependency: recorded too
+    CHECK(store->rows.at("core").version == m.info("core")->manifest.version.to_string());
+
+    REQUIRE(m.disable("core", {.cascade = true}).ok());
+    CHECK(!store->rows.at("core").enabled);
+    CHECK(!store->rows.at("audit").enabled);  // reached by the cascade
+    REQUIRE(m.enable("audit").ok());
+
+    REQUIRE(m.load("probe").ok());
+    CHECK(!store->rows.at("probe").enabled);  // registered, not enabled
+    REQUIRE(m.set_config("probe", json::object{{"level", 4}}).ok());
+    CHECK(store->rows.at("probe").config == json::object{{"level", 4}});
+    CHECK(!m.set_config("probe", json::object{{"level", 9}}).ok());
+    CHECK(store->rows.at("probe").config == json::object{{"level", 4}});  // a refused config is not recorded
+    store->rows["gone"] = Registration{"gone", true, {}, "1.0.0"};
+  }  // the Manager ends: shutting down changes no registration
+  CHECK(store->rows.at("audit").enabled);
+
+  CapturedLog log;
+  auto o = test_options(tmp, plugins, log);
+  o.registrations = store;
+  Manager m(std::move(o));
+  m.discover();
+  auto problems = m.restore();
+  REQUIRE(problems.ok());
+  REQUIRE(problems->size() == 1);
+  CHECK(problems->front().message == "registered plugin 'gone' is not in the plugin folders");
+  CHECK(m.info("audit")->state == PluginState::enabled);
+  CHECK(m.info("core")->state == PluginState::enabled);
+  CHECK(m.info("probe")->state == PluginState::discovered);
+  CHECK(m.info("probe")->config == json::object{{"level", 4}});
+
+  // A store that cannot answer: the operation says so (the plugin itself did change).
+  store->broken = true;
+  auto r = m.disable("audit");
+  REQUIRE(!r.ok());
+  CHECK(r.error().message == "the database does not answer");
+  CHECK(log.contains("cannot record the plugin's registration"));
+  CHECK(!m.restore().ok());
+}
+
 TEST_CASE("the host's admit policy sees each manifest before its code runs, and may refuse or tighten it") {
   TempDir tmp;
   auto plugins = tmp / "plugins";

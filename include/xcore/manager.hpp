@@ -65,6 +65,28 @@ struct DiscoveryReport {
   std::vector<std::string> warnings;
 };
 
+// What a host wants of one plugin: registered (a record exists), enabled or not, with which config. A
+// host keeps these (the reference server: per tenant, in SQLite); Manager::restore() applies them at start
+// and every lifecycle operation keeps them up to date, for the plugin asked and for every plugin it
+// reached (dependencies enabled first, dependents a cascade disabled), so what runs after a restart is
+// what ran before. A plugin that fails keeps its registration: it is what the host asked for.
+struct Registration {
+  std::string plugin;
+  bool enabled = false;
+  json::object config;  // as given to set_config (defaults are the manifest's)
+  std::string version;  // the version last loaded, for the host to show
+};
+
+// Where a host keeps registrations (like JobStore for the scheduler). Each call may fail (a database
+// that does not answer): the operation that needed it then reports that error.
+class RegistrationStore {
+ public:
+  virtual ~RegistrationStore() = default;
+  virtual Result<std::vector<Registration>> list() = 0;
+  virtual Result<std::optional<Registration>> find(std::string_view plugin) = 0;
+  virtual Result<void> put(const Registration& r) = 0;  // insert or replace
+};
+
 struct ManagerOptions {
   std::vector<std::filesystem::path> plugin_dirs;  // each holds one folder per plugin
   // Where binaries are copied before loading (so a rebuild never touches a loaded file).
@@ -106,6 +128,8 @@ struct ManagerOptions {
   // The role names a plugin's HTTP routes may require (the host's own, e.g. viewer, operator, admin): a
   // route naming another is refused when the plugin loads or registers it. Empty: any name.
   std::vector<std::string> route_roles;
+  // Where the registrations live (see Registration). Default: none; nothing is remembered.
+  std::shared_ptr<RegistrationStore> registrations;
   // The time rate limits are measured by (tests drive it; default: steady_clock::now).
   std::function<std::chrono::steady_clock::time_point()> clock;
 };
@@ -139,6 +163,11 @@ class Manager {
   Result<void> load_all(bool enable = true);
 
   Result<void> set_config(std::string_view id, json::object config);
+
+  // Applies the stored registrations (ManagerOptions::registrations): their configs, then enables those
+  // marked enabled, in dependency order. What could not be applied (a plugin no longer in the folders, one
+  // that fails to enable) is returned; an error only when the store itself fails.
+  Result<std::vector<Error>> restore();
 
   // A plugin action. The principal must hold `actions.call:<plugin>/<action>` (CallContext::host() does).
   Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params,

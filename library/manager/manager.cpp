@@ -90,6 +90,7 @@ void Manager::Impl::log(LogLevel level, std::string_view source, std::string_vie
 }
 
 void Manager::Impl::queue_event(std::string name, json::object payload) {
+  Recorder::note(*this, name, payload);
   std::lock_guard lock(events_mutex);
   pending_events.emplace_back(std::move(name), std::move(payload));
 }
@@ -108,12 +109,63 @@ json::object Manager::Impl::plugin_event(const PluginSlot& s) const {
   return json::object{{"plugin", s.manifest.id}, {"version", s.manifest.version.to_string()}};
 }
 
-// ---- Manager: each lifecycle operation claims what it touches, then flushes the events it queued ------
+// ---- registrations -------------------------------------------------------------------------------------
+
+thread_local Manager::Impl::Recorder* Manager::Impl::Recorder::current = nullptr;
+
+Result<void> Manager::Impl::remember(std::string_view id, Verb verb, bool succeeded, const Recorder& what, const json::object* config) {
+  const auto store = options.registrations;
+  if (!store) return ok();
+  auto put = [&](const std::string& plugin, std::optional<bool> enabled, const json::object* cfg) -> Result<void> {
+    auto slot = find(plugin);
+    if (!slot) return ok();  // never register a plugin that does not exist
+    XCORE_ASSIGN_OR_RETURN(auto found, store->find(plugin));
+    Registration r = found.value_or(Registration{plugin, false, {}, {}});
+    if (enabled) r.enabled = *enabled;
+    if (cfg) r.config = *cfg;
+    {
+      std::shared_lock lock(catalogue_mutex);
+      r.version = slot->manifest.version.to_string();
+    }
+    if (found && found->enabled == r.enabled && found->config == r.config && found->version == r.version) return ok();
+    return store->put(r);
+  };
+  // Plugins the operation reached besides the one asked for: dependencies it enabled, dependents it
+  // disabled or unloaded. (A failure changes no registration: it is not what the host asked for.)
+  std::map<std::string, bool> reached;
+  for (const auto& [event, plugin] : what.events) {
+    if (plugin == id) continue;
+    if (event == "plugin.enabled") reached[plugin] = true;
+    else if (event == "plugin.disabled" || event == "plugin.unloaded") reached[plugin] = false;
+  }
+  for (const auto& [plugin, enabled] : reached) XCORE_TRY(put(plugin, enabled, nullptr));
+  const std::string plugin(id);
+  switch (verb) {
+    case Verb::load: return put(plugin, std::nullopt, nullptr);  // registered, even if it failed
+    case Verb::enable: return put(plugin, succeeded ? std::optional(true) : std::nullopt, nullptr);
+    case Verb::disable:
+    case Verb::unload: return succeeded ? put(plugin, false, nullptr) : ok();
+    case Verb::configure: return succeeded ? put(plugin, std::nullopt, config) : ok();
+    case Verb::reload: return ok();
+  }
+  return ok();
+}
+
+// ---- Manager: each lifecycle operation claims what it touches, records what it changed, then flushes
+// the events it queued ------------------------------------------------------------------------------------
 
 namespace {
 template <class Impl, class F>  // Impl deduced: Manager::Impl is private to Manager
-auto claimed(Impl& impl, std::string_view id, typename Impl::Reach how, F&& f) {
-  decltype(f()) r = impl.claimed(id, how, std::forward<F>(f));
+Result<void> operate(Impl& impl, std::string_view id, typename Impl::Reach how, typename Impl::Verb verb, F&& f,
+                     const json::object* config = nullptr) {
+  typename Impl::Recorder recorder(impl);
+  Result<void> r = impl.claimed(id, how, std::forward<F>(f));
+  if (recorder.outermost()) {
+    if (auto w = impl.remember(id, verb, r.ok(), recorder, config); !w) {
+      impl.log(LogLevel::error, id, fmt::format("cannot record the plugin's registration: {}", w.error().message));
+      if (r) r = std::move(w).error();
+    }
+  }
   impl.flush_events();
   return r;
 }
@@ -180,28 +232,35 @@ Result<std::string> Manager::add(const std::filesystem::path& plugin_dir) {
 }
 
 Result<void> Manager::load(std::string_view id) {
-  return claimed(*impl_, id, Impl::Reach::load, [&] {
+  return operate(*impl_, id, Impl::Reach::load, Impl::Verb::load, [&] {
     Impl::LoadChain chain;
     return impl_->load_locked(id, chain);
   });
 }
 
 Result<void> Manager::enable(std::string_view id) {
-  return claimed(*impl_, id, Impl::Reach::load, [&] { return impl_->enable_locked(id); });
+  return operate(*impl_, id, Impl::Reach::load, Impl::Verb::enable, [&] { return impl_->enable_locked(id); });
 }
 
 Result<void> Manager::disable(std::string_view id, UnloadOptions o) {
-  return claimed(*impl_, id, o.cascade ? Impl::Reach::enabled_dependents : Impl::Reach::plugin,
+  return operate(*impl_, id, o.cascade ? Impl::Reach::enabled_dependents : Impl::Reach::plugin, Impl::Verb::disable,
                  [&] { return impl_->disable_locked(id, o.cascade); });
 }
 
 Result<void> Manager::unload(std::string_view id, UnloadOptions o) {
-  return claimed(*impl_, id, o.cascade ? Impl::Reach::loaded_dependents : Impl::Reach::plugin,
+  return operate(*impl_, id, o.cascade ? Impl::Reach::loaded_dependents : Impl::Reach::plugin, Impl::Verb::unload,
                  [&] { return impl_->unload_locked(id, o.cascade); });
 }
 
 Result<void> Manager::reload(std::string_view id) {
-  return claimed(*impl_, id, Impl::Reach::reload, [&] { return impl_->reload_locked(id); });
+  XCORE_TRY(operate(*impl_, id, Impl::Reach::reload, Impl::Verb::reload, [&] { return impl_->reload_locked(id); }));
+  // A failed plugin reloads into `loaded`: it comes back to what its registration asks for.
+  if (auto store = impl_->options.registrations) {
+    XCORE_ASSIGN_OR_RETURN(auto reg, store->find(id));
+    auto slot = impl_->find(id);
+    if (reg && reg->enabled && slot && slot->state != PluginState::enabled) return enable(id);
+  }
+  return ok();
 }
 
 Result<void> Manager::load_all(bool enable) {
@@ -209,13 +268,12 @@ Result<void> Manager::load_all(bool enable) {
   auto order = impl_->topological(problems);
   // One plugin at a time, each under its own claims: a slow plugin holds up only those that need it.
   for (const auto& id : order) {
-    auto r = impl_->claimed(id, Impl::Reach::load, [&] {
+    auto r = operate(*impl_, id, Impl::Reach::load, enable ? Impl::Verb::enable : Impl::Verb::load, [&] {
       Impl::LoadChain chain;
       return enable ? impl_->enable_locked(id) : impl_->load_locked(id, chain);
     });
     if (!r) problems.push_back(std::move(r).error());
   }
-  impl_->flush_events();
   if (problems.empty()) return ok();
   std::string msg = fmt::format("{} plugin(s) failed", problems.size());
   for (const auto& p : problems) msg += "; " + p.message;
@@ -223,7 +281,8 @@ Result<void> Manager::load_all(bool enable) {
 }
 
 Result<void> Manager::set_config(std::string_view id, json::object config) {
-  return claimed(*impl_, id, Impl::Reach::reload, [&]() -> Result<void> {
+  const json::object given = config;
+  return operate(*impl_, id, Impl::Reach::reload, Impl::Verb::configure, [&]() -> Result<void> {
     auto slot = impl_->find(id);
     if (!slot) return impl_->no_such_plugin(id);
     XCORE_ASSIGN_OR_RETURN(auto effective, impl_->effective_config(slot->manifest, config));
@@ -256,7 +315,31 @@ Result<void> Manager::set_config(std::string_view id, json::object config) {
     std::unique_lock lock(impl_->catalogue_mutex);
     slot->config = std::move(config);
     return ok();
-  });
+  }, &given);
+}
+
+Result<std::vector<Error>> Manager::restore() {
+  std::vector<Error> problems;
+  auto store = impl_->options.registrations;
+  if (!store) return problems;
+  XCORE_ASSIGN_OR_RETURN(auto regs, store->list());
+  // Configs first, then enable in dependency order (enable loads and enables dependencies itself). The
+  // operations write back only what differs (a version that changed, a dependency now enabled).
+  for (const auto& r : regs) {
+    if (!impl_->find(r.plugin)) {
+      problems.push_back(Error{ErrorCode::not_found, fmt::format("registered plugin '{}' is not in the plugin folders", r.plugin)});
+      continue;
+    }
+    if (!r.config.empty())
+      if (auto c = set_config(r.plugin, r.config); !c)
+        problems.push_back(Error{c.error().code, fmt::format("the registered config of '{}' is refused: {}", r.plugin, c.error().message), c.error().details});
+  }
+  for (const auto& r : regs) {
+    if (!r.enabled || !impl_->find(r.plugin)) continue;
+    if (auto e = enable(r.plugin); !e)
+      problems.push_back(Error{e.error().code, fmt::format("cannot enable '{}': {}", r.plugin, e.error().message), e.error().details});
+  }
+  return problems;
 }
 
 Result<json::value> Manager::call_action(std::string_view plugin, std::string_view action, const json::value& params,

@@ -113,6 +113,37 @@ struct Manager::Impl final : ManagerCore {
   std::mutex watcher_mutex;  // guards `watcher`; never held while a reload runs
   std::unique_ptr<FolderWatcher> watcher;
 
+  // ---- registrations ---------------------------------------------------------------------------------
+  // Collects the lifecycle events the outermost operation on this thread queues, so that what it changed
+  // (the plugin asked for and any its claims reached) is written to the registration store after it.
+  class Recorder {
+   public:
+    explicit Recorder(Impl& impl) : impl_(impl), previous_(current), outer_(!current || &current->impl_ != &impl) {
+      if (outer_) current = this;
+    }
+    Recorder(const Recorder&) = delete;
+    Recorder& operator=(const Recorder&) = delete;
+    ~Recorder() {
+      if (outer_) current = previous_;
+    }
+    bool outermost() const { return outer_; }
+    static void note(const Impl& impl, const std::string& event, const json::object& payload) {
+      if (!current || &current->impl_ != &impl) return;
+      if (const auto* p = payload.if_contains("plugin"); p && p->is_string()) current->events.emplace_back(event, std::string(p->get_string()));
+    }
+    std::vector<std::pair<std::string, std::string>> events;  // (event, plugin), in order
+
+   private:
+    static thread_local Recorder* current;
+    Impl& impl_;
+    Recorder* previous_;
+    bool outer_;
+  };
+
+  enum class Verb { load, enable, disable, unload, reload, configure };
+  // Writes what an operation on `id` changed to the registration store (if the host keeps one).
+  Result<void> remember(std::string_view id, Verb verb, bool succeeded, const Recorder& what, const json::object* config);
+
   // ---- lifecycle claims ------------------------------------------------------------------------------
   // An operation claims every plugin it may touch (the plugin, the dependencies it loads, the dependents a
   // cascade reaches) all at once, waiting until none is claimed by another thread. So operations on
