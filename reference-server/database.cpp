@@ -198,15 +198,6 @@ Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& fi
     return db_error(e);                                      \
   }
 
-#define XCORE_DB_QUERY(fallback, ...) \
-  std::lock_guard lock(impl_->mutex);    \
-  auto& db = impl_->db;                  \
-  try {                                  \
-    __VA_ARGS__                          \
-  } catch (const std::exception&) {      \
-    return fallback;                     \
-  }
-
 Result<void> Database::create_tenant(const std::string& id, const std::string& name) {
   XCORE_DB({
     SQLite::Statement s(db, "INSERT INTO tenants(id, name, created_at) VALUES (?, ?, ?)");
@@ -229,8 +220,8 @@ void Database::remove_tenant(const std::string& id) {
   }
 }
 
-std::vector<std::pair<std::string, std::string>> Database::tenants() {
-  XCORE_DB_QUERY({}, {
+Result<std::vector<std::pair<std::string, std::string>>> Database::tenants() {
+  XCORE_DB({
     std::vector<std::pair<std::string, std::string>> out;
     SQLite::Statement s(db, "SELECT id, name FROM tenants ORDER BY id");
     while (s.executeStep()) out.emplace_back(s.getColumn(0).getString(), s.getColumn(1).getString());
@@ -340,8 +331,8 @@ Result<std::optional<UserRow>> Database::user_by_id(std::int64_t id) {
   })
 }
 
-std::vector<UserRow> Database::users(const std::string& tenant) {
-  XCORE_DB_QUERY({}, {
+Result<std::vector<UserRow>> Database::users(const std::string& tenant) {
+  XCORE_DB({
     std::vector<UserRow> out;
     SQLite::Statement s(db, std::string(kUserColumns) + " WHERE tenant = ? ORDER BY username");
     s.bind(1, tenant);
@@ -384,8 +375,8 @@ Result<std::int64_t> Database::update_user(const std::string& tenant, const std:
   })
 }
 
-std::int64_t Database::user_count() {
-  XCORE_DB_QUERY(0, { return db.execAndGet("SELECT COUNT(*) FROM users").getInt64(); })
+Result<std::int64_t> Database::user_count() {
+  XCORE_DB({ return db.execAndGet("SELECT COUNT(*) FROM users").getInt64(); })
 }
 
 Result<void> Database::add_refresh(const RefreshRow& r) {
@@ -460,8 +451,8 @@ Result<std::optional<TokenRow>> Database::find_token(const std::string& token_ha
   })
 }
 
-std::vector<TokenRow> Database::tokens(const std::string& tenant) {
-  XCORE_DB_QUERY({}, {
+Result<std::vector<TokenRow>> Database::tokens(const std::string& tenant) {
+  XCORE_DB({
     std::vector<TokenRow> out;
     SQLite::Statement s(db, std::string(kTokenColumns) + " WHERE tenant = ? ORDER BY id");
     s.bind(1, tenant);
@@ -579,19 +570,19 @@ Result<void> Database::put_secret(const std::string& tenant, const std::string& 
   })
 }
 
-std::optional<std::string> Database::secret(const std::string& tenant, const std::string& name) {
-  XCORE_DB_QUERY(std::nullopt, {
+Result<std::optional<std::string>> Database::secret(const std::string& tenant, const std::string& name) {
+  XCORE_DB({
     SQLite::Statement s(db, "SELECT sealed FROM secrets WHERE tenant = ? AND name = ?");
     s.bind(1, tenant);
     s.bind(2, name);
-    if (!s.executeStep()) return std::nullopt;
+    if (!s.executeStep()) return std::optional<std::string>();
     auto col = s.getColumn(0);
-    return std::string(static_cast<const char*>(col.getBlob()), static_cast<std::size_t>(col.getBytes()));
+    return std::optional(std::string(static_cast<const char*>(col.getBlob()), static_cast<std::size_t>(col.getBytes())));
   })
 }
 
-std::vector<std::string> Database::secret_names(const std::string& tenant) {
-  XCORE_DB_QUERY({}, {
+Result<std::vector<std::string>> Database::secret_names(const std::string& tenant) {
+  XCORE_DB({
     std::vector<std::string> out;
     SQLite::Statement s(db, "SELECT name FROM secrets WHERE tenant = ? ORDER BY name");
     s.bind(1, tenant);
@@ -684,8 +675,8 @@ void Database::prune_audit(std::int64_t before, std::int64_t keep) {
   }
 }
 
-std::vector<AuditRow> Database::audit_log(const std::string& tenant, int limit) {
-  XCORE_DB_QUERY({}, {
+Result<std::vector<AuditRow>> Database::audit_log(const std::string& tenant, int limit) {
+  XCORE_DB({
     std::vector<AuditRow> out;
     SQLite::Statement s(db, "SELECT id, at, tenant, actor, action, target, detail, request_id FROM audit_log WHERE tenant = ? ORDER BY id DESC LIMIT ?");
     s.bind(1, tenant);
@@ -881,20 +872,16 @@ class SqliteJobStore final : public JobStore {
 
 std::shared_ptr<JobStore> Database::job_store(const std::string& tenant) { return std::make_shared<SqliteJobStore>(*impl_, tenant); }
 
-bool Database::first_delivery(const std::string& signature, std::int64_t now, std::int64_t window_seconds) {
-  std::lock_guard lock(impl_->mutex);
-  try {
-    SQLite::Statement prune(impl_->db, "DELETE FROM webhook_deliveries WHERE seen_at < ?");
+Result<bool> Database::first_delivery(const std::string& signature, std::int64_t now, std::int64_t window_seconds) {
+  XCORE_DB({
+    SQLite::Statement prune(db, "DELETE FROM webhook_deliveries WHERE seen_at < ?");
     prune.bind(1, now - 2 * window_seconds);
     prune.exec();
-    SQLite::Statement s(impl_->db, "INSERT INTO webhook_deliveries(signature, seen_at) VALUES (?, ?)");
+    SQLite::Statement s(db, "INSERT OR IGNORE INTO webhook_deliveries(signature, seen_at) VALUES (?, ?)");
     s.bind(1, signature);
     s.bind(2, now);
-    s.exec();
-    return true;
-  } catch (const std::exception&) {
-    return false;  // seen before (or the database refused: treat as not deliverable)
-  }
+    return s.exec() == 1;  // 0: seen before
+  })
 }
 
 }  // namespace xcore::server

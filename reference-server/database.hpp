@@ -59,7 +59,7 @@ class Database {
   int schema_version() const;
 
   Result<void> create_tenant(const std::string& id, const std::string& name);
-  std::vector<std::pair<std::string, std::string>> tenants();  // id, name
+  Result<std::vector<std::pair<std::string, std::string>>> tenants();  // id, name
   // The uid the tenant's sandboxed plugins run as on a root host: its own, allocated once from
   // [first, last] and kept.
   Result<std::uint32_t> sandbox_uid(const std::string& tenant, std::uint32_t first, std::uint32_t last);
@@ -73,7 +73,7 @@ class Database {
   // user" (which would turn a broken database into refused logins).
   Result<std::optional<UserRow>> find_user(const std::string& tenant, const std::string& username);
   Result<std::optional<UserRow>> user_by_id(std::int64_t id);
-  std::vector<UserRow> users(const std::string& tenant);
+  Result<std::vector<UserRow>> users(const std::string& tenant);
   // Both end the user's sessions (refresh tokens, API tokens) and return the user's id.
   Result<std::int64_t> delete_user(const std::string& tenant, const std::string& username);
   // Changes what is given (a new password hash, a new role) and starts a new token generation.
@@ -83,11 +83,11 @@ class Database {
   Result<void> add_refresh(const RefreshRow& r);
   // Spends a refresh token: fresh once, then `reused` (and its whole family is gone).
   Result<RefreshUse> use_refresh(const std::string& jti, std::int64_t user_id);
-  std::int64_t user_count();
+  Result<std::int64_t> user_count();
 
   Result<std::int64_t> create_token(const TokenRow& t, const std::string& token_hash);
   Result<std::optional<TokenRow>> find_token(const std::string& token_hash);
-  std::vector<TokenRow> tokens(const std::string& tenant);
+  Result<std::vector<TokenRow>> tokens(const std::string& tenant);
   Result<void> revoke_token(const std::string& tenant, std::int64_t id);
 
   Result<void> put_registration(const RegistrationRow& r);  // insert or update (installed_at kept)
@@ -97,20 +97,20 @@ class Database {
   std::shared_ptr<RegistrationStore> registration_store(const std::string& tenant);
 
   Result<void> put_secret(const std::string& tenant, const std::string& name, const std::string& sealed);
-  std::optional<std::string> secret(const std::string& tenant, const std::string& name);
-  std::vector<std::string> secret_names(const std::string& tenant);
+  Result<std::optional<std::string>> secret(const std::string& tenant, const std::string& name);
+  Result<std::vector<std::string>> secret_names(const std::string& tenant);
   Result<void> delete_secret(const std::string& tenant, const std::string& name);
 
   // Rows written in one transaction (the audit log's writer); `at` 0 means now.
   void audit_batch(const std::vector<AuditRow>& rows);
   // Retention: rows older than `before` (unix seconds) go, and each tenant keeps its newest `keep` rows.
   void prune_audit(std::int64_t before, std::int64_t keep);
-  std::vector<AuditRow> audit_log(const std::string& tenant, int limit);
+  Result<std::vector<AuditRow>> audit_log(const std::string& tenant, int limit);
 
   // The scheduler's store for one tenant's jobs and runs.
   std::shared_ptr<JobStore> job_store(const std::string& tenant);
   // Webhook replay protection: false when this signature was seen before.
-  bool first_delivery(const std::string& signature, std::int64_t now, std::int64_t window_seconds);
+  Result<bool> first_delivery(const std::string& signature, std::int64_t now, std::int64_t window_seconds);
 
   struct Impl;
 

@@ -66,7 +66,8 @@ void Server::Impl::add_access_routes() {
   // ---- secrets: values go in, never out
   route("GET", "/api/v1/secrets", Role::admin, "secret names", [this](Call& c) -> Result<Reply> {
     json::array out;
-    for (const auto& n : db->secret_names(c.who.tenant)) out.emplace_back(n);
+    XCORE_ASSIGN_OR_RETURN(auto names, db->secret_names(c.who.tenant));
+    for (const auto& n : names) out.emplace_back(n);
     return Reply{200, json::object{{"secrets", std::move(out)}}};
   });
   route("PUT", "/api/v1/secrets/" + name, Role::admin, "set a secret ({\"value\": ...})", [this](Call& c) -> Result<Reply> {
@@ -82,7 +83,8 @@ void Server::Impl::add_access_routes() {
   // ---- users, tenants, API tokens, audit
   route("GET", "/api/v1/users", Role::admin, "this tenant's users", [this](Call& c) -> Result<Reply> {
     json::array out;
-    for (const auto& u : db->users(c.who.tenant)) out.push_back(json::object{{"username", u.username}, {"role", u.role}, {"created_at", u.created_at}});
+    XCORE_ASSIGN_OR_RETURN(auto users, db->users(c.who.tenant));
+    for (const auto& u : users) out.push_back(json::object{{"username", u.username}, {"role", u.role}, {"created_at", u.created_at}});
     return Reply{200, json::object{{"users", std::move(out)}}};
   });
   route("POST", "/api/v1/users", Role::admin, "create a user ({username, password, role}; tenant: default tenant's admins only)", [this](Call& c) -> Result<Reply> {
@@ -138,7 +140,8 @@ void Server::Impl::add_access_routes() {
   route("GET", "/api/v1/tenants", Role::admin, "tenants (the default tenant's admins)", [this](Call& c) -> Result<Reply> {
     if (c.who.tenant != kDefaultTenant) return Error{ErrorCode::permission_denied, "only the default tenant's admins manage tenants"};
     json::array out;
-    for (const auto& [tid, tname] : db->tenants()) out.push_back(json::object{{"id", tid}, {"name", tname}});
+    XCORE_ASSIGN_OR_RETURN(auto tenants, db->tenants());
+    for (const auto& [tid, tname] : tenants) out.push_back(json::object{{"id", tid}, {"name", tname}});
     return Reply{200, json::object{{"tenants", std::move(out)}}};
   });
   route("POST", "/api/v1/tenants", Role::admin, "create a tenant ({id, name})", [this, id](Call& c) -> Result<Reply> {
@@ -155,7 +158,8 @@ void Server::Impl::add_access_routes() {
   });
   route("GET", "/api/v1/tokens", Role::admin, "this tenant's API tokens (never their values)", [this](Call& c) -> Result<Reply> {
     json::array out;
-    for (const auto& t : db->tokens(c.who.tenant))
+    XCORE_ASSIGN_OR_RETURN(auto tokens, db->tokens(c.who.tenant));
+    for (const auto& t : tokens)
       out.push_back(json::object{{"id", t.id}, {"name", t.name}, {"role", t.role}, {"created_by", t.created_by}, {"created_at", t.created_at},
                                  {"expires_at", t.expires_at}, {"revoked", t.revoked}});
     return Reply{200, json::object{{"tokens", std::move(out)}}};
@@ -219,7 +223,8 @@ void Server::Impl::add_access_routes() {
     if (auto l = c.query("limit"); !l.empty()) limit = std::clamp(std::atoi(l.c_str()), 1, 1000);
     json::array out;
     audit->flush();  // the log includes what was done up to this request
-    for (const auto& a : db->audit_log(c.who.tenant, limit))
+    XCORE_ASSIGN_OR_RETURN(auto entries, db->audit_log(c.who.tenant, limit));
+    for (const auto& a : entries)
       out.push_back(json::object{{"id", a.id}, {"at", a.at}, {"actor", a.actor}, {"action", a.action}, {"target", a.target}, {"result", a.detail},
                                  {"request_id", a.request_id}});
     return Reply{200, json::object{{"entries", std::move(out)}}};

@@ -113,7 +113,7 @@ void Server::Impl::add_task_routes() {
     auto* scheduler = scheduler_of(tenant);
     auto job = scheduler ? scheduler->find_webhook(c.arg(2)) : std::nullopt;
     if (!job) return refused();
-    auto sealed = db->secret(tenant, job->spec.trigger.webhook_secret);
+    XCORE_ASSIGN_OR_RETURN(auto sealed, db->secret(tenant, job->spec.trigger.webhook_secret));
     if (!sealed) {
       log(LogLevel::warn, tenant, fmt::format("webhook '{}': its secret '{}' is not set", c.arg(2), job->spec.trigger.webhook_secret));
       return refused();
@@ -121,7 +121,8 @@ void Server::Impl::add_task_routes() {
     XCORE_ASSIGN_OR_RETURN(auto key, secrets->open(tenant + "/" + job->spec.trigger.webhook_secret, *sealed));
     if (signature.starts_with("sha256=")) signature = signature.substr(7);
     if (!constant_time_equal(signature, hex_encode(hmac_sha256(key, stamp + "." + c.raw)))) return refused();
-    if (!db->first_delivery(signature, unix_now(), config.webhook_window))
+    XCORE_ASSIGN_OR_RETURN(const bool first, db->first_delivery(signature, unix_now(), config.webhook_window));
+    if (!first)
       return Error{ErrorCode::conflict, "this delivery was received before (replay)"};
     XCORE_ASSIGN_OR_RETURN(auto run, scheduler->run_now(job->spec.id, c.body, "webhook"));
     return Reply{202, json::object{{"run_id", run}, {"task_id", job->spec.id}}};

@@ -391,7 +391,8 @@ struct Server::Impl {
   Result<void> first_start() {
     XCORE_ASSIGN_OR_RETURN(const bool has_default, db->tenant_exists(kDefaultTenant));
     if (!has_default) XCORE_TRY(db->create_tenant(kDefaultTenant, "Default"));
-    if (db->user_count() > 0) return ok();
+    XCORE_ASSIGN_OR_RETURN(const auto users, db->user_count());
+    if (users > 0) return ok();
     std::string password = config.admin_password;
     const bool generated = password.empty();
     if (generated) password = random_token(18);
@@ -414,7 +415,7 @@ struct Server::Impl {
     }
     // Plugins read the tenant's sealed secrets that their manifests grant (the Manager checks the grant).
     o.secrets = [this, tenant](std::string_view, std::string_view name) -> Result<std::string> {
-      auto sealed = db->secret(tenant, std::string(name));
+      XCORE_ASSIGN_OR_RETURN(auto sealed, db->secret(tenant, std::string(name)));
       if (!sealed) return Error{ErrorCode::not_found, fmt::format("no secret '{}'", name)};
       return secrets->open(tenant + "/" + std::string(name), *sealed);
     };
@@ -467,7 +468,8 @@ struct Server::Impl {
   Result<void> start_tenants() {
     XCORE_ASSIGN_OR_RETURN(auto all, db->registrations(""));
     const bool fresh = all.empty();
-    for (const auto& [id, name] : db->tenants()) XCORE_TRY(start_tenant(id, fresh && id == kDefaultTenant));
+    XCORE_ASSIGN_OR_RETURN(auto tenants, db->tenants());
+    for (const auto& [id, name] : tenants) XCORE_TRY(start_tenant(id, fresh && id == kDefaultTenant));
     return ok();
   }
 

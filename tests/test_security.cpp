@@ -399,6 +399,11 @@ TEST_CASE("a database that cannot answer is the server's error (500, cause logge
   // A route's own write fails the same way (the admin's user is in memory, so its token still checks out).
   auto write = api.send("POST", "/api/v1/users", R"({"username":"late","password":"password-123","role":"viewer"})", admin);
   CHECK(write.status == 500);
+  // Reads too: an empty list would read as "nothing there".
+  for (const char* path : {"/api/v1/secrets", "/api/v1/users", "/api/v1/tokens", "/api/v1/tenants", "/api/v1/plugins"}) {
+    INFO(path);
+    CHECK(api.send("GET", path, "", admin).status == 500);
+  }
   // And the log says why, for each.
   std::ifstream in(log_file);
   const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
