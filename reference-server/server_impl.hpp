@@ -455,7 +455,7 @@ struct Server::Impl {
     so.store = db->job_store(tenant);
     so.manager = m.get();
     so.history_per_job = config.task_history;
-    so.log = [this, tenant](std::string_view message) { log(LogLevel::info, fmt::format("{}/scheduler", tenant), message); };
+    so.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) { log(level, fmt::format("{}/{}", tenant, source), message); };
     auto scheduler = std::make_unique<Scheduler>(std::move(so));
     if (auto r = scheduler->restore(); !r) return Error{ErrorCode::unavailable, fmt::format("tenant '{}': cannot restore its tasks: {}", tenant, r.error().message)};
     auto* raw = m.get();

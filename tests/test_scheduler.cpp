@@ -39,7 +39,7 @@ struct Fixture {
     o.background = false;
     o.callbacks["count"] = [this](const json::value&, const JobSpec&) -> Result<json::value> { return json::value(++calls); };
     o.callbacks["fail"] = [](const json::value&, const JobSpec&) -> Result<json::value> { return Error{ErrorCode::unavailable, "the downstream is down"}; };
-    o.log = [this](std::string_view m) { logged.emplace_back(m); };
+    o.log = [this](LogLevel, std::string_view, std::string_view m) { logged.emplace_back(m); };
     return o;
   }
 };

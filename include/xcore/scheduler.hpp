@@ -19,6 +19,7 @@
 #include <xcore/call_context.hpp>
 #include <xcore/error.hpp>
 #include <xcore/json.hpp>
+#include <xcore/log.hpp>
 
 namespace xcore::inline v1 {
 
@@ -142,7 +143,7 @@ struct SchedulerOptions {
   unsigned workers = 4;                 // threads that run jobs; 0: run inside tick() (tests)
   std::size_t history_per_job = 100;    // runs kept per job
   bool background = true;               // a thread calls tick() when something is due
-  std::function<void(std::string_view)> log;
+  LogSink log;  // source "scheduler"; default: discard
 };
 
 class Scheduler {
@@ -157,18 +158,18 @@ class Scheduler {
   Result<void> restore();
 
   Result<std::string> add(JobSpec job);
-  Result<void> update(const std::string& id, JobSpec job);  // keeps the id and the creation time
-  Result<void> remove(const std::string& id);
-  Result<void> pause(const std::string& id);
-  Result<void> resume(const std::string& id);
+  Result<void> update(std::string_view id, JobSpec job);  // keeps the id and the creation time
+  Result<void> remove(std::string_view id);
+  Result<void> pause(std::string_view id);
+  Result<void> resume(std::string_view id);
   // Starts a run now, outside the schedule (input: the webhook's body, or null).
-  Result<std::string> run_now(const std::string& id, const json::value& input = nullptr, std::string_view reason = "manual");
+  Result<std::string> run_now(std::string_view id, const json::value& input = nullptr, std::string_view reason = "manual");
 
-  std::optional<JobState> get(const std::string& id) const;
+  std::optional<JobState> get(std::string_view id) const;
   std::vector<JobState> list(std::string_view tenant = {}) const;
   std::optional<JobState> find_webhook(std::string_view name) const;
-  std::vector<SysSeconds> preview(const std::string& id, std::size_t count) const;
-  Result<std::vector<RunRecord>> runs(const std::string& id, std::size_t limit = 100) const;
+  std::vector<SysSeconds> preview(std::string_view id, std::size_t count) const;
+  Result<std::vector<RunRecord>> runs(std::string_view id, std::size_t limit = 100) const;
 
   // Starts every run that is due at the clock's time; returns how many started. The background thread
   // calls it; tests drive it.

@@ -16,6 +16,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/string_map.hpp"
+
 namespace xcore::inline v1 {
 
 using namespace std::chrono;
@@ -160,7 +162,7 @@ struct Scheduler::Impl {
   };
 
   mutable std::mutex mutex;
-  std::unordered_map<std::string, Entry> jobs;
+  StringMap<Entry> jobs;
   std::priority_queue<Due, std::vector<Due>, std::greater<>> heap;
   std::uint64_t versions = 0;
 
@@ -186,7 +188,11 @@ struct Scheduler::Impl {
   system_clock::time_point now_tp() const { return options.clock(); }
   SysSeconds now() const { return floor<seconds>(now_tp()); }
   void log(std::string_view m) const {
-    if (options.log) options.log(m);
+    if (!options.log) return;
+    try {
+      options.log(LogLevel::info, "scheduler", m);
+    } catch (...) {
+    }
   }
 
   // Caller holds `mutex`.
@@ -199,7 +205,7 @@ struct Scheduler::Impl {
   }
 
   // Caller holds `mutex`.
-  Result<Entry*> entry(const std::string& id) {
+  Result<Entry*> entry(std::string_view id) {
     auto it = jobs.find(id);
     if (it == jobs.end()) return Error{ErrorCode::not_found, fmt::format("no job '{}'", id)};
     return &it->second;
@@ -549,7 +555,7 @@ Result<std::string> Scheduler::add(JobSpec job) {
   return id;
 }
 
-Result<void> Scheduler::update(const std::string& id, JobSpec job) {
+Result<void> Scheduler::update(std::string_view id, JobSpec job) {
   auto& s = *impl_;
   std::lock_guard lock(s.mutex);
   XCORE_ASSIGN_OR_RETURN(auto* e, s.entry(id));
@@ -562,16 +568,16 @@ Result<void> Scheduler::update(const std::string& id, JobSpec job) {
   return s.replace(*e, std::move(job), next);
 }
 
-Result<void> Scheduler::remove(const std::string& id) {
+Result<void> Scheduler::remove(std::string_view id) {
   auto& s = *impl_;
   std::lock_guard lock(s.mutex);
   XCORE_ASSIGN_OR_RETURN(auto* e, s.entry(id));
   if (e->spec.persist) XCORE_TRY(s.store->remove_job(id));
-  s.jobs.erase(id);
+  s.jobs.erase(s.jobs.find(id));  // found just above
   return ok();
 }
 
-Result<void> Scheduler::pause(const std::string& id) {
+Result<void> Scheduler::pause(std::string_view id) {
   auto& s = *impl_;
   std::lock_guard lock(s.mutex);
   XCORE_ASSIGN_OR_RETURN(auto* e, s.entry(id));
@@ -580,7 +586,7 @@ Result<void> Scheduler::pause(const std::string& id) {
   return s.replace(*e, std::move(spec), e->next);
 }
 
-Result<void> Scheduler::resume(const std::string& id) {
+Result<void> Scheduler::resume(std::string_view id) {
   auto& s = *impl_;
   std::lock_guard lock(s.mutex);
   XCORE_ASSIGN_OR_RETURN(auto* e, s.entry(id));
@@ -591,7 +597,7 @@ Result<void> Scheduler::resume(const std::string& id) {
   return s.replace(*e, std::move(spec), next);
 }
 
-Result<std::string> Scheduler::run_now(const std::string& id, const json::value& input, std::string_view reason) {
+Result<std::string> Scheduler::run_now(std::string_view id, const json::value& input, std::string_view reason) {
   auto& s = *impl_;
   Impl::Task task;
   {
@@ -616,7 +622,7 @@ Result<std::string> Scheduler::run_now(const std::string& id, const json::value&
   return run_id;
 }
 
-std::optional<JobState> Scheduler::get(const std::string& id) const {
+std::optional<JobState> Scheduler::get(std::string_view id) const {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->jobs.find(id);
   if (it == impl_->jobs.end()) return std::nullopt;
@@ -639,7 +645,7 @@ std::optional<JobState> Scheduler::find_webhook(std::string_view name) const {
   return std::nullopt;
 }
 
-std::vector<SysSeconds> Scheduler::preview(const std::string& id, std::size_t count) const {
+std::vector<SysSeconds> Scheduler::preview(std::string_view id, std::size_t count) const {
   auto job = get(id);
   std::vector<SysSeconds> out;
   if (!job) return out;
@@ -651,7 +657,7 @@ std::vector<SysSeconds> Scheduler::preview(const std::string& id, std::size_t co
   return out;
 }
 
-Result<std::vector<RunRecord>> Scheduler::runs(const std::string& id, std::size_t limit) const { return impl_->store->runs(id, limit); }
+Result<std::vector<RunRecord>> Scheduler::runs(std::string_view id, std::size_t limit) const { return impl_->store->runs(id, limit); }
 
 std::size_t Scheduler::tick() { return impl_->tick(); }
 
