@@ -2,6 +2,41 @@
 
 namespace xcore::server {
 
+namespace {
+
+std::string process_metrics() {
+  std::string out;
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  out += fmt::format("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n", cpu);
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  out += fmt::format("# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n", resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+  std::size_t fds = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) ++fds;
+  out += fmt::format("# TYPE process_open_fds gauge\nprocess_open_fds {}\n", fds);
+  return out;
+}
+
+// A Prometheus label value, escaped.
+std::string label(std::string_view v) {
+  std::string s;
+  for (char c : v) {
+    if (c == '\\' || c == '"') s.push_back('\\');
+    if (c == '\n') {
+      s += "\\n";
+      continue;
+    }
+    s.push_back(c);
+  }
+  return s;
+}
+
+}  // namespace
+
 void Server::Impl::add_routes() {
   add_meta_routes();
   add_access_routes();

@@ -25,6 +25,7 @@
 #include <semaphore>
 #include <shared_mutex>
 
+#include "access.hpp"
 #include "audit_log.hpp"
 #include "crypto.hpp"
 #include "database.hpp"
@@ -33,101 +34,6 @@
 #include "server.hpp"
 
 namespace xcore::server {
-
-
-constexpr const char* kDefaultTenant = "default";
-
-// ---- roles -----------------------------------------------------------------------------------------------
-
-enum class Role : int { anonymous = -1, viewer = 0, operator_ = 1, admin = 2 };
-
-inline std::optional<Role> parse_role(std::string_view s) {
-  if (s == "viewer") return Role::viewer;
-  if (s == "operator") return Role::operator_;
-  if (s == "admin") return Role::admin;
-  return std::nullopt;
-}
-inline const char* role_name(Role r) { return r == Role::admin ? "admin" : r == Role::operator_ ? "operator" : r == Role::viewer ? "viewer" : "anonymous"; }
-
-// What each role may do, as permission patterns. A route needs its area's permission ("plugins.read",
-// "tasks.write", ...) besides its least role; tools and actions are checked by libxcore against the same
-// set ("tools.call:<plugin>.<tool>", "actions.call:<plugin>/<action>"). API tokens may hold a subset.
-inline std::vector<std::string> role_permissions(Role r) {
-  switch (r) {
-    case Role::admin: return {"*"};
-    case Role::operator_:
-      return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*",
-              "plugins.write", "tasks.write", "tools.call:*", "actions.call:*", "metrics.read"};
-    case Role::viewer: return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*"};
-    case Role::anonymous: return {};
-  }
-  return {};
-}
-
-// Who sent a request: the user (or the user an API token belongs to), the tenant, the role, and the
-// principal libxcore checks.
-struct Caller {
-  std::string user, tenant;  // user: the user name, or "token:<name>"
-  Role role = Role::anonymous;
-  std::int64_t user_id = 0;
-  Principal principal;
-};
-
-// The users that tokens name, by id: read on every request, so kept in memory; any change to a user
-// drops its entry before the change is acknowledged.
-class UserCache {
- public:
-  struct Entry {
-    std::string tenant, username;
-    Role role = Role::viewer;
-    std::int64_t generation = 0;
-  };
-  // `load` answers Result<std::optional<Entry>>: no such user, or the database's error, which passes on.
-  template <class Load>
-  Result<std::optional<Entry>> get(std::int64_t id, Load&& load) {
-    {
-      std::shared_lock lock(mutex_);
-      if (auto it = users_.find(id); it != users_.end()) return std::optional<Entry>(it->second);
-    }
-    XCORE_ASSIGN_OR_RETURN(auto e, load(id));
-    if (!e) return std::optional<Entry>();
-    std::unique_lock lock(mutex_);
-    if (users_.size() > 100000) users_.clear();  // bounded; a miss costs one indexed query
-    users_[id] = *e;
-    return e;
-  }
-  void forget(std::int64_t id) {
-    std::unique_lock lock(mutex_);
-    users_.erase(id);
-  }
-
- private:
-  std::shared_mutex mutex_;
-  std::map<std::int64_t, Entry> users_;
-};
-
-// The server's operator: an admin of the default tenant holding every permission. Only they widen what
-// plugins reach (privileged config keys, grants beyond a plugin's own folder).
-inline bool operates_server(const Caller& who) { return who.role == Role::admin && who.tenant == kDefaultTenant && who.principal.holds("*"); }
-
-// `path` is `base` or below it (both already normalised).
-inline bool path_within(const std::filesystem::path& path, const std::filesystem::path& base) {
-  return std::mismatch(path.begin(), path.end(), base.begin(), base.end()).second == base.end();
-}
-
-// A token's `sub`: the user's id.
-inline Result<std::int64_t> user_id_of(const Claims& claims) {
-  std::int64_t uid = 0;
-  auto [end, ec] = std::from_chars(claims.sub.data(), claims.sub.data() + claims.sub.size(), uid);
-  if (ec != std::errc{} || end != claims.sub.data() + claims.sub.size()) return Error{ErrorCode::unauthenticated, "invalid token: 'sub' is not a user id"};
-  return uid;
-}
-
-// User names: 1-64 of [A-Za-z0-9._@-].
-inline bool valid_username(std::string_view s) {
-  return !s.empty() && s.size() <= 64 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '@' || c == '-'; });
-}
 
 // ---- small helpers ---------------------------------------------------------------------------------------
 
@@ -153,125 +59,6 @@ inline Result<std::string> decode_key(const std::string& text) {
   if (raw && raw->size() == 32) return raw;
   return Error{ErrorCode::invalid_argument, "the master key must be 32 bytes, as 64 hex digits or base64url"};
 }
-
-// Failed attempts per key (user name and address) in the last minute. Bounded: keys whose failures
-// are over a minute old are swept once the map grows, and when it is full of live keys a new key must
-// wait like a limited one (a flood of names cannot push real entries out).
-class LoginLimiter {
- public:
-  explicit LoginLimiter(int per_minute, std::size_t max_keys = 50000) : limit_(per_minute), max_keys_(max_keys) {}
-  // Seconds to wait, or 0 when another attempt may be made now.
-  int retry_after(const std::string& key) {
-    std::lock_guard lock(mutex_);
-    auto it = failures_.find(key);
-    if (it == failures_.end()) return failures_.size() >= max_keys_ && !sweep() ? 60 : 0;
-    prune(it->second);
-    if (static_cast<int>(it->second.size()) < limit_) return 0;
-    return static_cast<int>(std::max<std::int64_t>(1, it->second.front() + 60 - unix_now()));
-  }
-  void failed(const std::string& key) {
-    std::lock_guard lock(mutex_);
-    if (failures_.size() >= max_keys_ && !failures_.contains(key) && !sweep()) return;
-    failures_[key].push_back(unix_now());
-  }
-  std::size_t size() {
-    std::lock_guard lock(mutex_);
-    return failures_.size();
-  }
-  void succeeded(const std::string& key) {
-    std::lock_guard lock(mutex_);
-    failures_.erase(key);
-  }
-
- private:
-  static void prune(std::deque<std::int64_t>& q) {
-    while (!q.empty() && q.front() + 60 <= unix_now()) q.pop_front();
-  }
-  // Drops keys with no failure in the last minute; true when room was made.
-  bool sweep() {
-    // At most once a second: a map full of live keys is not walked again for every new name.
-    if (const auto now = unix_now(); now != last_sweep_) last_sweep_ = now;
-    else return failures_.size() < max_keys_;
-    for (auto it = failures_.begin(); it != failures_.end();) {
-      prune(it->second);
-      it = it->second.empty() ? failures_.erase(it) : std::next(it);
-    }
-    return failures_.size() < max_keys_;
-  }
-  int limit_;
-  std::size_t max_keys_;
-  std::int64_t last_sweep_ = 0;
-  std::mutex mutex_;
-  std::map<std::string, std::deque<std::int64_t>> failures_;
-};
-
-// Password hashes (Argon2id, 64 MiB each) that may run at once; the rest wait a moment, then get 429.
-class PasswordGate {
- public:
-  explicit PasswordGate(int slots) : slots_(slots) {}
-  class Permit {
-   public:
-    explicit Permit(PasswordGate* g) : g_(g) {}
-    Permit(Permit&& o) noexcept : g_(std::exchange(o.g_, nullptr)) {}
-    Permit& operator=(Permit&&) = delete;
-    ~Permit() {
-      if (!g_) return;
-      --g_->busy_;
-      g_->slots_.release();
-    }
-
-   private:
-    PasswordGate* g_;
-  };
-  Result<Permit> enter() {
-    if (!slots_.try_acquire_for(std::chrono::seconds(2))) {
-      Error e{ErrorCode::resource_exhausted, "too many password checks at once; retry in 1 s"};
-      e.details = R"({"retry_after":1})";
-      return e;
-    }
-    const int now = ++busy_;
-    for (int seen = peak_.load(); now > seen && !peak_.compare_exchange_weak(seen, now);) {
-    }
-    return Permit(this);
-  }
-  int peak() const { return peak_.load(); }  // the most that ever ran at once
-
- private:
-  std::counting_semaphore<256> slots_;
-  std::atomic<int> busy_{0}, peak_{0};
-};
-
-inline std::string process_metrics() {
-  std::string out;
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-  out += fmt::format("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n", cpu);
-  std::ifstream statm("/proc/self/statm");
-  std::uint64_t size = 0, resident = 0;
-  statm >> size >> resident;
-  out += fmt::format("# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n", resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
-  std::size_t fds = 0;
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) ++fds;
-  out += fmt::format("# TYPE process_open_fds gauge\nprocess_open_fds {}\n", fds);
-  return out;
-}
-
-inline std::string label(std::string_view v) {
-  std::string s;
-  for (char c : v) {
-    if (c == '\\' || c == '"') s.push_back('\\');
-    if (c == '\n') {
-      s += "\\n";
-      continue;
-    }
-    s.push_back(c);
-  }
-  return s;
-}
-
-
 
 // ---- the HTTP workers ------------------------------------------------------------------------------------
 
@@ -347,131 +134,12 @@ struct Server::Impl {
 
   // ---- start-up ----------------------------------------------------------------------------------------
 
-  Result<void> open_store() {
-    std::error_code ec;
-    std::filesystem::create_directories(config.data_dir, ec);
-    if (ec) return Error{ErrorCode::unavailable, fmt::format("cannot create data folder {}: {}", config.data_dir.string(), ec.message())};
-    // Searchable, not listable: sandboxed plugins (another user when we are root) reach their folders
-    // below it; the database and the key are private files.
-    ::chmod(config.data_dir.c_str(), 0711);
-    const auto db_file = config.data_dir / "xcore.db";
-    if (int fd = ::open(db_file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600); fd >= 0) ::close(fd);
-    for (const char* suffix : {"", "-wal", "-shm"}) ::chmod((db_file.string() + suffix).c_str(), 0600);  // SQLite copies them
-    XCORE_ASSIGN_OR_RETURN(db, Database::open(db_file));
-    audit = std::make_unique<AuditLog>(*db, AuditLog::Retention{config.audit_retention_days, config.audit_max_rows});
-    XCORE_ASSIGN_OR_RETURN(auto key, master_key());
-    secrets = std::make_unique<SecretBox>(key);
-    jwt_key = hmac_sha256(key, "xcore jwt signing key v1");  // one master key; a separate key per use
-    return ok();
-  }
-
-  Result<std::string> master_key() {
-    if (!config.master_key.empty()) return decode_key(config.master_key);
-    auto file = config.data_dir / "master.key";
-    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      std::string text = random_token(32) + "\n";
-      bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-      ::fsync(fd);
-      ::close(fd);
-      if (!written) return Error{ErrorCode::unavailable, fmt::format("cannot write {}", file.string())};
-      log(LogLevel::info, "server", fmt::format("created master key {} (mode 0600): back it up, secrets cannot be read without it", file.string()));
-    }
-    struct stat st {};
-    if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077))
-      log(LogLevel::warn, "server", fmt::format("{} is readable by others (mode {:o}): make it 0600", file.string(), st.st_mode & 0777));
-    std::ifstream in(file);
-    std::string text;
-    std::getline(in, text);
-    auto key = decode_key(text);
-    if (!key) return Error{ErrorCode::invalid_argument, fmt::format("{}: {}", file.string(), key.error().message)};
-    return key;
-  }
-
-  Result<void> first_start() {
-    XCORE_ASSIGN_OR_RETURN(const bool has_default, db->tenant_exists(kDefaultTenant));
-    if (!has_default) XCORE_TRY(db->create_tenant(kDefaultTenant, "Default"));
-    XCORE_ASSIGN_OR_RETURN(const auto users, db->user_count());
-    if (users > 0) return ok();
-    std::string password = config.admin_password;
-    const bool generated = password.empty();
-    if (generated) password = random_token(18);
-    XCORE_TRY(db->create_user(UserRow{kDefaultTenant, "admin", hash_password(password), "admin", 0}));
-    if (generated) std::printf("xcore-server: created user 'admin' with password %s (shown this once)\n", password.c_str());
-    else std::printf("xcore-server: created user 'admin' with the password from XCORE_ADMIN_PASSWORD\n");
-    std::fflush(stdout);
-    return ok();
-  }
-
-  Result<Manager*> start_tenant(const std::string& tenant, bool register_all) {
-    ManagerOptions o;
-    o.plugin_dirs = config.plugin_dirs;
-    o.plugin_dirs.push_back(saved_dir(tenant));  // dynamic plugins this tenant saved
-    o.data_dir = config.data_dir / "plugins" / tenant;
-    for (const auto& dir : {config.data_dir / "plugins", o.data_dir, config.data_dir / "dynamic", dynamic_dir(tenant), config.data_dir / "saved", saved_dir(tenant)}) {
-      std::error_code ec;
-      std::filesystem::create_directories(dir, ec);
-      ::chmod(dir.c_str(), 0711);
-    }
-    // Plugins read the tenant's sealed secrets that their manifests grant (the Manager checks the grant).
-    o.secrets = [this, tenant](std::string_view, std::string_view name) -> Result<std::string> {
-      XCORE_ASSIGN_OR_RETURN(auto sealed, db->secret(tenant, std::string(name)));
-      if (!sealed) return Error{ErrorCode::not_found, fmt::format("no secret '{}'", name)};
-      return secrets->open(tenant + "/" + std::string(name), *sealed);
-    };
-    o.admit = [this, tenant](PluginManifest& m) { return grant_policy(tenant, m); };
-    o.route_roles = {"viewer", "operator", "admin"};  // what a plugin's route may require
-    o.registrations = db->registration_store(tenant);
-    // On a root host, each tenant's sandboxed plugins run as a uid of their own: their data folders
-    // (0700, owned by it) are closed to every other tenant's plugins.
-    if (::geteuid() == 0 && config.sandbox_uid_first != 0) {
-      XCORE_ASSIGN_OR_RETURN(auto uid, db->sandbox_uid(tenant, config.sandbox_uid_first, config.sandbox_uid_last));
-      o.sandbox_uid = uid;
-    }
-    o.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) {
-      log(level, fmt::format("{}/{}", tenant, source), message);
-    };
-    auto m = std::make_unique<Manager>(std::move(o));
-    auto report = m->discover();
-    for (const auto& p : report.problems) log(LogLevel::warn, tenant, p.message);
-    // Plugins registered at run time (POST /api/v1/plugins/dynamic); one saved into a plugin folder since
-    // then is found there, and its dynamic copy goes.
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(dynamic_dir(tenant), ec)) {
-      if (!entry.is_directory(ec)) continue;
-      if (m->info(entry.path().filename().string())) {
-        std::filesystem::remove_all(entry.path(), ec);
-        continue;
-      }
-      if (auto added = m->add(entry.path()); !added) log(LogLevel::warn, tenant, added.error().message);
-    }
-    // Registrations drive what runs; the Manager keeps them up to date from here on.
-    if (register_all)
-      for (const auto& info : m->list())
-        XCORE_TRY(db->put_registration(RegistrationRow{tenant, info.manifest.id, info.manifest.version.to_string(), true, "{}", 0, 0}));
-    XCORE_ASSIGN_OR_RETURN(auto problems, m->restore());
-    for (const auto& p : problems) log(p.code == ErrorCode::not_found ? LogLevel::warn : LogLevel::error, tenant, p.message);
-    SchedulerOptions so;
-    so.store = db->job_store(tenant);
-    so.manager = m.get();
-    so.history_per_job = config.task_history;
-    so.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) { log(level, fmt::format("{}/{}", tenant, source), message); };
-    auto scheduler = std::make_unique<Scheduler>(std::move(so));
-    if (auto r = scheduler->restore(); !r) return Error{ErrorCode::unavailable, fmt::format("tenant '{}': cannot restore its tasks: {}", tenant, r.error().message)};
-    auto* raw = m.get();
-    std::unique_lock lock(tenants_mutex);
-    tenants[tenant] = std::move(m);
-    schedulers[tenant] = std::move(scheduler);
-    return raw;
-  }
-
-  Result<void> start_tenants() {
-    XCORE_ASSIGN_OR_RETURN(auto all, db->registrations(""));
-    const bool fresh = all.empty();
-    XCORE_ASSIGN_OR_RETURN(auto tenants, db->tenants());
-    for (const auto& [id, name] : tenants) XCORE_TRY(start_tenant(id, fresh && id == kDefaultTenant));
-    return ok();
-  }
+  // tenants.cpp
+  Result<void> open_store();
+  Result<std::string> master_key();
+  Result<void> first_start();
+  Result<Manager*> start_tenant(const std::string& tenant, bool register_all);
+  Result<void> start_tenants();
 
   std::filesystem::path dynamic_dir(const std::string& tenant) const { return config.data_dir / "dynamic" / tenant; }
 
@@ -501,21 +169,7 @@ struct Server::Impl {
 
   // A config change is refused when it changes a privileged key (only an admin of the default tenant,
   // the server's operator, may), or when any of its paths reaches into the server's data folder.
-  Result<void> config_allowed(const Caller& who, const PluginInfo& info, const json::object& next) {
-    const bool operator_of_server = operates_server(who);
-    for (const auto& key : info.manifest.privileged_config_keys()) {
-      const auto* before = info.config.if_contains(key);
-      const auto* after = next.if_contains(key);
-      const bool changed = (before == nullptr) != (after == nullptr) || (before && after && *before != *after);
-      if (changed && !operator_of_server)
-        return Error{ErrorCode::permission_denied,
-                     fmt::format("config key '{}' of plugin '{}' is privileged: only an admin of the default tenant changes it", key, info.manifest.id)};
-    }
-    for (const auto& [k, v] : next)
-      if (v.is_string())
-        if (auto r = path_allowed(std::string(v.get_string()), fmt::format("config key '{}'", std::string_view(k))); !r) return r;
-    return ok();
-  }
+  Result<void> config_allowed(const Caller& who, const PluginInfo& info, const json::object& next);
 
   // The grant policy, for every plugin of a tenant (from the plugin folders or registered at run time),
   // checked when it is registered and again before each load: fs.read / fs.write inside the plugin's own
@@ -523,47 +177,13 @@ struct Server::Impl {
   // plugins (the server's own), anywhere outside the data folder; network only for the default tenant
   // and the tenants grants.network names. Nobody's grant reaches into the data folder (its database,
   // master key and the other tenants' folders). Refusals name the grant and the rule.
-  Result<void> grant_policy(const std::string& tenant, const PluginManifest& m) const {
-    const bool servers_own = tenant == kDefaultTenant;
-    const auto own = config.data_dir / "plugins" / tenant / m.id;
-    std::error_code ec;
-    for (std::size_t i = 0; i < m.permissions.size(); ++i) {
-      const std::string& g = m.permissions[i];
-      const auto what = fmt::format("permissions[{}] '{}'", i, g);
-      if (g == "network" && !servers_own && std::find(config.grant_network.begin(), config.grant_network.end(), tenant) == config.grant_network.end())
-        return Error{ErrorCode::permission_denied,
-                     fmt::format("{}: tenant '{}' is not in the settings' grants.network, so its plugins get no network", what, tenant)};
-      for (std::string_view prefix : {"fs.read:", "fs.write:"}) {
-        if (!std::string_view(g).starts_with(prefix)) continue;
-        const auto text = g.substr(prefix.size());
-        XCORE_TRY(path_allowed(text, what, own));
-        if (servers_own) continue;
-        const auto path = std::filesystem::weakly_canonical(std::filesystem::absolute(text, ec), ec).lexically_normal();
-        if (path_within(path, std::filesystem::weakly_canonical(own, ec))) continue;
-        const bool listed = std::any_of(config.grant_fs.begin(), config.grant_fs.end(),
-                                        [&](const auto& allowed) { return path_within(path, std::filesystem::weakly_canonical(allowed, ec)); });
-        if (!listed)
-          return Error{ErrorCode::permission_denied,
-                       fmt::format("{}: a tenant's plugin reaches only its own folder {} and the settings' grants.fs folders", what, own.string())};
-      }
-    }
-    return ok();
-  }
+  Result<void> grant_policy(const std::string& tenant, const PluginManifest& m) const;
 
   std::filesystem::path saved_dir(const std::string& tenant) const { return config.data_dir / "saved" / tenant; }
 
   // No path a plugin is given (config or grant) may overlap the server's data folder (its database,
   // master key and every tenant's plugin data), except a folder of the plugin's own below it.
-  Result<void> path_allowed(const std::string& text, const std::string& what, const std::filesystem::path& own = {}) const {
-    if (text.empty() || (text.front() != '/' && text.find("..") == std::string::npos)) return ok();
-    std::error_code ec;
-    auto p = std::filesystem::weakly_canonical(std::filesystem::absolute(text, ec), ec).lexically_normal();
-    auto data = std::filesystem::weakly_canonical(config.data_dir, ec).lexically_normal();
-    if (!own.empty() && path_within(p, std::filesystem::weakly_canonical(own, ec))) return ok();
-    if (path_within(p, data) || path_within(data, p))
-      return Error{ErrorCode::permission_denied, fmt::format("{}: '{}' overlaps the server's data folder {}; no plugin may reach it", what, text, data.string())};
-    return ok();
-  }
+  Result<void> path_allowed(const std::string& text, const std::string& what, const std::filesystem::path& own = {}) const;
 
   Manager* manager_of(const std::string& tenant) {
     std::shared_lock lock(tenants_mutex);
@@ -571,65 +191,14 @@ struct Server::Impl {
     return it == tenants.end() ? nullptr : it->second.get();
   }
 
-  // ---- authentication ----------------------------------------------------------------------------------
+  // ---- authentication (authentication.cpp) -----------------------------------------------------------
 
-  Result<std::optional<UserCache::Entry>> user_entry(std::int64_t id) {
-    return users.get(id, [this](std::int64_t uid) -> Result<std::optional<UserCache::Entry>> {
-      XCORE_ASSIGN_OR_RETURN(auto row, db->user_by_id(uid));
-      if (!row) return std::optional<UserCache::Entry>();
-      return std::optional<UserCache::Entry>(UserCache::Entry{row->tenant, row->username, parse_role(row->role).value_or(Role::viewer), row->generation});
-    });
-  }
-
+  Result<std::optional<UserCache::Entry>> user_entry(std::int64_t id);
   // A token is only as good as the user it names, now: deleted users, older generations (a role or
   // password change) and other tenants are refused on the request that follows the change.
-  Result<Caller> authenticate(const httplib::Request& req) {
-    auto header = req.get_header_value("Authorization");
-    if (header.empty()) return Caller{};
-    if (header.size() < 8 || strncasecmp(header.c_str(), "Bearer ", 7) != 0)
-      return Error{ErrorCode::unauthenticated, "Authorization must be 'Bearer <token>'"};
-    std::string token = header.substr(7);
-    if (std::count(token.begin(), token.end(), '.') == 2) {
-      XCORE_ASSIGN_OR_RETURN(auto claims, verify_jwt(token, jwt_key, unix_now()));
-      if (claims.typ != "access") return Error{ErrorCode::unauthenticated, "a refresh token cannot authorize requests"};
-      XCORE_ASSIGN_OR_RETURN(auto uid, user_id_of(claims));
-      XCORE_ASSIGN_OR_RETURN(auto user, user_entry(uid));
-      if (!user || user->tenant != claims.tenant) return Error{ErrorCode::unauthenticated, "the token's user no longer exists"};
-      if (user->generation != claims.gen)
-        return Error{ErrorCode::unauthenticated, "the token was ended by a change to its user (role, password): log in again"};
-      Caller c{user->username, user->tenant, user->role, uid, {}};
-      c.principal.kind = Principal::Kind::user;
-      c.principal.id = claims.sub;
-      c.principal.permissions = role_permissions(user->role);
-      return c;
-    }
-    XCORE_ASSIGN_OR_RETURN(auto row, db->find_token(sha256_hex(token)));
-    if (!row || row->revoked || (row->expires_at && row->expires_at <= unix_now()))
-      return Error{ErrorCode::unauthenticated, "unknown, revoked or expired API token"};
-    auto role = parse_role(row->role);
-    if (!role) return Error{ErrorCode::unauthenticated, "API token with an unknown role"};
-    XCORE_ASSIGN_OR_RETURN(auto owner, user_entry(row->user_id));
-    if (!owner || owner->tenant != row->tenant || owner->generation != row->user_generation)
-      return Error{ErrorCode::unauthenticated, "the API token was ended with the user who made it (deleted, or role or password changed)"};
-    Caller c{fmt::format("token:{}", row->name), row->tenant, std::min(*role, owner->role), row->user_id, {}};
-    c.principal.kind = Principal::Kind::api_token;
-    c.principal.id = std::to_string(row->id);
-    c.principal.permissions = row->scoped ? row->scopes : role_permissions(*role);
-    return c;
-  }
+  Result<Caller> authenticate(const httplib::Request& req);
 
-  Result<json::object> issue_tokens(const UserRow& user, std::string family = {}) {
-    auto now = unix_now();
-    if (family.empty()) family = random_token(16);
-    const auto sub = std::to_string(user.id);
-    Claims access{sub, user.tenant, user.role, "access", now, now + config.access_token_ttl, user.generation, 0, {}, {}};
-    Claims refresh{sub, user.tenant, user.role, "refresh", now, now + config.refresh_token_ttl, user.generation, 0, random_token(16), family};
-    XCORE_TRY(db->add_refresh(RefreshRow{refresh.jti, family, user.tenant, user.id, refresh.exp}));
-    return json::object{{"access_token", sign_jwt(access, jwt_key)},
-                        {"token_type", "bearer"},
-                        {"expires_in", config.access_token_ttl},
-                        {"refresh_token", sign_jwt(refresh, jwt_key)}};
-  }
+  Result<json::object> issue_tokens(const UserRow& user, std::string family = {});
 
   // ---- routing -----------------------------------------------------------------------------------------
 

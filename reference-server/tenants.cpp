@@ -1,0 +1,187 @@
+// Start-up and tenants: the store and its master key, the first admin, each tenant's Manager and Scheduler,
+// and the policy over what a tenant's plugins may be given (grants, privileged config keys).
+#include "server_impl.hpp"
+
+namespace xcore::server {
+
+Result<void> Server::Impl::open_store() {
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) return Error{ErrorCode::unavailable, fmt::format("cannot create data folder {}: {}", config.data_dir.string(), ec.message())};
+  // Searchable, not listable: sandboxed plugins (another user when we are root) reach their folders
+  // below it; the database and the key are private files.
+  ::chmod(config.data_dir.c_str(), 0711);
+  const auto db_file = config.data_dir / "xcore.db";
+  if (int fd = ::open(db_file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600); fd >= 0) ::close(fd);
+  for (const char* suffix : {"", "-wal", "-shm"}) ::chmod((db_file.string() + suffix).c_str(), 0600);  // SQLite copies them
+  XCORE_ASSIGN_OR_RETURN(db, Database::open(db_file));
+  audit = std::make_unique<AuditLog>(*db, AuditLog::Retention{config.audit_retention_days, config.audit_max_rows});
+  XCORE_ASSIGN_OR_RETURN(auto key, master_key());
+  secrets = std::make_unique<SecretBox>(key);
+  jwt_key = hmac_sha256(key, "xcore jwt signing key v1");  // one master key; a separate key per use
+  return ok();
+}
+
+Result<std::string> Server::Impl::master_key() {
+  if (!config.master_key.empty()) return decode_key(config.master_key);
+  auto file = config.data_dir / "master.key";
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    std::string text = random_token(32) + "\n";
+    bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::fsync(fd);
+    ::close(fd);
+    if (!written) return Error{ErrorCode::unavailable, fmt::format("cannot write {}", file.string())};
+    log(LogLevel::info, "server", fmt::format("created master key {} (mode 0600): back it up, secrets cannot be read without it", file.string()));
+  }
+  struct stat st {};
+  if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077))
+    log(LogLevel::warn, "server", fmt::format("{} is readable by others (mode {:o}): make it 0600", file.string(), st.st_mode & 0777));
+  std::ifstream in(file);
+  std::string text;
+  std::getline(in, text);
+  auto key = decode_key(text);
+  if (!key) return Error{ErrorCode::invalid_argument, fmt::format("{}: {}", file.string(), key.error().message)};
+  return key;
+}
+
+Result<void> Server::Impl::first_start() {
+  XCORE_ASSIGN_OR_RETURN(const bool has_default, db->tenant_exists(kDefaultTenant));
+  if (!has_default) XCORE_TRY(db->create_tenant(kDefaultTenant, "Default"));
+  XCORE_ASSIGN_OR_RETURN(const auto users, db->user_count());
+  if (users > 0) return ok();
+  std::string password = config.admin_password;
+  const bool generated = password.empty();
+  if (generated) password = random_token(18);
+  XCORE_TRY(db->create_user(UserRow{kDefaultTenant, "admin", hash_password(password), "admin", 0}));
+  if (generated) std::printf("xcore-server: created user 'admin' with password %s (shown this once)\n", password.c_str());
+  else std::printf("xcore-server: created user 'admin' with the password from XCORE_ADMIN_PASSWORD\n");
+  std::fflush(stdout);
+  return ok();
+}
+
+Result<Manager*> Server::Impl::start_tenant(const std::string& tenant, bool register_all) {
+  ManagerOptions o;
+  o.plugin_dirs = config.plugin_dirs;
+  o.plugin_dirs.push_back(saved_dir(tenant));  // dynamic plugins this tenant saved
+  o.data_dir = config.data_dir / "plugins" / tenant;
+  for (const auto& dir : {config.data_dir / "plugins", o.data_dir, config.data_dir / "dynamic", dynamic_dir(tenant), config.data_dir / "saved", saved_dir(tenant)}) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    ::chmod(dir.c_str(), 0711);
+  }
+  // Plugins read the tenant's sealed secrets that their manifests grant (the Manager checks the grant).
+  o.secrets = [this, tenant](std::string_view, std::string_view name) -> Result<std::string> {
+    XCORE_ASSIGN_OR_RETURN(auto sealed, db->secret(tenant, std::string(name)));
+    if (!sealed) return Error{ErrorCode::not_found, fmt::format("no secret '{}'", name)};
+    return secrets->open(tenant + "/" + std::string(name), *sealed);
+  };
+  o.admit = [this, tenant](PluginManifest& m) { return grant_policy(tenant, m); };
+  o.route_roles = {"viewer", "operator", "admin"};  // what a plugin's route may require
+  o.registrations = db->registration_store(tenant);
+  // On a root host, each tenant's sandboxed plugins run as a uid of their own: their data folders
+  // (0700, owned by it) are closed to every other tenant's plugins.
+  if (::geteuid() == 0 && config.sandbox_uid_first != 0) {
+    XCORE_ASSIGN_OR_RETURN(auto uid, db->sandbox_uid(tenant, config.sandbox_uid_first, config.sandbox_uid_last));
+    o.sandbox_uid = uid;
+  }
+  o.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) {
+    log(level, fmt::format("{}/{}", tenant, source), message);
+  };
+  auto m = std::make_unique<Manager>(std::move(o));
+  auto report = m->discover();
+  for (const auto& p : report.problems) log(LogLevel::warn, tenant, p.message);
+  // Plugins registered at run time (POST /api/v1/plugins/dynamic); one saved into a plugin folder since
+  // then is found there, and its dynamic copy goes.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dynamic_dir(tenant), ec)) {
+    if (!entry.is_directory(ec)) continue;
+    if (m->info(entry.path().filename().string())) {
+      std::filesystem::remove_all(entry.path(), ec);
+      continue;
+    }
+    if (auto added = m->add(entry.path()); !added) log(LogLevel::warn, tenant, added.error().message);
+  }
+  // Registrations drive what runs; the Manager keeps them up to date from here on.
+  if (register_all)
+    for (const auto& info : m->list())
+      XCORE_TRY(db->put_registration(RegistrationRow{tenant, info.manifest.id, info.manifest.version.to_string(), true, "{}", 0, 0}));
+  XCORE_ASSIGN_OR_RETURN(auto problems, m->restore());
+  for (const auto& p : problems) log(p.code == ErrorCode::not_found ? LogLevel::warn : LogLevel::error, tenant, p.message);
+  SchedulerOptions so;
+  so.store = db->job_store(tenant);
+  so.manager = m.get();
+  so.history_per_job = config.task_history;
+  so.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) { log(level, fmt::format("{}/{}", tenant, source), message); };
+  auto scheduler = std::make_unique<Scheduler>(std::move(so));
+  if (auto r = scheduler->restore(); !r) return Error{ErrorCode::unavailable, fmt::format("tenant '{}': cannot restore its tasks: {}", tenant, r.error().message)};
+  auto* raw = m.get();
+  std::unique_lock lock(tenants_mutex);
+  tenants[tenant] = std::move(m);
+  schedulers[tenant] = std::move(scheduler);
+  return raw;
+}
+
+Result<void> Server::Impl::start_tenants() {
+  XCORE_ASSIGN_OR_RETURN(auto all, db->registrations(""));
+  const bool fresh = all.empty();
+  XCORE_ASSIGN_OR_RETURN(auto tenants, db->tenants());
+  for (const auto& [id, name] : tenants) XCORE_TRY(start_tenant(id, fresh && id == kDefaultTenant));
+  return ok();
+}
+
+Result<void> Server::Impl::config_allowed(const Caller& who, const PluginInfo& info, const json::object& next) {
+  const bool operator_of_server = operates_server(who);
+  for (const auto& key : info.manifest.privileged_config_keys()) {
+    const auto* before = info.config.if_contains(key);
+    const auto* after = next.if_contains(key);
+    const bool changed = (before == nullptr) != (after == nullptr) || (before && after && *before != *after);
+    if (changed && !operator_of_server)
+      return Error{ErrorCode::permission_denied,
+                   fmt::format("config key '{}' of plugin '{}' is privileged: only an admin of the default tenant changes it", key, info.manifest.id)};
+  }
+  for (const auto& [k, v] : next)
+    if (v.is_string())
+      if (auto r = path_allowed(std::string(v.get_string()), fmt::format("config key '{}'", std::string_view(k))); !r) return r;
+  return ok();
+}
+
+Result<void> Server::Impl::grant_policy(const std::string& tenant, const PluginManifest& m) const {
+  const bool servers_own = tenant == kDefaultTenant;
+  const auto own = config.data_dir / "plugins" / tenant / m.id;
+  std::error_code ec;
+  for (std::size_t i = 0; i < m.permissions.size(); ++i) {
+    const std::string& g = m.permissions[i];
+    const auto what = fmt::format("permissions[{}] '{}'", i, g);
+    if (g == "network" && !servers_own && std::find(config.grant_network.begin(), config.grant_network.end(), tenant) == config.grant_network.end())
+      return Error{ErrorCode::permission_denied,
+                   fmt::format("{}: tenant '{}' is not in the settings' grants.network, so its plugins get no network", what, tenant)};
+    for (std::string_view prefix : {"fs.read:", "fs.write:"}) {
+      if (!std::string_view(g).starts_with(prefix)) continue;
+      const auto text = g.substr(prefix.size());
+      XCORE_TRY(path_allowed(text, what, own));
+      if (servers_own) continue;
+      const auto path = std::filesystem::weakly_canonical(std::filesystem::absolute(text, ec), ec).lexically_normal();
+      if (path_within(path, std::filesystem::weakly_canonical(own, ec))) continue;
+      const bool listed = std::any_of(config.grant_fs.begin(), config.grant_fs.end(),
+                                      [&](const auto& allowed) { return path_within(path, std::filesystem::weakly_canonical(allowed, ec)); });
+      if (!listed)
+        return Error{ErrorCode::permission_denied,
+                     fmt::format("{}: a tenant's plugin reaches only its own folder {} and the settings' grants.fs folders", what, own.string())};
+    }
+  }
+  return ok();
+}
+
+Result<void> Server::Impl::path_allowed(const std::string& text, const std::string& what, const std::filesystem::path& own) const {
+  if (text.empty() || (text.front() != '/' && text.find("..") == std::string::npos)) return ok();
+  std::error_code ec;
+  auto p = std::filesystem::weakly_canonical(std::filesystem::absolute(text, ec), ec).lexically_normal();
+  auto data = std::filesystem::weakly_canonical(config.data_dir, ec).lexically_normal();
+  if (!own.empty() && path_within(p, std::filesystem::weakly_canonical(own, ec))) return ok();
+  if (path_within(p, data) || path_within(data, p))
+    return Error{ErrorCode::permission_denied, fmt::format("{}: '{}' overlaps the server's data folder {}; no plugin may reach it", what, text, data.string())};
+  return ok();
+}
+
+}  // namespace xcore::server
