@@ -25,7 +25,9 @@
 #include "jsonrpc/rpc_peer.hpp"
 #include "sandbox/cgroup.hpp"
 #include "sandbox/child_process.hpp"
+#include "sandbox/identity.hpp"
 #include "sandbox/isolation.hpp"
+#include "sandbox/observed_isolation.hpp"
 #include "sandbox/wire.hpp"
 
 extern char** environ;
@@ -54,105 +56,6 @@ bool strict_sandbox() {
   return s && std::string_view(s) == "1";
 }
 
-struct Identity {
-  std::uint32_t uid, gid;
-};
-
-// Who sandboxed plugins run as when the host is root: the named user, else nobody. Never root.
-Result<Identity> sandbox_identity(const std::string& user, std::optional<std::uint32_t> uid, PluginServices& services) {
-  if (uid) {
-    if (*uid == 0) return Error{ErrorCode::permission_denied, "refusing to run a sandboxed plugin as root (uid 0)"};
-    return Identity{*uid, *uid};
-  }
-  auto lookup = [](const char* name) -> std::optional<Identity> {
-    passwd pw{}, *found = nullptr;
-    char buf[4096];
-    if (::getpwnam_r(name, &pw, buf, sizeof(buf), &found) != 0 || !found) return std::nullopt;
-    return Identity{found->pw_uid, found->pw_gid};
-  };
-  auto who = lookup(user.c_str());
-  if (!who) {
-    who = lookup("nobody");
-    if (!who) who = Identity{65534, 65534};
-    services.log(LogLevel::warn, fmt::format("no user '{}' on this system: the plugin runs as uid {}", user, who->uid));
-  }
-  if (who->uid == 0 || who->gid == 0)
-    return Error{ErrorCode::permission_denied, fmt::format("refusing to run a sandboxed plugin as root (user '{}')", user)};
-  return *who;
-}
-
-// The environment of the plugin's process: the host's own (which may hold keys and tokens) stays out;
-// only locale, PATH, sanitizer settings and the sandbox switch pass, plus the plugin's folders.
-std::vector<std::string> sandbox_environment(const std::filesystem::path& data_dir) {
-  std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string_view kv(*e);
-    auto name = kv.substr(0, kv.find('='));
-    if (name == "PATH" || name == "LANG" || name == "TZ" || name == "LD_LIBRARY_PATH" || name == "XCORE_SANDBOX_STRICT" ||
-        name.starts_with("LC_") || name.ends_with("SAN_OPTIONS"))
-      env.emplace_back(kv);
-  }
-  if (!data_dir.empty()) {
-    env.push_back("HOME=" + data_dir.string());
-    env.push_back("TMPDIR=" + (data_dir / "tmp").string());
-    env.push_back("XCORE_PLUGIN_DATA=" + data_dir.string());
-  }
-  return env;
-}
-
-// The plugin's own process: below the launcher (and, with namespaces, below its reaper), the deepest of
-// the first-child chain. Whatever the plugin starts inherits what applies to it.
-pid_t plugin_process(pid_t launcher) {
-  pid_t p = launcher;
-  for (int depth = 0; depth < 8; ++depth) {
-    std::ifstream kids(fmt::format("/proc/{}/task/{}/children", p, p));
-    pid_t child = 0;
-    if (!(kids >> child) || child <= 0) break;
-    p = child;
-  }
-  return p;
-}
-
-// Mechanisms the host can verify in /proc; a claim of one of these counts only when seen.
-bool observable(std::string_view m) {
-  return m == "seccomp" || m == "no_new_privs" || m == "filesystem:view" || m.starts_with("uid:") || m.starts_with("namespace:") || m.starts_with("capabilities:");
-}
-
-// What applies to the plugin's process, read from outside: the seccomp mode, no_new_privs, its uid, its
-// effective and bounding capabilities, and each namespace it does not share with the host.
-json::array observed_isolation(pid_t launcher) {
-  json::array out;
-  const pid_t p = plugin_process(launcher);
-  std::ifstream status(fmt::format("/proc/{}/status", p));
-  std::string cap_eff, cap_bnd;
-  for (std::string line; std::getline(status, line);) {
-    auto value = [&](std::size_t n) {
-      auto v = line.substr(n);
-      v.erase(0, v.find_first_not_of(" \t"));
-      return v;
-    };
-    if (line.starts_with("Seccomp:") && value(8) == "2") out.emplace_back("seccomp");
-    if (line.starts_with("NoNewPrivs:") && value(11) == "1") out.emplace_back("no_new_privs");
-    if (line.starts_with("Uid:")) out.emplace_back(fmt::format("uid:{}", std::strtoul(value(4).c_str(), nullptr, 10)));
-    if (line.starts_with("CapEff:")) cap_eff = value(7);
-    if (line.starts_with("CapBnd:")) cap_bnd = value(7);
-  }
-  if (!cap_eff.empty() && cap_eff.find_first_not_of('0') == std::string::npos && cap_bnd.find_first_not_of('0') == std::string::npos)
-    out.emplace_back("capabilities:none");
-  for (const auto& [ns, name] : {std::pair{"pid", "pid"}, std::pair{"net", "net"}, std::pair{"mnt", "mount"}, std::pair{"ipc", "ipc"},
-                                 std::pair{"uts", "uts"}, std::pair{"user", "user"}}) {
-    std::error_code a, b;
-    auto theirs = std::filesystem::read_symlink(fmt::format("/proc/{}/ns/{}", p, ns), a);
-    auto ours = std::filesystem::read_symlink(fmt::format("/proc/self/ns/{}", ns), b);
-    if (!a && !b && theirs != ours) out.emplace_back(fmt::format("namespace:{}", name));
-  }
-  // A root of its own: the plugin's "/" is not the host's.
-  struct stat theirs{}, ours{};
-  if (::stat(fmt::format("/proc/{}/root/", p).c_str(), &theirs) == 0 && ::stat("/", &ours) == 0 &&
-      (theirs.st_dev != ours.st_dev || theirs.st_ino != ours.st_ino))
-    out.emplace_back("filesystem:view");
-  return out;
-}
 
 class SandboxRunner final : public Runner {
  public:
