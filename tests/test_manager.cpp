@@ -686,6 +686,43 @@ TEST_CASE("registrations: every operation records what it changed, cascades incl
   CHECK(!m.restore().ok());
 }
 
+TEST_CASE("apply: one plugin brought to a desired state, with every change it caused reported") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  for (const auto& p : {example_plugins() / "core", example_plugins() / "audit", test_plugins() / "probe"}) stage(p, plugins);
+  auto store = std::make_shared<MemoryRegistrations>();
+  CapturedLog log;
+  auto o = test_options(tmp, plugins, log);
+  o.registrations = store;
+  Manager m(std::move(o));
+  m.discover();
+  auto states = [](const std::vector<PluginChange>& changes) {
+    std::vector<std::string> out;
+    for (const auto& c : changes) out.push_back(c.plugin + ":" + std::string(to_string(c.state)));
+    return out;
+  };
+
+  auto audit = m.apply(Registration{"audit", true, {}, {}});
+  REQUIRE_MESSAGE(audit.ok(), audit.error().message);
+  CHECK(states(*audit) == std::vector<std::string>{"core:loaded", "audit:loaded", "core:enabled", "audit:enabled"});
+  CHECK(store->rows.at("core").enabled);
+
+  auto refused = m.apply(Registration{"core", false, {}, {}});
+  CHECK(refused.error().code == ErrorCode::conflict);  // audit needs it: only with a cascade
+  auto cascade = m.apply(Registration{"core", false, {}, {}}, {.cascade = true});
+  REQUIRE(cascade.ok());
+  CHECK(states(*cascade) == std::vector<std::string>{"audit:disabled", "core:disabled"});
+  CHECK(!store->rows.at("audit").enabled);
+
+  auto configured = m.apply(Registration{"probe", false, json::object{{"level", 2}}, {}});
+  REQUIRE(configured.ok());
+  CHECK(configured->empty());  // nothing ran: the config waits for the load
+  CHECK(store->rows.at("probe").config == json::object{{"level", 2}});
+  CHECK(m.apply(Registration{"probe", false, json::object{{"level", 9}}, {}}).error().code == ErrorCode::invalid_argument);
+  CHECK(m.apply(Registration{"nowhere", true, {}, {}}).error().code == ErrorCode::not_found);
+  CHECK(!store->rows.contains("nowhere"));
+}
+
 TEST_CASE("the host's admit policy sees each manifest before its code runs, and may refuse or tighten it") {
   TempDir tmp;
   auto plugins = tmp / "plugins";

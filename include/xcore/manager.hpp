@@ -87,6 +87,13 @@ class RegistrationStore {
   virtual Result<void> put(const Registration& r) = 0;  // insert or replace
 };
 
+// What one operation changed: a plugin it reached (the one asked for, a dependency it loaded or enabled,
+// a dependent a cascade disabled) and the state it left it in, in the order they changed.
+struct PluginChange {
+  std::string plugin;
+  PluginState state;
+};
+
 struct ManagerOptions {
   std::vector<std::filesystem::path> plugin_dirs;  // each holds one folder per plugin
   // Where binaries are copied before loading (so a rebuild never touches a loaded file).
@@ -163,6 +170,11 @@ class Manager {
   Result<void> load_all(bool enable = true);
 
   Result<void> set_config(std::string_view id, json::object config);
+
+  // Brings one plugin to what `desired` asks (its config, enabled or not; `version` is ignored) and says
+  // what changed on the way, cascades included; the registration is recorded like any operation's.
+  // Disabling reaches the plugin's dependents only with options.cascade.
+  Result<std::vector<PluginChange>> apply(const Registration& desired, UnloadOptions options = {});
 
   // Applies the stored registrations (ManagerOptions::registrations): their configs, then enables those
   // marked enabled, in dependency order. What could not be applied (a plugin no longer in the folders, one

@@ -318,6 +318,39 @@ Result<void> Manager::set_config(std::string_view id, json::object config) {
   }, &given);
 }
 
+Result<std::vector<PluginChange>> Manager::apply(const Registration& desired, UnloadOptions o) {
+  const auto& id = desired.plugin;
+  auto slot = impl_->find(id);
+  if (!slot) return impl_->no_such_plugin(id);
+  // One recorder around both steps: the changes of each are reported together.
+  Impl::Recorder recorder(*impl_);
+  json::object config;
+  {
+    std::shared_lock lock(impl_->catalogue_mutex);
+    config = slot->config;
+  }
+  if (config != desired.config) XCORE_TRY(set_config(id, desired.config));
+  if (recorder.outermost() && config != desired.config) XCORE_TRY(impl_->remember(id, Impl::Verb::configure, true, recorder, &desired.config));
+  if (desired.enabled != (slot->state == PluginState::enabled)) {
+    auto r = desired.enabled ? enable(id) : disable(id, o);
+    if (recorder.outermost()) XCORE_TRY(impl_->remember(id, desired.enabled ? Impl::Verb::enable : Impl::Verb::disable, r.ok(), recorder, nullptr));
+    XCORE_TRY(r);
+  }
+  if (recorder.outermost()) XCORE_TRY(impl_->remember(id, Impl::Verb::load, true, recorder, nullptr));  // registered, whatever changed
+  std::vector<PluginChange> changes;
+  for (const auto& [event, plugin] : recorder.events) {
+    PluginState st;
+    if (event == "plugin.loaded") st = PluginState::loaded;
+    else if (event == "plugin.enabled") st = PluginState::enabled;
+    else if (event == "plugin.disabled") st = PluginState::disabled;
+    else if (event == "plugin.unloaded") st = PluginState::unloaded;
+    else if (event == "plugin.failed") st = PluginState::failed;
+    else continue;
+    changes.push_back(PluginChange{plugin, st});
+  }
+  return changes;
+}
+
 Result<std::vector<Error>> Manager::restore() {
   std::vector<Error> problems;
   auto store = impl_->options.registrations;
