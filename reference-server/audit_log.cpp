@@ -1,6 +1,7 @@
 #include "audit_log.hpp"
 
 #include <fmt/format.h>
+#include <pthread.h>
 
 #include <chrono>
 #include <vector>
@@ -9,7 +10,10 @@ namespace xcore::server {
 
 AuditLog::AuditLog(Database& db, Retention retention) : db_(db), retention_(retention) {
   prune();
-  writer_ = std::thread([this] { run(); });
+  writer_ = std::thread([this] {
+    ::pthread_setname_np(::pthread_self(), "xcore-audit");
+    run();
+  });
 }
 
 AuditLog::~AuditLog() {

@@ -73,6 +73,7 @@ class ConnectionPool final : public httplib::TaskQueue {
   explicit ConnectionPool(std::size_t threads) : pool_(threads) {}
   void enqueue(std::function<void()> connection) override {
     pool_.enqueue([connection = std::move(connection)] {
+      ::pthread_setname_np(::pthread_self(), "xcore-http");  // what top -H shows
       connection_unusable = false;
       connection();
     });

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <future>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -721,6 +722,30 @@ TEST_CASE("apply: one plugin brought to a desired state, with every change it ca
   CHECK(m.apply(Registration{"probe", false, json::object{{"level", 9}}, {}}).error().code == ErrorCode::invalid_argument);
   CHECK(m.apply(Registration{"nowhere", true, {}, {}}).error().code == ErrorCode::not_found);
   CHECK(!store->rows.contains("nowhere"));
+}
+
+TEST_CASE("the library's threads are named for what they do") {
+  TempDir tmp;
+  auto plugins = tmp / "plugins";
+  stage(test_plugins() / "probe", plugins);
+  write_file(plugins / "probe" / "plugin.yaml", "id: probe\nversion: 1.0.0\nentry: libprobe.so\nmode: sandboxed\n");
+  CapturedLog log;
+  Manager m(test_options(tmp, plugins, log));
+  m.discover();
+  REQUIRE(m.enable("probe").ok());
+  REQUIRE(m.watch(true).ok());
+  Scheduler scheduler(SchedulerOptions{.manager = &m, .workers = 1});
+  std::set<std::string> names;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.insert(name);
+  }
+  for (const char* expected : {"xcore-rpc-probe", "xcore-err-probe", "xcore-watch", "xcore-sched", "xcore-job"}) {
+    INFO(expected);
+    CHECK(names.contains(expected));
+  }
 }
 
 TEST_CASE("the host's admit policy sees each manifest before its code runs, and may refuse or tighten it") {

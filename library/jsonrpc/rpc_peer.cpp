@@ -13,6 +13,8 @@
 #include <cstring>
 #include <system_error>
 
+#include "core/thread_name.hpp"
+
 namespace xcore::inline v1::jsonrpc {
 
 RpcPeer::RpcPeer(int read_fd, int write_fd, Options options)
@@ -52,7 +54,10 @@ void RpcPeer::start(RequestHandler on_request, NotificationHandler on_notificati
   on_request_ = std::move(on_request);
   on_notification_ = std::move(on_notification);
   on_closed_ = std::move(on_closed);
-  reader_ = std::thread([this] { pool_loop(); });
+  reader_ = std::thread([this] {
+    name_this_thread(options_.thread_name);
+    pool_loop();
+  });
 }
 
 bool RpcPeer::closed() const {
@@ -386,7 +391,10 @@ std::size_t RpcPeer::ensure_workers(std::size_t wanted) {
 // Caller holds workers_mutex_.
 bool RpcPeer::add_worker() {
   try {
-    workers_.emplace_back([this] { pool_loop(); });
+    workers_.emplace_back([this] {
+      name_this_thread(options_.thread_name);
+      pool_loop();
+    });
     return true;
   } catch (const std::system_error&) {
     return false;  // out of threads (a process limit the peer hit itself): those running take the work later

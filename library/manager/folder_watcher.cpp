@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/thread_name.hpp"
+
 namespace xcore::inline v1 {
 
 Result<std::unique_ptr<FolderWatcher>> FolderWatcher::start(Callback cb, std::chrono::milliseconds quiet) {
@@ -20,7 +22,10 @@ Result<std::unique_ptr<FolderWatcher>> FolderWatcher::start(Callback cb, std::ch
     return Error{ErrorCode::unavailable, fmt::format("eventfd failed: {}", std::strerror(errno))};
   }
   std::unique_ptr<FolderWatcher> w(new FolderWatcher(in, wake, std::move(cb), quiet));
-  w->thread_ = std::thread([p = w.get()] { p->run(); });
+  w->thread_ = std::thread([p = w.get()] {
+    name_this_thread("xcore-watch");
+    p->run();
+  });
   return w;
 }
 

@@ -15,6 +15,8 @@
 #include <sstream>
 #include <vector>
 
+#include "core/thread_name.hpp"
+
 namespace xcore::inline v1::sandbox {
 
 using Clock = std::chrono::steady_clock;
@@ -27,6 +29,7 @@ int spawn_on_lasting_thread(const std::function<int()>& spawn) {
     Spawner() {
       // Never joined, never destroyed: it must outlive every child, i.e. last as long as the process.
       std::thread([this] {
+        name_this_thread("xcore-spawn");
         for (;;) {
           std::unique_lock lock(mutex);
           cv.wait(lock, [&] { return !queue.empty(); });

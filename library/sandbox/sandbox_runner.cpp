@@ -22,6 +22,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/thread_name.hpp"
 #include "jsonrpc/rpc_peer.hpp"
 #include "sandbox/cgroup.hpp"
 #include "sandbox/child_process.hpp"
@@ -297,7 +298,10 @@ class SandboxRunner final : public Runner {
   void begin_restart() {
     state_ = State::backoff;
     if (restarter_.joinable()) restarter_.join();  // done: it left `starting` before we could get here
-    restarter_ = std::thread([this, old = std::move(child_)]() mutable { restart(std::move(old)); });
+    restarter_ = std::thread([this, old = std::move(child_)]() mutable {
+      name_this_thread("xcore-restart-" + manifest_.id);
+      restart(std::move(old));
+    });
   }
 
   void restart(std::shared_ptr<Child> old) {
@@ -456,10 +460,12 @@ class SandboxRunner final : public Runner {
     c->oom_kills_at_start = oom_before;
     jsonrpc::RpcPeer::Options po;
     po.max_line = options_.max_message;
+    po.thread_name = "xcore-rpc-" + manifest_.id;
     c->peer = std::make_unique<RpcPeer>(out[0], in[1], po);
     // stderr always drains, so a chatty plugin never blocks on a full pipe, and reaches the host's log at
     // a bounded rate (a token bucket of bytes): what is over it is counted and reported once a second.
     c->stderr_reader = std::thread([fd = err[0], this, rate = options_.stderr_bytes_per_second, burst = options_.stderr_burst_bytes] {
+      name_this_thread("xcore-err-" + manifest_.id);
       std::string buf;
       char chunk[4096];
       double tokens = static_cast<double>(burst);
@@ -549,6 +555,7 @@ class SandboxRunner final : public Runner {
       refresh_pending_ = true;
       if (!refresher_.joinable())
         refresher_ = std::thread([this] {
+          name_this_thread("xcore-tools-" + manifest_.id);
           std::unique_lock lk(refresh_mutex_);
           for (;;) {
             refresh_cv_.wait(lk, [&] { return refresh_stop_ || refresh_pending_; });
