@@ -10,10 +10,8 @@ namespace xcore::server {
 
 AuditLog::AuditLog(Database& db, Retention retention) : db_(db), retention_(retention) {
   prune();
-  writer_ = std::thread([this] {
-    ::pthread_setname_np(::pthread_self(), "xcore-audit");
-    run();
-  });
+  writer_ = std::thread([this] { run(); });
+  ::pthread_setname_np(writer_.native_handle(), "xcore-audit");  // what top -H shows
 }
 
 AuditLog::~AuditLog() {

@@ -54,10 +54,8 @@ void RpcPeer::start(RequestHandler on_request, NotificationHandler on_notificati
   on_request_ = std::move(on_request);
   on_notification_ = std::move(on_notification);
   on_closed_ = std::move(on_closed);
-  reader_ = std::thread([this] {
-    name_this_thread(options_.thread_name);
-    pool_loop();
-  });
+  reader_ = std::thread([this] { pool_loop(); });
+  name_thread(reader_, options_.thread_name);
 }
 
 bool RpcPeer::closed() const {
@@ -391,10 +389,8 @@ std::size_t RpcPeer::ensure_workers(std::size_t wanted) {
 // Caller holds workers_mutex_.
 bool RpcPeer::add_worker() {
   try {
-    workers_.emplace_back([this] {
-      name_this_thread(options_.thread_name);
-      pool_loop();
-    });
+    workers_.emplace_back([this] { pool_loop(); });
+    name_thread(workers_.back(), options_.thread_name);
     return true;
   } catch (const std::system_error&) {
     return false;  // out of threads (a process limit the peer hit itself): those running take the work later

@@ -40,7 +40,7 @@ class RpcPeer {
     std::size_t max_line = 16u << 20;  // bytes; a longer line is a protocol error
     std::size_t max_workers = 32;      // threads serving incoming requests at once
     std::chrono::milliseconds write_timeout{5000};  // a peer that stops reading is broken
-    std::string thread_name = "xcore-rpc";          // what its threads are called (name_this_thread)
+    std::string thread_name = "xcore-rpc";          // what its threads are called (name_thread)
   };
 
   // Takes ownership of both fds.

@@ -22,10 +22,8 @@ Result<std::unique_ptr<FolderWatcher>> FolderWatcher::start(Callback cb, std::ch
     return Error{ErrorCode::unavailable, fmt::format("eventfd failed: {}", std::strerror(errno))};
   }
   std::unique_ptr<FolderWatcher> w(new FolderWatcher(in, wake, std::move(cb), quiet));
-  w->thread_ = std::thread([p = w.get()] {
-    name_this_thread("xcore-watch");
-    p->run();
-  });
+  w->thread_ = std::thread([p = w.get()] { p->run(); });
+  name_thread(w->thread_, "xcore-watch");
   return w;
 }
 

@@ -28,8 +28,7 @@ int spawn_on_lasting_thread(const std::function<int()>& spawn) {
     std::deque<std::packaged_task<int()>*> queue;
     Spawner() {
       // Never joined, never destroyed: it must outlive every child, i.e. last as long as the process.
-      std::thread([this] {
-        name_this_thread("xcore-spawn");
+      std::thread spawner([this] {
         for (;;) {
           std::unique_lock lock(mutex);
           cv.wait(lock, [&] { return !queue.empty(); });
@@ -38,7 +37,9 @@ int spawn_on_lasting_thread(const std::function<int()>& spawn) {
           lock.unlock();
           (*task)();
         }
-      }).detach();
+      });
+      name_thread(spawner, "xcore-spawn");
+      spawner.detach();
     }
   };
   static Spawner* spawner = new Spawner();

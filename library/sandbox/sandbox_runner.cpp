@@ -298,10 +298,8 @@ class SandboxRunner final : public Runner {
   void begin_restart() {
     state_ = State::backoff;
     if (restarter_.joinable()) restarter_.join();  // done: it left `starting` before we could get here
-    restarter_ = std::thread([this, old = std::move(child_)]() mutable {
-      name_this_thread("xcore-restart-" + manifest_.id);
-      restart(std::move(old));
-    });
+    restarter_ = std::thread([this, old = std::move(child_)]() mutable { restart(std::move(old)); });
+    name_thread(restarter_, "xcore-restart-" + manifest_.id);
   }
 
   void restart(std::shared_ptr<Child> old) {
@@ -465,7 +463,6 @@ class SandboxRunner final : public Runner {
     // stderr always drains, so a chatty plugin never blocks on a full pipe, and reaches the host's log at
     // a bounded rate (a token bucket of bytes): what is over it is counted and reported once a second.
     c->stderr_reader = std::thread([fd = err[0], this, rate = options_.stderr_bytes_per_second, burst = options_.stderr_burst_bytes] {
-      name_this_thread("xcore-err-" + manifest_.id);
       std::string buf;
       char chunk[4096];
       double tokens = static_cast<double>(burst);
@@ -505,6 +502,7 @@ class SandboxRunner final : public Runner {
       report();
       ::close(fd);
     });
+    name_thread(c->stderr_reader, "xcore-err-" + manifest_.id);
     std::weak_ptr<Child> weak = c;
     c->peer->start([this, weak](const std::string& method, const json::value& params) { return serve_host(weak, method, params); },
                    [this](const std::string& method, const json::value& params) { on_notification(method, params); }, nullptr);
@@ -555,7 +553,6 @@ class SandboxRunner final : public Runner {
       refresh_pending_ = true;
       if (!refresher_.joinable())
         refresher_ = std::thread([this] {
-          name_this_thread("xcore-tools-" + manifest_.id);
           std::unique_lock lk(refresh_mutex_);
           for (;;) {
             refresh_cv_.wait(lk, [&] { return refresh_stop_ || refresh_pending_; });
@@ -566,6 +563,7 @@ class SandboxRunner final : public Runner {
             lk.lock();
           }
         });
+        name_thread(refresher_, "xcore-tools-" + manifest_.id);
       refresh_cv_.notify_all();
       return;
     }

@@ -380,11 +380,10 @@ struct Scheduler::Impl {
 
 Scheduler::Scheduler(SchedulerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   auto& s = *impl_;
-  for (unsigned i = 0; i < s.options.workers; ++i)
-    s.workers.emplace_back([&s] {
-      name_this_thread("xcore-job");
-      s.worker_loop();
-    });
+  for (unsigned i = 0; i < s.options.workers; ++i) {
+    s.workers.emplace_back([&s] { s.worker_loop(); });
+    name_thread(s.workers.back(), "xcore-job");
+  }
   if (s.options.manager) {
     auto id_of = [](const HookEvent& ev) {
       return ev.payload.is_object() && ev.payload.as_object().contains("plugin") ? std::string(ev.payload.at("plugin").as_string()) : std::string();
@@ -419,11 +418,10 @@ Scheduler::Scheduler(SchedulerOptions options) : impl_(std::make_unique<Impl>(st
     s.sink = sink;
     s.options.manager->set_job_sink(std::move(sink));
   }
-  if (s.options.background)
-    s.background = std::thread([&s] {
-      name_this_thread("xcore-sched");
-      s.background_loop();
-    });
+  if (s.options.background) {
+    s.background = std::thread([&s] { s.background_loop(); });
+    name_thread(s.background, "xcore-sched");
+  }
 }
 
 Scheduler::~Scheduler() {
