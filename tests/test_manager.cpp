@@ -498,6 +498,57 @@ TEST_CASE("unload and reload really unmap the old code (nothing pins a plugin in
   CHECK(mappings_under(h.shadow) == 0);
 }
 
+namespace {
+// The distinct files mapped in the process whose names contain `part`.
+std::set<std::string> mapped_files(std::string_view part) {
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> out;
+  for (std::string line; std::getline(maps, line);)
+    if (auto at = line.find('/'); at != std::string::npos && line.find(part) != std::string::npos) out.insert(line.substr(at));
+  return out;
+}
+}  // namespace
+
+TEST_CASE("tenants share one mapped module per binary version and keep their own instances") {
+  // Two Managers, as a server has one per tenant, each with its own copy of the same probe build.
+  TempDir tmp;
+  std::vector<std::unique_ptr<Manager>> tenants;
+  std::vector<std::unique_ptr<CapturedLog>> logs;
+  for (const char* name : {"a", "b"}) {
+    stage(test_plugins() / "probe", tmp / name);
+    logs.push_back(std::make_unique<CapturedLog>());
+    auto o = test_options(tmp, tmp / name, *logs.back());
+    o.shadow_dir = tmp / (std::string("shadow-") + name);
+    o.configs["probe"] = json::object{{"level", name[0] == 'a' ? 1 : 5}};
+    tenants.push_back(std::make_unique<Manager>(std::move(o)));
+    tenants.back()->discover();
+    REQUIRE(tenants.back()->enable("probe").ok());
+  }
+  auto& a = *tenants[0];
+  auto& b = *tenants[1];
+  CHECK(mapped_files("probe-").size() == 1);  // one module for both
+  auto config = [](Manager& m) { return m.call_action("probe", "config", J("{}"), xcore::CallContext::host())->at("level"); };
+  CHECK(config(a) == 1);
+  CHECK(config(b) == 5);
+  // Each instance has its own state and tools.
+  REQUIRE(b.call_action("probe", "publish_tool", J(R"({"name":"only_b"})"), xcore::CallContext::host()).ok());
+  CHECK(b.tools().find("probe.only_b"));
+  CHECK(!a.tools().find("probe.only_b"));
+
+  // One tenant moves to a new version: a second module; the other keeps answering from the first.
+  stage(test_plugins() / "probe-v2", tmp / "b", "probe");
+  REQUIRE(b.reload("probe").ok());
+  CHECK(version_of(b.call_tool("version", J("{}"), xcore::CallContext::host())) == 2);
+  CHECK(version_of(a.call_tool("version", J("{}"), xcore::CallContext::host())) == 1);
+  CHECK(mapped_files("probe-").size() == 2);
+
+  // A module is unmapped with its last instance.
+  REQUIRE(a.unload("probe").ok());
+  CHECK(mapped_files("probe-").size() == 1);
+  REQUIRE(b.unload("probe").ok());
+  CHECK(mapped_files("probe-").empty());
+}
+
 TEST_CASE("a plugin that glibc keeps mapped after unload is reported") {
   Host h({test_plugins() / "pinned"});
   REQUIRE(h->enable("pinned").ok());

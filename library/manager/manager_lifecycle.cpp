@@ -1,5 +1,6 @@
 // Generations and the lifecycle: load, enable, disable, unload, reload (callers hold the claims).
 #include "manager/manager_impl.hpp"
+#include "runners/plugin_module.hpp"
 #include "tools/plugin_tools.hpp"
 
 namespace xcore::inline v1 {
@@ -47,14 +48,20 @@ Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPt
     gen->number = slot->generations + 1;
   }
   std::error_code ec;
+  std::shared_ptr<PluginModule> module;
   if (!m.external()) {
     if (!std::filesystem::is_regular_file(m.binary(), ec))
       return Error{ErrorCode::not_found, fmt::format("plugin '{}': binary '{}' not found", m.id, m.binary().string())};
-    // A private copy: rebuilding the plugin never rewrites mapped code, and each generation is unique.
-    gen->shadow = options.shadow_dir / fmt::format("{}-g{}-{}{}", m.id, gen->number, shadow_counter.fetch_add(1), m.binary().extension().string());
-    std::filesystem::create_directories(options.shadow_dir, ec);
-    if (!std::filesystem::copy_file(m.binary(), gen->shadow, std::filesystem::copy_options::overwrite_existing, ec))
-      return Error{ErrorCode::unavailable, fmt::format("plugin '{}': cannot copy binary to {}: {}", m.id, gen->shadow.string(), ec.message())};
+    if (m.mode == PluginMode::sandboxed) {
+      // A private copy per generation for the child to load: rebuilding the plugin never rewrites it.
+      gen->shadow = options.shadow_dir / fmt::format("{}-g{}-{}{}", m.id, gen->number, shadow_counter.fetch_add(1), m.binary().extension().string());
+      std::filesystem::create_directories(options.shadow_dir, ec);
+      if (!std::filesystem::copy_file(m.binary(), gen->shadow, std::filesystem::copy_options::overwrite_existing, ec))
+        return Error{ErrorCode::unavailable, fmt::format("plugin '{}': cannot copy binary to {}: {}", m.id, gen->shadow.string(), ec.message())};
+    } else {
+      // One mapped module per binary version in the process, whichever Manager loads it.
+      XCORE_ASSIGN_OR_RETURN(module, shared_module(m.binary(), options.shadow_dir, m.id));
+    }
   }
 
   gen->services = std::make_unique<GenerationServices>(*this, m, gen);
@@ -70,7 +77,8 @@ Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPt
     so.uid = options.sandbox_uid;
     XCORE_ASSIGN_OR_RETURN(gen->runner, sandbox::open_sandboxed(m, gen->shadow, *gen->services, so));
   } else {
-    XCORE_ASSIGN_OR_RETURN(gen->runner, open_in_process(m, gen->shadow, *gen->services));
+    if (!module) return Error{ErrorCode::invalid_argument, fmt::format("plugin '{}': an external command runs only sandboxed", m.id)};
+    XCORE_ASSIGN_OR_RETURN(gen->runner, open_in_process(m, std::move(module), *gen->services));
   }
   XCORE_TRY(gen->runner->on_load(gen->config));
   auto rest = [&]() -> Result<void> {

@@ -1,6 +1,5 @@
 #include "runners/in_process_runner.hpp"
 
-#include <boost/dll/shared_library.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
@@ -10,14 +9,15 @@
 
 #include "runners/abi_codec.hpp"
 #include "runners/abi_tag.hpp"
+#include "runners/plugin_module.hpp"
 
 namespace xcore::inline v1 {
 namespace {
 
 class InProcessRunner final : public Runner {
  public:
-  InProcessRunner(std::string id, boost::dll::shared_library lib, const xcore_plugin_api* api, PluginServices& services)
-      : id_(std::move(id)), lib_(std::move(lib)), api_(api), services_(services) {
+  InProcessRunner(std::string id, std::shared_ptr<PluginModule> module, PluginServices& services)
+      : id_(std::move(id)), module_(std::move(module)), api_(module_->api()), services_(services) {
     host_.abi_major = XCORE_ABI_MAJOR;
     host_.size = sizeof(xcore_host_api);
     host_.host = this;
@@ -39,13 +39,13 @@ class InProcessRunner final : public Runner {
 
   ~InProcessRunner() override {
     if (self_ && api_->destroy) api_->destroy(self_);
-    auto path = lib_.location();
-    lib_.unload();
-    // glibc keeps a library mapped when it holds thread_local objects with destructors or
-    // STB_GNU_UNIQUE symbols (built without -fno-gnu-unique). Reload still works, because every
-    // generation loads from its own copy, but the old code stays in memory: say so.
-    if (void* still = ::dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
-      ::dlclose(still);
+    // The module goes with its last instance. glibc keeps a library mapped when it holds thread_local
+    // objects with destructors or STB_GNU_UNIQUE symbols (built without -fno-gnu-unique). Reload still
+    // works, because each version loads from its own copy, but the old code stays in memory: say so.
+    const auto file = module_->file();
+    const bool last = module_.use_count() == 1;
+    module_.reset();
+    if (last && still_mapped(file)) {
       try {
         services_.log(LogLevel::warn, fmt::format("plugin '{}' stays mapped after unload (thread_local objects with destructors, "
                                                   "or built without -fno-gnu-unique); its memory is not returned",
@@ -304,7 +304,7 @@ class InProcessRunner final : public Runner {
   }
 
   std::string id_;
-  boost::dll::shared_library lib_;
+  std::shared_ptr<PluginModule> module_;  // shared with every other instance of the same binary
   const xcore_plugin_api* api_;
   PluginServices& services_;
   xcore_host_api host_{};
@@ -313,15 +313,10 @@ class InProcessRunner final : public Runner {
 
 }  // namespace
 
-Result<std::unique_ptr<Runner>> open_in_process(const PluginManifest& m, const std::filesystem::path& binary,
+Result<std::unique_ptr<Runner>> open_in_process(const PluginManifest& m, std::shared_ptr<PluginModule> module,
                                                 PluginServices& services) {
-  // 1. The tag, read from the file: nothing of the plugin has run yet.
-  XCORE_ASSIGN_OR_RETURN(auto tag, read_abi_tag(binary));
-  if (tag.abi_major != XCORE_ABI_MAJOR || tag.abi_minor > XCORE_ABI_MINOR)
-    return Error{ErrorCode::incompatible,
-                 fmt::format("plugin '{}' was built for plugin ABI {}.{}, this host provides {}.{} (same major and a minor "
-                             "no newer than the host's are required): rebuild the plugin against this SDK",
-                             m.id, tag.abi_major, tag.abi_minor, XCORE_ABI_MAJOR, XCORE_ABI_MINOR)};
+  // The tag was read from the file when the module was mapped: nothing of the plugin has run yet.
+  const auto& tag = module->tag();
   if (tag.plugin_id != m.id)
     return Error{ErrorCode::incompatible,
                  fmt::format("plugin binary '{}' declares id '{}' but its manifest {} says '{}'", m.entry, tag.plugin_id, m.file.string(), m.id)};
@@ -330,28 +325,15 @@ Result<std::unique_ptr<Runner>> open_in_process(const PluginManifest& m, const s
     return Error{ErrorCode::incompatible,
                  fmt::format("plugin binary '{}' declares version '{}' but its manifest {} says '{}'", m.entry, tag.plugin_version,
                              m.file.string(), m.version.to_string())};
-
-  // 2. Map it. RTLD_NOW: an unresolved symbol fails here, not in the middle of a call.
-  boost::dll::shared_library lib;
-  try {
-    lib.load(binary, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-  } catch (const std::exception& e) {
-    return Error{ErrorCode::incompatible, fmt::format("plugin '{}': cannot load '{}': {}", m.id, binary.string(), e.what())};
-  }
-  if (!lib.has(XCORE_ENTRY_SYMBOL))
-    return Error{ErrorCode::incompatible, fmt::format("plugin '{}': '{}' exports no {}", m.id, m.entry, XCORE_ENTRY_SYMBOL)};
-  auto entry = lib.get<const xcore_plugin_api*()>(XCORE_ENTRY_SYMBOL);
-  const xcore_plugin_api* api = entry();
-  // ABI 1.0's table ends with `handle`. Later minors append members; a plugin built against an older minor
-  // has a shorter table, which is fine: members past its size are treated as absent.
-  constexpr std::size_t kPluginApiSize_1_0 = offsetof(xcore_plugin_api, handle) + sizeof(api->handle);
-  if (!api || api->abi_major != XCORE_ABI_MAJOR || api->size < kPluginApiSize_1_0 || !api->create || !api->destroy ||
-      !api->call_tool)
-    return Error{ErrorCode::incompatible, fmt::format("plugin '{}': its entry table is missing or malformed", m.id)};
-
-  auto runner = std::make_unique<InProcessRunner>(m.id, std::move(lib), api, services);
+  auto runner = std::make_unique<InProcessRunner>(m.id, std::move(module), services);
   XCORE_TRY(runner->create());
   return std::unique_ptr<Runner>(std::move(runner));
+}
+
+Result<std::unique_ptr<Runner>> open_in_process(const PluginManifest& m, const std::filesystem::path& binary, PluginServices& services) {
+  auto module = PluginModule::load(binary, false);
+  if (!module) return Error{module.error().code, module.error().message, module.error().details};
+  return open_in_process(m, std::move(*module), services);
 }
 
 }  // namespace xcore::inline v1

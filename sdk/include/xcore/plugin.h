@@ -26,6 +26,9 @@
  *  - A hook handler runs on the thread that emitted the hook. It must not wait for another thread that
  *    is itself waiting for the handler's plugin to be loaded, enabled or unloaded.
  *  - Pointers passed to a member (strings, contexts, sinks) are valid only until that member returns.
+ *  - One loaded binary may serve several instances at once: a host with one catalogue per tenant calls
+ *    create() once per tenant on the same mapped module. Keep all mutable state in what create() returns;
+ *    mutable globals would be shared between tenants.
  */
 #ifndef XCORE_PLUGIN_H
 #define XCORE_PLUGIN_H
