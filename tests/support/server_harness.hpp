@@ -49,7 +49,8 @@ class ServerProcess {
                                   "--threads", "4", "--env-file", "/nonexistent"};
     std::vector<std::string> env{"XCORE_ADMIN_PASSWORD=" + kAdminPassword, "XCORE_MASTER_KEY=" + kMasterKey, "PATH=/usr/bin:/bin"};
     for (char** e = environ; *e; ++e)
-      if (std::string_view(*e).find("SAN_OPTIONS=") != std::string_view::npos) env.emplace_back(*e);
+      if (std::string_view(*e).find("SAN_OPTIONS=") != std::string_view::npos || std::string_view(*e).starts_with("BOTAN_MLOCK_POOL_SIZE="))
+        env.emplace_back(*e);
     env.insert(env.end(), extra_env.begin(), extra_env.end());
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());
