@@ -25,8 +25,5 @@ if [[ "${XCORE_SKIP_SANITIZERS:-0}" != 1 ]]; then
   bash scripts/build.sh asan
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --preset asan
   bash scripts/build.sh tsan
-  # Botan hands out secure_vector memory from its own mmap'd pool, recycled inside the uninstrumented
-  # library, so two requests' ciphers meeting one recycled slot look like a race. Without the pool
-  # (BOTAN_MLOCK_POOL_SIZE=0) that memory comes from malloc, which ThreadSanitizer sees.
-  BOTAN_MLOCK_POOL_SIZE=0 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp ctest --preset tsan
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/scripts/tsan.supp ctest --preset tsan
 fi
