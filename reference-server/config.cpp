@@ -75,7 +75,13 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
           for (const auto& p : v) c.plugin_dirs.emplace_back(p.as<std::string>());
         else
           c.plugin_dirs.emplace_back(v.as<std::string>());
-      } else if (key == "threads") c.threads = v.as<int>();
+      } else if (key == "threads") c.http.threads = v.as<std::size_t>();
+      else if (key == "max_threads") c.http.max_threads = v.as<std::size_t>();
+      else if (key == "header_timeout_ms") c.http.header_timeout = std::chrono::milliseconds(v.as<std::int64_t>());
+      else if (key == "body_timeout_ms") c.http.body_timeout = std::chrono::milliseconds(v.as<std::int64_t>());
+      else if (key == "idle_timeout_ms") c.http.idle_timeout = std::chrono::milliseconds(v.as<std::int64_t>());
+      else if (key == "write_timeout_ms") c.http.write_timeout = std::chrono::milliseconds(v.as<std::int64_t>());
+      else if (key == "max_connections_per_address") c.http.max_connections_per_address = v.as<std::size_t>();
       else if (key == "max_body_bytes") c.max_body_bytes = v.as<std::size_t>();
       else if (key == "access_token_ttl") c.access_token_ttl = v.as<int>();
       else if (key == "refresh_token_ttl") c.refresh_token_ttl = v.as<int>();
@@ -130,6 +136,12 @@ Result<void> apply_env(ServerConfig& c) {
     }
     return ok();
   };
+  auto milliseconds = [&](const char* k, std::chrono::milliseconds& out) -> Result<void> {
+    std::int64_t ms = out.count();
+    XCORE_TRY(number(k, ms));
+    out = std::chrono::milliseconds(ms);
+    return ok();
+  };
   if (const char* v = env("XCORE_LISTEN")) XCORE_TRY(parse_listen(v, c));
   if (const char* v = env("XCORE_DATA_DIR")) c.data_dir = v;
   if (const char* v = env("XCORE_PLUGINS")) c.plugin_dirs = split_paths(v);
@@ -151,7 +163,13 @@ Result<void> apply_env(ServerConfig& c) {
       rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
     }
   }
-  XCORE_TRY(number("XCORE_THREADS", c.threads));
+  XCORE_TRY(number("XCORE_THREADS", c.http.threads));
+  XCORE_TRY(number("XCORE_MAX_THREADS", c.http.max_threads));
+  XCORE_TRY(milliseconds("XCORE_HEADER_TIMEOUT_MS", c.http.header_timeout));
+  XCORE_TRY(milliseconds("XCORE_BODY_TIMEOUT_MS", c.http.body_timeout));
+  XCORE_TRY(milliseconds("XCORE_IDLE_TIMEOUT_MS", c.http.idle_timeout));
+  XCORE_TRY(milliseconds("XCORE_WRITE_TIMEOUT_MS", c.http.write_timeout));
+  XCORE_TRY(number("XCORE_MAX_CONNECTIONS_PER_ADDRESS", c.http.max_connections_per_address));
   XCORE_TRY(number("XCORE_MAX_BODY_BYTES", c.max_body_bytes));
   XCORE_TRY(number("XCORE_ACCESS_TOKEN_TTL", c.access_token_ttl));
   XCORE_TRY(number("XCORE_LOGIN_ATTEMPTS_PER_MINUTE", c.login_attempts_per_minute));
@@ -173,12 +191,13 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   CLI::App app{"xcore-server: the xcore reference server"};
   std::string listen, config_file, data_dir, env_file = ".env";
   std::vector<std::string> plugins;
-  int threads = 0;
+  std::size_t threads = 0, max_threads = 0;
   app.add_option("--config", config_file, "YAML settings file");
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0: any free port)");
   app.add_option("--data-dir", data_dir, "folder for the database, keys and plugin data");
   app.add_option("--plugins", plugins, "plugin folder (repeatable)");
-  auto* threads_flag = app.add_option("--threads", threads, "HTTP worker threads");
+  auto* threads_flag = app.add_option("--threads", threads, "HTTP workers kept ready");
+  auto* max_threads_flag = app.add_option("--max-threads", max_threads, "HTTP workers at most (connections served at once)");
   app.add_option("--env-file", env_file, "dotenv file read into the environment (default .env)");
   app.add_flag("--verbose", c.verbose, "log debug messages");
   try {
@@ -195,8 +214,16 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   if (!listen.empty()) XCORE_TRY(parse_listen(listen, c));
   if (!data_dir.empty()) c.data_dir = data_dir;
   if (!plugins.empty()) c.plugin_dirs.assign(plugins.begin(), plugins.end());
-  if (threads_flag->count() > 0) c.threads = threads;
-  if (c.threads < 1 || c.threads > 1024) return Error{ErrorCode::invalid_argument, fmt::format("threads: {} is out of range (1-1024)", c.threads)};
+  if (threads_flag->count() > 0) c.http.threads = threads;
+  if (max_threads_flag->count() > 0) c.http.max_threads = max_threads;
+  if (c.http.max_threads < 1 || c.http.max_threads > 16384)
+    return Error{ErrorCode::invalid_argument, fmt::format("max_threads: {} is out of range (1-16384)", c.http.max_threads)};
+  if (c.http.threads < 1 || c.http.threads > c.http.max_threads)
+    return Error{ErrorCode::invalid_argument, fmt::format("threads: {} is out of range (1-{}, the max_threads)", c.http.threads, c.http.max_threads)};
+  for (auto [name, value] : {std::pair{"header_timeout_ms", c.http.header_timeout}, {"body_timeout_ms", c.http.body_timeout},
+                             {"idle_timeout_ms", c.http.idle_timeout}, {"write_timeout_ms", c.http.write_timeout}})
+    if (value.count() < 1 || value.count() > 3'600'000)
+      return Error{ErrorCode::invalid_argument, fmt::format("{}: {} is out of range (1-3600000)", name, value.count())};
   if (c.sandbox_uids != "none") {
     unsigned long long first = 0, last = 0;
     char dash = 0;

@@ -2,6 +2,7 @@
 // (a .env file in the working folder fills in those not set), then flags.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -11,12 +12,24 @@
 
 namespace xcore::server {
 
+// The limits of the HTTP connection layer (http_server.hpp), every one named and settable: a slow or
+// idle client costs a deadline, not a worker.
+struct HttpLimits {
+  std::size_t threads = 32;        // workers kept ready (each serves one connection at a time)
+  std::size_t max_threads = 1024;  // workers at most, started when none is free: connections served at once
+  std::chrono::milliseconds header_timeout{10'000};  // from a request's first byte to the end of its headers
+  std::chrono::milliseconds body_timeout{30'000};    // from the end of the headers to the end of the body
+  std::chrono::milliseconds idle_timeout{5'000};     // a keep-alive connection waiting for its next request
+  std::chrono::milliseconds write_timeout{10'000};   // a client that takes nothing of an answer this long
+  std::size_t max_connections_per_address = 256;     // open at once from one client address; 0: no cap
+};
+
 struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (printed at start)
   std::filesystem::path data_dir = "var";
   std::vector<std::filesystem::path> plugin_dirs;  // default: the example plugins built alongside
-  int threads = 32;                                // HTTP workers: each serves one keep-alive connection at a time
+  HttpLimits http;
   std::size_t max_body_bytes = 1u << 20;
   int access_token_ttl = 900;        // seconds
   int refresh_token_ttl = 7 * 86400;

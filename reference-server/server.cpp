@@ -175,7 +175,7 @@ std::string Server::Impl::metrics(const std::string& only_tenant) {
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() = default;
 int Server::port() const { return impl_->bound_port; }
-void Server::stop() { impl_->http.stop(); }
+void Server::stop() { impl_->http.shutdown(); }
 
 Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   auto impl = std::make_unique<Impl>(std::move(config));
@@ -187,19 +187,18 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   XCORE_TRY(s.first_start());
   s.http.set_tcp_nodelay(true);  // keep-alive answers would otherwise wait on Nagle and delayed ACKs
   s.http.set_payload_max_length(s.config.max_body_bytes);
-  // httplib serves a connection on one worker until it closes: keep-alive must not end after 5 requests
-  // (its default), or clients pay a reconnect every few calls.
-  s.http.set_keep_alive_max_count(100000);
-  s.http.set_keep_alive_timeout(5);
-  const int threads = s.config.threads;
-  s.http.new_task_queue = [threads] { return new ConnectionPool(static_cast<std::size_t>(threads)); };
   // httplib's own refusals (no route, body too large, malformed request) in the API's error shape, with
   // httplib's status kept.
   s.http.set_error_handler([&s](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    const int status = res.status;
+    int status = res.status;
     const auto rid = Impl::request_id_of(req);
-    if (status == 413) s.fail(res, Error{ErrorCode::invalid_argument, fmt::format("the body exceeds {} bytes", s.config.max_body_bytes)}, rid);
+    auto* connection = HttpServer::current();
+    if (connection && connection->expired()) {
+      // The headers stopped coming before their deadline (http_server.hpp).
+      s.fail(res, Error{ErrorCode::timeout, fmt::format("the request's headers did not arrive within {} ms", s.config.http.header_timeout.count())}, rid);
+      status = 408;
+    } else if (status == 413) s.fail(res, Error{ErrorCode::invalid_argument, fmt::format("the body exceeds {} bytes", s.config.max_body_bytes)}, rid);
     else if (status == 404) s.fail(res, Error{ErrorCode::not_found, fmt::format("no route {} {}", req.method, req.path)}, rid);
     else s.fail(res, Error{ErrorCode::invalid_argument, fmt::format("the request was refused (HTTP {})", status)}, rid);
     res.status = status;

@@ -29,6 +29,7 @@
 #include "audit_log.hpp"
 #include "crypto.hpp"
 #include "database.hpp"
+#include "http_server.hpp"
 #include "jwt.hpp"
 
 #include "server.hpp"
@@ -60,30 +61,6 @@ inline Result<std::string> decode_key(const std::string& text) {
   return Error{ErrorCode::invalid_argument, "the master key must be 32 bytes, as 64 hex digits or base64url"};
 }
 
-// ---- the HTTP workers ------------------------------------------------------------------------------------
-
-// httplib serves each connection as one task of this pool, from accept to close. httplib 0.11 keeps a
-// connection open whatever the handler answers, so one whose framing can no longer be trusted (a body
-// left unread, a smuggling attempt) is marked here, and every further request on it is refused without
-// being processed; the answers say Connection: close.
-inline thread_local bool connection_unusable = false;
-
-class ConnectionPool final : public httplib::TaskQueue {
- public:
-  explicit ConnectionPool(std::size_t threads) : pool_(threads) {}
-  void enqueue(std::function<void()> connection) override {
-    pool_.enqueue([connection = std::move(connection)] {
-      ::pthread_setname_np(::pthread_self(), "xcore-http");  // what top -H shows
-      connection_unusable = false;
-      connection();
-    });
-  }
-  void shutdown() override { pool_.shutdown(); }
-
- private:
-  httplib::ThreadPool pool_;
-};
-
 // ---- the server ------------------------------------------------------------------------------------------
 
 struct Server::Impl {
@@ -95,7 +72,7 @@ struct Server::Impl {
   LoginLimiter limiter{5};
   PasswordGate passwords{1};
   UserCache users;
-  httplib::Server http;
+  HttpServer http;
   int bound_port = 0;
 
   // One Manager per tenant: a tenant's plugins, configs and tools live in its own catalogue.
@@ -118,10 +95,11 @@ struct Server::Impl {
   explicit Impl(ServerConfig c)
       : config(std::move(c)),
         limiter(config.login_attempts_per_minute),
-        passwords(config.password_hashes > 0 ? config.password_hashes : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 256u))) {}
+        passwords(config.password_hashes > 0 ? config.password_hashes : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 256u))),
+        http(config.http, [](const Error& e) { return json::serialize(error_body(e, random_token(12))); }) {}
 
   ~Impl() {
-    http.stop();
+    http.shutdown();
     std::unique_lock lock(tenants_mutex);
     schedulers.clear();  // first: their runs call into the Managers (running ones finish)
     tenants.clear();     // each Manager unloads its plugins, dependents first
@@ -273,6 +251,8 @@ struct Server::Impl {
     route_patterns.emplace_back(method, std::regex(pattern));
     auto serve = [this, min_role, permission, handler = std::move(handler), method = std::string(method)](const httplib::Request& req, httplib::Response& res,
                                                                                                          std::string raw) {
+      // The request is all here: what the handler takes is the server's time, not the client's.
+      if (auto* c = HttpServer::current()) c->enter(ConnectionStream::Phase::handler);
       ++requests;
       const auto request_id = request_id_of(req);
       auto who = authenticate(req);
@@ -349,9 +329,13 @@ struct Server::Impl {
       if (!read_all) {
         // What is left of the body is unread: the connection cannot carry another request.
         res.set_header("Connection", "close");
-        connection_unusable = true;
+        mark_connection_unusable();
         const auto rid = request_id_of(req);
-        if (too_large) {
+        auto* connection = HttpServer::current();
+        if (connection && connection->expired()) {
+          fail(res, Error{ErrorCode::timeout, fmt::format("the request's body did not arrive within {} ms", config.http.body_timeout.count())}, rid);
+          res.status = 408;
+        } else if (too_large) {
           fail(res, Error{ErrorCode::invalid_argument, fmt::format("the body exceeds {} bytes", config.max_body_bytes)}, rid);
           res.status = 413;
         } else {
@@ -367,6 +351,10 @@ struct Server::Impl {
     else if (std::string_view(method) == "PATCH") http.Patch(pattern, read);
   }
 
+  static void mark_connection_unusable() {
+    if (auto* c = HttpServer::current()) c->unusable = true;
+  }
+
   // Before routing, before any body is read: requests that smuggle (both Transfer-Encoding and
   // Content-Length, or a coding other than chunked), headers over the limit (httplib caps each line at
   // 8 KiB, not their sum), and chunked bodies that no bounded reader would take (a GET's, an unknown
@@ -376,10 +364,13 @@ struct Server::Impl {
       fail(res, Error{status == 404 ? ErrorCode::not_found : ErrorCode::invalid_argument, std::move(message)}, request_id_of(req));
       res.status = status;
       res.set_header("Connection", "close");
-      connection_unusable = true;
+      mark_connection_unusable();
       return httplib::Server::HandlerResponse::Handled;
     };
-    if (connection_unusable) return refuse(400, "an earlier request on this connection was refused with its body unread: open a new connection");
+    auto* connection = HttpServer::current();
+    // The headers are in: the body's deadline starts.
+    if (connection) connection->enter(ConnectionStream::Phase::body);
+    if (connection && connection->unusable) return refuse(400, "an earlier request on this connection was refused with its body unread: open a new connection");
     std::size_t header_bytes = 0;
     for (const auto& [k, v] : req.headers) header_bytes += k.size() + v.size() + 4;
     if (header_bytes > config.max_header_bytes)

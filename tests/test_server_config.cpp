@@ -34,7 +34,7 @@ struct Env {
 
 TEST_CASE("settings: file, then environment (and .env), then flags") {
   TempDir tmp;
-  write_file(tmp / "xcore.yaml", "listen: 127.0.0.1:7001\ndata_dir: /srv/xcore\nthreads: 4\nplugins: [/a, /b]\n");
+  write_file(tmp / "xcore.yaml", "listen: 127.0.0.1:7001\ndata_dir: /srv/xcore\nthreads: 4\nheader_timeout_ms: 2500\nmax_connections_per_address: 16\nplugins: [/a, /b]\n");
   write_file(tmp / ".env", "# comment\nexport XCORE_THREADS=6\nXCORE_DATA_DIR=\"/from/dotenv\"\nXCORE_ADMIN_PASSWORD='from-dotenv'\n");
   Env env;
   env.set("XCORE_DATA_DIR", "/from/env");  // the real environment wins over .env
@@ -45,7 +45,10 @@ TEST_CASE("settings: file, then environment (and .env), then flags") {
   CHECK(c->host == "127.0.0.1");
   CHECK(c->port == 7001);
   CHECK(c->data_dir == "/from/env");
-  CHECK(c->threads == 6);
+  CHECK(c->http.threads == 6);
+  CHECK(c->http.header_timeout == std::chrono::milliseconds(2500));
+  CHECK(c->http.max_connections_per_address == 16);
+  CHECK(c->http.idle_timeout == std::chrono::milliseconds(5000));  // the default
   CHECK(c->admin_password == "from-dotenv");
   CHECK(c->plugin_dirs == std::vector<fs::path>{"/a", "/b"});
   env.names.push_back("XCORE_THREADS");
@@ -55,7 +58,7 @@ TEST_CASE("settings: file, then environment (and .env), then flags") {
   REQUIRE(f.ok());
   CHECK(f->host == "0.0.0.0");
   CHECK(f->port == 0);
-  CHECK(f->threads == 2);
+  CHECK(f->http.threads == 2);
   CHECK(f->plugin_dirs == std::vector<fs::path>{"/c"});
 }
 
@@ -72,6 +75,9 @@ TEST_CASE("settings: every bad value is named") {
   refused({"--listen", "127.0.0.1:99999"}, "no valid port");
   refused({"--listen", ":80"}, "no host");
   refused({"--threads", "0"}, "threads: 0 is out of range");
+  refused({"--threads", "64", "--max-threads", "32"}, "threads: 64 is out of range (1-32");
+  write_file(tmp / "deadline.yaml", "header_timeout_ms: 0\n");
+  refused({"--config", (tmp / "deadline.yaml").string()}, "header_timeout_ms: 0 is out of range");
   write_file(tmp / "bad.yaml", "listen: 127.0.0.1:1\nlisten_port: 5\n");
   refused({"--config", (tmp / "bad.yaml").string()}, "unknown setting 'listen_port'");
   write_file(tmp / "broken.yaml", "listen: [unclosed\n");
