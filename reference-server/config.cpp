@@ -82,6 +82,7 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
       else if (key == "idle_timeout_ms") c.http.idle_timeout = std::chrono::milliseconds(v.as<std::int64_t>());
       else if (key == "write_timeout_ms") c.http.write_timeout = std::chrono::milliseconds(v.as<std::int64_t>());
       else if (key == "max_connections_per_address") c.http.max_connections_per_address = v.as<std::size_t>();
+      else if (key == "listen_backlog") c.http.listen_backlog = v.as<int>();
       else if (key == "max_body_bytes") c.max_body_bytes = v.as<std::size_t>();
       else if (key == "access_token_ttl") c.access_token_ttl = v.as<int>();
       else if (key == "refresh_token_ttl") c.refresh_token_ttl = v.as<int>();
@@ -170,6 +171,7 @@ Result<void> apply_env(ServerConfig& c) {
   XCORE_TRY(milliseconds("XCORE_IDLE_TIMEOUT_MS", c.http.idle_timeout));
   XCORE_TRY(milliseconds("XCORE_WRITE_TIMEOUT_MS", c.http.write_timeout));
   XCORE_TRY(number("XCORE_MAX_CONNECTIONS_PER_ADDRESS", c.http.max_connections_per_address));
+  XCORE_TRY(number("XCORE_LISTEN_BACKLOG", c.http.listen_backlog));
   XCORE_TRY(number("XCORE_MAX_BODY_BYTES", c.max_body_bytes));
   XCORE_TRY(number("XCORE_ACCESS_TOKEN_TTL", c.access_token_ttl));
   XCORE_TRY(number("XCORE_LOGIN_ATTEMPTS_PER_MINUTE", c.login_attempts_per_minute));
@@ -220,6 +222,10 @@ Result<ServerConfig> load_config(int argc, char** argv) {
     return Error{ErrorCode::invalid_argument, fmt::format("max_threads: {} is out of range (1-16384)", c.http.max_threads)};
   if (c.http.threads < 1 || c.http.threads > c.http.max_threads)
     return Error{ErrorCode::invalid_argument, fmt::format("threads: {} is out of range (1-{}, the max_threads)", c.http.threads, c.http.max_threads)};
+  if (c.http.listen_backlog < 1 || c.http.listen_backlog > 65535)
+    return Error{ErrorCode::invalid_argument, fmt::format("listen_backlog: {} is out of range (1-65535)", c.http.listen_backlog)};
+  // Relative to where the server was started, once: the sandbox enters plugin folders from elsewhere.
+  c.data_dir = std::filesystem::absolute(c.data_dir).lexically_normal();
   for (auto [name, value] : {std::pair{"header_timeout_ms", c.http.header_timeout}, {"body_timeout_ms", c.http.body_timeout},
                              {"idle_timeout_ms", c.http.idle_timeout}, {"write_timeout_ms", c.http.write_timeout}})
     if (value.count() < 1 || value.count() > 3'600'000)

@@ -16,12 +16,13 @@ namespace xcore::server {
 // idle client costs a deadline, not a worker.
 struct HttpLimits {
   std::size_t threads = 32;        // workers kept ready (each serves one connection at a time)
-  std::size_t max_threads = 1024;  // workers at most, started when none is free: connections served at once
+  std::size_t max_threads = 4096;  // workers at most, started when none is free: connections served at once
   std::chrono::milliseconds header_timeout{10'000};  // from a request's first byte to the end of its headers
   std::chrono::milliseconds body_timeout{30'000};    // from the end of the headers to the end of the body
   std::chrono::milliseconds idle_timeout{5'000};     // a keep-alive connection waiting for its next request
   std::chrono::milliseconds write_timeout{10'000};   // a client that takes nothing of an answer this long
   std::size_t max_connections_per_address = 256;     // open at once from one client address; 0: no cap
+  int listen_backlog = 1024;  // connections the kernel completes before the server accepts them
 };
 
 struct ServerConfig {

@@ -249,6 +249,11 @@ void HttpServer::shutdown() {
   stop();
 }
 
+bool HttpServer::widen_backlog() {
+  const int sock = svr_sock_;
+  return sock >= 0 && ::listen(sock, limits_.listen_backlog) == 0;  // on a listening socket: a new backlog
+}
+
 ConnectionStream* HttpServer::current() { return t_current; }
 
 void HttpServer::refuse(int sock, int status, const Error& e) {

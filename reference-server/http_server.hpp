@@ -119,6 +119,10 @@ class HttpServer final : public httplib::Server {
   // Stops listening and ends every connection at once, idle or mid-request.
   void shutdown();
 
+  // httplib listens with a backlog of 5: a burst of connections beyond it waits out SYN retries
+  // (1 s, 3 s, ...). Called after binding, it sets the configured backlog.
+  bool widen_backlog();
+
   // The connection the calling thread serves (a handler's, a pre-routing handler's); null elsewhere.
   static ConnectionStream* current();
 

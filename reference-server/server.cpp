@@ -211,6 +211,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
     s.bound_port = s.http.bind_to_port(s.config.host, s.config.port) ? s.config.port : -1;
   }
   if (s.bound_port <= 0) return Error{ErrorCode::unavailable, fmt::format("cannot listen on {}:{}", s.config.host, s.config.port)};
+  if (!s.http.widen_backlog()) return Error{ErrorCode::unavailable, fmt::format("cannot set the listen backlog to {}: {}", s.config.http.listen_backlog, std::strerror(errno))};
   // Plugins start after the port is bound (readyz says when), before requests are served.
   XCORE_TRY(s.start_tenants());
   s.ready = true;
