@@ -1,6 +1,7 @@
 // The server's repositories over SQLite: tenants, users, tokens, registrations, secrets, the audit log and
 // webhook deliveries. The schema is in database_migrations.cpp, the scheduler's store in sqlite_job_store.cpp.
 #include "database_impl.hpp"
+#include <xcore/json_text.hpp>
 
 #include <boost/json.hpp>
 
@@ -269,7 +270,7 @@ Result<std::int64_t> Database::create_token(const TokenRow& t, const std::string
     s.bind(9, t.user_generation);
     boost::json::array scopes;
     for (const auto& sc : t.scopes) scopes.emplace_back(sc);
-    s.bind(10, t.scoped ? boost::json::serialize(scopes) : std::string());
+    s.bind(10, t.scoped ? xcore::json_text::serialize(scopes) : std::string());
     s.exec();
     return db.getLastInsertRowid();
   })

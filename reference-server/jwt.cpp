@@ -1,4 +1,5 @@
 #include "jwt.hpp"
+#include <xcore/json_text.hpp>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -21,7 +22,7 @@ std::string sign_jwt(const Claims& c, std::string_view key) {
   if (c.nbf) payload["nbf"] = c.nbf;
   if (!c.jti.empty()) payload["jti"] = c.jti;
   if (!c.fam.empty()) payload["fam"] = c.fam;
-  std::string signing_input = base64url_encode(kHeader) + "." + base64url_encode(json::serialize(payload));
+  std::string signing_input = base64url_encode(kHeader) + "." + base64url_encode(xcore::json_text::serialize(payload));
   return signing_input + "." + base64url_encode(hmac_sha256(key, signing_input));
 }
 

@@ -20,7 +20,7 @@ void Server::Impl::add_access_routes() {
     const auto key = tenant + "|" + username + "|" + c.req.remote_addr;
     if (int wait = limiter.retry_after(key)) {
       Error e{ErrorCode::resource_exhausted, fmt::format("too many failed logins; retry in {} s", wait)};
-      e.details = json::serialize(json::object{{"retry_after", wait}});
+      e.details = xcore::json_text::serialize(json::object{{"retry_after", wait}});
       return e;
     }
     XCORE_ASSIGN_OR_RETURN(auto permit, passwords.enter());

@@ -63,7 +63,7 @@ void Server::Impl::add_plugin_routes() {
     }
     manifest["mode"] = "sandboxed";
     if (!manifest.contains("command")) return Error{ErrorCode::invalid_argument, "'command' is required: the argv of an MCP stdio server"};
-    XCORE_ASSIGN_OR_RETURN(auto parsed, parse_manifest(json::serialize(manifest), "dynamic plugin"));
+    XCORE_ASSIGN_OR_RETURN(auto parsed, parse_manifest(xcore::json_text::serialize(manifest), "dynamic plugin"));
     const auto pid = parsed.manifest.id;
     XCORE_TRY(grant_policy(c.who.tenant, parsed.manifest));
     if (c.manager.info(pid)) return Error{ErrorCode::already_exists, fmt::format("plugin '{}' already exists", pid)};
@@ -73,7 +73,7 @@ void Server::Impl::add_plugin_routes() {
     if (ec) return Error{ErrorCode::unavailable, fmt::format("cannot create {}: {}", folder.string(), ec.message())};
     {
       std::ofstream out(folder / "plugin.json");
-      out << json::serialize(manifest);
+      out << xcore::json_text::serialize(manifest);
       if (!out) return Error{ErrorCode::unavailable, fmt::format("cannot write {}", (folder / "plugin.json").string())};
     }
     ::chmod(folder.c_str(), 0755);  // the sandbox's user starts the command from here

@@ -92,7 +92,7 @@ void Server::Impl::add_task_routes() {
     const auto limiter_key = "webhook|" + c.req.remote_addr;
     if (int wait = limiter.retry_after(limiter_key)) {
       Error e{ErrorCode::resource_exhausted, fmt::format("too many refused webhook posts; retry in {} s", wait)};
-      e.details = json::serialize(json::object{{"retry_after", wait}});
+      e.details = xcore::json_text::serialize(json::object{{"retry_after", wait}});
       return e;
     }
     std::int64_t ts = 0;

@@ -96,7 +96,7 @@ struct Server::Impl {
       : config(std::move(c)),
         limiter(config.login_attempts_per_minute),
         passwords(config.password_hashes > 0 ? config.password_hashes : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 256u))),
-        http(config.http, [](const Error& e) { return json::serialize(error_body(e, random_token(12))); }) {}
+        http(config.http, [](const Error& e) { return xcore::json_text::serialize(error_body(e, random_token(12))); }) {}
 
   ~Impl() {
     http.shutdown();
@@ -210,7 +210,7 @@ struct Server::Impl {
   void answer(httplib::Response& res, int status, const json::value& body, const std::string& request_id) {
     res.status = status;
     res.set_header("X-Request-Id", request_id);
-    res.set_content(json::serialize(body), "application/json");
+    res.set_content(xcore::json_text::serialize(body), "application/json");
   }
 
   void fail(httplib::Response& res, const Error& e, const std::string& request_id) {
@@ -276,7 +276,8 @@ struct Server::Impl {
       if (!permission.empty() && !who->principal.holds(permission))
         return denied(res, *who, method, req.path,
                       Error{ErrorCode::permission_denied, fmt::format("this route needs the permission '{}', which this token does not hold", permission)}, request_id);
-      json::value body;
+      // No body where a route takes one reads as an empty object: `curl -X POST .../run` works as sent.
+      json::value body = method == "GET" ? json::value() : json::value(json::object());
       if (!raw.empty()) {
         boost::system::error_code ec;
         body = json::parse(raw, ec);
@@ -375,7 +376,12 @@ struct Server::Impl {
     for (const auto& [k, v] : req.headers) header_bytes += k.size() + v.size() + 4;
     if (header_bytes > config.max_header_bytes)
       return refuse(431, fmt::format("the request's headers exceed {} bytes", config.max_header_bytes));
-    if (!req.has_header("Transfer-Encoding")) return httplib::Server::HandlerResponse::Unhandled;
+    if (!req.has_header("Transfer-Encoding")) {
+      // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112, 6.3); httplib
+      // 0.11 would read one until the client closes. Saying so in its headers makes it read none.
+      if (!req.has_header("Content-Length")) const_cast<httplib::Request&>(req).headers.emplace("Content-Length", "0");
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
     if (req.has_header("Content-Length")) return refuse(400, "a request may not carry both Transfer-Encoding and Content-Length");
     if (req.get_header_value_count("Transfer-Encoding") != 1 || strcasecmp(req.get_header_value("Transfer-Encoding").c_str(), "chunked") != 0)
       return refuse(400, "Transfer-Encoding must be 'chunked'");

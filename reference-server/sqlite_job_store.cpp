@@ -1,5 +1,6 @@
 // The scheduler's store over SQLite: one tenant's jobs and their runs; every statement names the tenant.
 #include "database_impl.hpp"
+#include <xcore/json_text.hpp>
 
 #include <boost/json.hpp>
 
@@ -26,7 +27,7 @@ class SqliteJobStore final : public JobStore {
                                    "ON CONFLICT(tenant, id) DO UPDATE SET spec = excluded.spec, next_run = excluded.next_run");
       s.bind(1, job.spec.id);
       s.bind(2, tenant_);
-      s.bind(3, boost::json::serialize(job.spec.to_json()));
+      s.bind(3, xcore::json_text::serialize(job.spec.to_json()));
       bind_time(s, 4, job.next_run);
       s.exec();
     });
@@ -88,7 +89,7 @@ class SqliteJobStore final : public JobStore {
       s.bind(1, std::string(to_string(run.status)));
       s.bind(2, to_ms(run.ended));
       if (run.result.is_null()) s.bind(3);
-      else s.bind(3, boost::json::serialize(run.result));
+      else s.bind(3, xcore::json_text::serialize(run.result));
       s.bind(4, run.error);
       s.bind(5, run.id);
       s.bind(6, tenant_);
@@ -177,7 +178,7 @@ class SqliteJobStore final : public JobStore {
     if (run.status == RunStatus::running) s.bind(7);
     else s.bind(7, to_ms(run.ended));
     if (run.result.is_null()) s.bind(8);
-    else s.bind(8, boost::json::serialize(run.result));
+    else s.bind(8, xcore::json_text::serialize(run.result));
     s.bind(9, run.error);
     s.bind(10, tenant_);
     s.exec();

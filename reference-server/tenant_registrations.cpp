@@ -1,6 +1,7 @@
 // One tenant's plugin registrations, for its Manager (ManagerOptions::registrations), over the database's
 // registration rows.
 #include "database.hpp"
+#include <xcore/json_text.hpp>
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -30,7 +31,7 @@ class TenantRegistrations final : public RegistrationStore {
     return std::optional(std::move(r));
   }
   Result<void> put(const Registration& r) override {
-    return db_.put_registration(RegistrationRow{tenant_, r.plugin, r.version, r.enabled, json::serialize(r.config), 0, 0});
+    return db_.put_registration(RegistrationRow{tenant_, r.plugin, r.version, r.enabled, xcore::json_text::serialize(r.config), 0, 0});
   }
 
  private:

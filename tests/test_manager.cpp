@@ -855,3 +855,17 @@ TEST_CASE("shadow folders left by hosts that no longer run are removed at start;
   if (before) ::setenv("TMPDIR", saved.c_str(), 1);
   else ::unsetenv("TMPDIR");
 }
+
+TEST_CASE("a plugin's own failure is plugin_error naming the tool or action and the plugin, never internal") {
+  Host h({test_plugins() / "probe"});
+  REQUIRE(h->load_all().ok());
+  auto tool = h->tools().invoke("probe.boom", json::object{}, xcore::CallContext::host());
+  REQUIRE(!tool.ok());
+  CHECK(tool.error().code == ErrorCode::plugin_error);
+  CHECK(tool.error().message == "tool 'boom' of plugin 'probe' failed: kaboom");
+  auto action = h.action("probe", "boom");
+  REQUIRE(!action.ok());
+  CHECK(action.error().code == ErrorCode::plugin_error);
+  CHECK(action.error().message == "action 'probe/boom' failed: kaboom");
+  CHECK(xcore::http_status(action.error().code) == 502);
+}

@@ -154,6 +154,12 @@ TEST_CASE("a sandboxed plugin behaves like a trusted one: tools, actions, config
   ctx.tenant = "acme";
   ctx.trace_id = "t-1";
   CHECK(h->call_action("probe", "context", J("{}"), ctx)->at("tenant") == "acme");
+  // Its own failure crosses the pipe as plugin_error, named like a trusted plugin's.
+  auto boom = h->call_tool("probe.boom", J("{}"), xcore::CallContext::host());
+  REQUIRE(!boom.ok());
+  CHECK(boom.error().code == ErrorCode::plugin_error);
+  CHECK(boom.error().message == "tool 'boom' of plugin 'probe' failed: kaboom");
+  CHECK(process_exists(h.pid("probe")));  // an exception is not a crash
 
   REQUIRE(h->disable("probe").ok());
   CHECK(h->call_tool("version", J("{}"), xcore::CallContext::host()).error().code == ErrorCode::unavailable);

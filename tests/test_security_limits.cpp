@@ -23,13 +23,7 @@ namespace {
 
 // Bytes as written, and everything the server answers until it closes or `quiet_ms` pass silently.
 std::string exchange(int port, const std::string& bytes, int quiet_ms = 700) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const int fd = connect_loopback(port);
   std::size_t sent = 0;
   while (sent < bytes.size()) {
     auto n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
@@ -117,6 +111,19 @@ TEST_CASE("numbers outside the double range are a 400 naming where they are") {
   CHECK(message_of(r).find("boost") == std::string::npos);
   CHECK(api.send("POST", "/app/core/echo", R"({"n":1e999})", admin).status == 400);
   CHECK(api.send("POST", "/api/v1/tools/echo/invoke", R"({"n":1e308})", admin).status == 200);
+
+  // Numbers come back as people write them: through an action, a tool (text block and structured
+  // content) and the API's own answers, never "3.5E0".
+  auto as_sent = [&](const std::string& path, const std::string& body) {
+    return raw_request(server.port(), fmt::format("POST {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n"
+                                                  "Content-Length: {}\r\nConnection: close\r\n\r\n{}", path, admin, body.size(), body));
+  };
+  auto action = as_sent("/app/core/echo", R"({"half":3.5,"ten":10.0,"small":1e-7,"i":42})");
+  CHECK(action.find(R"("half":3.5,"ten":10,"small":1e-07,"i":42)") != std::string::npos);
+  auto tool = as_sent("/api/v1/tools/echo/invoke", R"({"x":0.025})");
+  CHECK(tool.find(R"("structuredContent":{"x":0.025})") != std::string::npos);
+  CHECK(tool.find(R"({\"x\":0.025})") != std::string::npos);  // the text block holds the same JSON
+  for (const auto* text : {&action, &tool}) CHECK_MESSAGE(text->find("E0") == std::string::npos, *text);
 }
 
 TEST_CASE("/metrics needs metrics.read, and a tenant's principals see only that tenant's series") {

@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
                             {"audit.tool_usage", "{}"}}) {
     auto result = manager.call_tool(tool, boost::json::parse(args), xcore::CallContext::host());
     if (result)
-      std::printf("%s -> %s\n", tool, boost::json::serialize(result->to_mcp()).c_str());
+      std::printf("%s -> %s\n", tool, xcore::json_text::serialize(result->to_mcp()).c_str());
     else
       std::printf("%s -> error %s\n", tool, result.error().to_string().c_str());
   }

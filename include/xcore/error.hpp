@@ -27,7 +27,8 @@ enum class ErrorCode : std::uint8_t {
   incompatible,        // ABI or version mismatch
   internal,            // a bug in xcore: please report it
   unauthenticated,     // no valid credentials: log in (HTTP 401)
-  last = unauthenticated,  // not a code: the highest one, for tables indexed by code
+  plugin_error,        // the plugin failed on its own (threw, or reported an internal error): its message says why
+  last = plugin_error,  // not a code: the highest one, for tables indexed by code
 };
 
 std::string_view to_string(ErrorCode code) noexcept;

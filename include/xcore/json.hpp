@@ -6,6 +6,7 @@
 #include <boost/json/string.hpp>
 #include <boost/json/value.hpp>
 #include <boost/version.hpp>
+#include <xcore/json_text.hpp>
 
 #include <optional>
 #include <string>

@@ -30,6 +30,7 @@ constexpr std::array<CodeInfo, static_cast<std::size_t>(ErrorCode::last) + 1> kC
     {ErrorCode::incompatible, "incompatible", 422, -32011},
     {ErrorCode::internal, "internal", 500, -32603},
     {ErrorCode::unauthenticated, "unauthenticated", 401, -32012},
+    {ErrorCode::plugin_error, "plugin_error", 502, -32013},
 }};
 
 // The table is in the enum's order (checked below), so a code is its own index.

@@ -1,4 +1,5 @@
 #include "jsonrpc/jsonrpc.hpp"
+#include <xcore/json_text.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -8,7 +9,7 @@ namespace xcore::inline v1::jsonrpc {
 namespace {
 
 std::string line(json::object&& o) {
-  std::string s = json::serialize(o);
+  std::string s = xcore::json_text::serialize(o);
   s += '\n';
   return s;
 }

@@ -2,6 +2,7 @@
 // methods of GenerationServices, which check the manifest's permissions. Every transport reaches them
 // through here: the C ABI's call_host and its fixed members, and the sandbox's xcore/host/<name>.
 #include "manager/generation.hpp"
+#include <xcore/json_text.hpp>
 
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
@@ -29,7 +30,7 @@ Result<std::string_view> text(const json::object& r, std::string_view service, s
   const auto* v = r.if_contains(k);
   if (!v || !v->is_string())
     return Error{ErrorCode::invalid_argument, fmt::format("host service '{}': the request needs '{}', a string", service, k),
-                 json::serialize(json::object{{"field", k}})};
+                 xcore::json_text::serialize(json::object{{"field", k}})};
   return std::string_view(v->get_string());
 }
 

@@ -19,7 +19,9 @@ ToolHandler Manager::Impl::make_tool_handler(const SlotPtr& slot, const std::str
   return [this, weak = std::weak_ptr<PluginSlot>(slot), tool_name](const json::value& args, const CallContext& ctx) -> Result<ToolResult> {
     auto s = weak.lock();
     if (!s) return Error{ErrorCode::unavailable, "the plugin is gone"};
-    return with_plugin<ToolResult>(*s, ctx, false, [&](Generation& g, const CallContext& c) { return g.runner->call_tool(tool_name, args, c); });
+    return name_plugin_failure(
+        with_plugin<ToolResult>(*s, ctx, false, [&](Generation& g, const CallContext& c) { return g.runner->call_tool(tool_name, args, c); }),
+        fmt::format("tool '{}' of plugin '{}'", tool_name, s->id));
   };
 }
 

@@ -1,5 +1,6 @@
 // The Manager's catalogue: discovery, lookups, dependency order, what info() reports.
 #include "manager/manager_impl.hpp"
+#include <xcore/json_text.hpp>
 
 #include <functional>
 
@@ -148,7 +149,7 @@ std::vector<std::string> Manager::Impl::topological(std::vector<Error>& problems
       }
       members.emplace_back(id);
       problems.push_back(Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id),
-                               json::serialize(json::object{{"dependency_cycle", std::move(members)}})});
+                               xcore::json_text::serialize(json::object{{"dependency_cycle", std::move(members)}})});
       return;
     }
     mark[id] = 1;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <xcore/manager.hpp>
+#include <xcore/json_text.hpp>
 #include <xcore/plugin.h>
 
 #include <boost/json/serialize.hpp>
@@ -249,7 +250,7 @@ struct Manager::Impl final : ManagerCore {
         auto seconds = std::chrono::ceil<std::chrono::seconds>(wait).count();
         Error e{ErrorCode::resource_exhausted, fmt::format("plugin '{}' allows {} calls per {} s per tenant; retry in {} s", slot.id, rate->rate(),
                                                           rate->period().count(), seconds)};
-        e.details = json::serialize(json::object{{"retry_after", seconds}, {"limit", rate->rate()}, {"period_seconds", rate->period().count()}});
+        e.details = xcore::json_text::serialize(json::object{{"retry_after", seconds}, {"limit", rate->rate()}, {"period_seconds", rate->period().count()}});
         return e;
       }
     }
@@ -311,7 +312,20 @@ struct Manager::Impl final : ManagerCore {
     if (ctx.cancel.stop_requested()) return Error{ErrorCode::cancelled, "the call was cancelled"};
     if (ctx.deadline && std::chrono::system_clock::now() >= *ctx.deadline)
       return Error{ErrorCode::timeout, fmt::format("deadline passed before action '{}/{}' started", plugin, action)};
-    return with_plugin<json::value>(*slot, ctx, true, [&](Generation& g, const CallContext& c) { return g.runner->handle(action, params, c); });
+    return name_plugin_failure(
+        with_plugin<json::value>(*slot, ctx, true, [&](Generation& g, const CallContext& c) { return g.runner->handle(action, params, c); }),
+        fmt::format("action '{}/{}'", plugin, action));
+  }
+
+  // A plugin's own failure names what failed: "tool 'core.boom' of plugin 'core' failed: kaboom".
+  template <class T>
+  static Result<T> name_plugin_failure(Result<T> r, std::string_view what) {
+    if (!r.ok() && r.error().code == ErrorCode::plugin_error) {
+      Error e = r.error();
+      e.message = fmt::format("{} failed: {}", what, e.message.empty() ? "the plugin gave no reason" : e.message);
+      return e;
+    }
+    return r;
   }
 
   // ---- tools of a generation -------------------------------------------------------------------------
@@ -342,7 +356,7 @@ struct Manager::Impl final : ManagerCore {
     return Error{ErrorCode::invalid_argument,
                  fmt::format("plugin '{}': route {} {} requires the role '{}', which this host does not define (its roles: {})", plugin,
                              route.method, route.path, route.role, known),
-                 json::serialize(json::object{{"field", "role"}})};
+                 xcore::json_text::serialize(json::object{{"field", "role"}})};
   }
 
   void runner_failed(const std::string& plugin, Generation& gen, const Error& why) override;

@@ -1,5 +1,6 @@
 // Generations and the lifecycle: load, enable, disable, unload, reload (callers hold the claims).
 #include "manager/manager_impl.hpp"
+#include <xcore/json_text.hpp>
 #include "runners/plugin_module.hpp"
 #include "tools/plugin_tools.hpp"
 
@@ -133,7 +134,7 @@ Result<void> Manager::Impl::load_locked(std::string_view id, LoadChain& chain) {
     members.emplace_back(id);
     chain.cycle = true;
     return fail(*slot, Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id),
-                             json::serialize(json::object{{"dependency_cycle", std::move(members)}})});
+                             xcore::json_text::serialize(json::object{{"dependency_cycle", std::move(members)}})});
   }
   const auto m = slot->manifest;
   chain.ids.push_back(m.id);

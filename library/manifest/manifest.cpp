@@ -1,4 +1,5 @@
 #include <xcore/manifest.hpp>
+#include <xcore/json_text.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -113,7 +114,7 @@ struct Checker {
       case json::kind::bool_: return "a boolean";
       case json::kind::int64:
       case json::kind::uint64:
-      case json::kind::double_: return fmt::format("the number {}", json::serialize(v));
+      case json::kind::double_: return fmt::format("the number {}", xcore::json_text::serialize(v));
       case json::kind::string: return fmt::format("'{}'", std::string_view(v.get_string()));
       case json::kind::array: return "a list";
       case json::kind::object: return "a mapping";
@@ -339,7 +340,7 @@ Result<PluginRoute> parse_route(const json::value& v) {
   // The error's details say which field of the route is wrong ({"field":"method"}), so that a manifest
   // can name "routes[2].method".
   auto fail = [](std::string field, std::string message) {
-    return Error{ErrorCode::invalid_argument, std::move(message), json::serialize(json::object{{"field", field}})};
+    return Error{ErrorCode::invalid_argument, std::move(message), xcore::json_text::serialize(json::object{{"field", field}})};
   };
   if (!v.is_object()) return fail("", "expected {method, path, action, role}");
   const auto& r = v.get_object();
@@ -504,7 +505,7 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
     for (const auto& p : c.problems)
       msg += fmt::format("; field '{}': {}", std::string_view(p.at("field").get_string()),
                          std::string_view(p.at("message").get_string()));
-    return Error{ErrorCode::invalid_argument, std::move(msg), json::serialize(c.problems)};
+    return Error{ErrorCode::invalid_argument, std::move(msg), xcore::json_text::serialize(c.problems)};
   }
   out.warnings = std::move(c.warnings);
   return out;

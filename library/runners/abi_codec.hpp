@@ -28,11 +28,14 @@ static_assert(XCORE_E_PLUGIN_CRASHED == static_cast<int>(ErrorCode::plugin_crash
 static_assert(XCORE_E_INCOMPATIBLE == static_cast<int>(ErrorCode::incompatible) + 1);
 static_assert(XCORE_E_INTERNAL == static_cast<int>(ErrorCode::internal) + 1);
 static_assert(XCORE_E_UNAUTHENTICATED == static_cast<int>(ErrorCode::unauthenticated) + 1);
-static_assert(XCORE_E_UNAUTHENTICATED == static_cast<int>(ErrorCode::last) + 1, "a code without its C status");
+static_assert(XCORE_E_PLUGIN_ERROR == static_cast<int>(ErrorCode::last) + 1, "a code without its C status");
 
+// A status a plugin returned. Its `internal`, or a status this host does not know, is the plugin's own
+// failure: `internal` stays the name of xcore's bugs.
 inline ErrorCode code_from_status(std::int32_t status) {
-  if (status >= XCORE_E_INVALID_ARGUMENT && status <= XCORE_E_UNAUTHENTICATED) return static_cast<ErrorCode>(status - 1);
-  return ErrorCode::internal;
+  if (status == XCORE_E_INTERNAL) return ErrorCode::plugin_error;
+  if (status >= XCORE_E_INVALID_ARGUMENT && status <= XCORE_E_PLUGIN_ERROR) return static_cast<ErrorCode>(status - 1);
+  return ErrorCode::plugin_error;
 }
 inline std::int32_t status_from_code(ErrorCode code) { return static_cast<std::int32_t>(code) + 1; }
 

@@ -1,4 +1,5 @@
 #include "runners/in_process_runner.hpp"
+#include <xcore/json_text.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/parser.hpp>
@@ -63,7 +64,7 @@ class InProcessRunner final : public Runner {
   }
 
   Result<void> on_load(const json::object& config) override {
-    auto text = json::serialize(config);
+    auto text = xcore::json_text::serialize(config);
     return lifecycle("on_load", [&](xcore_sink* s) { return api_->on_load ? api_->on_load(self_, to_c(text), s) : XCORE_OK; });
   }
   Result<void> on_enable() override {
@@ -76,7 +77,7 @@ class InProcessRunner final : public Runner {
     return lifecycle("on_unload", [&](xcore_sink* s) { return api_->on_unload ? api_->on_unload(self_, s) : XCORE_OK; });
   }
   Result<void> on_config(const json::object& config) override {
-    auto text = json::serialize(config);
+    auto text = xcore::json_text::serialize(config);
     return lifecycle("on_config", [&](xcore_sink* s) { return api_->on_config ? api_->on_config(self_, to_c(text), s) : XCORE_OK; });
   }
 
@@ -105,7 +106,7 @@ class InProcessRunner final : public Runner {
   }
 
   Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) override {
-    auto text = json::serialize(args);
+    auto text = xcore::json_text::serialize(args);
     CContext c(ctx);
     StringSink out;
     auto st = api_->call_tool(self_, to_c(name), to_c(text), &c.c, &out.sink);
@@ -118,7 +119,7 @@ class InProcessRunner final : public Runner {
 
   Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) override {
     if (!api_->handle) return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no actions", id_)};
-    auto text = params.is_null() ? std::string() : json::serialize(params);
+    auto text = params.is_null() ? std::string() : xcore::json_text::serialize(params);
     CContext c(ctx);
     StringSink out;
     auto st = api_->handle(self_, to_c(action), to_c(text), &c.c, &out.sink);
@@ -186,7 +187,7 @@ class InProcessRunner final : public Runner {
       if (!fn) return fail(err, Error{ErrorCode::invalid_argument, "hook handler is NULL"});
       std::string hook_name(from_c(hook));
       HookHandler h = [fn, user, hook_name](const HookEvent& ev) -> HookReply {
-        auto payload = json::serialize(ev.payload);
+        auto payload = xcore::json_text::serialize(ev.payload);
         StringSink reply;
         auto st = fn(user, to_c(hook_name), to_c(payload), to_c(ev.tenant), &reply.sink);
         if (st == XCORE_HOOK_VETO) return HookReply::veto(reply.text);
@@ -219,7 +220,7 @@ class InProcessRunner final : public Runner {
     auto r = self(host).services_.call(service, request, ctx);
     if (!r) return fail(out, r.error());
     switch (answer) {
-      case Answer::json: write_sink(out, json::serialize(*r)); break;
+      case Answer::json: write_sink(out, xcore::json_text::serialize(*r)); break;
       case Answer::none: break;
       case Answer::secret: {
         const auto* v = r->is_object() ? r->get_object().if_contains("value") : nullptr;

@@ -1,4 +1,5 @@
 #include "sandbox/sandbox_runner.hpp"
+#include <xcore/json_text.hpp>
 
 #include <boost/json/serialize.hpp>
 #include <fcntl.h>
@@ -430,7 +431,7 @@ class SandboxRunner final : public Runner {
     const std::string manifest = manifest_.file.string();
     const std::string binary = binary_.string();
     const std::string parent = std::to_string(::getpid());
-    const std::string policy = json::serialize(policy_.to_json());
+    const std::string policy = xcore::json_text::serialize(policy_.to_json());
     std::vector<char*> argv{const_cast<char*>(host.c_str()), const_cast<char*>("--manifest"), const_cast<char*>(manifest.c_str()),
                             const_cast<char*>(external_ ? "--exec" : "--binary"), const_cast<char*>(external_ ? "1" : binary.c_str()),
                             const_cast<char*>("--parent"), const_cast<char*>(parent.c_str()), const_cast<char*>("--policy"),

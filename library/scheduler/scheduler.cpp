@@ -1,4 +1,5 @@
 #include <xcore/scheduler.hpp>
+#include <xcore/json_text.hpp>
 
 #include <xcore/manager.hpp>
 
@@ -178,7 +179,7 @@ struct Scheduler::Impl {
         XCORE_ASSIGN_OR_RETURN(auto r, options.manager->call_tool(spec.target.name, args, ctx));
         auto out = r.to_mcp();
         if (r.is_error) {
-          Error e{ErrorCode::internal, fmt::format("tool '{}' answered an error: {}", spec.target.name, json::serialize(out))};
+          Error e{ErrorCode::internal, fmt::format("tool '{}' answered an error: {}", spec.target.name, xcore::json_text::serialize(out))};
           return e;
         }
         return json::value(std::move(out));
@@ -533,7 +534,7 @@ Result<std::string> Scheduler::run_now(std::string_view id, const json::value& i
     if (e.running >= e.spec.max_instances) {
       s.skipped(e.spec, fmt::format("{} (refused): {} run(s) still in progress (max_instances {})", reason, e.running, e.spec.max_instances), std::nullopt);
       Error err{ErrorCode::resource_exhausted, fmt::format("job '{}' has {} run(s) in progress (max_instances {})", id, e.running, e.spec.max_instances)};
-      err.details = json::serialize(json::object{{"retry_after", 1}});
+      err.details = xcore::json_text::serialize(json::object{{"retry_after", 1}});
       return err;
     }
     auto run = s.make_run(e.spec, std::string(reason), std::nullopt);

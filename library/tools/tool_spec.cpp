@@ -1,5 +1,6 @@
 // ToolSpec and ToolResult: reading and writing the MCP shapes.
 #include <xcore/tools.hpp>
+#include <xcore/json_text.hpp>
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value_from.hpp>
@@ -147,7 +148,7 @@ Result<ToolResult> ToolResult::from_mcp(json::value&& v) {
 json::object ToolResult::to_mcp() const {
   json::object o;
   if (content.empty() && !structured.is_null())
-    o["content"] = json::array{json::object{{"type", "text"}, {"text", json::serialize(structured)}}};
+    o["content"] = json::array{json::object{{"type", "text"}, {"text", xcore::json_text::serialize(structured)}}};
   else
     o["content"] = content;
   if (!structured.is_null()) o["structuredContent"] = structured;

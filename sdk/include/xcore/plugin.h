@@ -70,6 +70,9 @@ enum {
   XCORE_E_INCOMPATIBLE = 12,
   XCORE_E_INTERNAL = 13,
   XCORE_E_UNAUTHENTICATED = 14,
+  /* The plugin's own failure (an exception, a broken invariant). Hosts also read XCORE_E_INTERNAL from a
+   * plugin this way: internal is the host's own bug, never the plugin's. */
+  XCORE_E_PLUGIN_ERROR = 15,
   /* Only from a hook handler: veto the event; the sink holds the reason. */
   XCORE_HOOK_VETO = 100
 };

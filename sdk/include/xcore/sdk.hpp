@@ -13,6 +13,7 @@
 //   XCORE_PLUGIN(Hello, "hello", "1.0.0")
 #pragma once
 
+#include <xcore/json_text.hpp>
 #include <xcore/plugin.h>
 
 #include <boost/json.hpp>
@@ -97,10 +98,10 @@ std::int32_t guard(xcore_sink* out, F&& f) noexcept {
     return e.code();
   } catch (const std::exception& e) {
     write(out, e.what());
-    return XCORE_E_INTERNAL;
+    return XCORE_E_PLUGIN_ERROR;
   } catch (...) {
     write(out, "a non-standard exception");
-    return XCORE_E_INTERNAL;
+    return XCORE_E_PLUGIN_ERROR;
   }
 }
 // Per-call scratch memory: a call's arguments and whatever the handler builds from them live in a stack
@@ -154,11 +155,11 @@ struct ToolOutput {
   // The MCP CallToolResult text, written without building (and copying into) an intermediate object.
   std::string to_json_text() const {
     std::string out = "{\"content\":";
-    out += json::serialize(content);
+    out += xcore::json_text::serialize(content);
     out += is_error ? ",\"isError\":true" : ",\"isError\":false";
     if (!structured.is_null()) {
       out += ",\"structuredContent\":";
-      out += json::serialize(structured);
+      out += xcore::json_text::serialize(structured);
     }
     out += '}';
     return out;
@@ -240,14 +241,14 @@ class Host {
 
   // Another tool, by name; the answer is an MCP CallToolResult object.
   json::object call_tool(std::string_view name, const json::value& args, const Context& ctx = {}) const {
-    auto text = json::serialize(args);
+    auto text = xcore::json_text::serialize(args);
     detail::StringSink out;
     check(api_->call_tool(api_->host, detail::str(name), detail::str(text), ctx.raw(), &out.sink), out.text);
     return json::parse(out.text).as_object();
   }
   json::value call_action(std::string_view plugin, std::string_view action, const json::value& params,
                           const Context& ctx = {}) const {
-    auto text = json::serialize(params);
+    auto text = xcore::json_text::serialize(params);
     detail::StringSink out;
     check(api_->call_action(api_->host, detail::str(plugin), detail::str(action), detail::str(text), ctx.raw(), &out.sink),
           out.text);
@@ -269,7 +270,7 @@ class Host {
   // "params"}. The job ends with the plugin (or unschedule()).
   void schedule(const json::object& job) const {
     require(XCORE_HAS_MEMBER(xcore_host_api, api_, schedule_job), "scheduling", "1.1");
-    auto text = json::serialize(job);
+    auto text = xcore::json_text::serialize(job);
     detail::StringSink err;
     check(api_->schedule_job(api_->host, detail::str(text), &err.sink), err.text);
   }
@@ -282,13 +283,13 @@ class Host {
   // It lasts as long as this load of the plugin (register it again in on_load).
   void register_route(const json::object& route) const {
     require(XCORE_HAS_MEMBER(xcore_host_api, api_, register_route), "routes", "1.1");
-    auto text = json::serialize(route);
+    auto text = xcore::json_text::serialize(route);
     detail::StringSink err;
     check(api_->register_route(api_->host, detail::str(text), &err.sink), err.text);
   }
   // {"results":[...],"vetoed":bool,"veto_reason":"..."}
   json::object emit(std::string_view hook, const json::value& payload) const {
-    auto text = json::serialize(payload);
+    auto text = xcore::json_text::serialize(payload);
     detail::StringSink out;
     check(api_->emit_hook(api_->host, detail::str(hook), detail::str(text), &out.sink), out.text);
     return json::parse(out.text).as_object();
@@ -297,7 +298,7 @@ class Host {
   // is a JSON object, the answer whatever the service returns.
   json::value call(std::string_view service, const json::object& request = {}, const Context& ctx = {}) const {
     require(XCORE_HAS_MEMBER(xcore_host_api, api_, call_host), "services by name", "1.2");
-    auto text = json::serialize(request);
+    auto text = xcore::json_text::serialize(request);
     detail::StringSink out;
     check(api_->call_host(api_->host, detail::str(service), detail::str(text), ctx.raw(), &out.sink), out.text);
     return out.text.empty() ? json::value() : json::parse(out.text);
@@ -345,7 +346,7 @@ class Plugin {
   }
   // Add a tool while running (after on_load). Thread-safe with calls in flight.
   void publish_tool(ToolBuilder builder) {
-    auto text = json::serialize(builder.spec());
+    auto text = xcore::json_text::serialize(builder.spec());
     {
       std::lock_guard lock(mutex_);
       if (find_tool_locked(builder.name())) throw Error(XCORE_E_ALREADY_EXISTS, "tool '" + std::string(builder.name()) + "' exists");
@@ -388,7 +389,7 @@ class Plugin {
       detail::CallArena arena;
       json::value p = payload.size ? detail::parse(detail::view(payload), arena.storage()) : json::value();
       json::value r = slot->fn(detail::view(hook), p, detail::view(tenant));
-      if (!r.is_null()) detail::write(reply, json::serialize(r));
+      if (!r.is_null()) detail::write(reply, xcore::json_text::serialize(r));
     });
   }
 
@@ -461,14 +462,14 @@ struct Adapter {
     return guard(err, [&] { self(p)->on_config(detail::parse_or_empty(config).as_object()); });
   }
   static std::int32_t health(void* p, xcore_sink* out) {
-    return guard(out, [&] { detail::write(out, json::serialize(self(p)->health())); });
+    return guard(out, [&] { detail::write(out, xcore::json_text::serialize(self(p)->health())); });
   }
   static std::int32_t list_tools(void* p, xcore_sink* out) {
     return guard(out, [&] {
       json::array a;
       std::lock_guard lock(self(p)->mutex_);
       for (const auto& t : self(p)->tools_) a.push_back(t.spec());
-      detail::write(out, json::serialize(a));
+      detail::write(out, xcore::json_text::serialize(a));
     });
   }
   static std::int32_t call_tool(void* p, xcore_str name, xcore_str args, const xcore_call_context* ctx, xcore_sink* out) {
@@ -487,7 +488,7 @@ struct Adapter {
       detail::CallArena arena;
       json::value prm = params.size ? detail::parse(detail::view(params), arena.storage()) : json::value();
       json::value r = self(p)->handle(detail::view(action), prm, Context(ctx));
-      detail::write(out, json::serialize(r));
+      detail::write(out, xcore::json_text::serialize(r));
     });
   }
 

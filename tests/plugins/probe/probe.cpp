@@ -31,6 +31,8 @@ class Probe : public xcore::sdk::Plugin {
       --held_;
       return ToolOutput(json::object{{"version", PROBE_VERSION}, {"released", true}});
     });
+    // A plugin's own failure: an exception the SDK turns into an error status.
+    tool("boom").handler([](const json::object&, const Context&) -> ToolOutput { throw std::runtime_error("kaboom"); });
 #if PROBE_VERSION >= 2
     tool("added_in_v2").handler([](const json::object&, const Context&) { return ToolOutput::text("v2"); });
 #endif
@@ -55,6 +57,7 @@ class Probe : public xcore::sdk::Plugin {
     const auto& p = params.is_object() ? params.as_object() : json::object();
     auto str = [&](const char* k) { return std::string(p.at(k).as_string()); };
     if (action == "held") return held_.load();
+    if (action == "boom") throw std::logic_error("kaboom");
     if (action == "release") {
       release_ = true;
       return true;
