@@ -133,7 +133,10 @@ ConnectionStream::ConnectionStream(int sock, int stop_fd, const HttpLimits& limi
 void ConnectionStream::enter(Phase phase) {
   phase_ = phase;
   expired_ = false;
-  if (phase == Phase::headers) deadline_ = Clock::now() + limits_.header_timeout;
+  if (phase == Phase::headers) {
+    start_ = Clock::now();
+    deadline_ = start_ + limits_.header_timeout;
+  }
   else if (phase == Phase::body) deadline_ = Clock::now() + limits_.body_timeout;
 }
 

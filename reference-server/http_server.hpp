@@ -89,7 +89,14 @@ class ConnectionStream final : public httplib::Stream {
   // The phase's deadline passed while the stream waited for the client.
   bool expired() const { return expired_; }
   bool wrote() const { return wrote_; }
-  void reset_for_request() { wrote_ = false; }
+  void reset_for_request() {
+    wrote_ = false;
+    routed = false;
+  }
+  // When the request's first byte was here (its headers' deadline counts from it).
+  std::chrono::steady_clock::time_point request_start() const { return start_; }
+  // A route took the request and recorded it in its metrics.
+  bool routed = false;
 
   // A request whose framing can no longer be trusted (a body left unread, a smuggling attempt): the
   // connection carries no further request.
@@ -102,7 +109,7 @@ class ConnectionStream final : public httplib::Stream {
   int sock_, stop_fd_;
   const HttpLimits& limits_;
   Phase phase_ = Phase::idle;
-  std::chrono::steady_clock::time_point deadline_{};
+  std::chrono::steady_clock::time_point deadline_{}, start_{};
   mutable bool expired_ = false;
   bool wrote_ = false;
   char buffer_[4096];

@@ -4,9 +4,6 @@
 namespace xcore::server {
 
 void Server::Impl::add_access_routes() {
-  const std::string id = kIdPattern;
-  const std::string name = kNamePattern;
-  const std::string user_name = "([A-Za-z0-9._@-]{1,64})";
 
   // ---- auth
   route("POST", "/api/v1/auth/login", Role::anonymous, "exchange user name and password for tokens ({username, password, tenant?})", [this](Call& c) -> Result<Reply> {
@@ -70,12 +67,12 @@ void Server::Impl::add_access_routes() {
     for (const auto& n : names) out.emplace_back(n);
     return Reply{200, json::object{{"secrets", std::move(out)}}};
   });
-  route("PUT", "/api/v1/secrets/" + name, Role::admin, "set a secret ({\"value\": ...})", [this](Call& c) -> Result<Reply> {
+  route("PUT", "/api/v1/secrets/{secret}", Role::admin, "set a secret ({\"value\": ...})", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto value, field(c.body, "value"));
     XCORE_TRY(db->put_secret(c.who.tenant, c.arg(1), secrets->seal(c.who.tenant + "/" + c.arg(1), value)));
     return Reply{200, json::object{{"name", c.arg(1)}}};
   });
-  route("DELETE", "/api/v1/secrets/" + name, Role::admin, "delete a secret", [this](Call& c) -> Result<Reply> {
+  route("DELETE", "/api/v1/secrets/{secret}", Role::admin, "delete a secret", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(db->delete_secret(c.who.tenant, c.arg(1)));
     return Reply{200, json::object{{"deleted", c.arg(1)}}};
   });
@@ -108,7 +105,7 @@ void Server::Impl::add_access_routes() {
     XCORE_TRY(created);
     return Reply{201, json::object{{"id", *created}, {"username", username}, {"tenant", tenant}, {"role", role}}};
   });
-  route("PATCH", "/api/v1/users/" + user_name, Role::admin, "change a user's role or password ({role?, password?})", [this](Call& c) -> Result<Reply> {
+  route("PATCH", "/api/v1/users/{user}", Role::admin, "change a user's role or password ({role?, password?})", [this](Call& c) -> Result<Reply> {
     if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected {role?, password?}"};
     std::optional<std::string> role, hash;
     if (c.body.get_object().contains("role")) {
@@ -131,7 +128,7 @@ void Server::Impl::add_access_routes() {
     if (hash) changed.emplace_back("password");
     return Reply{200, json::object{{"username", c.arg(1)}, {"changed", std::move(changed)}}};
   });
-  route("DELETE", "/api/v1/users/" + user_name, Role::admin, "delete a user of this tenant", [this](Call& c) -> Result<Reply> {
+  route("DELETE", "/api/v1/users/{user}", Role::admin, "delete a user of this tenant", [this](Call& c) -> Result<Reply> {
     if (c.arg(1) == c.who.user) return Error{ErrorCode::conflict, "you cannot delete yourself"};
     XCORE_ASSIGN_OR_RETURN(auto uid, db->delete_user(c.who.tenant, c.arg(1)));
     users.forget(uid);
@@ -144,10 +141,11 @@ void Server::Impl::add_access_routes() {
     for (const auto& [tid, tname] : tenants) out.push_back(json::object{{"id", tid}, {"name", tname}});
     return Reply{200, json::object{{"tenants", std::move(out)}}};
   });
-  route("POST", "/api/v1/tenants", Role::admin, "create a tenant ({id, name})", [this, id](Call& c) -> Result<Reply> {
+  route("POST", "/api/v1/tenants", Role::admin, "create a tenant ({id, name})", [this](Call& c) -> Result<Reply> {
     if (c.who.tenant != kDefaultTenant) return Error{ErrorCode::permission_denied, "only the default tenant's admins manage tenants"};
     XCORE_ASSIGN_OR_RETURN(auto tid, field(c.body, "id"));
-    if (!std::regex_match(tid, std::regex(id))) return Error{ErrorCode::invalid_argument, "a tenant id is [a-z0-9][a-z0-9_.-]{0,63}"};
+    static const std::regex tenant_id(std::string(path_parameter("tenant")->pattern));
+    if (!std::regex_match(tid, tenant_id)) return Error{ErrorCode::invalid_argument, "a tenant id is [a-z0-9][a-z0-9_.-]{0,63}"};
     auto tname = field(c.body, "name").value_or(tid);
     XCORE_TRY(db->create_tenant(tid, tname));
     if (auto started = start_tenant(tid, false); !started) {
@@ -214,7 +212,7 @@ void Server::Impl::add_access_routes() {
     return Reply{201, json::object{{"id", tid}, {"name", tname}, {"role", role}, {"token", value}, {"expires_at", t.expires_at},
                                    {"scopes", t.scoped ? json::value(std::move(scopes)) : json::value(nullptr)}}};
   });
-  route("DELETE", "/api/v1/tokens/([0-9]{1,18})", Role::admin, "revoke an API token", [this](Call& c) -> Result<Reply> {
+  route("DELETE", "/api/v1/tokens/{token}", Role::admin, "revoke an API token", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(db->revoke_token(c.who.tenant, std::stoll(c.arg(1))));
     return Reply{200, json::object{{"revoked", std::stoll(c.arg(1))}}};
   });

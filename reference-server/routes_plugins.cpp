@@ -4,8 +4,6 @@
 namespace xcore::server {
 
 void Server::Impl::add_plugin_routes() {
-  const std::string id = kIdPattern;
-  const std::string name = kNamePattern;
 
   // ---- plugins
   route("GET", "/api/v1/plugins", Role::viewer, "this tenant's registered plugins (?state=)", [this](Call& c) -> Result<Reply> {
@@ -91,7 +89,7 @@ void Server::Impl::add_plugin_routes() {
     XCORE_ASSIGN_OR_RETURN(auto body, plugin_json(info, c.who.tenant));
     return Reply{201, std::move(body)};
   });
-  route("POST", "/api/v1/plugins/" + id + "/save", Role::admin, "persist a dynamic plugin's manifest in the plugin folder", [this](Call& c) -> Result<Reply> {
+  route("POST", "/api/v1/plugins/{plugin}/save", Role::admin, "persist a dynamic plugin's manifest in the plugin folder", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     const auto source = info.manifest.file;
     if (source.parent_path().parent_path() != dynamic_dir(c.who.tenant))
@@ -105,17 +103,17 @@ void Server::Impl::add_plugin_routes() {
       return Error{ErrorCode::unavailable, fmt::format("cannot save to {}: {}", target.string(), ec.message())};
     return Reply{200, json::object{{"saved", (target / "plugin.json").string()}}};
   });
-  route("GET", "/api/v1/plugins/" + id, Role::viewer, "one plugin", [this](Call& c) -> Result<Reply> {
+  route("GET", "/api/v1/plugins/{plugin}", Role::viewer, "one plugin", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     XCORE_ASSIGN_OR_RETURN(auto body, plugin_json(info, c.who.tenant));
     return Reply{200, std::move(body)};
   });
-  route("GET", "/api/v1/plugins/" + id + "/health", Role::viewer, "one plugin's health", [this](Call& c) -> Result<Reply> {
+  route("GET", "/api/v1/plugins/{plugin}/health", Role::viewer, "one plugin's health", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     XCORE_ASSIGN_OR_RETURN(auto h, c.manager.health(info.manifest.id));
     return Reply{200, h};
   });
-  route("GET", "/api/v1/plugins/" + id + "/tools", Role::viewer, "one plugin's tools (MCP shape)", [this](Call& c) -> Result<Reply> {
+  route("GET", "/api/v1/plugins/{plugin}/tools", Role::viewer, "one plugin's tools (MCP shape)", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     ToolFilter f;
     f.plugin = info.manifest.id;
@@ -125,7 +123,7 @@ void Server::Impl::add_plugin_routes() {
   for (const char* verb : {"enable", "disable", "load", "unload", "reload"}) {
     const std::string v = verb;
     const Role min = (v == "enable" || v == "disable" || v == "reload") ? Role::operator_ : Role::admin;
-    route("POST", "/api/v1/plugins/" + id + "/" + v, min, v + " a plugin", [this, v](Call& c) -> Result<Reply> {
+    route("POST", "/api/v1/plugins/{plugin}/" + v, min, v + " a plugin", [this, v](Call& c) -> Result<Reply> {
       const auto pid = c.arg(1);
       XCORE_TRY(known(c.manager, pid));
       // The Manager records what each operation changed in the tenant's registrations (cascades and
@@ -142,13 +140,13 @@ void Server::Impl::add_plugin_routes() {
       return Reply{200, std::move(body)};
     });
   }
-  route("GET", "/api/v1/plugins/" + id + "/config", Role::viewer, "a plugin's config", [this](Call& c) -> Result<Reply> {
+  route("GET", "/api/v1/plugins/{plugin}/config", Role::viewer, "a plugin's config", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     json::object out{{"config", info.config}};
     if (info.manifest.config_schema) out["schema"] = *info.manifest.config_schema;
     return Reply{200, out};
   });
-  route("PUT", "/api/v1/plugins/" + id + "/config", Role::operator_, "replace a plugin's config (validated by its config_schema)", [this](Call& c) -> Result<Reply> {
+  route("PUT", "/api/v1/plugins/{plugin}/config", Role::operator_, "replace a plugin's config (validated by its config_schema)", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "the config must be a JSON object"};
     XCORE_TRY(config_allowed(c.who, info, c.body.get_object()));
@@ -167,19 +165,19 @@ void Server::Impl::add_plugin_routes() {
     if (!format.empty() && format != "mcp") return Error{ErrorCode::invalid_argument, fmt::format("format '{}': expected mcp or openai", format)};
     return Reply{200, json::object{{"tools", c.manager.tools().export_mcp(f)}}};
   });
-  route("POST", "/api/v1/tools/" + name + "/invoke", Role::operator_, "call a tool; the body is its arguments", [](Call& c) -> Result<Reply> {
+  route("POST", "/api/v1/tools/{tool}/invoke", Role::operator_, "call a tool; the body is its arguments", [](Call& c) -> Result<Reply> {
     json::value args = c.body.is_null() ? json::value(json::object{}) : c.body;
     XCORE_ASSIGN_OR_RETURN(auto r, c.manager.call_tool(c.arg(1), args, context_of(c)));
     return Reply{200, r.to_mcp()};
   });
-  route("POST", "/app/" + id + "/" + name, Role::operator_, "a plugin action; the body is its parameters", [](Call& c) -> Result<Reply> {
+  route("POST", "/app/{plugin}/{action}", Role::operator_, "a plugin action; the body is its parameters", [](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto r, c.manager.call_action(c.arg(1), c.arg(2), c.body, context_of(c)));
     return Reply{200, r};
   });
   // Routes plugins declare in their manifests, under /plugins/<id>/...: looked up on each request in the
   // tenant's current catalogue, so they come and go with the plugin (and change with a reload).
   for (const char* method : {"GET", "POST", "PUT", "PATCH", "DELETE"}) {
-    route(method, "/plugins/" + id + "(/[^?#]*)?", Role::anonymous, "a route a plugin declares in its manifest", [this, method = std::string(method)](Call& c) -> Result<Reply> {
+    route(method, "/plugins/{plugin}{path}", Role::anonymous, "a route a plugin declares in its manifest", [this, method = std::string(method)](Call& c) -> Result<Reply> {
       if (c.who.role == Role::anonymous) return Error{ErrorCode::unauthenticated, "log in first: plugin routes need a bearer token"};
       const auto plugin = c.arg(1);
       auto info = c.manager.info(plugin);
@@ -205,7 +203,7 @@ void Server::Impl::add_plugin_routes() {
         return Reply{200, out};
       }
       return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no route {} {}", plugin, method, path)};
-    });
+    }, /*permission=*/{}, /*in_document=*/false);  // the document lists each plugin's routes instead
   }
   route("GET", "/api/v1/hooks", Role::viewer, "hooks and their subscribers", [](Call& c) -> Result<Reply> {
     json::array out;

@@ -4,11 +4,8 @@
 namespace xcore::server {
 
 void Server::Impl::add_task_routes() {
-  const std::string id = kIdPattern;
-  const std::string name = kNamePattern;
 
   // ---- scheduled tasks
-  const std::string task = "([A-Za-z0-9._:-]{1,128})";
   route("GET", "/api/v1/tasks", Role::viewer, "this tenant's scheduled tasks", [this](Call& c) -> Result<Reply> {
     json::array out;
     if (auto* s = scheduler_of(c.who.tenant))
@@ -29,7 +26,7 @@ void Server::Impl::add_task_routes() {
     XCORE_ASSIGN_OR_RETURN(auto id, s->add(std::move(spec)));
     return Reply{201, task_json(*s->get(id))};
   });
-  route("GET", "/api/v1/tasks/" + task, Role::viewer, "one task, with its next fire times", [this](Call& c) -> Result<Reply> {
+  route("GET", "/api/v1/tasks/{task}", Role::viewer, "one task, with its next fire times", [this](Call& c) -> Result<Reply> {
     auto* s = scheduler_of(c.who.tenant);
     auto j = s->get(c.arg(1));
     if (!j) return Error{ErrorCode::not_found, fmt::format("no task '{}'", c.arg(1))};
@@ -39,7 +36,7 @@ void Server::Impl::add_task_routes() {
     o["next_runs"] = std::move(next);
     return Reply{200, o};
   });
-  route("PATCH", "/api/v1/tasks/" + task, Role::operator_, "change a task (the fields given replace the task's)", [this](Call& c) -> Result<Reply> {
+  route("PATCH", "/api/v1/tasks/{task}", Role::operator_, "change a task (the fields given replace the task's)", [this](Call& c) -> Result<Reply> {
     auto* s = scheduler_of(c.who.tenant);
     auto j = s->get(c.arg(1));
     if (!j) return Error{ErrorCode::not_found, fmt::format("no task '{}'", c.arg(1))};
@@ -55,22 +52,22 @@ void Server::Impl::add_task_routes() {
     XCORE_TRY(s->update(c.arg(1), std::move(spec)));
     return Reply{200, task_json(*s->get(c.arg(1)))};
   });
-  route("DELETE", "/api/v1/tasks/" + task, Role::operator_, "delete a task and its history", [this](Call& c) -> Result<Reply> {
+  route("DELETE", "/api/v1/tasks/{task}", Role::operator_, "delete a task and its history", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(scheduler_of(c.who.tenant)->remove(c.arg(1)));
     return Reply{200, json::object{{"deleted", c.arg(1)}}};
   });
-  route("POST", "/api/v1/tasks/" + task + "/run", Role::operator_, "run a task now", [this](Call& c) -> Result<Reply> {
+  route("POST", "/api/v1/tasks/{task}/run", Role::operator_, "run a task now", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto run, scheduler_of(c.who.tenant)->run_now(c.arg(1), nullptr, "manual"));
     return Reply{202, json::object{{"run_id", run}, {"task_id", c.arg(1)}}};
   });
   for (const char* verb : {"pause", "resume"}) {
-    route("POST", "/api/v1/tasks/" + task + "/" + verb, Role::operator_, std::string(verb) + " a task", [this, v = std::string(verb)](Call& c) -> Result<Reply> {
+    route("POST", "/api/v1/tasks/{task}/" + std::string(verb), Role::operator_, std::string(verb) + " a task", [this, v = std::string(verb)](Call& c) -> Result<Reply> {
       auto* s = scheduler_of(c.who.tenant);
       XCORE_TRY(v == "pause" ? s->pause(c.arg(1)) : s->resume(c.arg(1)));
       return Reply{200, task_json(*s->get(c.arg(1)))};
     });
   }
-  route("GET", "/api/v1/tasks/" + task + "/runs", Role::viewer, "a task's runs, newest first (?limit=)", [this](Call& c) -> Result<Reply> {
+  route("GET", "/api/v1/tasks/{task}/runs", Role::viewer, "a task's runs, newest first (?limit=)", [this](Call& c) -> Result<Reply> {
     auto* s = scheduler_of(c.who.tenant);
     if (!s->get(c.arg(1))) return Error{ErrorCode::not_found, fmt::format("no task '{}'", c.arg(1))};
     std::size_t limit = 100;
@@ -83,7 +80,7 @@ void Server::Impl::add_task_routes() {
   // Signed webhooks, per tenant: HMAC-SHA256 over "<timestamp>.<body>" with the task's secret, a timestamp
   // window, and each signature accepted once. Every refusal of a signed post reads the same, so the
   // answers tell nothing of which webhooks or secrets exist; failures are limited per address.
-  route("POST", "/api/v1/webhooks/" + id + "/" + name, Role::anonymous,
+  route("POST", "/api/v1/webhooks/{tenant}/{webhook}", Role::anonymous,
         "trigger a tenant's webhook task (X-Xcore-Timestamp, X-Xcore-Signature: sha256=<hex>)", [this](Call& c) -> Result<Reply> {
     const auto stamp = c.req.get_header_value("X-Xcore-Timestamp");
     auto signature = c.req.get_header_value("X-Xcore-Signature");

@@ -9,15 +9,15 @@ std::string process_metrics() {
   rusage ru{};
   ::getrusage(RUSAGE_SELF, &ru);
   double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-  out += fmt::format("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n", cpu);
+  out += fmt::format("# HELP process_cpu_seconds_total CPU time the server used, user and system.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n", cpu);
   std::ifstream statm("/proc/self/statm");
   std::uint64_t size = 0, resident = 0;
   statm >> size >> resident;
-  out += fmt::format("# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n", resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+  out += fmt::format("# HELP process_resident_memory_bytes Resident memory of the server.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n", resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
   std::size_t fds = 0;
   std::error_code ec;
   for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) ++fds;
-  out += fmt::format("# TYPE process_open_fds gauge\nprocess_open_fds {}\n", fds);
+  out += fmt::format("# HELP process_open_fds Open file descriptors of the server.\n# TYPE process_open_fds gauge\nprocess_open_fds {}\n", fds);
   return out;
 }
 
@@ -45,8 +45,6 @@ void Server::Impl::add_routes() {
 }
 
 void Server::Impl::add_meta_routes() {
-  const std::string id = kIdPattern;
-  const std::string name = kNamePattern;
 
 
   route("GET", "/healthz", Role::anonymous, "liveness", [](Call&) -> Result<Reply> { return Reply{200, json::object{{"status", "ok"}}}; });
@@ -86,69 +84,84 @@ fetch('/openapi.json').then(r => r.json()).then(doc => {
 )html";
     return Reply{200, nullptr, page, "text/html; charset=utf-8"};
   });
-  route("GET", "/openapi.json", Role::anonymous, "this document", [this](Call&) -> Result<Reply> {
-    json::object paths;
-    for (const auto& r : routes) {
-      // "/api/v1/plugins/([a-z0-9]...)/tools" -> "/api/v1/plugins/{p1}/tools"
-      std::string path;
-      int n = 0;
-      for (std::size_t i = 0; i < r.pattern.size(); ++i) {
-        if (r.pattern[i] != '(') {
-          path.push_back(r.pattern[i]);
-          continue;
-        }
-        int depth = 0;
-        for (; i < r.pattern.size(); ++i) {
-          if (r.pattern[i] == '(') ++depth;
-          if (r.pattern[i] == ')' && --depth == 0) break;
-        }
-        path += fmt::format("{{p{}}}", ++n);
-      }
-      std::string m = r.method;
-      std::transform(m.begin(), m.end(), m.begin(), ::tolower);
-      json::object op{{"summary", r.summary}, {"responses", json::object{{"200", json::object{{"description", "JSON"}}}}}};
-      if (r.min_role != Role::anonymous) {
-        op["security"] = json::array{json::object{{"bearer", json::array{}}}};
-        op["x-xcore-role"] = role_name(r.min_role);
-        if (!r.permission.empty()) op["x-xcore-permission"] = r.permission;
-      }
-      json::array params;
-      for (int i = 1; i <= n; ++i) params.push_back(json::object{{"name", fmt::format("p{}", i)}, {"in", "path"}, {"required", true}, {"schema", json::object{{"type", "string"}}}});
-      if (n) op["parameters"] = std::move(params);
-      auto& entry = paths[path];
-      if (!entry.is_object()) entry.emplace_object();
-      entry.get_object()[m] = std::move(op);
-    }
-    json::object doc{{"openapi", "3.1.0"},
-                     {"info", json::object{{"title", "xcore-server"}, {"version", "0.1.0"}}},
-                     {"paths", std::move(paths)},
-                     {"components", json::object{{"securitySchemes", json::object{{"bearer", json::object{{"type", "http"}, {"scheme", "bearer"}, {"bearerFormat", "JWT"}}}}}}}};
-    return Reply{200, doc};
-  });
+  route("GET", "/openapi.json", Role::anonymous, "this API as an OpenAPI 3.1 document (with the caller's tenant's plugin routes)",
+        [this](Call& c) -> Result<Reply> { return Reply{200, openapi_document(c)}; });
+}
+
+// One metric family's HELP and TYPE lines: every family has both (promtool checks it).
+static void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+static void histogram(std::string& out, std::string_view name, const std::string& labels, const std::array<std::uint64_t, kLatencyBuckets.size()>& buckets,
+               std::uint64_t count, double sum) {
+  const auto sep = labels.empty() ? "" : ",";
+  for (std::size_t i = 0; i < buckets.size(); ++i) out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, kLatencyBuckets[i], buckets[i]);
+  out += fmt::format("{}_bucket{{{}{}le=\"+Inf\"}} {}\n", name, labels, sep, count);
+  out += fmt::format("{}_sum{{{}}} {}\n{}_count{{{}}} {}\n", name, labels, sum, name, labels, count);
 }
 
 std::string Server::Impl::metrics(const std::string& only_tenant) {
   std::string out;
   const bool everything = only_tenant.empty();
   if (everything) {
-    out += fmt::format("# TYPE xcore_http_requests_total counter\nxcore_http_requests_total {}\n", requests.load());
-    out += fmt::format("# TYPE xcore_audit_dropped_total counter\nxcore_audit_dropped_total {}\n", audit->dropped());
-    out += fmt::format("# TYPE xcore_password_hashes_peak gauge\nxcore_password_hashes_peak {}\n", passwords.peak());
+    // Requests by route template (bounded: the route table's size), method and status.
+    auto each_route = [&](auto&& f) {
+      for (const auto& r : routes) f(r.method, r.path, *r.stats);
+      f(std::string("any"), std::string("unmatched"), unmatched);
+    };
+    family(out, "xcore_http_requests_total", "counter", "HTTP requests answered, by method, route template and status.");
+    each_route([&](const std::string& method, const std::string& route, const RouteStats& st) {
+      for (const auto& [status, n] : st.by_status())
+        out += fmt::format("xcore_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{}\"}} {}\n", method, label(route), status, n);
+    });
+    family(out, "xcore_http_request_duration_seconds", "histogram", "Time from a request's first byte to its answer, by method and route template.");
+    each_route([&](const std::string& method, const std::string& route, const RouteStats& st) {
+      if (st.count() == 0) return;
+      histogram(out, "xcore_http_request_duration_seconds", fmt::format("method=\"{}\",route=\"{}\"", method, label(route)), st.buckets(), st.count(), st.sum_seconds());
+    });
+    const auto& h = http.counters();
+    family(out, "xcore_http_connections_total", "counter", "TCP connections accepted.");
+    out += fmt::format("xcore_http_connections_total {}\n", h.connections_total.load());
+    family(out, "xcore_http_connections_open", "gauge", "TCP connections open now.");
+    out += fmt::format("xcore_http_connections_open {}\n", h.connections_open.load());
+    family(out, "xcore_http_connections_closed_total", "counter", "Connections the server closed on a limit, by reason.");
+    out += fmt::format("xcore_http_connections_closed_total{{reason=\"header_timeout\"}} {}\n", h.header_timeouts.load());
+    out += fmt::format("xcore_http_connections_closed_total{{reason=\"body_timeout\"}} {}\n", h.body_timeouts.load());
+    out += fmt::format("xcore_http_connections_closed_total{{reason=\"idle_timeout\"}} {}\n", h.idle_closes.load());
+    out += fmt::format("xcore_http_connections_closed_total{{reason=\"per_address_limit\"}} {}\n", h.refused_per_address.load());
+    family(out, "xcore_http_workers", "gauge", "HTTP worker threads, by state.");
+    out += fmt::format("xcore_http_workers{{state=\"busy\"}} {}\n", h.workers_busy.load());
+    out += fmt::format("xcore_http_workers{{state=\"idle\"}} {}\n", std::max<std::int64_t>(0, h.workers.load() - h.workers_busy.load()));
+    family(out, "xcore_http_workers_peak", "gauge", "The most HTTP worker threads alive at once since start.");
+    out += fmt::format("xcore_http_workers_peak {}\n", h.workers_peak.load());
+    family(out, "xcore_http_connections_queued", "gauge", "Accepted connections waiting for a worker.");
+    out += fmt::format("xcore_http_connections_queued {}\n", std::max<std::int64_t>(0, h.queued.load()));
+    family(out, "xcore_audit_dropped_total", "counter", "Audit rows dropped because the writer's queue was full.");
+    out += fmt::format("xcore_audit_dropped_total {}\n", audit->dropped());
+    family(out, "xcore_password_hashes_peak", "gauge", "The most password hashes that ran at once.");
+    out += fmt::format("xcore_password_hashes_peak {}\n", passwords.peak());
   }
-  out += "# TYPE xcore_plugin_calls_total counter\n# TYPE xcore_plugin_errors_total counter\n# TYPE xcore_plugin_in_flight gauge\n"
-         "# TYPE xcore_sandbox_restarts_total counter\n";
   std::shared_lock lock(tenants_mutex);
+  std::string calls, errors, in_flight, restarts;
   for (const auto& [tenant, m] : tenants)
     for (const auto& info : everything || tenant == only_tenant ? m->list() : std::vector<PluginInfo>{}) {
       auto labels = fmt::format("tenant=\"{}\",plugin=\"{}\"", label(tenant), label(info.manifest.id));
-      out += fmt::format("xcore_plugin_calls_total{{{}}} {}\n", labels, info.stats.calls);
-      out += fmt::format("xcore_plugin_errors_total{{{}}} {}\n", labels, info.stats.errors);
-      out += fmt::format("xcore_plugin_in_flight{{{}}} {}\n", labels, info.stats.in_flight);
+      calls += fmt::format("xcore_plugin_calls_total{{{}}} {}\n", labels, info.stats.calls);
+      errors += fmt::format("xcore_plugin_errors_total{{{}}} {}\n", labels, info.stats.errors);
+      in_flight += fmt::format("xcore_plugin_in_flight{{{}}} {}\n", labels, info.stats.in_flight);
       if (auto it = info.runner.find("restarts"); it != info.runner.end())
-        out += fmt::format("xcore_sandbox_restarts_total{{{}}} {}\n", labels, it->value().to_number<std::uint64_t>());
+        restarts += fmt::format("xcore_sandbox_restarts_total{{{}}} {}\n", labels, it->value().to_number<std::uint64_t>());
     }
-  out += "# TYPE xcore_tool_calls_total counter\n# TYPE xcore_tool_errors_total counter\n# TYPE xcore_tool_rejected_total counter\n"
-         "# TYPE xcore_tool_duration_seconds histogram\n";
+  family(out, "xcore_plugin_calls_total", "counter", "Calls into a plugin (tools and actions), by tenant and plugin.");
+  out += calls;
+  family(out, "xcore_plugin_errors_total", "counter", "Calls into a plugin that failed, by tenant and plugin.");
+  out += errors;
+  family(out, "xcore_plugin_in_flight", "gauge", "Calls running in a plugin now, by tenant and plugin.");
+  out += in_flight;
+  family(out, "xcore_sandbox_restarts_total", "counter", "Restarts of a sandboxed plugin's process, by tenant and plugin.");
+  out += restarts;
+  std::string tool_calls, tool_errors, tool_rejected, tool_durations;
   for (const auto& [tenant, m] : tenants) {
     if (!everything && tenant != only_tenant) continue;
     ToolFilter all;
@@ -156,16 +169,24 @@ std::string Server::Impl::metrics(const std::string& only_tenant) {
     for (const auto& t : m->tools().list(all)) {
       auto labels = fmt::format("tenant=\"{}\",tool=\"{}\"", label(tenant), label(t.qualified_name));
       const auto& tm = t.metrics;
-      out += fmt::format("xcore_tool_calls_total{{{}}} {}\n", labels, tm.calls);
-      out += fmt::format("xcore_tool_errors_total{{{}}} {}\n", labels, tm.errors);
-      out += fmt::format("xcore_tool_rejected_total{{{}}} {}\n", labels, tm.rejected);
+      tool_calls += fmt::format("xcore_tool_calls_total{{{}}} {}\n", labels, tm.calls);
+      tool_errors += fmt::format("xcore_tool_errors_total{{{}}} {}\n", labels, tm.errors);
+      tool_rejected += fmt::format("xcore_tool_rejected_total{{{}}} {}\n", labels, tm.rejected);
       for (const auto& b : tm.buckets)
-        if (std::isfinite(b.le_seconds)) out += fmt::format("xcore_tool_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", labels, b.le_seconds, b.count);
-      out += fmt::format("xcore_tool_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", labels, tm.calls);
-      out += fmt::format("xcore_tool_duration_seconds_sum{{{}}} {}\n", labels, tm.total_seconds);
-      out += fmt::format("xcore_tool_duration_seconds_count{{{}}} {}\n", labels, tm.calls);
+        if (std::isfinite(b.le_seconds)) tool_durations += fmt::format("xcore_tool_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", labels, b.le_seconds, b.count);
+      tool_durations += fmt::format("xcore_tool_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", labels, tm.calls);
+      tool_durations += fmt::format("xcore_tool_duration_seconds_sum{{{}}} {}\n", labels, tm.total_seconds);
+      tool_durations += fmt::format("xcore_tool_duration_seconds_count{{{}}} {}\n", labels, tm.calls);
     }
   }
+  family(out, "xcore_tool_calls_total", "counter", "Tool calls, by tenant and tool.");
+  out += tool_calls;
+  family(out, "xcore_tool_errors_total", "counter", "Tool calls that failed, by tenant and tool.");
+  out += tool_errors;
+  family(out, "xcore_tool_rejected_total", "counter", "Tool calls refused before the plugin ran (arguments, permissions, limits), by tenant and tool.");
+  out += tool_rejected;
+  family(out, "xcore_tool_duration_seconds", "histogram", "Tool call latency, by tenant and tool.");
+  out += tool_durations;
   if (everything) out += process_metrics();
   return out;
 }
@@ -204,6 +225,12 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
     res.status = status;
   });
   s.add_routes();
+  // Requests no route took (404s, refusals before routing) are metered too, under route="unmatched".
+  s.http.set_logger([&s](const httplib::Request&, const httplib::Response& res) {
+    auto* c = HttpServer::current();
+    if (c && c->routed) return;
+    s.unmatched.record(res.status, c ? std::chrono::duration<double>(std::chrono::steady_clock::now() - c->request_start()).count() : 0.0);
+  });
   s.http.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) { return s.screen(req, res); });
   if (s.config.port == 0) {
     s.bound_port = s.http.bind_to_any_port(s.config.host);

@@ -31,6 +31,7 @@
 #include "database.hpp"
 #include "http_server.hpp"
 #include "jwt.hpp"
+#include "route_table.hpp"
 
 #include "server.hpp"
 
@@ -85,12 +86,8 @@ struct Server::Impl {
   std::map<int, std::uint64_t> by_status;
   std::atomic<bool> ready{false};
 
-  struct Route {
-    std::string method, pattern, summary;
-    Role min_role;
-    std::string permission;  // besides the role; empty: none
-  };
-  std::vector<Route> routes;
+  std::deque<RouteSpec> routes;  // the route table (route_table.hpp); a deque: entries never move
+  RouteStats unmatched;           // requests no route took (404s, refusals before routing)
 
   explicit Impl(ServerConfig c)
       : config(std::move(c)),
@@ -231,7 +228,7 @@ struct Server::Impl {
     constexpr std::string_view api = "/api/v1/";
     if (!pattern.starts_with(api)) return {};
     auto rest = pattern.substr(api.size());
-    auto area = rest.substr(0, rest.find_first_of("/("));
+    auto area = rest.substr(0, rest.find_first_of("/{"));
     if (area == "tools" && pattern.ends_with("/invoke")) return {};
     return fmt::format("{}.{}", area, method == "GET" ? "read" : "write");
   }
@@ -242,17 +239,28 @@ struct Server::Impl {
     fail(res, e, request_id);
   }
 
-  // Registers a route: its least role, the permission it needs (by default its area's, see
-  // route_permission), and the handler. Bodies are read here, bounded whether sent with Content-Length or
-  // chunked, and parsed once.
-  void route(const char* method, const std::string& pattern, Role min_role, std::string summary, Handler handler, std::string permission = {}) {
-    if (permission.empty()) permission = route_permission(method, pattern, min_role);
-    routes.push_back({method, pattern, std::move(summary), min_role, permission});
-    route_patterns.emplace_back(method, std::regex(pattern));
-    auto serve = [this, min_role, permission, handler = std::move(handler), method = std::string(method)](const httplib::Request& req, httplib::Response& res,
-                                                                                                         std::string raw) {
+  // Registers a route: its path template (named parameters, route_table.cpp), its least role, the
+  // permission it needs (by default its area's, see route_permission), and the handler. Bodies are read
+  // here, bounded whether sent with Content-Length or chunked, and parsed once. `in_document`: false for
+  // a family of routes that /openapi.json lists one by one (plugins' own routes).
+  void route(const char* method, std::string path, Role min_role, std::string summary, Handler handler, std::string permission = {},
+             bool in_document = true) {
+    auto& spec = routes.emplace_back();
+    spec.method = method;
+    spec.path = std::move(path);
+    spec.summary = std::move(summary);
+    spec.min_role = min_role;
+    spec.in_document = in_document;
+    compile_route(spec);
+    spec.permission = permission.empty() ? route_permission(method, spec.path, min_role) : std::move(permission);
+    route_patterns.emplace_back(method, std::regex(spec.regex));
+    const std::string pattern = spec.regex;
+    auto serve = [this, min_role, permission = spec.permission, stats = spec.stats.get(), handler = std::move(handler),
+                  method = std::string(method)](const httplib::Request& req, httplib::Response& res, std::string raw) {
+      auto* connection = HttpServer::current();
       // The request is all here: what the handler takes is the server's time, not the client's.
-      if (auto* c = HttpServer::current()) c->enter(ConnectionStream::Phase::handler);
+      if (connection) connection->enter(ConnectionStream::Phase::handler);
+      RouteRecord record{stats, connection, res};
       ++requests;
       const auto request_id = request_id_of(req);
       auto who = authenticate(req);
@@ -319,7 +327,7 @@ struct Server::Impl {
       http.Get(pattern, [serve](const httplib::Request& req, httplib::Response& res) { serve(req, res, req.body); });
       return;
     }
-    auto read = [this, serve](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+    auto read = [this, serve, stats = spec.stats.get()](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
       std::string raw;
       bool too_large = std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > config.max_body_bytes;
       const bool read_all = !too_large && reader([&](const char* data, std::size_t n) {
@@ -333,6 +341,7 @@ struct Server::Impl {
         mark_connection_unusable();
         const auto rid = request_id_of(req);
         auto* connection = HttpServer::current();
+        RouteRecord record{stats, connection, res};  // a refused body is this route's answer too
         if (connection && connection->expired()) {
           fail(res, Error{ErrorCode::timeout, fmt::format("the request's body did not arrive within {} ms", config.http.body_timeout.count())}, rid);
           res.status = 408;
@@ -351,6 +360,18 @@ struct Server::Impl {
     else if (std::string_view(method) == "DELETE") http.Delete(pattern, read);
     else if (std::string_view(method) == "PATCH") http.Patch(pattern, read);
   }
+
+  // Records a route's answer in its metrics when it goes out of scope, whichever way the handler left.
+  struct RouteRecord {
+    RouteStats* stats;
+    ConnectionStream* connection;
+    httplib::Response& res;
+    std::chrono::steady_clock::time_point start = connection ? connection->request_start() : std::chrono::steady_clock::now();
+    ~RouteRecord() {
+      if (connection) connection->routed = true;
+      stats->record(res.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  };
 
   static void mark_connection_unusable() {
     if (auto* c = HttpServer::current()) c->unusable = true;
@@ -453,10 +474,7 @@ struct Server::Impl {
   void add_plugin_routes();   // plugins, tools, actions, plugin-contributed routes, hooks: routes_plugins.cpp
   void add_task_routes();     // scheduled tasks and webhooks: routes_tasks.cpp
   std::string metrics(const std::string& only_tenant);  // empty: every tenant's, and the process's
+  json::object openapi_document(const Call& c);           // openapi.cpp: the route table, and c's tenant's plugin routes
 };
-
-// Path parameters of the routes: plugin and tenant ids, tool and secret names, task ids.
-inline const std::string kIdPattern = "([a-z0-9][a-z0-9_.-]{0,63})";
-inline const std::string kNamePattern = "([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})";
 
 }  // namespace xcore::server

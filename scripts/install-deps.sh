@@ -9,6 +9,7 @@ packages=(
   libfmt-dev libyaml-cpp-dev libvalijson-dev libcli11-dev
   libsqlitecpp-dev libsqlite3-dev libcpp-httplib-dev libbotan-2-dev
   libseccomp-dev doctest-dev libbenchmark-dev wrk
+  prometheus  # promtool: the metrics test checks /metrics with it
 )
 
 # The sandbox tests load third-party MCP servers from the npm registry: they need node and npm. Use the

@@ -1,0 +1,116 @@
+#include "route_table.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+namespace xcore::server {
+
+namespace {
+
+constexpr std::string_view kId = "[a-z0-9][a-z0-9_.-]{0,63}";
+constexpr std::string_view kName = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
+
+constexpr PathParameter kParameters[] = {
+    {"plugin", kId, "a plugin's id"},
+    {"tenant", kId, "a tenant's id"},
+    {"tool", kName, "a tool's name, qualified (plugin.tool) or not"},
+    {"action", kName, "a plugin action's name"},
+    {"secret", kName, "a secret's name"},
+    {"webhook", kName, "a webhook's name"},
+    {"user", "[A-Za-z0-9._@-]{1,64}", "a user's name"},
+    {"token", "[0-9]{1,18}", "an API token's id"},
+    {"task", "[A-Za-z0-9._:-]{1,128}", "a scheduled task's id"},
+    // The rest of a plugin route's path, slashes included; empty for the plugin's root.
+    {"path", "(?:/[^?#]*)?", "the path below the plugin, as its manifest declares it"},
+};
+
+}  // namespace
+
+const PathParameter* path_parameter(std::string_view name) {
+  for (const auto& p : kParameters)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+void RouteStats::record(int status, double seconds) {
+  {
+    std::lock_guard lock(status_mutex_);
+    ++statuses_[status];
+  }
+  for (std::size_t i = 0; i < kLatencyBuckets.size(); ++i)
+    if (seconds <= kLatencyBuckets[i]) {
+      buckets_[i].fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_ns_.fetch_add(static_cast<std::uint64_t>(std::max(0.0, seconds) * 1e9), std::memory_order_relaxed);
+}
+
+std::map<int, std::uint64_t> RouteStats::by_status() const {
+  std::lock_guard lock(status_mutex_);
+  return statuses_;
+}
+
+std::array<std::uint64_t, kLatencyBuckets.size()> RouteStats::buckets() const {
+  std::array<std::uint64_t, kLatencyBuckets.size()> out{};
+  std::uint64_t running = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = running += buckets_[i].load(std::memory_order_relaxed);
+  return out;
+}
+
+void compile_route(RouteSpec& spec) {
+  spec.parameters.clear();
+  spec.regex.clear();
+  for (std::size_t i = 0; i < spec.path.size(); ++i) {
+    const char c = spec.path[i];
+    if (c != '{') {
+      // Literal characters of a template are path characters; '.' is the only one a regex reads otherwise.
+      if (c == '.') spec.regex += "\\.";
+      else spec.regex.push_back(c);
+      continue;
+    }
+    const auto end = spec.path.find('}', i);
+    const auto name = std::string_view(spec.path).substr(i + 1, end == std::string::npos ? std::string_view::npos : end - i - 1);
+    const auto* p = end == std::string::npos ? nullptr : path_parameter(name);
+    if (!p) {
+      std::fprintf(stderr, "xcore-server: route %s %s names the unknown path parameter '%.*s'\n", spec.method.c_str(), spec.path.c_str(),
+                   static_cast<int>(name.size()), name.data());
+      std::abort();
+    }
+    spec.parameters.emplace_back(name);
+    spec.regex += fmt::format("({})", p->pattern);
+    i = end;
+  }
+  if (spec.tag.empty()) {
+    // The area: the first segment after /api/v1/ (/api/v1/plugins/... -> plugins), else the first one.
+    std::string_view rest = spec.path;
+    if (rest.starts_with("/api/v1/")) rest.remove_prefix(8);
+    else if (rest.starts_with("/")) rest.remove_prefix(1);
+    spec.tag = std::string(rest.substr(0, rest.find_first_of("/{")));
+    if (spec.tag == "healthz" || spec.tag == "readyz" || spec.tag == "metrics" || spec.tag == "docs" || spec.tag == "openapi.json") spec.tag = "server";
+  }
+}
+
+std::string operation_id(const RouteSpec& spec) {
+  std::string id;
+  for (char c : spec.method) id.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  std::string_view path = spec.path;
+  if (path.starts_with("/api/v1/")) path.remove_prefix(7);
+  bool upper = true;
+  for (char c : path) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) {
+      upper = true;
+      continue;
+    }
+    id.push_back(upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c);
+    upper = false;
+  }
+  return id;
+}
+
+}  // namespace xcore::server

@@ -1,0 +1,68 @@
+// The API's routes as data: each declared once (method, path template with named parameters, least role,
+// permission, summary), and from that one entry come the httplib registration (a regex), the role and
+// permission checks, the metrics' route label, /openapi.json and /docs. No httplib here.
+#pragma once
+
+#include <atomic>
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "access.hpp"
+
+namespace xcore::server {
+
+// A named path parameter: what its values look like, as a regex and in words.
+struct PathParameter {
+  std::string_view name;
+  std::string_view pattern;  // no capture groups of its own
+  std::string_view description;
+};
+
+// The parameters the API's paths use; a template naming another is a bug, refused at start.
+const PathParameter* path_parameter(std::string_view name);
+
+// Request and response latency buckets, in seconds (Prometheus' defaults, finer at the low end).
+inline constexpr std::array<double, 14> kLatencyBuckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+// What one route has answered: requests by status, and their latency.
+class RouteStats {
+ public:
+  void record(int status, double seconds);
+  std::map<int, std::uint64_t> by_status() const;
+  std::array<std::uint64_t, kLatencyBuckets.size()> buckets() const;  // cumulative, as Prometheus wants
+  std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+  double sum_seconds() const { return static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9; }
+
+ private:
+  mutable std::mutex status_mutex_;
+  std::map<int, std::uint64_t> statuses_;
+  std::array<std::atomic<std::uint64_t>, kLatencyBuckets.size()> buckets_{};
+  std::atomic<std::uint64_t> count_{0}, sum_ns_{0};
+};
+
+struct RouteSpec {
+  std::string method;    // GET, POST, PUT, PATCH, DELETE
+  std::string path;      // the template: /api/v1/plugins/{plugin}/tools
+  std::string summary;
+  Role min_role = Role::anonymous;
+  std::string permission;  // besides the role; empty: none
+  std::string tag;         // the area: plugins, tools, tasks, ...
+  std::vector<std::string> parameters;  // in the order of the template, = the regex's capture groups
+  std::string regex;                    // what httplib matches
+  bool in_document = true;              // false: a family of routes the document lists one by one instead
+  std::unique_ptr<RouteStats> stats = std::make_unique<RouteStats>();
+};
+
+// Fills parameters and regex from the template; an unknown parameter name is a bug (aborts, naming it).
+void compile_route(RouteSpec& spec);
+
+// "GET /api/v1/plugins/{plugin}/tools" -> "getPluginsPluginTools": stable, unique per route.
+std::string operation_id(const RouteSpec& spec);
+
+}  // namespace xcore::server

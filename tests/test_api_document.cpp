@@ -1,0 +1,105 @@
+// The API's description and metrics, checked by the tools their readers use: /openapi.json made from the
+// route table and linted by Redocly's CLI (pinned, from tests/peers/install.sh), /metrics checked by
+// promtool (Debian's prometheus package). The real server on 127.0.0.1, an ephemeral port.
+#include <doctest/doctest.h>
+
+#include "support/peers.hpp"
+#include "support/server_harness.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+
+using namespace xcore_test;
+namespace json = boost::json;
+
+namespace {
+
+// Runs a shell command; its exit status and what it printed (standard error too, unless it is dropped).
+std::pair<int, std::string> run(const std::string& command, bool with_stderr = true) {
+  std::string out;
+  FILE* p = ::popen((command + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+}  // namespace
+
+TEST_CASE("/openapi.json: every operation of the route table, named parameters, shared errors; Redocly finds nothing wrong") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto doc = api.send("GET", "/openapi.json");
+  REQUIRE(doc.status == 200);
+  const auto& paths = doc.body.at("paths").as_object();
+
+  // Operations that used to be missing (one method per path was kept) are there, each with its id.
+  std::set<std::string> ids;
+  std::size_t operations = 0;
+  for (const auto& [path, methods] : paths) {
+    CHECK_MESSAGE(std::string_view(path).find("{p1}") == std::string_view::npos, path);  // named, not numbered
+    CHECK_MESSAGE(std::string_view(path).find('(') == std::string_view::npos, path);   // no regex
+    for (const auto& [method, op] : methods.as_object()) {
+      ++operations;
+      CHECK_MESSAGE(ids.insert(std::string(op.at("operationId").as_string())).second, op.at("operationId"));
+      CHECK(op.as_object().contains("responses"));
+      CHECK(op.at("tags").as_array().size() == 1);
+    }
+  }
+  CHECK(operations >= 50);
+  for (auto [path, method] : {std::pair{"/api/v1/tasks", "get"}, {"/api/v1/tasks", "post"}, {"/api/v1/tasks/{task}", "get"}, {"/api/v1/tasks/{task}", "patch"},
+                              {"/api/v1/secrets/{secret}", "put"}, {"/api/v1/users", "get"}, {"/api/v1/tenants", "get"}, {"/api/v1/tokens", "get"}})
+    CHECK_MESSAGE((paths.contains(path) && paths.at(path).as_object().contains(method)), method << " " << path);
+  const auto& invoke = paths.at("/api/v1/tools/{tool}/invoke").at("post");
+  CHECK(invoke.at("parameters").at(0).at("name") == "tool");
+  CHECK(invoke.at("parameters").at(0).at("schema").at("pattern").as_string().starts_with("^"));
+  CHECK(invoke.at("responses").at("401").at("$ref") == "#/components/responses/Unauthorized");
+  CHECK(invoke.at("responses").at("502").at("$ref") == "#/components/responses/PluginError");
+  CHECK(invoke.at("x-xcore-role") == "operator");
+  CHECK(paths.at("/healthz").at("get").at("security").as_array().empty());
+  CHECK(doc.body.at("components").at("schemas").as_object().contains("Error"));
+
+  const auto file = tmp / "openapi.json";
+  std::ofstream(file) << json::serialize(doc.body);
+  const auto redocly = peers_dir() / "node_modules" / ".bin" / "redocly";
+  REQUIRE_MESSAGE(fs::exists(redocly), "tests/peers/install.sh installs @redocly/cli: " << redocly);
+  // Its JSON report on stdout (the banner about Node's version goes to stderr).
+  auto [status, output] = run(redocly.string() + " lint --format=json " + file.string(), /*with_stderr=*/false);
+  CHECK_MESSAGE(status == 0, output);
+  boost::system::error_code ec;
+  auto report = json::parse(output, ec);
+  REQUIRE_MESSAGE(!ec, output);
+  CHECK_MESSAGE(report.at("totals").at("errors") == 0, output);
+  CHECK_MESSAGE(report.at("totals").at("warnings") == 0, output);
+}
+
+TEST_CASE("/metrics: HELP and TYPE on every family, requests by method, route template and status; promtool finds nothing") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  REQUIRE(api.send("GET", "/api/v1/plugins/core", "", admin).status == 200);
+  REQUIRE(api.send("GET", "/api/v1/plugins/nope", "", admin).status == 404);
+  REQUIRE(api.send("GET", "/no/such/route").status == 404);
+  REQUIRE(api.send("POST", "/api/v1/tools/echo/invoke", R"({"x":1})", admin).status == 200);
+  auto m = api.send("GET", "/metrics", "", admin);
+  REQUIRE(m.status == 200);
+  const std::string text(m.body.as_string());
+  // A template, not the path asked: the label's values are bounded by the route table.
+  CHECK(text.find(R"(xcore_http_requests_total{method="GET",route="/api/v1/plugins/{plugin}",status="200"} 1)") != std::string::npos);
+  CHECK(text.find(R"(xcore_http_requests_total{method="GET",route="/api/v1/plugins/{plugin}",status="404"} 1)") != std::string::npos);
+  CHECK(text.find(R"(xcore_http_requests_total{method="any",route="unmatched",status="404"} 1)") != std::string::npos);
+  CHECK(text.find("/api/v1/plugins/core") == std::string::npos);
+  CHECK(text.find(R"(xcore_http_request_duration_seconds_bucket{method="POST",route="/api/v1/tools/{tool}/invoke",le="+Inf"} 1)") != std::string::npos);
+  CHECK(text.find("# HELP xcore_http_connections_open ") != std::string::npos);
+  CHECK(text.find("# HELP xcore_tool_duration_seconds ") != std::string::npos);
+
+  const auto file = tmp / "metrics.txt";
+  std::ofstream(file) << text;
+  auto [status, output] = run("promtool check metrics < " + file.string());
+  CHECK_MESSAGE(status == 0, output);
+  CHECK_MESSAGE(output.empty(), output);
+}
