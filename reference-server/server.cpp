@@ -2,6 +2,8 @@
 
 namespace xcore::server {
 
+extern const std::string_view kDocsPage;  // docs/index.html, built in (docs_page.cpp.in)
+
 namespace {
 
 std::string process_metrics() {
@@ -58,31 +60,8 @@ void Server::Impl::add_meta_routes() {
     return Reply{200, nullptr, metrics(c.who.tenant == kDefaultTenant ? std::string() : c.who.tenant), "text/plain; version=0.0.4"};
   }, "metrics.read");
 
-  route("GET", "/docs", Role::anonymous, "the API, rendered from /openapi.json", [](Call&) -> Result<Reply> {
-    // Self-contained: no script or style from elsewhere (the server may have no way out).
-    static const std::string page = R"html(<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>xcore-server API</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
-code{font:13px ui-monospace,monospace}.m{font-weight:bold}</style></head>
-<body><h1>xcore-server API</h1><p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). Errors are
-<code>{"error":{"code","message","details"}}</code>; send <code>Authorization: Bearer &lt;token&gt;</code> from
-<code>POST /api/v1/auth/login</code>.</p>
-<table><thead><tr><th>method</th><th>path</th><th>least role</th><th>what</th></tr></thead><tbody id="routes"></tbody></table>
-<script>
-fetch('/openapi.json').then(r => r.json()).then(doc => {
-  const body = document.getElementById('routes');
-  for (const [path, ops] of Object.entries(doc.paths))
-    for (const [method, op] of Object.entries(ops)) {
-      const tr = document.createElement('tr');
-      for (const [text, cls] of [[method.toUpperCase(), 'm'], [path, ''], [op['x-xcore-role'] || 'anyone', ''], [op.summary, '']]) {
-        const td = document.createElement('td'); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td);
-      }
-      body.appendChild(tr);
-    }
-});
-</script></body></html>
-)html";
-    return Reply{200, nullptr, page, "text/html; charset=utf-8"};
+  route("GET", "/docs", Role::anonymous, "the API, interactive: browse, authorize with a token, call any operation", [](Call&) -> Result<Reply> {
+    return Reply{200, nullptr, std::string(kDocsPage), "text/html; charset=utf-8"};
   });
   route("GET", "/openapi.json", Role::anonymous, "this API as an OpenAPI 3.1 document (with the caller's tenant's plugin routes)",
         [this](Call& c) -> Result<Reply> { return Reply{200, openapi_document(c)}; });

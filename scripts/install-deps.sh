@@ -10,6 +10,7 @@ packages=(
   libsqlitecpp-dev libsqlite3-dev libcpp-httplib-dev libbotan-2-dev
   libseccomp-dev doctest-dev libbenchmark-dev wrk
   prometheus  # promtool: the metrics test checks /metrics with it
+  chromium    # the /docs test drives the page in it (headless)
 )
 
 # The sandbox tests load third-party MCP servers from the npm registry: they need node and npm. Use the

@@ -6,6 +6,8 @@
 #include "support/peers.hpp"
 #include "support/server_harness.hpp"
 
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -102,4 +104,31 @@ TEST_CASE("/metrics: HELP and TYPE on every family, requests by method, route te
   auto [status, output] = run("promtool check metrics < " + file.string());
   CHECK_MESSAGE(status == 0, output);
   CHECK_MESSAGE(output.empty(), output);
+}
+
+TEST_CASE("/docs renders the document in Chromium, authorizes with a token and calls operations from the page") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var");
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  REQUIRE_MESSAGE(fs::exists("/usr/bin/chromium"), "scripts/install-deps.sh installs Debian's chromium");
+  const auto shot = tmp / "docs.png";
+  auto [status, output] = run(fmt::format("PEERS_DIR={} node {} http://127.0.0.1:{}/docs {} {}", peers_dir().string(), XCORE_DOCS_CHECK, server.port(), admin,
+                                          shot.string()),
+                              /*with_stderr=*/false);
+  REQUIRE_MESSAGE(status == 0, output);
+  boost::system::error_code ec;
+  auto seen = json::parse(output, ec);
+  REQUIRE_MESSAGE(!ec, output);
+  const auto doc = api.send("GET", "/openapi.json", "", admin);
+  std::size_t operations = 0;
+  for (const auto& [path, methods] : doc.body.at("paths").as_object()) operations += methods.as_object().size();
+  CHECK(seen.at("operations") == operations);  // every operation of the document is on the page
+  CHECK(seen.at("who") == "admin · admin · tenant default");
+  CHECK(seen.at("me").at("status").as_string().starts_with("200 OK"));
+  CHECK(json::parse(seen.at("me").at("response").as_string()).at("user") == "admin");
+  CHECK(seen.at("plugin").at("status").as_string().ends_with("GET /api/v1/plugins/core"));
+  CHECK(json::parse(seen.at("plugin").at("response").as_string()).at("state") == "enabled");
+  CHECK_MESSAGE(seen.at("errors").as_array().empty(), seen.at("errors"));
+  CHECK(fs::file_size(shot) > 10'000);  // a page was drawn, not an empty frame
 }
