@@ -235,8 +235,10 @@ bool ConnectionStream::wait_for_request() {
 HttpServer::HttpServer(HttpLimits limits, std::function<std::string(const Error&)> refusal_body)
     : limits_(limits), refusal_body_(std::move(refusal_body)), stop_fd_(::eventfd(0, EFD_CLOEXEC)) {
   new_task_queue = [this] { return new WorkerPool(limits_.threads, limits_.max_threads, counters_); };
-  // What httplib says in Keep-Alive headers: the idle timeout this layer applies.
+  // What httplib says in Keep-Alive headers: the idle timeout this layer applies, and no request count
+  // (the loop here serves any number; "max=5", httplib's default, makes some clients reconnect).
   set_keep_alive_timeout(std::max<time_t>(1, static_cast<time_t>((limits_.idle_timeout.count() + 999) / 1000)));
+  set_keep_alive_max_count(1'000'000);
 }
 
 HttpServer::~HttpServer() {
