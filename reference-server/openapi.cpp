@@ -79,10 +79,11 @@ json::object operation(const RouteSpec& r, std::string operation_id, const std::
                                   {"schema", json::object{{"type", "string"}, {"pattern", fmt::format("^{}$", pattern)}}}});
   }
   if (!params.empty()) op["parameters"] = std::move(params);
-  if (r.method != "GET")
-    op["requestBody"] = json::object{{"required", false},
-                                     {"description", "JSON; an empty body reads as {}"},
-                                     {"content", json_content(json::object{{"type", json::array{"object", "array"}}})}};
+  if (r.method != "GET") {
+    // The route's own schema, the one its bodies are checked against; any JSON where it declares none.
+    json::value schema = r.body_schema.is_null() ? json::value(json::object{{"description", "any JSON"}}) : r.body_schema;
+    op["requestBody"] = json::object{{"required", false}, {"description", "JSON; an empty body reads as {}"}, {"content", json_content(std::move(schema))}};
+  }
   json::object responses{{"2XX", success_response(r)}, {"400", ref("#/components/responses/BadRequest")}};
   if (r.min_role != Role::anonymous || r.path.starts_with("/plugins/")) {
     responses["401"] = ref("#/components/responses/Unauthorized");

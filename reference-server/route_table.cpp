@@ -1,5 +1,6 @@
 #include "route_table.hpp"
 
+#include <boost/json/parse.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -94,6 +95,18 @@ void compile_route(RouteSpec& spec) {
     spec.tag = std::string(rest.substr(0, rest.find_first_of("/{")));
     if (spec.tag == "healthz" || spec.tag == "readyz" || spec.tag == "metrics" || spec.tag == "docs" || spec.tag == "openapi.json") spec.tag = "server";
   }
+}
+
+RouteSpec& RouteSpec::body(std::string_view schema) {
+  boost::system::error_code ec;
+  body_schema = json::parse(schema, ec);
+  auto compiled = ec ? Result<std::shared_ptr<const JsonSchema>>(Error{ErrorCode::invalid_argument, ec.message()}) : JsonSchema::compile(body_schema);
+  if (!compiled) {
+    std::fprintf(stderr, "xcore-server: route %s %s: the body schema is not usable: %s\n", method.c_str(), path.c_str(), compiled.error().message.c_str());
+    std::abort();
+  }
+  body_validator = std::move(*compiled);
+  return *this;
 }
 
 std::string operation_id(const RouteSpec& spec) {

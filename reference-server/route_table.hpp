@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include <xcore/json_schema.hpp>
+
 #include "access.hpp"
 
 namespace xcore::server {
@@ -57,6 +59,13 @@ struct RouteSpec {
   std::string regex;                    // what httplib matches
   bool in_document = true;              // false: a family of routes the document lists one by one instead
   std::unique_ptr<RouteStats> stats = std::make_unique<RouteStats>();
+  // The body it takes (JSON Schema; null: any JSON, or none for GET), checked before the handler runs and
+  // published in the document.
+  json::value body_schema;
+  std::shared_ptr<const JsonSchema> body_validator;
+
+  // Sets the body's schema (JSON text); a schema that does not compile is a bug (aborts, naming the route).
+  RouteSpec& body(std::string_view schema);
 };
 
 // Fills parameters and regex from the template; an unknown parameter name is a bug (aborts, naming it).

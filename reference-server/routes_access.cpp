@@ -33,7 +33,7 @@ void Server::Impl::add_access_routes() {
     audit->record(AuditRow{0, 0, user->tenant, username, "login", username, "", c.request_id});
     XCORE_ASSIGN_OR_RETURN(auto tokens, issue_tokens(*user));
     return Reply{200, std::move(tokens)};
-  });
+  }).body(R"json({"type":"object","properties":{"username":{"type":"string","minLength":1},"password":{"type":"string","minLength":1},"tenant":{"type":"string","minLength":1}},"required":["username","password"]})json");
   // Refresh tokens rotate: each is good once; one shown a second time ends its whole family.
   route("POST", "/api/v1/auth/refresh", Role::anonymous, "a new access and refresh token for a refresh token (single use)", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto token, field(c.body, "refresh_token"));
@@ -51,7 +51,7 @@ void Server::Impl::add_access_routes() {
       return Error{ErrorCode::unauthenticated, "the refresh token was ended by a change to its user: log in again"};
     XCORE_ASSIGN_OR_RETURN(auto tokens, issue_tokens(*user, claims.fam));
     return Reply{200, std::move(tokens)};
-  });
+  }).body(R"json({"type":"object","properties":{"refresh_token":{"type":"string","minLength":1}},"required":["refresh_token"]})json");
   route("GET", "/api/v1/auth/me", Role::viewer, "who the token belongs to, and what it may do", [](Call& c) -> Result<Reply> {
     json::array perms;
     for (const auto& p : c.who.principal.permissions) perms.emplace_back(p);
@@ -71,7 +71,7 @@ void Server::Impl::add_access_routes() {
     XCORE_ASSIGN_OR_RETURN(auto value, field(c.body, "value"));
     XCORE_TRY(db->put_secret(c.who.tenant, c.arg(1), secrets->seal(c.who.tenant + "/" + c.arg(1), value)));
     return Reply{200, json::object{{"name", c.arg(1)}}};
-  });
+  }).body(R"json({"type":"object","properties":{"value":{"type":"string","minLength":1}},"required":["value"]})json");
   route("DELETE", "/api/v1/secrets/{secret}", Role::admin, "delete a secret", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(db->delete_secret(c.who.tenant, c.arg(1)));
     return Reply{200, json::object{{"deleted", c.arg(1)}}};
@@ -104,7 +104,7 @@ void Server::Impl::add_access_routes() {
       return Error{ErrorCode::already_exists, fmt::format("tenant '{}' has a user '{}' already", tenant, username)};
     XCORE_TRY(created);
     return Reply{201, json::object{{"id", *created}, {"username", username}, {"tenant", tenant}, {"role", role}}};
-  });
+  }).body(R"json({"type":"object","properties":{"username":{"type":"string","minLength":1},"password":{"type":"string","minLength":1},"role":{"enum":["viewer","operator","admin"]},"tenant":{"type":"string","minLength":1}},"required":["username","password","role"]})json");
   route("PATCH", "/api/v1/users/{user}", Role::admin, "change a user's role or password ({role?, password?})", [this](Call& c) -> Result<Reply> {
     if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected {role?, password?}"};
     std::optional<std::string> role, hash;
@@ -127,7 +127,7 @@ void Server::Impl::add_access_routes() {
     if (role) changed.emplace_back("role");
     if (hash) changed.emplace_back("password");
     return Reply{200, json::object{{"username", c.arg(1)}, {"changed", std::move(changed)}}};
-  });
+  }).body(R"json({"type":"object","properties":{"role":{"enum":["viewer","operator","admin"]},"password":{"type":"string","minLength":1}}})json");
   route("DELETE", "/api/v1/users/{user}", Role::admin, "delete a user of this tenant", [this](Call& c) -> Result<Reply> {
     if (c.arg(1) == c.who.user) return Error{ErrorCode::conflict, "you cannot delete yourself"};
     XCORE_ASSIGN_OR_RETURN(auto uid, db->delete_user(c.who.tenant, c.arg(1)));
@@ -153,7 +153,7 @@ void Server::Impl::add_access_routes() {
       return std::move(started).error();
     }
     return Reply{201, json::object{{"id", tid}, {"name", tname}}};
-  });
+  }).body(R"json({"type":"object","properties":{"id":{"type":"string","minLength":1},"name":{"type":"string","minLength":1}},"required":["id"]})json");
   route("GET", "/api/v1/tokens", Role::admin, "this tenant's API tokens (never their values)", [this](Call& c) -> Result<Reply> {
     json::array out;
     XCORE_ASSIGN_OR_RETURN(auto tokens, db->tokens(c.who.tenant));
@@ -211,7 +211,7 @@ void Server::Impl::add_access_routes() {
     for (const auto& s : t.scopes) scopes.emplace_back(s);
     return Reply{201, json::object{{"id", tid}, {"name", tname}, {"role", role}, {"token", value}, {"expires_at", t.expires_at},
                                    {"scopes", t.scoped ? json::value(std::move(scopes)) : json::value(nullptr)}}};
-  });
+  }).body(R"json({"type":"object","properties":{"name":{"type":"string","minLength":1},"role":{"enum":["viewer","operator","admin"]},"expires_in":{"type":"integer","description":"seconds, at least 1; or never: true"},"never":{"type":"boolean"},"scopes":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","role"]})json");
   route("DELETE", "/api/v1/tokens/{token}", Role::admin, "revoke an API token", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(db->revoke_token(c.who.tenant, std::stoll(c.arg(1))));
     return Reply{200, json::object{{"revoked", std::stoll(c.arg(1))}}};

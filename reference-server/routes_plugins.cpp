@@ -88,7 +88,7 @@ void Server::Impl::add_plugin_routes() {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, pid));
     XCORE_ASSIGN_OR_RETURN(auto body, plugin_json(info, c.who.tenant));
     return Reply{201, std::move(body)};
-  });
+  }).body(R"json({"type":"object","description":"a plugin manifest whose command is an MCP stdio server","properties":{"id":{"type":"string","minLength":1},"version":{"type":"string","minLength":1},"command":{"type":"array","items":{"type":"string"},"minItems":1},"enable":{"type":"boolean"}},"required":["id","version","command"]})json");
   route("POST", "/api/v1/plugins/{plugin}/save", Role::admin, "persist a dynamic plugin's manifest in the plugin folder", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     const auto source = info.manifest.file;
@@ -152,7 +152,7 @@ void Server::Impl::add_plugin_routes() {
     XCORE_TRY(config_allowed(c.who, info, c.body.get_object()));
     XCORE_TRY(c.manager.set_config(c.arg(1), c.body.get_object()));  // recorded in the registration
     return Reply{200, json::object{{"config", c.body}}};
-  });
+  }).body(R"json({"type":"object","description":"the plugin's whole config, checked against its config_schema"})json");
 
   // ---- tools and actions
   route("GET", "/api/v1/tools", Role::viewer, "tools (?category=, ?plugin=, ?format=mcp|openai)", [](Call& c) -> Result<Reply> {
@@ -169,7 +169,7 @@ void Server::Impl::add_plugin_routes() {
     json::value args = c.body.is_null() ? json::value(json::object{}) : c.body;
     XCORE_ASSIGN_OR_RETURN(auto r, c.manager.call_tool(c.arg(1), args, context_of(c)));
     return Reply{200, r.to_mcp()};
-  });
+  }).body(R"json({"type":"object","description":"the tool's arguments, checked against its inputSchema"})json");
   route("POST", "/app/{plugin}/{action}", Role::operator_, "a plugin action; the body is its parameters", [](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto r, c.manager.call_action(c.arg(1), c.arg(2), c.body, context_of(c)));
     return Reply{200, r};

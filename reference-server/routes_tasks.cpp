@@ -25,7 +25,7 @@ void Server::Impl::add_task_routes() {
     auto* s = scheduler_of(c.who.tenant);
     XCORE_ASSIGN_OR_RETURN(auto id, s->add(std::move(spec)));
     return Reply{201, task_json(*s->get(id))};
-  });
+  }).body(R"json({"type":"object","properties":{"name":{"type":"string","minLength":1},"trigger":{"type":"object","description":"{type: cron|interval|date|webhook, ...}"},"target":{"type":"object","description":"{tool, arguments} or {plugin, action, params}"}},"required":["trigger","target"]})json");
   route("GET", "/api/v1/tasks/{task}", Role::viewer, "one task, with its next fire times", [this](Call& c) -> Result<Reply> {
     auto* s = scheduler_of(c.who.tenant);
     auto j = s->get(c.arg(1));
@@ -51,7 +51,7 @@ void Server::Impl::add_task_routes() {
     spec.run_as = c.who.principal;  // the task now does what its last editor asked, with their rights
     XCORE_TRY(s->update(c.arg(1), std::move(spec)));
     return Reply{200, task_json(*s->get(c.arg(1)))};
-  });
+  }).body(R"json({"type":"object","description":"the task's fields to replace"})json");
   route("DELETE", "/api/v1/tasks/{task}", Role::operator_, "delete a task and its history", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(scheduler_of(c.who.tenant)->remove(c.arg(1)));
     return Reply{200, json::object{{"deleted", c.arg(1)}}};

@@ -121,51 +121,48 @@ std::string Server::Impl::metrics(const std::string& only_tenant) {
     family(out, "xcore_password_hashes_peak", "gauge", "The most password hashes that ran at once.");
     out += fmt::format("xcore_password_hashes_peak {}\n", passwords.peak());
   }
+  // The per-tenant families: series gathered first, each family written whole (HELP, TYPE, series).
+  struct Family {
+    std::string_view name, type, help;
+    std::string series;
+  };
+  Family calls{"xcore_plugin_calls_total", "counter", "Calls into a plugin (tools and actions), by tenant and plugin.", {}};
+  Family errors{"xcore_plugin_errors_total", "counter", "Calls into a plugin that failed, by tenant and plugin.", {}};
+  Family in_flight{"xcore_plugin_in_flight", "gauge", "Calls running in a plugin now, by tenant and plugin.", {}};
+  Family restarts{"xcore_sandbox_restarts_total", "counter", "Restarts of a sandboxed plugin's process, by tenant and plugin.", {}};
+  Family tool_calls{"xcore_tool_calls_total", "counter", "Tool calls, by tenant and tool.", {}};
+  Family tool_errors{"xcore_tool_errors_total", "counter", "Tool calls that failed, by tenant and tool.", {}};
+  Family tool_rejected{"xcore_tool_rejected_total", "counter", "Tool calls refused before the plugin ran (arguments, permissions, limits), by tenant and tool.", {}};
+  Family tool_durations{"xcore_tool_duration_seconds", "histogram", "Tool call latency, by tenant and tool.", {}};
   std::shared_lock lock(tenants_mutex);
-  std::string calls, errors, in_flight, restarts;
-  for (const auto& [tenant, m] : tenants)
-    for (const auto& info : everything || tenant == only_tenant ? m->list() : std::vector<PluginInfo>{}) {
-      auto labels = fmt::format("tenant=\"{}\",plugin=\"{}\"", label(tenant), label(info.manifest.id));
-      calls += fmt::format("xcore_plugin_calls_total{{{}}} {}\n", labels, info.stats.calls);
-      errors += fmt::format("xcore_plugin_errors_total{{{}}} {}\n", labels, info.stats.errors);
-      in_flight += fmt::format("xcore_plugin_in_flight{{{}}} {}\n", labels, info.stats.in_flight);
-      if (auto it = info.runner.find("restarts"); it != info.runner.end())
-        restarts += fmt::format("xcore_sandbox_restarts_total{{{}}} {}\n", labels, it->value().to_number<std::uint64_t>());
-    }
-  family(out, "xcore_plugin_calls_total", "counter", "Calls into a plugin (tools and actions), by tenant and plugin.");
-  out += calls;
-  family(out, "xcore_plugin_errors_total", "counter", "Calls into a plugin that failed, by tenant and plugin.");
-  out += errors;
-  family(out, "xcore_plugin_in_flight", "gauge", "Calls running in a plugin now, by tenant and plugin.");
-  out += in_flight;
-  family(out, "xcore_sandbox_restarts_total", "counter", "Restarts of a sandboxed plugin's process, by tenant and plugin.");
-  out += restarts;
-  std::string tool_calls, tool_errors, tool_rejected, tool_durations;
   for (const auto& [tenant, m] : tenants) {
     if (!everything && tenant != only_tenant) continue;
+    for (const auto& info : m->list()) {
+      auto labels = fmt::format("tenant=\"{}\",plugin=\"{}\"", label(tenant), label(info.manifest.id));
+      calls.series += fmt::format("{}{{{}}} {}\n", calls.name, labels, info.stats.calls);
+      errors.series += fmt::format("{}{{{}}} {}\n", errors.name, labels, info.stats.errors);
+      in_flight.series += fmt::format("{}{{{}}} {}\n", in_flight.name, labels, info.stats.in_flight);
+      if (auto it = info.runner.find("restarts"); it != info.runner.end())
+        restarts.series += fmt::format("{}{{{}}} {}\n", restarts.name, labels, it->value().to_number<std::uint64_t>());
+    }
     ToolFilter all;
     all.include_disabled = true;
     for (const auto& t : m->tools().list(all)) {
       auto labels = fmt::format("tenant=\"{}\",tool=\"{}\"", label(tenant), label(t.qualified_name));
       const auto& tm = t.metrics;
-      tool_calls += fmt::format("xcore_tool_calls_total{{{}}} {}\n", labels, tm.calls);
-      tool_errors += fmt::format("xcore_tool_errors_total{{{}}} {}\n", labels, tm.errors);
-      tool_rejected += fmt::format("xcore_tool_rejected_total{{{}}} {}\n", labels, tm.rejected);
+      tool_calls.series += fmt::format("{}{{{}}} {}\n", tool_calls.name, labels, tm.calls);
+      tool_errors.series += fmt::format("{}{{{}}} {}\n", tool_errors.name, labels, tm.errors);
+      tool_rejected.series += fmt::format("{}{{{}}} {}\n", tool_rejected.name, labels, tm.rejected);
       for (const auto& b : tm.buckets)
-        if (std::isfinite(b.le_seconds)) tool_durations += fmt::format("xcore_tool_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", labels, b.le_seconds, b.count);
-      tool_durations += fmt::format("xcore_tool_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", labels, tm.calls);
-      tool_durations += fmt::format("xcore_tool_duration_seconds_sum{{{}}} {}\n", labels, tm.total_seconds);
-      tool_durations += fmt::format("xcore_tool_duration_seconds_count{{{}}} {}\n", labels, tm.calls);
+        if (std::isfinite(b.le_seconds)) tool_durations.series += fmt::format("{}_bucket{{{},le=\"{}\"}} {}\n", tool_durations.name, labels, b.le_seconds, b.count);
+      tool_durations.series += fmt::format("{}_bucket{{{},le=\"+Inf\"}} {}\n{}_sum{{{}}} {}\n{}_count{{{}}} {}\n", tool_durations.name, labels, tm.calls,
+                                           tool_durations.name, labels, tm.total_seconds, tool_durations.name, labels, tm.calls);
     }
   }
-  family(out, "xcore_tool_calls_total", "counter", "Tool calls, by tenant and tool.");
-  out += tool_calls;
-  family(out, "xcore_tool_errors_total", "counter", "Tool calls that failed, by tenant and tool.");
-  out += tool_errors;
-  family(out, "xcore_tool_rejected_total", "counter", "Tool calls refused before the plugin ran (arguments, permissions, limits), by tenant and tool.");
-  out += tool_rejected;
-  family(out, "xcore_tool_duration_seconds", "histogram", "Tool call latency, by tenant and tool.");
-  out += tool_durations;
+  for (const auto* f : {&calls, &errors, &in_flight, &restarts, &tool_calls, &tool_errors, &tool_rejected, &tool_durations}) {
+    family(out, f->name, f->type, f->help);
+    out += f->series;
+  }
   if (everything) out += process_metrics();
   return out;
 }

@@ -243,8 +243,8 @@ struct Server::Impl {
   // permission it needs (by default its area's, see route_permission), and the handler. Bodies are read
   // here, bounded whether sent with Content-Length or chunked, and parsed once. `in_document`: false for
   // a family of routes that /openapi.json lists one by one (plugins' own routes).
-  void route(const char* method, std::string path, Role min_role, std::string summary, Handler handler, std::string permission = {},
-             bool in_document = true) {
+  RouteSpec& route(const char* method, std::string path, Role min_role, std::string summary, Handler handler, std::string permission = {},
+                   bool in_document = true) {
     auto& spec = routes.emplace_back();
     spec.method = method;
     spec.path = std::move(path);
@@ -255,7 +255,7 @@ struct Server::Impl {
     spec.permission = permission.empty() ? route_permission(method, spec.path, min_role) : std::move(permission);
     route_patterns.emplace_back(method, std::regex(spec.regex));
     const std::string pattern = spec.regex;
-    auto serve = [this, min_role, permission = spec.permission, stats = spec.stats.get(), handler = std::move(handler),
+    auto serve = [this, min_role, permission = spec.permission, stats = spec.stats.get(), spec = &spec, handler = std::move(handler),
                   method = std::string(method)](const httplib::Request& req, httplib::Response& res, std::string raw) {
       auto* connection = HttpServer::current();
       // The request is all here: what the handler takes is the server's time, not the client's.
@@ -293,6 +293,9 @@ struct Server::Impl {
         if (auto at = non_finite_number(body))
           return fail(res, Error{ErrorCode::invalid_argument, fmt::format("the body's number at '{}' is outside the range of a double", *at)}, request_id);
       }
+      // The body the route's entry in the table says it takes (set after registration: read here).
+      if (spec->body_validator)
+        if (auto valid = spec->body_validator->validate(body, "body"); !valid) return fail(res, valid.error(), request_id);
       Manager* m = who->role == Role::anonymous ? manager_of(kDefaultTenant) : manager_of(who->tenant);
       if (!m) return fail(res, Error{ErrorCode::not_found, fmt::format("tenant '{}' does not exist", who->tenant)}, request_id);
       Call call{req, *who, std::move(body), std::move(raw), request_id, *m};
@@ -325,7 +328,7 @@ struct Server::Impl {
     };
     if (std::string_view(method) == "GET") {
       http.Get(pattern, [serve](const httplib::Request& req, httplib::Response& res) { serve(req, res, req.body); });
-      return;
+      return spec;
     }
     auto read = [this, serve, stats = spec.stats.get()](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
       std::string raw;
@@ -359,6 +362,7 @@ struct Server::Impl {
     else if (std::string_view(method) == "PUT") http.Put(pattern, read);
     else if (std::string_view(method) == "DELETE") http.Delete(pattern, read);
     else if (std::string_view(method) == "PATCH") http.Patch(pattern, read);
+    return spec;
   }
 
   // Records a route's answer in its metrics when it goes out of scope, whichever way the handler left.

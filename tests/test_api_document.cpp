@@ -63,6 +63,16 @@ TEST_CASE("/openapi.json: every operation of the route table, named parameters, 
   CHECK(invoke.at("x-xcore-role") == "operator");
   CHECK(paths.at("/healthz").at("get").at("security").as_array().empty());
   CHECK(doc.body.at("components").at("schemas").as_object().contains("Error"));
+  // A route's body schema is in the document and is what the server checks bodies against.
+  const auto& users = paths.at("/api/v1/users").at("post").at("requestBody").at("content").at("application/json").at("schema");
+  CHECK(users.at("required") == json::array{"username", "password", "role"});
+  auto admin = api.login("admin", kAdminPassword);
+  auto wizard = api.send("POST", "/api/v1/users", R"({"username":"w","password":"password-123","role":"wizard"})", admin);
+  CHECK(wizard.status == 400);
+  CHECK_MESSAGE(message_of(wizard).find("/role") != std::string::npos, message_of(wizard));
+  auto nameless = api.send("POST", "/api/v1/users", R"({"password":"password-123","role":"viewer"})", admin);
+  CHECK(nameless.status == 400);
+  CHECK_MESSAGE(message_of(nameless).find("username") != std::string::npos, message_of(nameless));
 
   const auto file = tmp / "openapi.json";
   std::ofstream(file) << json::serialize(doc.body);

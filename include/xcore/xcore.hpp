@@ -5,6 +5,7 @@
 #include <xcore/error.hpp>
 #include <xcore/hooks.hpp>
 #include <xcore/json.hpp>
+#include <xcore/json_schema.hpp>
 #include <xcore/log.hpp>
 #include <xcore/manager.hpp>
 #include <xcore/manifest.hpp>

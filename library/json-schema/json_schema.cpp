@@ -1,4 +1,4 @@
-#include "json-schema/json_schema.hpp"
+#include <xcore/json_schema.hpp>
 
 #include <fmt/format.h>
 

@@ -25,7 +25,7 @@
 #include "core/rate_limiter.hpp"
 #include "core/shared_cell.hpp"
 #include "core/string_map.hpp"
-#include "json-schema/json_schema.hpp"
+#include <xcore/json_schema.hpp>
 #include "manager/folder_watcher.hpp"
 #include "manager/generation.hpp"
 #include "manager/manager_core.hpp"

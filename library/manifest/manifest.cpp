@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "core/split.hpp"
-#include "json-schema/json_schema.hpp"
+#include <xcore/json_schema.hpp>
 
 namespace xcore::inline v1 {
 

@@ -18,7 +18,7 @@
 #include "core/glob.hpp"
 #include "core/string_map.hpp"
 #include "core/trace_id.hpp"
-#include "json-schema/json_schema.hpp"
+#include <xcore/json_schema.hpp>
 
 namespace xcore::inline v1 {
 namespace {

@@ -6,7 +6,7 @@
 #include <boost/json/value_from.hpp>
 #include <fmt/format.h>
 
-#include "json-schema/json_schema.hpp"
+#include <xcore/json_schema.hpp>
 
 namespace xcore::inline v1 {
 

@@ -1,4 +1,5 @@
-// A compiled JSON Schema (valijson over Boost.JSON), shared by tool arguments and plugin configs.
+// A compiled JSON Schema (valijson over Boost.JSON), shared by tool arguments and plugin configs; a host
+// may use it for its own documents (the reference server checks request bodies with it).
 #pragma once
 
 #include <memory>
