@@ -168,6 +168,46 @@ TEST_CASE("max instances: a fire while the last run is still going is skipped, a
   CHECK(runs[2].result == "done");
 }
 
+// A store that, when a run's end is written, asks the scheduler whether the job still counts as running.
+class WatchingStore final : public JobStore {
+ public:
+  explicit WatchingStore(std::shared_ptr<JobStore> inner) : inner_(std::move(inner)) {}
+  std::function<void(const RunRecord&)> on_finish;
+  Result<void> put_job(const StoredJob& j) override { return inner_->put_job(j); }
+  Result<void> remove_job(std::string_view id) override { return inner_->remove_job(id); }
+  Result<std::vector<StoredJob>> jobs() override { return inner_->jobs(); }
+  Result<void> start_run(const RunRecord& r, std::optional<SysSeconds> next) override { return inner_->start_run(r, next); }
+  Result<void> set_next_run(std::string_view id, std::optional<SysSeconds> next) override { return inner_->set_next_run(id, next); }
+  Result<void> finish_run(const RunRecord& r) override {
+    auto done = inner_->finish_run(r);
+    if (on_finish) on_finish(r);
+    return done;
+  }
+  Result<void> add_run(const RunRecord& r) override { return inner_->add_run(r); }
+  Result<std::vector<RunRecord>> runs(std::string_view id, std::size_t limit) override { return inner_->runs(id, limit); }
+  Result<std::size_t> interrupt_running(std::chrono::system_clock::time_point now) override { return inner_->interrupt_running(now); }
+  Result<void> prune_runs(std::string_view id, std::size_t keep) override { return inner_->prune_runs(id, keep); }
+
+ private:
+  std::shared_ptr<JobStore> inner_;
+};
+
+TEST_CASE("once a run's end is recorded its instance is free: a run asked for then is never refused by max_instances") {
+  Fixture f;
+  auto store = std::make_shared<WatchingStore>(f.store);
+  auto o = f.options();
+  o.store = store;
+  Scheduler s(std::move(o));
+  auto id = s.add(job(R"({"type":"interval","seconds":3600})"));
+  REQUIRE(id.ok());
+  std::vector<unsigned> running_when_recorded;
+  store->on_finish = [&](const RunRecord& r) { running_when_recorded.push_back(s.get(r.job_id)->running); };
+  REQUIRE(s.run_now(*id).ok());
+  REQUIRE(s.run_now(*id).ok());  // the first is recorded as ended: this one must be admitted
+  CHECK(running_when_recorded == std::vector<unsigned>{0, 0});
+  CHECK(statuses(s.runs(*id).value()) == std::vector<std::string>{"succeeded", "succeeded"});
+}
+
 TEST_CASE("pause and resume; update and remove; failures are recorded with their error") {
   Fixture f;
   Scheduler s(f.options());

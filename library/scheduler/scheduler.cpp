@@ -211,11 +211,14 @@ struct Scheduler::Impl {
       t.run.status = RunStatus::failed;
       t.run.error = fmt::format("{}: {}", to_string(r.error().code), r.error().message);
     }
+    // The instance is free before its end is recorded: whoever sees the run ended may start the next one.
+    {
+      std::lock_guard lock(mutex);
+      if (auto it = jobs.find(t.spec->id); it != jobs.end() && it->second.running > 0) --it->second.running;
+    }
     if (auto w = store->finish_run(t.run); !w) log(fmt::format("job '{}': cannot record the end of run {}: {}", t.spec->id, t.run.id, w.error().message));
     if (auto p = store->prune_runs(t.spec->id, options.history_per_job); !p)
       log(fmt::format("job '{}': cannot prune its run history: {}", t.spec->id, p.error().message));
-    std::lock_guard lock(mutex);
-    if (auto it = jobs.find(t.spec->id); it != jobs.end() && it->second.running > 0) --it->second.running;
   }
 
   void dispatch(std::vector<Task> tasks) {
