@@ -70,6 +70,8 @@ TEST_CASE("/openapi.json: every operation of the route table, named parameters, 
   auto wizard = api.send("POST", "/api/v1/users", R"({"username":"w","password":"password-123","role":"wizard"})", admin);
   CHECK(wizard.status == 400);
   CHECK_MESSAGE(message_of(wizard).find("/role") != std::string::npos, message_of(wizard));
+  CHECK(wizard.body.at("error").at("details").at("path") == "/role");  // details are JSON, for programs
+  CHECK(wizard.body.at("error").at("details").at("errors").at(0).at("path") == "/role");
   auto nameless = api.send("POST", "/api/v1/users", R"({"password":"password-123","role":"viewer"})", admin);
   CHECK(nameless.status == 400);
   CHECK_MESSAGE(message_of(nameless).find("username") != std::string::npos, message_of(nameless));

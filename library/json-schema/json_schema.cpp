@@ -111,7 +111,7 @@ Result<void> JsonSchema::validate(const json::value& value, std::string_view wha
     // The deepest error is the most specific one.
     std::string best_path = "/", best_msg = "does not match the schema";
     std::size_t best_depth = 0;
-    std::string all;
+    json::array all;  // details, for programs: {"path": the most specific, "errors": [{"path","message"}...]}
     valijson::ValidationResults::Error err;
     int n = 0;
     while (results.popError(err)) {
@@ -120,9 +120,10 @@ Result<void> JsonSchema::validate(const json::value& value, std::string_view wha
         best_path = pointer_of(err.context);
         best_msg = err.description;
       }
-      if (n++ < 8) all += fmt::format("{}{}: {}", all.empty() ? "" : "; ", pointer_of(err.context), err.description);
+      if (n++ < 8) all.push_back(json::object{{"path", pointer_of(err.context)}, {"message", err.description}});
     }
-    return Error{ErrorCode::invalid_argument, fmt::format("{} '{}': {}", what, best_path, best_msg), all};
+    return Error{ErrorCode::invalid_argument, fmt::format("{} '{}': {}", what, best_path, best_msg),
+                 xcore::json_text::serialize(json::object{{"path", best_path}, {"errors", std::move(all)}})};
   } catch (const std::exception& e) {
     return Error{ErrorCode::invalid_argument, fmt::format("{}: cannot be validated: {}", what, e.what())};
   }
