@@ -128,7 +128,8 @@ void WorkerPool::work() {
 
 // ---- ConnectionStream ------------------------------------------------------------------------------------
 
-ConnectionStream::ConnectionStream(int sock, int stop_fd, const HttpLimits& limits) : sock_(sock), stop_fd_(stop_fd), limits_(limits) {}
+ConnectionStream::ConnectionStream(int sock, int stop_fd, const HttpLimits& limits, std::string peer, int peer_port)
+    : sock_(sock), stop_fd_(stop_fd), peer_(std::move(peer)), peer_port_(peer_port), limits_(limits) {}
 
 void ConnectionStream::enter(Phase phase) {
   phase_ = phase;
@@ -204,7 +205,10 @@ ssize_t ConnectionStream::write(const char* ptr, size_t size) {
   return static_cast<ssize_t>(sent);
 }
 
-void ConnectionStream::get_remote_ip_and_port(std::string& ip, int& port) const { ip = peer_address(sock_, port); }
+void ConnectionStream::get_remote_ip_and_port(std::string& ip, int& port) const {
+  ip = peer_;
+  port = peer_port_;
+}
 
 void ConnectionStream::get_local_ip_and_port(std::string& ip, int& port) const {
   sockaddr_storage a{};
@@ -289,7 +293,7 @@ bool HttpServer::process_and_close_socket(int sock) {
                  fmt::format("{} has {} connections open, the most one address may hold", address, limits_.max_connections_per_address),
                  fmt::format(R"({{"retry_after":1,"limit":{}}})", limits_.max_connections_per_address)});
   } else {
-    ConnectionStream stream(sock, stop_fd_, limits_);
+    ConnectionStream stream(sock, stop_fd_, limits_, address, port);
     t_current = &stream;
     while (!stopping_) {
       if (!stream.wait_for_request()) {

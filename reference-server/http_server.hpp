@@ -70,7 +70,8 @@ class ConnectionStream final : public httplib::Stream {
  public:
   enum class Phase { idle, headers, body, handler };
 
-  ConnectionStream(int sock, int stop_fd, const HttpLimits& limits);
+  // `peer`, `peer_port`: the client's address, read once per connection (httplib asks on every request).
+  ConnectionStream(int sock, int stop_fd, const HttpLimits& limits, std::string peer, int peer_port);
 
   bool is_readable() const override;
   bool is_writable() const override;
@@ -107,6 +108,8 @@ class ConnectionStream final : public httplib::Stream {
   int wait_readable() const;
 
   int sock_, stop_fd_;
+  std::string peer_;
+  int peer_port_;
   const HttpLimits& limits_;
   Phase phase_ = Phase::idle;
   std::chrono::steady_clock::time_point deadline_{}, start_{};

@@ -87,6 +87,7 @@ void compile_route(RouteSpec& spec) {
     spec.regex += fmt::format("({})", p->pattern);
     i = end;
   }
+  spec.matcher = std::regex(spec.regex);
   if (spec.tag.empty()) {
     // The area: the first segment after /api/v1/ (/api/v1/plugins/... -> plugins), else the first one.
     std::string_view rest = spec.path;

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +58,7 @@ struct RouteSpec {
   std::string tag;         // the area: plugins, tools, tasks, ...
   std::vector<std::string> parameters;  // in the order of the template, = the regex's capture groups
   std::string regex;                    // what httplib matches
+  std::regex matcher;                   // the same, compiled: screen() asks before httplib routes
   bool in_document = true;              // false: a family of routes the document lists one by one instead
   std::unique_ptr<RouteStats> stats = std::make_unique<RouteStats>();
   // The body it takes (JSON Schema; null: any JSON, or none for GET), checked before the handler runs and

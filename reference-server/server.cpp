@@ -6,20 +6,28 @@ extern const std::string_view kDocsPage;  // docs/index.html, built in (docs_pag
 
 namespace {
 
+// One metric family's HELP and TYPE lines: every family has both (promtool checks it).
+void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
 std::string process_metrics() {
   std::string out;
   rusage ru{};
   ::getrusage(RUSAGE_SELF, &ru);
   double cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-  out += fmt::format("# HELP process_cpu_seconds_total CPU time the server used, user and system.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n", cpu);
+  family(out, "process_cpu_seconds_total", "counter", "CPU time the server used, user and system.");
+  out += fmt::format("process_cpu_seconds_total {}\n", cpu);
   std::ifstream statm("/proc/self/statm");
   std::uint64_t size = 0, resident = 0;
   statm >> size >> resident;
-  out += fmt::format("# HELP process_resident_memory_bytes Resident memory of the server.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n", resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+  family(out, "process_resident_memory_bytes", "gauge", "Resident memory of the server.");
+  out += fmt::format("process_resident_memory_bytes {}\n", resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
   std::size_t fds = 0;
   std::error_code ec;
   for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) ++fds;
-  out += fmt::format("# HELP process_open_fds Open file descriptors of the server.\n# TYPE process_open_fds gauge\nprocess_open_fds {}\n", fds);
+  family(out, "process_open_fds", "gauge", "Open file descriptors of the server.");
+  out += fmt::format("process_open_fds {}\n", fds);
   return out;
 }
 
@@ -65,11 +73,6 @@ void Server::Impl::add_meta_routes() {
   });
   route("GET", "/openapi.json", Role::anonymous, "this API as an OpenAPI 3.1 document (with the caller's tenant's plugin routes)",
         [this](Call& c) -> Result<Reply> { return Reply{200, openapi_document(c)}; });
-}
-
-// One metric family's HELP and TYPE lines: every family has both (promtool checks it).
-static void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
-  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
 
 static void histogram(std::string& out, std::string_view name, const std::string& labels, const std::array<std::uint64_t, kLatencyBuckets.size()>& buckets,

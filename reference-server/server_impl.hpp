@@ -81,9 +81,6 @@ struct Server::Impl {
   std::map<std::string, std::unique_ptr<Manager>> tenants;
   std::map<std::string, std::unique_ptr<Scheduler>> schedulers;  // one per tenant, over its Manager
 
-  std::atomic<std::uint64_t> requests{0};
-  std::mutex status_mutex;
-  std::map<int, std::uint64_t> by_status;
   std::atomic<bool> ready{false};
 
   std::deque<RouteSpec> routes;  // the route table (route_table.hpp); a deque: entries never move
@@ -253,15 +250,16 @@ struct Server::Impl {
     spec.in_document = in_document;
     compile_route(spec);
     spec.permission = permission.empty() ? route_permission(method, spec.path, min_role) : std::move(permission);
-    route_patterns.emplace_back(method, std::regex(spec.regex));
     const std::string pattern = spec.regex;
-    auto serve = [this, min_role, permission = spec.permission, stats = spec.stats.get(), spec = &spec, handler = std::move(handler),
-                  method = std::string(method)](const httplib::Request& req, httplib::Response& res, std::string raw) {
+    // The entry (a deque's: it never moves) is what the request is checked against.
+    auto serve = [this, spec = &spec, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res, std::string raw) {
+      const auto& method = spec->method;
+      const auto& permission = spec->permission;
+      const auto min_role = spec->min_role;
       auto* connection = HttpServer::current();
       // The request is all here: what the handler takes is the server's time, not the client's.
       if (connection) connection->enter(ConnectionStream::Phase::handler);
-      RouteRecord record{stats, connection, res};
-      ++requests;
+      RouteRecord record{spec->stats.get(), connection, res};
       const auto request_id = request_id_of(req);
       auto who = authenticate(req);
       if (!who && who.error().code == ErrorCode::internal) {
@@ -411,11 +409,10 @@ struct Server::Impl {
     if (req.get_header_value_count("Transfer-Encoding") != 1 || strcasecmp(req.get_header_value("Transfer-Encoding").c_str(), "chunked") != 0)
       return refuse(400, "Transfer-Encoding must be 'chunked'");
     if (req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS") return refuse(400, fmt::format("a {} request has no body", req.method));
-    if (!std::any_of(route_patterns.begin(), route_patterns.end(), [&](const auto& r) { return r.first == req.method && std::regex_match(req.path, r.second); }))
+    if (!std::any_of(routes.begin(), routes.end(), [&](const RouteSpec& r) { return r.method == req.method && std::regex_match(req.path, r.matcher); }))
       return refuse(404, fmt::format("no route {} {}", req.method, req.path));
     return httplib::Server::HandlerResponse::Unhandled;
   }
-  std::vector<std::pair<std::string, std::regex>> route_patterns;  // for screen(), one per route
 
   static Result<std::string> field(const json::value& body, const char* name) {
     if (!body.is_object()) return Error{ErrorCode::invalid_argument, fmt::format("expected a JSON object with '{}'", name)};
