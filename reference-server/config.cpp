@@ -89,6 +89,7 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
       else if (key == "login_attempts_per_minute") c.login_attempts_per_minute = v.as<int>();
       else if (key == "task_history") c.task_history = v.as<std::size_t>();
       else if (key == "webhook_window") c.webhook_window = v.as<int>();
+      else if (key == "check_answers") c.check_answers = v.as<bool>();
       else if (key == "grants") {
         if (!v.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'grants' must be a mapping with 'fs' and/or 'network'", file.string())};
         for (const auto& g : v) {
@@ -181,6 +182,12 @@ Result<void> apply_env(ServerConfig& c) {
   XCORE_TRY(number("XCORE_PASSWORD_HASHES", c.password_hashes));
   XCORE_TRY(number("XCORE_AUDIT_RETENTION_DAYS", c.audit_retention_days));
   XCORE_TRY(number("XCORE_AUDIT_MAX_ROWS", c.audit_max_rows));
+  if (const char* v = env("XCORE_CHECK_ANSWERS")) {
+    const std::string_view b = v;
+    if (b == "1" || b == "true") c.check_answers = true;
+    else if (b == "0" || b == "false") c.check_answers = false;
+    else return Error{ErrorCode::invalid_argument, fmt::format("XCORE_CHECK_ANSWERS: '{}' is not 1, true, 0 or false", b)};
+  }
   if (const char* v = env("XCORE_ADMIN_PASSWORD")) c.admin_password = v;
   if (const char* v = env("XCORE_MASTER_KEY")) c.master_key = v;
   return ok();

@@ -51,6 +51,9 @@ struct ServerConfig {
   // ("FIRST-LAST"); "none": all as the sandbox user (xcore-sandbox).
   std::string sandbox_uids = "2000000-2999999";
   std::uint32_t sandbox_uid_first = 0, sandbox_uid_last = 0;  // sandbox_uids read by load_config; 0: none
+  // Every answer is checked against its route's entry (declared status, body schema): a mismatch becomes a
+  // 500 naming it. For tests and development: it costs a validation per answer.
+  bool check_answers = false;
   bool verbose = false;
 };
 

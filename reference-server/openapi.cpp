@@ -9,52 +9,60 @@ namespace {
 
 json::object json_content(json::value schema) { return json::object{{"application/json", json::object{{"schema", std::move(schema)}}}}; }
 
-json::object ref(std::string_view where) { return json::object{{"$ref", where}}; }
+json::object schema_ref(std::string_view where) { return json::object{{"$ref", where}}; }
 
-// The shared answers, by status: the error shape every refusal has.
+// The error answers, by status: each a component response with the shared error schema.
+struct ErrorAnswer {
+  int status;
+  std::string_view name, description;
+};
+constexpr ErrorAnswer kErrorAnswers[] = {
+    {400, "BadRequest", "the request is malformed: the message names what and where"},
+    {401, "Unauthorized", "no valid credentials: log in and send Authorization: Bearer <token>"},
+    {403, "Forbidden", "the caller's role, token scopes or tenant do not allow this"},
+    {404, "NotFound", "no such thing in the caller's tenant"},
+    {408, "RequestTimeout", "the request's headers or body did not arrive within the server's deadline; the connection is closed"},
+    {409, "Conflict", "it exists already, or the current state forbids it"},
+    {412, "PreconditionFailed", "a precondition does not hold (the message says which)"},
+    {413, "PayloadTooLarge", "the body is over the server's max_body_bytes"},
+    {422, "Incompatible", "the plugin is incompatible with this host or its dependencies"},
+    {429, "TooManyRequests", "a rate, login or connection limit: retry after the Retry-After header's seconds"},
+    {431, "HeadersTooLarge", "the request's headers are over the server's max_header_bytes"},
+    {500, "InternalError", "the server's own failure; its log holds the cause under the request id"},
+    {502, "PluginError", "the plugin failed on its own (plugin_error) or crashed (plugin_crashed)"},
+    {503, "Unavailable", "not ready, or a plugin or store that cannot answer now"},
+    {504, "Timeout", "the call's deadline passed"},
+};
+
+const ErrorAnswer& error_answer(int status) {
+  for (const auto& e : kErrorAnswers)
+    if (e.status == status) return e;
+  std::fprintf(stderr, "xcore-server: no description of the error status %d\n", status);
+  std::abort();  // a route declared a status the document cannot describe: a bug in the table
+}
+
 json::object error_responses() {
-  auto error = [](std::string_view description) {
-    return json::object{{"description", description}, {"content", json_content(ref("#/components/schemas/Error"))}};
-  };
-  json::object out{{"BadRequest", error("the request is malformed: the message names what and where")},
-                   {"Unauthorized", error("no valid credentials: log in and send Authorization: Bearer <token>")},
-                   {"Forbidden", error("the caller's role, token scopes or tenant do not allow this")},
-                   {"NotFound", error("no such thing in the caller's tenant")},
-                   {"Conflict", error("the current state forbids it")},
-                   {"PayloadTooLarge", error("the body is over the server's max_body_bytes")},
-                   {"TooManyRequests", error("a rate, login or connection limit: retry after the Retry-After header's seconds")},
-                   {"InternalError", error("the server's own failure; its log holds the cause under the request id")},
-                   {"PluginError", error("the plugin failed on its own (plugin_error) or crashed (plugin_crashed)")}};
-  out["Unauthorized"].as_object()["headers"] =
-      json::object{{"WWW-Authenticate", json::object{{"description", "Bearer"}, {"schema", json::object{{"type", "string"}}}}}};
-  out["TooManyRequests"].as_object()["headers"] =
-      json::object{{"Retry-After", json::object{{"description", "seconds to wait"}, {"schema", json::object{{"type", "integer"}}}}}};
+  json::object out;
+  for (const auto& e : kErrorAnswers) {
+    json::object r{{"description", e.description}, {"content", json_content(schema_ref("#/components/schemas/Error"))}};
+    if (e.status == 401) r["headers"] = json::object{{"WWW-Authenticate", json::object{{"description", "Bearer"}, {"schema", json::object{{"type", "string"}}}}}};
+    if (e.status == 429)
+      r["headers"] = json::object{{"Retry-After", json::object{{"description", "seconds to wait"}, {"schema", json::object{{"type", "integer"}}}}}};
+    out[e.name] = std::move(r);
+  }
   return out;
 }
 
-json::object error_schema() {
-  return json::object{
-      {"type", "object"},
-      {"required", json::array{"error", "request_id"}},
-      {"properties",
-       json::object{{"error", json::object{{"type", "object"},
-                                           {"required", json::array{"code", "message"}},
-                                           {"properties", json::object{{"code", json::object{{"type", "string"},
-                                                                                             {"description", "a stable code: invalid_argument, not_found, "
-                                                                                                             "permission_denied, unauthenticated, resource_exhausted, "
-                                                                                                             "timeout, plugin_error, internal, ..."}}},
-                                                                       {"message", json::object{{"type", "string"}}},
-                                                                       {"details", json::object{{"description", "JSON the code defines, or null"}}}}}}},
-                    {"request_id", json::object{{"type", "string"}}}}}};
-}
-
-// What a route answers on success, by its content type.
-json::object success_response(const RouteSpec& r) {
-  if (r.path == "/metrics")
-    return json::object{{"description", "the Prometheus text format"}, {"content", json::object{{"text/plain", json::object{{"schema", json::object{{"type", "string"}}}}}}}};
-  if (r.path == "/docs")
-    return json::object{{"description", "a page that renders this document"}, {"content", json::object{{"text/html", json::object{{"schema", json::object{{"type", "string"}}}}}}}};
-  return json::object{{"description", r.summary}, {"content", json_content(json::object{{"type", json::array{"object", "array"}}})}};
+// What a route answers on success: the statuses and schemas of its entry.
+json::object success_responses(const RouteSpec& r) {
+  json::object out;
+  for (const auto& a : r.answers) {
+    const bool is_json = a.content_type == "application/json";
+    json::value schema = !is_json ? json::value(json::object{{"type", "string"}}) : a.schema.is_null() ? json::value(json::object{}) : a.schema;
+    std::string media = a.content_type.substr(0, a.content_type.find(';'));
+    out[std::to_string(a.status)] = json::object{{"description", r.summary}, {"content", json::object{{media, json::object{{"schema", std::move(schema)}}}}}};
+  }
+  return out;
 }
 
 json::object operation(const RouteSpec& r, std::string operation_id, const std::vector<std::pair<std::string, std::string>>& parameters) {
@@ -84,20 +92,8 @@ json::object operation(const RouteSpec& r, std::string operation_id, const std::
     json::value schema = r.body_schema.is_null() ? json::value(json::object{{"description", "any JSON"}}) : r.body_schema;
     op["requestBody"] = json::object{{"required", false}, {"description", "JSON; an empty body reads as {}"}, {"content", json_content(std::move(schema))}};
   }
-  json::object responses{{"2XX", success_response(r)}, {"400", ref("#/components/responses/BadRequest")}};
-  if (r.min_role != Role::anonymous || r.path.starts_with("/plugins/")) {
-    responses["401"] = ref("#/components/responses/Unauthorized");
-    responses["403"] = ref("#/components/responses/Forbidden");
-  }
-  if (!r.parameters.empty() || r.path.starts_with("/plugins/")) responses["404"] = ref("#/components/responses/NotFound");
-  if (r.method != "GET") {
-    responses["409"] = ref("#/components/responses/Conflict");
-    responses["413"] = ref("#/components/responses/PayloadTooLarge");
-  }
-  responses["429"] = ref("#/components/responses/TooManyRequests");
-  responses["500"] = ref("#/components/responses/InternalError");
-  if (r.path.starts_with("/app/") || r.path.starts_with("/plugins/") || r.path.ends_with("/invoke"))
-    responses["502"] = ref("#/components/responses/PluginError");
+  json::object responses = success_responses(r);
+  for (int status : r.error_statuses()) responses[std::to_string(status)] = schema_ref(fmt::format("#/components/responses/{}", error_answer(status).name));
   op["responses"] = std::move(responses);
   return op;
 }
@@ -135,6 +131,8 @@ json::object Server::Impl::openapi_document(const Call& c) {
       r.min_role = pr.role.empty() ? Role::operator_ : parse_role(pr.role).value_or(Role::admin);
       r.permission = "routes.call:" + info.manifest.id;
       r.tag = "plugin " + info.manifest.id;
+      r.answers.push_back(RouteAnswer{200, "application/json", json::object{{"description", "what the action returns (JSON)"}}, nullptr});
+      r.declared_errors = {403, 404, 409, 412, 502, 503, 504};
       std::vector<std::pair<std::string, std::string>> parameters;
       for (std::size_t at = r.path.find('{'); at != std::string::npos; at = r.path.find('{', at + 1))
         parameters.emplace_back(r.path.substr(at + 1, r.path.find('}', at) - at - 1), "[^/]+");
@@ -158,7 +156,7 @@ json::object Server::Impl::openapi_document(const Call& c) {
       {"paths", std::move(paths)},
       {"components", json::object{{"securitySchemes", json::object{{"bearer", json::object{{"type", "http"}, {"scheme", "bearer"}, {"bearerFormat", "JWT"},
                                                                                             {"description", "an access token from /api/v1/auth/login, or an API token"}}}}},
-                                  {"schemas", json::object{{"Error", error_schema()}}},
+                                  {"schemas", api_schemas()},
                                   {"responses", error_responses()}}}};
 }
 

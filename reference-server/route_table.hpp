@@ -49,6 +49,23 @@ class RouteStats {
   std::atomic<std::uint64_t> count_{0}, sum_ns_{0};
 };
 
+// The shapes the API answers with (api_schemas.cpp): components/schemas of /openapi.json, which route
+// schemas reference as {"$ref": "#/components/schemas/<Name>"}.
+const json::object& api_schemas();
+
+// One answer a route gives on success: its status and what its body is.
+struct RouteAnswer {
+  int status = 200;
+  std::string content_type = "application/json";
+  json::value schema;  // JSON Schema (refs into api_schemas()); for other content types, null
+  std::shared_ptr<const JsonSchema> validator;
+};
+
+// Error statuses every route may answer: a malformed request or query (400), a credential that does not
+// hold (401, also on open routes), a request too slow to arrive (408), a limit (429), headers over
+// max_header_bytes (431), the server's own failure (500).
+inline constexpr std::array<int, 6> kCommonErrors{400, 401, 408, 429, 431, 500};
+
 struct RouteSpec {
   std::string method;    // GET, POST, PUT, PATCH, DELETE
   std::string path;      // the template: /api/v1/plugins/{plugin}/tools
@@ -66,8 +83,25 @@ struct RouteSpec {
   json::value body_schema;
   std::shared_ptr<const JsonSchema> body_validator;
 
+  // What it answers on success, and the error statuses it declares besides the common ones (403 where a
+  // role is needed and 413 where it takes a body are added by the table).
+  std::vector<RouteAnswer> answers;
+  std::vector<int> declared_errors;
+
   // Sets the body's schema (JSON text); a schema that does not compile is a bug (aborts, naming the route).
   RouteSpec& body(std::string_view schema);
+  // A success answer: its status and its body's schema (JSON text, may $ref api_schemas()); same abort.
+  RouteSpec& returns(int status, std::string_view schema);
+  // A success answer that is not JSON (metrics, the docs page).
+  RouteSpec& returns_text(int status, std::string content_type);
+  // Error statuses this route answers besides the common ones: 404, 409, 412, 422, 502, 503, 504...
+  RouteSpec& errors(std::initializer_list<int> statuses);
+
+  // Every error status it may answer, ascending: kCommonErrors, 403/413 by its kind, and declared_errors.
+  std::vector<int> error_statuses() const;
+  // Whether an answer is one the table declares: a declared error status, or a success status whose
+  // body matches its schema. The error names the route, the status and what did not match.
+  Result<void> check_answer(int status, const json::value& body) const;
 };
 
 // Fills parameters and regex from the template; an unknown parameter name is a bug (aborts, naming it).

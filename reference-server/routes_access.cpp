@@ -33,7 +33,7 @@ void Server::Impl::add_access_routes() {
     audit->record(AuditRow{0, 0, user->tenant, username, "login", username, "", c.request_id});
     XCORE_ASSIGN_OR_RETURN(auto tokens, issue_tokens(*user));
     return Reply{200, std::move(tokens)};
-  }).body(R"json({"type":"object","properties":{"username":{"type":"string","minLength":1},"password":{"type":"string","minLength":1},"tenant":{"type":"string","minLength":1}},"required":["username","password"]})json");
+  }).body(R"json({"type":"object","properties":{"username":{"type":"string","minLength":1},"password":{"type":"string","minLength":1},"tenant":{"type":"string","minLength":1}},"required":["username","password"]})json").returns(200, R"json({"$ref":"#/components/schemas/Tokens"})json");
   // Refresh tokens rotate: each is good once; one shown a second time ends its whole family.
   route("POST", "/api/v1/auth/refresh", Role::anonymous, "a new access and refresh token for a refresh token (single use)", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto token, field(c.body, "refresh_token"));
@@ -51,14 +51,14 @@ void Server::Impl::add_access_routes() {
       return Error{ErrorCode::unauthenticated, "the refresh token was ended by a change to its user: log in again"};
     XCORE_ASSIGN_OR_RETURN(auto tokens, issue_tokens(*user, claims.fam));
     return Reply{200, std::move(tokens)};
-  }).body(R"json({"type":"object","properties":{"refresh_token":{"type":"string","minLength":1}},"required":["refresh_token"]})json");
+  }).body(R"json({"type":"object","properties":{"refresh_token":{"type":"string","minLength":1}},"required":["refresh_token"]})json").returns(200, R"json({"$ref":"#/components/schemas/Tokens"})json");
   route("GET", "/api/v1/auth/me", Role::viewer, "who the token belongs to, and what it may do", [](Call& c) -> Result<Reply> {
     json::array perms;
     for (const auto& p : c.who.principal.permissions) perms.emplace_back(p);
     return Reply{200, json::object{{"user", c.who.user}, {"tenant", c.who.tenant}, {"role", role_name(c.who.role)},
                                    {"principal", json::object{{"kind", to_string(c.who.principal.kind)}, {"id", c.who.principal.id}}},
                                    {"permissions", std::move(perms)}}};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/Me"})json");
 
   // ---- secrets: values go in, never out
   route("GET", "/api/v1/secrets", Role::admin, "secret names", [this](Call& c) -> Result<Reply> {
@@ -66,16 +66,16 @@ void Server::Impl::add_access_routes() {
     XCORE_ASSIGN_OR_RETURN(auto names, db->secret_names(c.who.tenant));
     for (const auto& n : names) out.emplace_back(n);
     return Reply{200, json::object{{"secrets", std::move(out)}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["secrets"],"properties":{"secrets":{"type":"array","items":{"type":"string"},"description":"names only: values never leave the server"}}})json");
   route("PUT", "/api/v1/secrets/{secret}", Role::admin, "set a secret ({\"value\": ...})", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto value, field(c.body, "value"));
     XCORE_TRY(db->put_secret(c.who.tenant, c.arg(1), secrets->seal(c.who.tenant + "/" + c.arg(1), value)));
     return Reply{200, json::object{{"name", c.arg(1)}}};
-  }).body(R"json({"type":"object","properties":{"value":{"type":"string","minLength":1}},"required":["value"]})json");
+  }).body(R"json({"type":"object","properties":{"value":{"type":"string","minLength":1}},"required":["value"]})json").returns(200, R"json({"type":"object","required":["name"],"properties":{"name":{"type":"string"}}})json");
   route("DELETE", "/api/v1/secrets/{secret}", Role::admin, "delete a secret", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(db->delete_secret(c.who.tenant, c.arg(1)));
     return Reply{200, json::object{{"deleted", c.arg(1)}}};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/Deleted"})json").errors({404});
 
   // ---- users, tenants, API tokens, audit
   route("GET", "/api/v1/users", Role::admin, "this tenant's users", [this](Call& c) -> Result<Reply> {
@@ -83,7 +83,7 @@ void Server::Impl::add_access_routes() {
     XCORE_ASSIGN_OR_RETURN(auto users, db->users(c.who.tenant));
     for (const auto& u : users) out.push_back(json::object{{"username", u.username}, {"role", u.role}, {"created_at", u.created_at}});
     return Reply{200, json::object{{"users", std::move(out)}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["users"],"properties":{"users":{"type":"array","items":{"$ref":"#/components/schemas/User"}}}})json");
   route("POST", "/api/v1/users", Role::admin, "create a user ({username, password, role}; tenant: default tenant's admins only)", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto username, field(c.body, "username"));
     if (!valid_username(username)) return Error{ErrorCode::invalid_argument, "a user name is 1-64 of [A-Za-z0-9._@-]"};
@@ -104,7 +104,7 @@ void Server::Impl::add_access_routes() {
       return Error{ErrorCode::already_exists, fmt::format("tenant '{}' has a user '{}' already", tenant, username)};
     XCORE_TRY(created);
     return Reply{201, json::object{{"id", *created}, {"username", username}, {"tenant", tenant}, {"role", role}}};
-  }).body(R"json({"type":"object","properties":{"username":{"type":"string","minLength":1},"password":{"type":"string","minLength":1},"role":{"enum":["viewer","operator","admin"]},"tenant":{"type":"string","minLength":1}},"required":["username","password","role"]})json");
+  }).body(R"json({"type":"object","properties":{"username":{"type":"string","minLength":1},"password":{"type":"string","minLength":1},"role":{"enum":["viewer","operator","admin"]},"tenant":{"type":"string","minLength":1}},"required":["username","password","role"]})json").returns(201, R"json({"allOf":[{"$ref":"#/components/schemas/User"}],"required":["id","tenant"]})json").errors({404, 409});
   route("PATCH", "/api/v1/users/{user}", Role::admin, "change a user's role or password ({role?, password?})", [this](Call& c) -> Result<Reply> {
     if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected {role?, password?}"};
     std::optional<std::string> role, hash;
@@ -127,20 +127,20 @@ void Server::Impl::add_access_routes() {
     if (role) changed.emplace_back("role");
     if (hash) changed.emplace_back("password");
     return Reply{200, json::object{{"username", c.arg(1)}, {"changed", std::move(changed)}}};
-  }).body(R"json({"type":"object","properties":{"role":{"enum":["viewer","operator","admin"]},"password":{"type":"string","minLength":1}}})json");
+  }).body(R"json({"type":"object","properties":{"role":{"enum":["viewer","operator","admin"]},"password":{"type":"string","minLength":1}}})json").returns(200, R"json({"type":"object","required":["username","changed"],"properties":{"username":{"type":"string"},"changed":{"type":"array","items":{"enum":["role","password"]}}}})json").errors({404, 409});
   route("DELETE", "/api/v1/users/{user}", Role::admin, "delete a user of this tenant", [this](Call& c) -> Result<Reply> {
     if (c.arg(1) == c.who.user) return Error{ErrorCode::conflict, "you cannot delete yourself"};
     XCORE_ASSIGN_OR_RETURN(auto uid, db->delete_user(c.who.tenant, c.arg(1)));
     users.forget(uid);
     return Reply{200, json::object{{"deleted", c.arg(1)}}};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/Deleted"})json").errors({404, 409});
   route("GET", "/api/v1/tenants", Role::admin, "tenants (the default tenant's admins)", [this](Call& c) -> Result<Reply> {
     if (c.who.tenant != kDefaultTenant) return Error{ErrorCode::permission_denied, "only the default tenant's admins manage tenants"};
     json::array out;
     XCORE_ASSIGN_OR_RETURN(auto tenants, db->tenants());
     for (const auto& [tid, tname] : tenants) out.push_back(json::object{{"id", tid}, {"name", tname}});
     return Reply{200, json::object{{"tenants", std::move(out)}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["tenants"],"properties":{"tenants":{"type":"array","items":{"$ref":"#/components/schemas/Tenant"}}}})json");
   route("POST", "/api/v1/tenants", Role::admin, "create a tenant ({id, name})", [this](Call& c) -> Result<Reply> {
     if (c.who.tenant != kDefaultTenant) return Error{ErrorCode::permission_denied, "only the default tenant's admins manage tenants"};
     XCORE_ASSIGN_OR_RETURN(auto tid, field(c.body, "id"));
@@ -153,7 +153,7 @@ void Server::Impl::add_access_routes() {
       return std::move(started).error();
     }
     return Reply{201, json::object{{"id", tid}, {"name", tname}}};
-  }).body(R"json({"type":"object","properties":{"id":{"type":"string","minLength":1},"name":{"type":"string","minLength":1}},"required":["id"]})json");
+  }).body(R"json({"type":"object","properties":{"id":{"type":"string","minLength":1},"name":{"type":"string","minLength":1}},"required":["id"]})json").returns(201, R"json({"$ref":"#/components/schemas/Tenant"})json").errors({409, 503});
   route("GET", "/api/v1/tokens", Role::admin, "this tenant's API tokens (never their values)", [this](Call& c) -> Result<Reply> {
     json::array out;
     XCORE_ASSIGN_OR_RETURN(auto tokens, db->tokens(c.who.tenant));
@@ -161,7 +161,7 @@ void Server::Impl::add_access_routes() {
       out.push_back(json::object{{"id", t.id}, {"name", t.name}, {"role", t.role}, {"created_by", t.created_by}, {"created_at", t.created_at},
                                  {"expires_at", t.expires_at}, {"revoked", t.revoked}});
     return Reply{200, json::object{{"tokens", std::move(out)}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["tokens"],"properties":{"tokens":{"type":"array","items":{"allOf":[{"$ref":"#/components/schemas/ApiToken"}],"required":["created_by","created_at","revoked"],"properties":{"token":{"not":{},"description":"never listed: a token's value is shown once, when it is made"}}}}}})json");
   route("POST", "/api/v1/tokens", Role::admin,
         "create an API token ({name, role, expires_in | never: true, scopes?}); the value is shown once", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto tname, field(c.body, "name"));
@@ -211,11 +211,11 @@ void Server::Impl::add_access_routes() {
     for (const auto& s : t.scopes) scopes.emplace_back(s);
     return Reply{201, json::object{{"id", tid}, {"name", tname}, {"role", role}, {"token", value}, {"expires_at", t.expires_at},
                                    {"scopes", t.scoped ? json::value(std::move(scopes)) : json::value(nullptr)}}};
-  }).body(R"json({"type":"object","properties":{"name":{"type":"string","minLength":1},"role":{"enum":["viewer","operator","admin"]},"expires_in":{"type":"integer","description":"seconds, at least 1; or never: true"},"never":{"type":"boolean"},"scopes":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","role"]})json");
+  }).body(R"json({"type":"object","properties":{"name":{"type":"string","minLength":1},"role":{"enum":["viewer","operator","admin"]},"expires_in":{"type":"integer","description":"seconds, at least 1; or never: true"},"never":{"type":"boolean"},"scopes":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","role"]})json").returns(201, R"json({"allOf":[{"$ref":"#/components/schemas/ApiToken"}],"required":["token","scopes"]})json");
   route("DELETE", "/api/v1/tokens/{token}", Role::admin, "revoke an API token", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(db->revoke_token(c.who.tenant, std::stoll(c.arg(1))));
     return Reply{200, json::object{{"revoked", std::stoll(c.arg(1))}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["revoked"],"properties":{"revoked":{"type":"integer","description":"the token's id"}}})json").errors({404});
   route("GET", "/api/v1/audit", Role::admin, "this tenant's audit log, newest first (?limit=)", [this](Call& c) -> Result<Reply> {
     int limit = 100;
     if (auto l = c.query("limit"); !l.empty()) limit = std::clamp(std::atoi(l.c_str()), 1, 1000);
@@ -226,7 +226,7 @@ void Server::Impl::add_access_routes() {
       out.push_back(json::object{{"id", a.id}, {"at", a.at}, {"actor", a.actor}, {"action", a.action}, {"target", a.target}, {"result", a.detail},
                                  {"request_id", a.request_id}});
     return Reply{200, json::object{{"entries", std::move(out)}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["entries"],"properties":{"entries":{"type":"array","items":{"$ref":"#/components/schemas/AuditEntry"}}}})json");
 }
 
 }  // namespace xcore::server

@@ -17,21 +17,21 @@ void Server::Impl::add_plugin_routes() {
       out.push_back(plugin_json(info, &reg->second));
     }
     return Reply{200, json::object{{"plugins", std::move(out)}}};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/PluginList"})json");
   route("GET", "/api/v1/plugins/available", Role::viewer, "plugins in the plugin folders not registered for this tenant", [this](Call& c) -> Result<Reply> {
     json::array out;
     XCORE_ASSIGN_OR_RETURN(auto regs, registrations_of(c.who.tenant));
     for (const auto& info : c.manager.list())
       if (!regs.contains(info.manifest.id)) out.push_back(plugin_json(info, nullptr));
     return Reply{200, json::object{{"plugins", std::move(out)}}};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/PluginList"})json");
   route("GET", "/api/v1/plugins/stats", Role::viewer, "call statistics per plugin", [this](Call& c) -> Result<Reply> {
     json::object out;
     XCORE_ASSIGN_OR_RETURN(auto regs, registrations_of(c.who.tenant));
     for (const auto& info : c.manager.list())
       if (auto reg = regs.find(info.manifest.id); reg != regs.end()) out[info.manifest.id] = plugin_json(info, &reg->second).at("stats");
     return Reply{200, json::object{{"stats", std::move(out)}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["stats"],"properties":{"stats":{"type":"object","description":"by plugin id","additionalProperties":{"$ref":"#/components/schemas/PluginStats"}}}})json");
   route("GET", "/api/v1/plugins/health", Role::viewer, "health of every enabled plugin", [this](Call& c) -> Result<Reply> {
     json::object out;
     XCORE_ASSIGN_OR_RETURN(auto regs, registrations_of(c.who.tenant));
@@ -41,14 +41,14 @@ void Server::Impl::add_plugin_routes() {
       out[info.manifest.id] = h ? *h : error_body(h.error(), c.request_id).at("error");
     }
     return Reply{200, json::object{{"health", std::move(out)}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["health"],"properties":{"health":{"type":"object","description":"by plugin id: its health answer, or the error ({code, message}) that came instead","additionalProperties":{"$ref":"#/components/schemas/Health"}}}})json");
   route("POST", "/api/v1/plugins/discover", Role::admin, "read the configured plugin folders again", [](Call& c) -> Result<Reply> {
     auto report = c.manager.discover();
     json::array found, problems;
     for (const auto& f : report.found) found.emplace_back(f);
     for (const auto& p : report.problems) problems.push_back(json::object{{"code", to_string(p.code)}, {"message", p.message}});
     return Reply{200, json::object{{"found", std::move(found)}, {"problems", std::move(problems)}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["found","problems"],"properties":{"found":{"type":"array","items":{"type":"string"}},"problems":{"type":"array","items":{"type":"object","required":["code","message"],"properties":{"code":{"type":"string"},"message":{"type":"string"}}}}}})json");
   route("POST", "/api/v1/plugins/dynamic", Role::admin, "register an external MCP server command as a sandboxed plugin", [this](Call& c) -> Result<Reply> {
     if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected a manifest object: {id, version, command, ...}"};
     // Data only: an external command, always sandboxed; never a binary for this process to load.
@@ -88,7 +88,7 @@ void Server::Impl::add_plugin_routes() {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, pid));
     XCORE_ASSIGN_OR_RETURN(auto body, plugin_json(info, c.who.tenant));
     return Reply{201, std::move(body)};
-  }).body(R"json({"type":"object","description":"a plugin manifest whose command is an MCP stdio server","properties":{"id":{"type":"string","minLength":1},"version":{"type":"string","minLength":1},"command":{"type":"array","items":{"type":"string"},"minItems":1},"enable":{"type":"boolean"}},"required":["id","version","command"]})json");
+  }).body(R"json({"type":"object","description":"a plugin manifest whose command is an MCP stdio server","properties":{"id":{"type":"string","minLength":1},"version":{"type":"string","minLength":1},"command":{"type":"array","items":{"type":"string"},"minItems":1},"enable":{"type":"boolean"}},"required":["id","version","command"]})json").returns(201, R"json({"$ref":"#/components/schemas/Plugin"})json").errors({409, 412, 422, 502, 503, 504});
   route("POST", "/api/v1/plugins/{plugin}/save", Role::admin, "persist a dynamic plugin's manifest in the plugin folder", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     const auto source = info.manifest.file;
@@ -102,23 +102,23 @@ void Server::Impl::add_plugin_routes() {
     if (ec || !std::filesystem::copy_file(source, target / "plugin.json", ec))
       return Error{ErrorCode::unavailable, fmt::format("cannot save to {}: {}", target.string(), ec.message())};
     return Reply{200, json::object{{"saved", (target / "plugin.json").string()}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["saved"],"properties":{"saved":{"type":"string","description":"the manifest file written"}}})json").errors({404, 409, 412, 503});
   route("GET", "/api/v1/plugins/{plugin}", Role::viewer, "one plugin", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     XCORE_ASSIGN_OR_RETURN(auto body, plugin_json(info, c.who.tenant));
     return Reply{200, std::move(body)};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/Plugin"})json").errors({404});
   route("GET", "/api/v1/plugins/{plugin}/health", Role::viewer, "one plugin's health", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     XCORE_ASSIGN_OR_RETURN(auto h, c.manager.health(info.manifest.id));
     return Reply{200, h};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/Health"})json").errors({404, 412, 502, 503, 504});
   route("GET", "/api/v1/plugins/{plugin}/tools", Role::viewer, "one plugin's tools (MCP shape)", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     ToolFilter f;
     f.plugin = info.manifest.id;
     return Reply{200, json::object{{"tools", c.manager.tools().export_mcp(f)}}};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/ToolList"})json").errors({404});
   // Lifecycle: enable and disable register the plugin for the tenant; load, unload and reload are admin's.
   for (const char* verb : {"enable", "disable", "load", "unload", "reload"}) {
     const std::string v = verb;
@@ -138,21 +138,21 @@ void Server::Impl::add_plugin_routes() {
       XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, pid));
       XCORE_ASSIGN_OR_RETURN(auto body, plugin_json(info, c.who.tenant));
       return Reply{200, std::move(body)};
-    });
+    }).returns(200, R"json({"$ref":"#/components/schemas/Plugin"})json").errors({404, 409, 412, 422, 502, 503, 504});
   }
   route("GET", "/api/v1/plugins/{plugin}/config", Role::viewer, "a plugin's config", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     json::object out{{"config", info.config}};
     if (info.manifest.config_schema) out["schema"] = *info.manifest.config_schema;
     return Reply{200, out};
-  });
+  }).returns(200, R"json({"type":"object","required":["config"],"properties":{"config":{"type":"object"},"schema":{"type":"object","description":"the plugin's config_schema"}}})json").errors({404});
   route("PUT", "/api/v1/plugins/{plugin}/config", Role::operator_, "replace a plugin's config (validated by its config_schema)", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "the config must be a JSON object"};
     XCORE_TRY(config_allowed(c.who, info, c.body.get_object()));
     XCORE_TRY(c.manager.set_config(c.arg(1), c.body.get_object()));  // recorded in the registration
     return Reply{200, json::object{{"config", c.body}}};
-  }).body(R"json({"type":"object","description":"the plugin's whole config, checked against its config_schema"})json");
+  }).body(R"json({"type":"object","description":"the plugin's whole config, checked against its config_schema"})json").returns(200, R"json({"type":"object","required":["config"],"properties":{"config":{"type":"object"}}})json").errors({404, 409, 412, 502, 503, 504});
 
   // ---- tools and actions
   route("GET", "/api/v1/tools", Role::viewer, "tools (?category=, ?plugin=, ?format=mcp|openai)", [](Call& c) -> Result<Reply> {
@@ -164,16 +164,16 @@ void Server::Impl::add_plugin_routes() {
     if (format == "openai") return Reply{200, json::object{{"tools", c.manager.tools().export_openai(f)}}};
     if (!format.empty() && format != "mcp") return Error{ErrorCode::invalid_argument, fmt::format("format '{}': expected mcp or openai", format)};
     return Reply{200, json::object{{"tools", c.manager.tools().export_mcp(f)}}};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/ToolList"})json");
   route("POST", "/api/v1/tools/{tool}/invoke", Role::operator_, "call a tool; the body is its arguments", [](Call& c) -> Result<Reply> {
     json::value args = c.body.is_null() ? json::value(json::object{}) : c.body;
     XCORE_ASSIGN_OR_RETURN(auto r, c.manager.call_tool(c.arg(1), args, context_of(c)));
     return Reply{200, r.to_mcp()};
-  }).body(R"json({"type":"object","description":"the tool's arguments, checked against its inputSchema"})json");
+  }).body(R"json({"type":"object","description":"the tool's arguments, checked against its inputSchema"})json").returns(200, R"json({"$ref":"#/components/schemas/ToolResult"})json").errors({404, 409, 412, 502, 503, 504});
   route("POST", "/app/{plugin}/{action}", Role::operator_, "a plugin action; the body is its parameters", [](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto r, c.manager.call_action(c.arg(1), c.arg(2), c.body, context_of(c)));
     return Reply{200, r};
-  });
+  }).returns(200, R"json({"description":"what the action returns (JSON)"})json").errors({404, 409, 412, 502, 503, 504});
   // Routes plugins declare in their manifests, under /plugins/<id>/...: looked up on each request in the
   // tenant's current catalogue, so they come and go with the plugin (and change with a reload).
   for (const char* method : {"GET", "POST", "PUT", "PATCH", "DELETE"}) {
@@ -203,7 +203,7 @@ void Server::Impl::add_plugin_routes() {
         return Reply{200, out};
       }
       return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no route {} {}", plugin, method, path)};
-    }, /*permission=*/{}, /*in_document=*/false);  // the document lists each plugin's routes instead
+    }, /*permission=*/{}, /*in_document=*/false).returns(200, R"json({"description":"what the route's action returns (JSON)"})json").errors({403, 404, 409, 412, 502, 503, 504});  // the document lists each plugin's routes instead
   }
   route("GET", "/api/v1/hooks", Role::viewer, "hooks and their subscribers", [](Call& c) -> Result<Reply> {
     json::array out;
@@ -211,7 +211,7 @@ void Server::Impl::add_plugin_routes() {
       out.push_back(json::object{{"name", h.spec.name}, {"description", h.spec.description}, {"historic", h.spec.historic}, {"handlers", h.handlers},
                                  {"wrappers", h.wrappers}, {"calls", h.calls}, {"failures", h.failures}});
     return Reply{200, json::object{{"hooks", std::move(out)}}};
-  });
+  }).returns(200, R"json({"type":"object","required":["hooks"],"properties":{"hooks":{"type":"array","items":{"$ref":"#/components/schemas/Hook"}}}})json");
 
 }
 

@@ -11,7 +11,7 @@ void Server::Impl::add_task_routes() {
     if (auto* s = scheduler_of(c.who.tenant))
       for (const auto& j : s->list()) out.push_back(task_json(j));
     return Reply{200, json::object{{"tasks", std::move(out)}}};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/TaskList"})json");
   route("POST", "/api/v1/tasks", Role::operator_, "schedule a task ({name, trigger, target, ...})", [this](Call& c) -> Result<Reply> {
     if (c.body.is_object())
       for (const char* k : {"id", "tenant", "owner", "run_as", "created"})
@@ -25,7 +25,7 @@ void Server::Impl::add_task_routes() {
     auto* s = scheduler_of(c.who.tenant);
     XCORE_ASSIGN_OR_RETURN(auto id, s->add(std::move(spec)));
     return Reply{201, task_json(*s->get(id))};
-  }).body(R"json({"type":"object","properties":{"name":{"type":"string","minLength":1},"trigger":{"type":"object","description":"{type: cron|interval|date|webhook, ...}"},"target":{"type":"object","description":"{tool, arguments} or {plugin, action, params}"}},"required":["trigger","target"]})json");
+  }).body(R"json({"type":"object","properties":{"name":{"type":"string","minLength":1},"trigger":{"type":"object","description":"{type: cron|interval|date|webhook, ...}"},"target":{"type":"object","description":"{tool, arguments} or {plugin, action, params}"}},"required":["trigger","target"]})json").returns(201, R"json({"$ref":"#/components/schemas/Task"})json").errors({404, 409});
   route("GET", "/api/v1/tasks/{task}", Role::viewer, "one task, with its next fire times", [this](Call& c) -> Result<Reply> {
     auto* s = scheduler_of(c.who.tenant);
     auto j = s->get(c.arg(1));
@@ -35,7 +35,7 @@ void Server::Impl::add_task_routes() {
     for (auto t : s->preview(c.arg(1), 5)) next.emplace_back(format_iso8601(t));
     o["next_runs"] = std::move(next);
     return Reply{200, o};
-  });
+  }).returns(200, R"json({"allOf":[{"$ref":"#/components/schemas/Task"}],"required":["next_runs"]})json").errors({404});
   route("PATCH", "/api/v1/tasks/{task}", Role::operator_, "change a task (the fields given replace the task's)", [this](Call& c) -> Result<Reply> {
     auto* s = scheduler_of(c.who.tenant);
     auto j = s->get(c.arg(1));
@@ -51,21 +51,21 @@ void Server::Impl::add_task_routes() {
     spec.run_as = c.who.principal;  // the task now does what its last editor asked, with their rights
     XCORE_TRY(s->update(c.arg(1), std::move(spec)));
     return Reply{200, task_json(*s->get(c.arg(1)))};
-  }).body(R"json({"type":"object","description":"the task's fields to replace"})json");
+  }).body(R"json({"type":"object","description":"the task's fields to replace"})json").returns(200, R"json({"$ref":"#/components/schemas/Task"})json").errors({404, 409});
   route("DELETE", "/api/v1/tasks/{task}", Role::operator_, "delete a task and its history", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(scheduler_of(c.who.tenant)->remove(c.arg(1)));
     return Reply{200, json::object{{"deleted", c.arg(1)}}};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/Deleted"})json").errors({404});
   route("POST", "/api/v1/tasks/{task}/run", Role::operator_, "run a task now", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto run, scheduler_of(c.who.tenant)->run_now(c.arg(1), nullptr, "manual"));
     return Reply{202, json::object{{"run_id", run}, {"task_id", c.arg(1)}}};
-  });
+  }).returns(202, R"json({"$ref":"#/components/schemas/RunStarted"})json").errors({404});
   for (const char* verb : {"pause", "resume"}) {
     route("POST", "/api/v1/tasks/{task}/" + std::string(verb), Role::operator_, std::string(verb) + " a task", [this, v = std::string(verb)](Call& c) -> Result<Reply> {
       auto* s = scheduler_of(c.who.tenant);
       XCORE_TRY(v == "pause" ? s->pause(c.arg(1)) : s->resume(c.arg(1)));
       return Reply{200, task_json(*s->get(c.arg(1)))};
-    });
+    }).returns(200, R"json({"$ref":"#/components/schemas/Task"})json").errors({404});
   }
   route("GET", "/api/v1/tasks/{task}/runs", Role::viewer, "a task's runs, newest first (?limit=)", [this](Call& c) -> Result<Reply> {
     auto* s = scheduler_of(c.who.tenant);
@@ -76,7 +76,7 @@ void Server::Impl::add_task_routes() {
     XCORE_ASSIGN_OR_RETURN(auto runs, s->runs(c.arg(1), limit));
     for (const auto& r : runs) out.push_back(r.to_json());
     return Reply{200, out};
-  });
+  }).returns(200, R"json({"type":"array","items":{"$ref":"#/components/schemas/Run"},"description":"newest first"})json").errors({404});
   // Signed webhooks, per tenant: HMAC-SHA256 over "<timestamp>.<body>" with the task's secret, a timestamp
   // window, and each signature accepted once. Every refusal of a signed post reads the same, so the
   // answers tell nothing of which webhooks or secrets exist; failures are limited per address.
@@ -123,7 +123,7 @@ void Server::Impl::add_task_routes() {
       return Error{ErrorCode::conflict, "this delivery was received before (replay)"};
     XCORE_ASSIGN_OR_RETURN(auto run, scheduler->run_now(job->spec.id, c.body, "webhook"));
     return Reply{202, json::object{{"run_id", run}, {"task_id", job->spec.id}}};
-  });
+  }).returns(202, R"json({"$ref":"#/components/schemas/RunStarted"})json").errors({404, 409, 503});
 
 }
 

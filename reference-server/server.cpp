@@ -52,27 +52,53 @@ void Server::Impl::add_routes() {
   add_access_routes();
   add_plugin_routes();
   add_task_routes();
+  // Each route says what it answers: one without is a bug in the table, found at start.
+  for (const auto& r : routes)
+    if (r.answers.empty()) {
+      std::fprintf(stderr, "xcore-server: route %s %s declares no answer (.returns)\n", r.method.c_str(), r.path.c_str());
+      std::abort();
+    }
+}
+
+void Server::Impl::check_answer(const RouteSpec& spec, httplib::Response& res, const std::string& request_id) noexcept {
+  try {
+    json::value body;
+    Result<void> checked = ok();
+    if (res.get_header_value("Content-Type").starts_with("application/json")) {
+      boost::system::error_code ec;
+      body = json::parse(res.body, ec);
+      if (ec) checked = Error{ErrorCode::internal, fmt::format("the answer of {} {} is not JSON: {}", spec.method, spec.path, ec.message())};
+    }
+    if (checked) checked = spec.check_answer(res.status, body);
+    if (checked) return;
+    log(LogLevel::error, "http", fmt::format("request {}: {}", request_id, checked.error().message));
+    res.headers.erase("Content-Type");
+    res.headers.erase("X-Request-Id");
+    answer(res, 500, error_body(checked.error(), request_id), request_id);
+  } catch (const std::exception& e) {
+    log(LogLevel::error, "http", fmt::format("request {}: checking the answer failed: {}", request_id, e.what()));
+  }
 }
 
 void Server::Impl::add_meta_routes() {
 
 
-  route("GET", "/healthz", Role::anonymous, "liveness", [](Call&) -> Result<Reply> { return Reply{200, json::object{{"status", "ok"}}}; });
+  route("GET", "/healthz", Role::anonymous, "liveness", [](Call&) -> Result<Reply> { return Reply{200, json::object{{"status", "ok"}}}; }).returns(200, R"json({"$ref":"#/components/schemas/Status"})json");
   route("GET", "/readyz", Role::anonymous, "readiness: plugins started", [this](Call&) -> Result<Reply> {
     if (!ready) return Error{ErrorCode::unavailable, "starting"};
     return Reply{200, json::object{{"status", "ready"}}};
-  });
+  }).returns(200, R"json({"$ref":"#/components/schemas/Status"})json").errors({503});
   // Scrapers use an API token with the scope metrics.read. A tenant's principals see that tenant's
   // series; the default tenant's (the server's own) see every tenant's and the process's.
   route("GET", "/metrics", Role::operator_, "Prometheus metrics (needs metrics.read)", [this](Call& c) -> Result<Reply> {
     return Reply{200, nullptr, metrics(c.who.tenant == kDefaultTenant ? std::string() : c.who.tenant), "text/plain; version=0.0.4"};
-  }, "metrics.read");
+  }, "metrics.read").returns_text(200, "text/plain; version=0.0.4");
 
   route("GET", "/docs", Role::anonymous, "the API, interactive: browse, authorize with a token, call any operation", [](Call&) -> Result<Reply> {
     return Reply{200, nullptr, std::string(kDocsPage), "text/html; charset=utf-8"};
-  });
+  }).returns_text(200, "text/html; charset=utf-8");
   route("GET", "/openapi.json", Role::anonymous, "this API as an OpenAPI 3.1 document (with the caller's tenant's plugin routes)",
-        [this](Call& c) -> Result<Reply> { return Reply{200, openapi_document(c)}; });
+        [this](Call& c) -> Result<Reply> { return Reply{200, openapi_document(c)}; }).returns(200, R"json({"type":"object","required":["openapi","info","paths","components"],"properties":{"openapi":{"const":"3.1.0"},"info":{"type":"object"},"paths":{"type":"object"},"components":{"type":"object"}}})json");
 }
 
 static void histogram(std::string& out, std::string_view name, const std::string& labels, const std::array<std::uint64_t, kLatencyBuckets.size()>& buckets,

@@ -261,6 +261,7 @@ struct Server::Impl {
       if (connection) connection->enter(ConnectionStream::Phase::handler);
       RouteRecord record{spec->stats.get(), connection, res};
       const auto request_id = request_id_of(req);
+      AnswerCheck check{config.check_answers ? this : nullptr, *spec, res, request_id};
       auto who = authenticate(req);
       if (!who && who.error().code == ErrorCode::internal) {
         // The credential could not be checked (the database did not answer): the server's fault, a 500
@@ -374,6 +375,19 @@ struct Server::Impl {
       stats->record(res.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
   };
+
+  // With check_answers on, the answer a route wrote is held against its entry when the handler is done
+  // (after every early return); one that does not match becomes a 500 naming what differed.
+  struct AnswerCheck {
+    Impl* server;  // null: not checking
+    const RouteSpec& spec;
+    httplib::Response& res;
+    const std::string& request_id;
+    ~AnswerCheck() {
+      if (server) server->check_answer(spec, res, request_id);
+    }
+  };
+  void check_answer(const RouteSpec& spec, httplib::Response& res, const std::string& request_id) noexcept;
 
   static void mark_connection_unusable() {
     if (auto* c = HttpServer::current()) c->unusable = true;

@@ -6,6 +6,8 @@
 #include "support/peers.hpp"
 #include "support/server_harness.hpp"
 
+#include "route_table.hpp"
+
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -47,8 +49,24 @@ TEST_CASE("/openapi.json: every operation of the route table, named parameters, 
     for (const auto& [method, op] : methods.as_object()) {
       ++operations;
       CHECK_MESSAGE(ids.insert(std::string(op.at("operationId").as_string())).second, op.at("operationId"));
-      CHECK(op.as_object().contains("responses"));
       CHECK(op.at("tags").as_array().size() == 1);
+      // Every operation says what it answers: a success status with its body's schema (no generic
+      // "object or array"), and its errors as references to the shared error answers.
+      std::size_t successes = 0;
+      for (const auto& [status, answer] : op.at("responses").as_object()) {
+        const int code = std::stoi(std::string(status));
+        if (code < 300) {
+          ++successes;
+          const auto& content = answer.at("content").as_object();
+          REQUIRE_MESSAGE(content.size() == 1, method << " " << path);
+          const json::value generic = json::parse(R"({"type":["object","array"]})");
+          CHECK_MESSAGE(content.begin()->value().at("schema") != generic, method << " " << path);
+        } else {
+          CHECK_MESSAGE(answer.at("$ref").as_string().starts_with("#/components/responses/"), method << " " << path << " " << status);
+        }
+      }
+      CHECK_MESSAGE(successes >= 1, method << " " << path);
+      CHECK_MESSAGE(op.at("responses").as_object().contains("500"), method << " " << path);
     }
   }
   CHECK(operations >= 50);
@@ -63,6 +81,12 @@ TEST_CASE("/openapi.json: every operation of the route table, named parameters, 
   CHECK(invoke.at("x-xcore-role") == "operator");
   CHECK(paths.at("/healthz").at("get").at("security").as_array().empty());
   CHECK(doc.body.at("components").at("schemas").as_object().contains("Error"));
+  // Answers name their shapes: one plugin is a Plugin, a task created is a Task with 201.
+  CHECK(paths.at("/api/v1/plugins/{plugin}").at("get").at("responses").at("200").at("content").at("application/json").at("schema").at("$ref") ==
+        "#/components/schemas/Plugin");
+  CHECK(paths.at("/api/v1/tasks").at("post").at("responses").as_object().contains("201"));
+  CHECK(paths.at("/api/v1/plugins/{plugin}").at("get").at("responses").at("404").at("$ref") == "#/components/responses/NotFound");
+  CHECK(paths.at("/metrics").at("get").at("responses").at("200").at("content").as_object().contains("text/plain"));
   // A route's body schema is in the document and is what the server checks bodies against.
   const auto& users = paths.at("/api/v1/users").at("post").at("requestBody").at("content").at("application/json").at("schema");
   CHECK(users.at("required") == json::array{"username", "password", "role"});
@@ -143,4 +167,40 @@ TEST_CASE("/docs renders the document in Chromium, authorizes with a token and c
   CHECK(json::parse(seen.at("plugin").at("response").as_string()).at("state") == "enabled");
   CHECK_MESSAGE(seen.at("errors").as_array().empty(), seen.at("errors"));
   CHECK(fs::file_size(shot) > 10'000);  // a page was drawn, not an empty frame
+}
+
+TEST_CASE("a route's entry checks its answers: declared statuses only, bodies matching their schemas") {
+  xcore::server::RouteSpec r;
+  r.method = "GET";
+  r.path = "/api/v1/tokens";
+  r.min_role = xcore::server::Role::admin;
+  xcore::server::compile_route(r);
+  r.returns(200, R"json({"type":"object","required":["tokens"],"properties":{"tokens":{"type":"array","items":{"allOf":[{"$ref":"#/components/schemas/ApiToken"}],"properties":{"token":{"not":{}}}}}}})json")
+      .errors({404});
+  const json::value listed = json::parse(R"({"tokens":[{"id":1,"name":"ci","role":"viewer","expires_at":0}]})");
+  CHECK(r.check_answer(200, listed));
+  // A handler that starts listing token values is refused by the shape its entry publishes.
+  auto leaking = json::parse(R"({"tokens":[{"id":1,"name":"ci","role":"viewer","expires_at":0,"token":"xct_secret"}]})");
+  auto refused = r.check_answer(200, leaking);
+  REQUIRE_FALSE(refused);
+  CHECK_MESSAGE(refused.error().message.find("GET /api/v1/tokens") != std::string::npos, refused.error().message);
+  CHECK_MESSAGE(refused.error().message.find("/tokens/0/token") != std::string::npos, refused.error().message);
+  // A wrong type is named with its path, through the shared schema's reference.
+  auto typed = r.check_answer(200, json::parse(R"({"tokens":[{"id":"one","name":"ci","role":"viewer","expires_at":0}]})"));
+  REQUIRE_FALSE(typed);
+  CHECK_MESSAGE(typed.error().message.find("/tokens/0/id") != std::string::npos, typed.error().message);
+  // Statuses: the declared success and errors (common, by kind, declared); anything else is named.
+  const json::value error = json::parse(R"({"error":{"code":"not_found","message":"no"},"request_id":"r"})");
+  CHECK(r.check_answer(404, error));
+  CHECK(r.check_answer(403, error));  // it needs a role
+  CHECK(r.check_answer(401, error));  // common
+  auto conflict = r.check_answer(409, error);
+  REQUIRE_FALSE(conflict);
+  CHECK_MESSAGE(conflict.error().message.find("409") != std::string::npos, conflict.error().message);
+  auto created = r.check_answer(201, listed);
+  REQUIRE_FALSE(created);
+  CHECK_MESSAGE(created.error().message.find("201") != std::string::npos, created.error().message);
+  // An error answer has the shared error shape.
+  CHECK_FALSE(r.check_answer(404, json::parse(R"({"message":"no"})")));
+  CHECK(r.error_statuses() == std::vector<int>{400, 401, 403, 404, 408, 429, 431, 500});
 }

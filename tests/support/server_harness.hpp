@@ -50,7 +50,9 @@ class ServerProcess {
     if (!log_file.empty()) posix_spawn_file_actions_addopen(&fa, 2, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     std::vector<std::string> args{XCORE_SERVER_PATH, "--listen", "127.0.0.1:0", "--data-dir", data.string(), "--plugins", plugins.string(),
                                   "--threads", "4", "--env-file", "/nonexistent"};
-    std::vector<std::string> env{"XCORE_ADMIN_PASSWORD=" + kAdminPassword, "XCORE_MASTER_KEY=" + kMasterKey, "PATH=/usr/bin:/bin"};
+    std::vector<std::string> env{"XCORE_ADMIN_PASSWORD=" + kAdminPassword, "XCORE_MASTER_KEY=" + kMasterKey, "PATH=/usr/bin:/bin",
+                                 // every answer held against its route entry: a handler that drifts from the document is a 500
+                                 "XCORE_CHECK_ANSWERS=1"};
     // The tsan test preset sets BOTAN_MLOCK_POOL_SIZE=0: Botan recycles its locked pool's memory inside the
     // uninstrumented library, where ThreadSanitizer cannot see it, so two requests sealing secrets look
     // like a race. Without the pool that memory comes from malloc, which it does see.
