@@ -18,7 +18,7 @@ Result<Caller> Server::Impl::authenticate(const httplib::Request& req) {
     return Error{ErrorCode::unauthenticated, "Authorization must be 'Bearer <token>'"};
   std::string token = header.substr(7);
   if (std::count(token.begin(), token.end(), '.') == 2) {
-    XCORE_ASSIGN_OR_RETURN(auto claims, verify_jwt(token, jwt_key, unix_now()));
+    XCORE_ASSIGN_OR_RETURN(auto claims, verified_tokens.verify(token, jwt_key, unix_now()));
     if (claims.typ != "access") return Error{ErrorCode::unauthenticated, "a refresh token cannot authorize requests"};
     XCORE_ASSIGN_OR_RETURN(auto uid, user_id_of(claims));
     XCORE_ASSIGN_OR_RETURN(auto user, user_entry(uid));

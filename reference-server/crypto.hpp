@@ -12,6 +12,9 @@
 namespace xcore::server {
 
 std::string random_token(std::size_t bytes = 32);  // base64url, no padding
+// Unguessable ids that are not keys (request ids): the system generator's bytes, drawn 4 KiB at a time per
+// thread, so the hot path makes no system call. Keys, tokens and ids of stored things use random_token.
+std::string request_token(std::size_t bytes);
 std::string base64url_encode(std::string_view data);
 Result<std::string> base64url_decode(std::string_view text);
 std::string sha256_hex(std::string_view data);

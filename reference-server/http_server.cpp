@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 namespace xcore::server {
 
@@ -163,7 +164,9 @@ bool ConnectionStream::is_readable() const { return buffered_at_ < buffered_end_
 ssize_t ConnectionStream::read(char* ptr, size_t size) {
   // httplib reads a request line and headers a byte at a time: serve those from a buffer.
   if (buffered_at_ == buffered_end_) {
-    if (wait_readable() <= 0) return -1;
+    // wait_for_request saw the request's first bytes arrive: no second poll for them.
+    const bool ready = std::exchange(known_readable_, false);
+    if (!ready && wait_readable() <= 0) return -1;
     if (size >= sizeof buffer_) {
       ssize_t n;
       do n = ::recv(sock_, ptr, size, 0);
@@ -195,9 +198,13 @@ bool ConnectionStream::is_writable() const {
 ssize_t ConnectionStream::write(const char* ptr, size_t size) {
   std::size_t sent = 0;
   while (sent < size) {
-    if (!is_writable()) return sent ? static_cast<ssize_t>(sent) : -1;
+    // Sent at once while the socket's buffer takes it; only a full buffer waits (at most write_timeout).
     const ssize_t n = ::send(sock_, ptr + sent, size - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!is_writable()) return sent ? static_cast<ssize_t>(sent) : -1;
+      continue;
+    }
     if (n <= 0) return sent ? static_cast<ssize_t>(sent) : -1;
     sent += static_cast<std::size_t>(n);
     wrote_ = true;
@@ -211,14 +218,15 @@ void ConnectionStream::get_remote_ip_and_port(std::string& ip, int& port) const 
 }
 
 void ConnectionStream::get_local_ip_and_port(std::string& ip, int& port) const {
-  sockaddr_storage a{};
-  socklen_t len = sizeof a;
-  if (::getsockname(sock_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ip.clear();
-    port = 0;
-    return;
+  // httplib asks on every request; the answer is the connection's, read once.
+  if (!local_known_) {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    if (::getsockname(sock_, reinterpret_cast<sockaddr*>(&a), &len) == 0) local_ = address_text(a, local_port_);
+    local_known_ = true;
   }
-  ip = address_text(a, port);
+  ip = local_;
+  port = local_port_;
 }
 
 bool ConnectionStream::wait_for_request() {
@@ -230,7 +238,8 @@ bool ConnectionStream::wait_for_request() {
     const int n = ::poll(fds, 2, static_cast<int>(limits_.idle_timeout.count()));
     if (n < 0 && errno == EINTR) continue;
     if (n == 0) expired_ = true;
-    return n > 0 && !(fds[1].revents & POLLIN) && (fds[0].revents & (POLLIN | POLLHUP | POLLERR));
+    known_readable_ = n > 0 && !(fds[1].revents & POLLIN) && (fds[0].revents & (POLLIN | POLLHUP | POLLERR));
+    return known_readable_;
   }
 }
 

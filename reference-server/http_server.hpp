@@ -115,6 +115,10 @@ class ConnectionStream final : public httplib::Stream {
   std::chrono::steady_clock::time_point deadline_{}, start_{};
   mutable bool expired_ = false;
   bool wrote_ = false;
+  bool known_readable_ = false;  // wait_for_request saw the socket readable; the next read need not poll
+  mutable bool local_known_ = false;
+  mutable std::string local_;
+  mutable int local_port_ = 0;
   char buffer_[4096];
   std::size_t buffered_at_ = 0, buffered_end_ = 0;
 };

@@ -15,6 +15,14 @@ constexpr std::string_view kHeader = R"({"alg":"HS256","typ":"JWT"})";
 constexpr std::int64_t kClockSkew = 60;
 
 Error bad(std::string_view why) { return Error{ErrorCode::unauthenticated, fmt::format("invalid token: {}", why)}; }
+
+// What a token's times allow now: checked on every use, also of a token verified before.
+Result<void> check_times(const Claims& c, std::int64_t now) {
+  if (c.nbf && c.nbf > now + kClockSkew) return Error{ErrorCode::unauthenticated, "token not valid yet (nbf)"};
+  if (c.exp <= now) return Error{ErrorCode::unauthenticated, "token expired"};
+  if (c.iat > now + kClockSkew) return bad("issued in the future");
+  return ok();
+}
 }  // namespace
 
 std::string sign_jwt(const Claims& c, std::string_view key) {
@@ -65,10 +73,29 @@ Result<Claims> verify_jwt(std::string_view token, std::string_view key, std::int
   if (p.contains("nbf") && !num("nbf", c.nbf)) return bad("'nbf' must be a whole number of seconds");
   if (p.contains("jti") && !str("jti", c.jti)) return bad("'jti' must be a string");
   if (p.contains("fam") && !str("fam", c.fam)) return bad("'fam' must be a string");
-  if (c.nbf && c.nbf > now + kClockSkew) return Error{ErrorCode::unauthenticated, "token not valid yet (nbf)"};
-  if (c.exp <= now) return Error{ErrorCode::unauthenticated, "token expired"};
-  if (c.iat > now + kClockSkew) return bad("issued in the future");
+  XCORE_TRY(check_times(c, now));
   return c;
+}
+
+VerifiedTokens::VerifiedTokens(std::size_t capacity) : capacity_(capacity) {}
+
+Result<Claims> VerifiedTokens::verify(const std::string& token, std::string_view key, std::int64_t now) {
+  {
+    std::shared_lock lock(mutex_);
+    if (auto it = seen_.find(token); it != seen_.end()) {
+      XCORE_TRY(check_times(it->second, now));
+      return it->second;
+    }
+  }
+  XCORE_ASSIGN_OR_RETURN(auto claims, verify_jwt(token, key, now));
+  std::unique_lock lock(mutex_);
+  if (seen_.size() >= capacity_) {
+    // Full: the expired go first; if that frees nothing, everything (the next uses verify again).
+    std::erase_if(seen_, [&](const auto& e) { return e.second.exp <= now; });
+    if (seen_.size() >= capacity_) seen_.clear();
+  }
+  seen_.emplace(token, claims);
+  return claims;
 }
 
 }  // namespace xcore::server

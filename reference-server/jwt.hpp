@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include <xcore/error.hpp>
 
@@ -24,5 +26,19 @@ struct Claims {
 std::string sign_jwt(const Claims& claims, std::string_view key);
 // Errors are `unauthenticated`, and say what was wrong (malformed, algorithm, signature, expired).
 Result<Claims> verify_jwt(std::string_view token, std::string_view key, std::int64_t now);
+
+// Tokens verified before, by their exact text: under the server's one key the same bytes verify the same
+// way, so a token seen again skips the decoding, the HMAC and the JSON; its times are checked on every use.
+// Bounded: when full, expired entries go, then all. Only what verify_jwt accepted is kept.
+class VerifiedTokens {
+ public:
+  explicit VerifiedTokens(std::size_t capacity = 8192);
+  Result<Claims> verify(const std::string& token, std::string_view key, std::int64_t now);
+
+ private:
+  std::shared_mutex mutex_;
+  std::unordered_map<std::string, Claims> seen_;
+  std::size_t capacity_;
+};
 
 }  // namespace xcore::server

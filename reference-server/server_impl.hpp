@@ -73,6 +73,7 @@ struct Server::Impl {
   LoginLimiter limiter{5};
   PasswordGate passwords{1};
   UserCache users;
+  VerifiedTokens verified_tokens;  // bearer JWTs seen before (authenticate)
   HttpServer http;
   int bound_port = 0;
 
@@ -90,7 +91,7 @@ struct Server::Impl {
       : config(std::move(c)),
         limiter(config.login_attempts_per_minute),
         passwords(config.password_hashes > 0 ? config.password_hashes : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 256u))),
-        http(config.http, [](const Error& e) { return xcore::json_text::serialize(error_body(e, random_token(12))); }) {}
+        http(config.http, [](const Error& e) { return xcore::json_text::serialize(error_body(e, request_token(12))); }) {}
 
   ~Impl() {
     http.shutdown();
@@ -198,7 +199,7 @@ struct Server::Impl {
     auto given = req.get_header_value("X-Request-Id");
     if (!given.empty() && given.size() <= 64 && std::all_of(given.begin(), given.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'; }))
       return given;
-    return random_token(12);
+    return request_token(12);
   }
 
   void answer(httplib::Response& res, int status, const json::value& body, const std::string& request_id) {
