@@ -36,7 +36,8 @@ JobSpec interval_job(int seconds) {
 SchedulerOptions options(std::function<system_clock::time_point()> clock, bool background) {
   SchedulerOptions o;
   o.clock = std::move(clock);
-  o.workers = background ? 2 : 0;
+  o.run_inline = !background;
+  if (background) o.threads = std::make_shared<SchedulerThreads>(2);
   o.background = background;
   o.history_per_job = 2;
   o.callbacks["noop"] = [](const json::value&, const JobSpec&) -> Result<json::value> { return json::value(nullptr); };

@@ -38,6 +38,7 @@ struct ServerConfig {
   std::string master_key;            // base64url or hex of 32 bytes; default: <data_dir>/master.key
   int login_attempts_per_minute = 5; // failed logins per user name and address, then 429
   std::size_t task_history = 100;    // runs kept per scheduled task
+  unsigned job_workers = 8;          // threads running scheduled tasks, all tenants together
   int webhook_window = 300;          // seconds a webhook's timestamp may be off
   std::size_t max_header_bytes = 32 * 1024;  // all of a request's header lines together; then 431
   int password_hashes = 0;           // password hashes (64 MiB each) run at once; 0: one per core

@@ -81,6 +81,8 @@ struct Server::Impl {
   std::shared_mutex tenants_mutex;
   std::map<std::string, std::unique_ptr<Manager>> tenants;
   std::map<std::string, std::unique_ptr<Scheduler>> schedulers;  // one per tenant, over its Manager
+  // The timer and job threads all tenants' Schedulers share (each holds it too: it outlives them).
+  std::shared_ptr<SchedulerThreads> scheduler_threads = std::make_shared<SchedulerThreads>(config.job_workers);
 
   std::atomic<bool> ready{false};
 

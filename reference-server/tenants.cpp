@@ -112,6 +112,7 @@ Result<Manager*> Server::Impl::start_tenant(const std::string& tenant, bool regi
   so.store = db->job_store(tenant);
   so.manager = m.get();
   so.history_per_job = config.task_history;
+  so.threads = scheduler_threads;  // every tenant's tasks on the same timer and pool
   so.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) { log(level, fmt::format("{}/{}", tenant, source), message); };
   auto scheduler = std::make_unique<Scheduler>(std::move(so));
   if (auto r = scheduler->restore(); !r) return Error{ErrorCode::unavailable, fmt::format("tenant '{}': cannot restore its tasks: {}", tenant, r.error().message)};

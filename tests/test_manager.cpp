@@ -785,7 +785,7 @@ TEST_CASE("the library's threads are named for what they do") {
   m.discover();
   REQUIRE(m.enable("probe").ok());
   REQUIRE(m.watch(true).ok());
-  Scheduler scheduler(SchedulerOptions{.manager = &m, .workers = 1});
+  Scheduler scheduler(SchedulerOptions{.manager = &m});
   std::set<std::string> names;
   for (const auto& task : fs::directory_iterator("/proc/self/task")) {
     std::ifstream comm(task.path() / "comm");

@@ -4,6 +4,8 @@
 
 #include "support/test_support.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 
@@ -31,11 +33,13 @@ struct Fixture {
   std::shared_ptr<JobStore> store = make_memory_job_store();
   std::atomic<int> calls{0};
   std::vector<std::string> logged;
+  // workers 0: jobs run inside tick(); otherwise on a pool of their own.
   SchedulerOptions options(unsigned workers = 0) {
     SchedulerOptions o;
     o.clock = [this] { return clock.now; };
     o.store = store;
-    o.workers = workers;
+    o.run_inline = workers == 0;
+    if (workers > 0) o.threads = std::make_shared<SchedulerThreads>(workers);
     o.background = false;
     o.callbacks["count"] = [this](const json::value&, const JobSpec&) -> Result<json::value> { return json::value(++calls); };
     o.callbacks["fail"] = [](const json::value&, const JobSpec&) -> Result<json::value> { return Error{ErrorCode::unavailable, "the downstream is down"}; };
@@ -396,4 +400,129 @@ TEST_CASE("plugins schedule their own actions at run time through host services,
     REQUIRE(m.enable("probe").ok());
     CHECK(!m.call_action("probe", "schedule", job, xcore::CallContext::host()).ok());  // the scheduler is gone: so is the service
   }
+}
+
+// ---- the threads Schedulers share ------------------------------------------------------------------------
+
+namespace {
+
+std::size_t thread_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& t : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// Counts finished jobs; waits (bounded) for a number of them.
+struct Finished {
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<std::string> order;
+  void add(std::string who) {
+    std::lock_guard lock(m);
+    order.push_back(std::move(who));
+    cv.notify_all();
+  }
+  bool wait_for(std::size_t n) {
+    std::unique_lock lock(m);
+    return cv.wait_for(lock, seconds(10), [&] { return order.size() >= n; });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("Schedulers share one timer and one pool: a hundred of them start no thread, and all their jobs run") {
+  auto threads = std::make_shared<SchedulerThreads>(2);
+  const auto before = thread_count();
+  Finished done;
+  std::vector<std::unique_ptr<Scheduler>> schedulers;
+  for (int i = 0; i < 100; ++i) {
+    SchedulerOptions o;
+    o.threads = threads;
+    o.callbacks["mark"] = [&done, i](const json::value&, const JobSpec&) -> Result<json::value> {
+      done.add(std::to_string(i));
+      return json::value(i);
+    };
+    schedulers.push_back(std::make_unique<Scheduler>(std::move(o)));
+  }
+  CHECK(thread_count() == before);  // not 5 per Scheduler, as when each had its own
+  for (auto& s : schedulers) {
+    auto id = s->add(job(R"({"type":"interval","seconds":3600})", R"({"callback":"mark"})"));
+    REQUIRE(id.ok());
+    REQUIRE(s->run_now(*id).ok());
+  }
+  REQUIRE(done.wait_for(100));
+  CHECK(thread_count() == before);
+  schedulers.clear();  // each waits for its own jobs, then leaves the shared threads
+  CHECK(threads->workers() == 2);
+}
+
+TEST_CASE("the pool takes one job from each Scheduler in turn: a busy one does not hold back another") {
+  auto threads = std::make_shared<SchedulerThreads>(1);
+  Finished done;
+  std::mutex gate_mutex;
+  std::condition_variable gate;
+  bool open = false, first_started = false;
+  auto options = [&](std::string name) {
+    SchedulerOptions o;
+    o.threads = threads;
+    o.background = false;
+    o.callbacks["work"] = [&, name](const json::value& input, const JobSpec&) -> Result<json::value> {
+      if (input.is_object() && input.as_object().contains("hold")) {
+        std::unique_lock lock(gate_mutex);
+        first_started = true;
+        gate.notify_all();
+        gate.wait(lock, [&] { return open; });
+      }
+      done.add(name);
+      return json::value(nullptr);
+    };
+    return o;
+  };
+  Scheduler busy(options("busy")), quiet(options("quiet"));
+  auto b = busy.add(job(R"({"type":"interval","seconds":3600})", R"({"callback":"work"})", R"(,"max_instances":10)"));
+  auto q = quiet.add(job(R"({"type":"interval","seconds":3600})", R"({"callback":"work"})"));
+  REQUIRE(b.ok());
+  REQUIRE(q.ok());
+  // The one worker holds busy's first job while busy queues four more and quiet queues one.
+  REQUIRE(busy.run_now(*b, J(R"({"hold":true})")).ok());
+  {
+    std::unique_lock lock(gate_mutex);
+    REQUIRE(gate.wait_for(lock, seconds(10), [&] { return first_started; }));
+  }
+  for (int i = 0; i < 4; ++i) REQUIRE(busy.run_now(*b).ok());
+  REQUIRE(quiet.run_now(*q).ok());
+  {
+    std::lock_guard lock(gate_mutex);
+    open = true;
+  }
+  gate.notify_all();
+  REQUIRE(done.wait_for(6));
+  // busy's held job, then busy and quiet in turn: quiet's job is not last behind busy's four.
+  std::lock_guard lock(done.m);
+  const auto at = std::find(done.order.begin(), done.order.end(), "quiet") - done.order.begin();
+  CHECK_MESSAGE(at <= 2, "quiet ran at " << at);
+}
+
+TEST_CASE("the shared timer ticks a Scheduler when its earliest fire moves sooner, with an injected clock") {
+  std::atomic<std::int64_t> now_s{(*parse_iso8601("2026-11-22T07:59:30Z")).time_since_epoch().count()};
+  Finished done;
+  SchedulerOptions o;
+  o.threads = std::make_shared<SchedulerThreads>(1);
+  o.clock = [&] { return system_clock::time_point{seconds(now_s.load())}; };
+  o.callbacks["mark"] = [&](const json::value&, const JobSpec& j) -> Result<json::value> {
+    done.add(j.name);
+    return json::value(nullptr);
+  };
+  Scheduler s(std::move(o));
+  auto hourly = job(R"({"type":"cron","expression":"0 8 * * *"})", R"({"callback":"mark"})");
+  hourly.name = "cron";
+  REQUIRE(s.add(hourly).ok());
+  now_s += 30;  // 08:00:00: due, and nothing calls tick(); a job due now wakes the timer at once
+  auto at_once = job(R"({"type":"date","at":"2026-11-22T08:00:00Z"})", R"({"callback":"mark"})");
+  at_once.name = "date";
+  REQUIRE(s.add(at_once).ok());
+  REQUIRE(done.wait_for(2));
+  std::lock_guard lock(done.m);
+  std::sort(done.order.begin(), done.order.end());
+  CHECK(done.order == std::vector<std::string>{"cron", "date"});
 }

@@ -135,21 +135,46 @@ struct JobState {
 
 using JobCallback = std::function<Result<json::value>(const json::value& input, const JobSpec& job)>;
 
+// The threads Schedulers share: one timer thread ("xcore-sched") that ticks each Scheduler when its earliest
+// fire is due, and a bounded pool ("xcore-job") that runs their jobs, taking one job from each Scheduler in
+// turn so that one busy Scheduler (a tenant's) cannot hold back another's. A host with a Scheduler per
+// tenant has the same threads for one tenant or ten thousand. SchedulerThreads::shared() is the process's
+// default; a host may make its own (its own pool size) and pass it in SchedulerOptions::threads. It must
+// outlive the Schedulers that use it (they hold a shared_ptr to it).
+class SchedulerThreads {
+ public:
+  explicit SchedulerThreads(unsigned workers = 4);
+  ~SchedulerThreads();
+  SchedulerThreads(const SchedulerThreads&) = delete;
+  SchedulerThreads& operator=(const SchedulerThreads&) = delete;
+
+  // Made on first use, with 4 workers.
+  static std::shared_ptr<SchedulerThreads> shared();
+  unsigned workers() const;
+
+  struct Impl;
+
+ private:
+  friend struct SchedulerThreadsAccess;  // the Scheduler's way in (library-internal)
+  std::unique_ptr<Impl> impl_;
+};
+
 struct SchedulerOptions {
   std::function<std::chrono::system_clock::time_point()> clock;  // default: system_clock::now
   std::shared_ptr<JobStore> store;                                // default: memory
   Manager* manager = nullptr;           // runs tool and action targets; its plugins' `schedules:` join
   std::map<std::string, JobCallback> callbacks;  // callback targets by name
-  unsigned workers = 4;                 // threads that run jobs; 0: run inside tick() (tests)
+  std::shared_ptr<SchedulerThreads> threads;  // who ticks and runs jobs; default: SchedulerThreads::shared()
+  bool run_inline = false;              // jobs run inside tick() or run_now(), on the caller's thread (tests)
   std::size_t history_per_job = 100;    // runs kept per job
-  bool background = true;               // a thread calls tick() when something is due
+  bool background = true;               // the timer thread calls tick() when something is due; false: tests do
   LogSink log;  // source "scheduler"; default: discard
 };
 
 class Scheduler {
  public:
   explicit Scheduler(SchedulerOptions options);
-  ~Scheduler();  // stops the thread, waits for running jobs
+  ~Scheduler();  // no more ticks; waits for its queued and running jobs
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 

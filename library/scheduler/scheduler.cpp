@@ -6,19 +6,16 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <queue>
 #include <random>
-#include <thread>
 #include <unordered_map>
 
 #include "core/string_map.hpp"
-#include "core/thread_name.hpp"
+#include "scheduler/scheduler_threads.hpp"
 
 namespace xcore::inline v1 {
 
@@ -87,21 +84,22 @@ struct Scheduler::Impl {
   std::priority_queue<Due, std::vector<Due>, std::greater<>> heap;
   std::uint64_t versions = 0;
 
-  std::condition_variable wake;  // the background thread: something changed
-  bool stopping = false;  // the background thread (guarded by `mutex`)
-  std::thread background;
+  // Who ticks this scheduler and runs its jobs (shared with other Schedulers); null when run_inline
+  // without background ticks.
+  std::shared_ptr<SchedulerThreads> threads;
+  SchedulerThreads::Impl::Client* client = nullptr;
 
   std::mutex work_mutex;
-  std::condition_variable work_ready, idle;
-  std::deque<Task> work;
-  std::size_t in_progress = 0;
-  bool workers_stopping = false;  // guarded by `work_mutex`
-  std::vector<std::thread> workers;
+  std::condition_variable idle;
+  std::size_t in_progress = 0;  // jobs queued or running (guarded by `work_mutex`)
 
   std::vector<Subscription> plugin_hooks;
   std::shared_ptr<const Manager::JobSink> sink;  // installed in the Manager while we live
 
+  bool custom_clock = false;
+
   explicit Impl(SchedulerOptions o) : options(std::move(o)) {
+    custom_clock = static_cast<bool>(options.clock);
     if (!options.clock) options.clock = [] { return system_clock::now(); };
     store = options.store ? options.store : make_memory_job_store();
   }
@@ -122,7 +120,16 @@ struct Scheduler::Impl {
     if (!e.next || e.spec.paused) return;
     const bool earlier = heap.empty() || *e.next < heap.top().at;
     heap.push(Due{*e.next, e.version, e.spec.id});
-    if (earlier) wake.notify_all();  // the background thread sleeps until the earliest fire
+    if (earlier && client) SchedulerThreadsAccess::of(*threads).wake(client, until_next());  // the timer waits for the earliest fire
+  }
+
+  // Caller holds `mutex`. How long the timer may wait before this scheduler's next tick: until the
+  // earliest fire, capped (an injected clock may be moved at any time: 1 s; the system clock may be set:
+  // 30 s); never while nothing is scheduled.
+  milliseconds until_next() const {
+    if (heap.empty()) return milliseconds::max();
+    const auto cap = custom_clock ? milliseconds(1000) : milliseconds(30'000);
+    return std::clamp(duration_cast<milliseconds>(heap.top().at - now_tp()), milliseconds(0), cap);
   }
 
   // Caller holds `mutex`.
@@ -223,31 +230,30 @@ struct Scheduler::Impl {
 
   void dispatch(std::vector<Task> tasks) {
     if (tasks.empty()) return;
-    if (options.workers == 0) {
+    if (options.run_inline) {
       for (auto& t : tasks) run_task(t);
       return;
     }
-    std::lock_guard lock(work_mutex);
-    in_progress += tasks.size();
-    for (auto& t : tasks) work.push_back(std::move(t));
-    work_ready.notify_all();
+    {
+      std::lock_guard lock(work_mutex);
+      in_progress += tasks.size();
+    }
+    std::vector<std::function<void()>> jobs;
+    jobs.reserve(tasks.size());
+    for (auto& t : tasks)
+      jobs.emplace_back([this, t = std::move(t)]() mutable {
+        run_task(t);
+        std::lock_guard lock(work_mutex);
+        if (--in_progress == 0) idle.notify_all();
+      });
+    SchedulerThreadsAccess::of(*threads).submit(client, std::move(jobs));
   }
 
-  void worker_loop() {
-    // Runs yield to the thread that fires them: a burst of runs must not make the next fires late.
-    // (Linux: nice applies per thread; raising it needs no privilege.)
-    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
-    std::unique_lock lock(work_mutex);
-    for (;;) {
-      work_ready.wait(lock, [&] { return workers_stopping || !work.empty(); });
-      if (work.empty()) return;  // stopping, and nothing left
-      Task t = std::move(work.front());
-      work.pop_front();
-      lock.unlock();
-      run_task(t);
-      lock.lock();
-      if (--in_progress == 0) idle.notify_all();
-    }
+  // The timer's call: a tick, then how long until the next one.
+  milliseconds timed_tick() {
+    tick();
+    std::lock_guard lock(mutex);
+    return until_next();
   }
 
   std::size_t tick() {
@@ -313,23 +319,6 @@ struct Scheduler::Impl {
     return started;
   }
 
-  void background_loop() {
-    std::unique_lock lock(mutex);
-    while (!stopping) {
-      // Sleep until the earliest fire (at most a second: the clock may be moved), or a change.
-      auto wait = milliseconds(1000);
-      if (!heap.empty()) {
-        auto delta = duration_cast<milliseconds>(heap.top().at - now_tp());
-        wait = std::clamp(delta, milliseconds(0), milliseconds(1000));
-      }
-      if (wait.count() > 0) wake.wait_for(lock, wait);
-      if (stopping) break;
-      lock.unlock();
-      tick();
-      lock.lock();
-    }
-  }
-
   // ---- plugins' own schedules (manifest `schedules:`) ----------------------------------------------------
 
   // A plugin's job: {"name", "trigger", "action", "params", ...}; it may only run the plugin's own actions.
@@ -384,10 +373,6 @@ struct Scheduler::Impl {
 
 Scheduler::Scheduler(SchedulerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   auto& s = *impl_;
-  for (unsigned i = 0; i < s.options.workers; ++i) {
-    s.workers.emplace_back([&s] { s.worker_loop(); });
-    name_thread(s.workers.back(), "xcore-job");
-  }
   if (s.options.manager) {
     auto id_of = [](const HookEvent& ev) {
       return ev.payload.is_object() && ev.payload.as_object().contains("plugin") ? std::string(ev.payload.at("plugin").as_string()) : std::string();
@@ -422,9 +407,10 @@ Scheduler::Scheduler(SchedulerOptions options) : impl_(std::make_unique<Impl>(st
     s.sink = sink;
     s.options.manager->set_job_sink(std::move(sink));
   }
-  if (s.options.background) {
-    s.background = std::thread([&s] { s.background_loop(); });
-    name_thread(s.background, "xcore-sched");
+  // Last: from here the timer may tick this scheduler and the pool run its jobs.
+  if (!s.options.run_inline || s.options.background) {
+    s.threads = s.options.threads ? s.options.threads : SchedulerThreads::shared();
+    s.client = SchedulerThreadsAccess::of(*s.threads).attach([&s] { return s.timed_tick(); }, s.options.background);
   }
 }
 
@@ -432,18 +418,11 @@ Scheduler::~Scheduler() {
   auto& s = *impl_;
   s.plugin_hooks.clear();
   if (s.options.manager && s.sink) s.options.manager->set_job_sink(nullptr);
-  {
-    std::lock_guard lock(s.mutex);
-    s.stopping = true;
-  }
-  s.wake.notify_all();
-  if (s.background.joinable()) s.background.join();
-  {
-    std::lock_guard lock(s.work_mutex);
-    s.workers_stopping = true;
-  }
-  s.work_ready.notify_all();
-  for (auto& w : s.workers) w.join();
+  if (!s.client) return;
+  auto& threads = SchedulerThreadsAccess::of(*s.threads);
+  threads.stop_ticks(s.client);
+  wait_idle();  // the jobs already queued run, as they would have
+  threads.detach(s.client);
 }
 
 Result<void> Scheduler::restore() {
