@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 #include <xcore/manifest.hpp>
 
+#include "support/test_support.hpp"
+
 #include <boost/json/parse.hpp>
 
 #include <string>
@@ -222,4 +224,25 @@ TEST_CASE("config keys that grant a folder: fs.read or fs.write, a string, and p
   refused(with_root("{type: string, x-xcore-privileged: true, x-xcore-grant: network}"), "config_schema.properties.root", "\"fs.read\" or \"fs.write\"");
   refused(with_root("{type: integer, x-xcore-privileged: true, x-xcore-grant: fs.read}"), "config_schema.properties.root", "must be \"string\"");
   refused(with_root("{type: string, x-xcore-grant: fs.read}"), "config_schema.properties.root", "x-xcore-privileged");
+}
+
+TEST_CASE("a manifest file is parsed once per text: the same text is the same parse, a changed one is read anew") {
+  xcore_test::TempDir tmp;
+  const auto file = tmp / "plugin.yaml";
+  xcore_test::write_file(file, "id: shared\nversion: 1.0.0\nentry: libshared.so\n");
+  auto first = xcore::load_manifest_shared(file);
+  auto again = xcore::load_manifest_shared(file);
+  REQUIRE(first);
+  REQUIRE(again);
+  CHECK(first->get() == again->get());  // one parse for every Manager reading this folder
+  xcore_test::write_file(file, "id: shared\nversion: 1.1.0\nentry: libshared.so\n");
+  auto changed = xcore::load_manifest_shared(file);
+  REQUIRE(changed);
+  CHECK(changed->get() != first->get());
+  CHECK((*changed)->manifest.version.to_string() == "1.1.0");
+  CHECK((*first)->manifest.version.to_string() == "1.0.0");  // holders of the old one keep it unchanged
+  // A broken text is an error each time it is read, never a kept result.
+  xcore_test::write_file(file, "id: [\n");
+  CHECK_FALSE(xcore::load_manifest_shared(file));
+  CHECK_FALSE(xcore::load_manifest_shared(file));
 }

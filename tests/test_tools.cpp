@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 #include <xcore/hooks.hpp>
+#include <xcore/json_schema.hpp>
 #include <xcore/tools.hpp>
 
 #include <boost/json/parse.hpp>
@@ -344,4 +345,18 @@ TEST_CASE("a structured result gets its text block in MCP form, once") {
   auto back = ToolResult::from_mcp(json::value(mcp));
   REQUIRE(back.ok());
   CHECK(back->to_mcp() == mcp);  // content present now: kept as is, not duplicated
+}
+
+TEST_CASE("a schema compiled again while the first is held is the same compiled schema") {
+  const auto schema = boost::json::parse(R"({"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]})");
+  auto a = JsonSchema::compile(schema);
+  auto b = JsonSchema::compile(boost::json::parse(R"({"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]})"));
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(a->get() == b->get());
+  CHECK_FALSE((*b)->validate(boost::json::parse(R"({"n":"x"})"), "argument"));
+  auto other = JsonSchema::compile(boost::json::parse(R"({"type":"object","required":["m"]})"));
+  REQUIRE(other);
+  CHECK(other->get() != a->get());
+  CHECK((*other)->validate(boost::json::parse(R"({"m":1})"), "argument"));
 }

@@ -12,7 +12,9 @@ namespace xcore::inline v1 {
 
 class JsonSchema {
  public:
-  // invalid_argument naming what is wrong when `schema` is not a usable JSON Schema.
+  // invalid_argument naming what is wrong when `schema` is not a usable JSON Schema. The same schema (by its
+  // JSON text) compiled again while the first is held is the same object: compiled schemas are immutable
+  // and shared across Managers and threads.
   static Result<std::shared_ptr<const JsonSchema>> compile(const json::value& schema);
   ~JsonSchema();
 
@@ -25,6 +27,7 @@ class JsonSchema {
 
  private:
   JsonSchema();
+  static Result<std::shared_ptr<const JsonSchema>> compile_uncached(const json::value& schema);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

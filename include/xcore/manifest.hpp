@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -80,7 +81,9 @@ struct PluginManifest {
   std::optional<json::object> config_schema;
   std::vector<ToolSpec> tools;  // declared tools: the binary must provide each
   std::vector<PluginRoute> routes;
-  json::object raw;             // the whole manifest as read, for fields other subsystems own
+  // The whole manifest as read, for fields other subsystems own. Immutable and shared by every copy (a
+  // manifest is copied per tenant and per generation; its text is read once per process).
+  std::shared_ptr<const json::object> raw = std::make_shared<const json::object>();
 
   std::filesystem::path file;  // where it was read from
   std::filesystem::path dir() const { return file.parent_path(); }
@@ -103,6 +106,9 @@ struct ManifestLoad {
 // Reads and checks a manifest. On failure the error message names the file and every bad field with what
 // was expected; details holds a JSON array of {"field","message"}.
 Result<ManifestLoad> load_manifest(const std::filesystem::path& file);
+// The same, shared: a file whose text was read before (by any Manager in the process) gives the same
+// immutable parse, so a thousand tenants discovering one plugin folder hold one copy of each manifest.
+Result<std::shared_ptr<const ManifestLoad>> load_manifest_shared(const std::filesystem::path& file);
 Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem::path& file_for_messages);
 
 // The manifest file in a plugin folder (plugin.yaml, plugin.yml or plugin.json), if any.

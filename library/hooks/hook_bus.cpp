@@ -47,11 +47,19 @@ struct HookChain {
 struct HookChannel {
   HookSpec spec;
   bool defined = false;
-  SharedCell<const HookChain> chain{std::make_shared<const HookChain>()};
+  SharedCell<const HookChain> chain{empty_chain()};
   std::atomic<std::uint64_t> calls{0};
   std::atomic<std::uint64_t> failures{0};
   std::mutex history_mutex;
-  std::deque<std::pair<json::value, std::string>> history;  // payload, tenant
+  // payload, tenant; made at the first event kept: most channels never keep one, and an empty deque
+  // costs ~600 bytes (a Manager defines a dozen channels, a host may have thousands of Managers).
+  std::unique_ptr<std::deque<std::pair<json::value, std::string>>> history;
+
+  // The chain of a channel nobody subscribed to yet: one for all, never changed.
+  static std::shared_ptr<const HookChain> empty_chain() {
+    static const auto empty = std::make_shared<const HookChain>();
+    return empty;
+  }
 };
 
 struct HookBusState {
@@ -282,7 +290,7 @@ Result<Subscription> HookBus::subscribe(std::string_view hook, HookHandler handl
     std::vector<std::pair<json::value, std::string>> past;
     {
       std::lock_guard lock(ch->history_mutex);
-      past.assign(ch->history.begin(), ch->history.end());
+      if (ch->history) past.assign(ch->history->begin(), ch->history->end());
     }
     // Replay is delivery to the new subscriber, so it ignores the activity switch (a plugin subscribing
     // while it loads is not active yet) but keeps to the subscriber's tenant.
@@ -354,8 +362,9 @@ HookOutcome HookBus::emit(std::string_view hook, const json::value& payload, std
   ch->calls.fetch_add(1, std::memory_order_relaxed);
   if (ch->spec.historic) {
     std::lock_guard lock(ch->history_mutex);
-    ch->history.emplace_back(payload, std::string(tenant));
-    while (ch->history.size() > ch->spec.history_limit) ch->history.pop_front();
+    if (!ch->history) ch->history = std::make_unique<std::deque<std::pair<json::value, std::string>>>();
+    ch->history->emplace_back(payload, std::string(tenant));
+    while (ch->history->size() > ch->spec.history_limit) ch->history->pop_front();
   }
   auto chain = ch->chain.load();
   if (chain->handlers.empty() && chain->wrappers.empty()) return {};

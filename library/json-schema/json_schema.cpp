@@ -1,6 +1,11 @@
 #include <xcore/json_schema.hpp>
 
+#include <boost/json/serialize.hpp>
 #include <fmt/format.h>
+
+#include <mutex>
+#include <string>
+#include <unordered_map>
 
 #define VALIJSON_USE_EXCEPTIONS 1
 #include <valijson/adapters/boost_json_adapter.hpp>
@@ -33,9 +38,40 @@ bool is_object_only(const json::value& schema) {
 JsonSchema::JsonSchema() : impl_(std::make_unique<Impl>()) {}
 JsonSchema::~JsonSchema() = default;
 
+namespace {
+// Compiled schemas by their text, while anyone holds them: the same tool in a thousand tenants (one
+// plugin enabled in each) is one compiled schema, not a thousand.
+struct CompiledCache {
+  std::mutex mutex;
+  std::unordered_map<std::string, std::weak_ptr<const JsonSchema>> by_text;
+  std::size_t inserts = 0;
+};
+CompiledCache& compiled_cache() {
+  static auto* cache = new CompiledCache;  // never destroyed: schemas may be released during exit
+  return *cache;
+}
+}  // namespace
+
 Result<std::shared_ptr<const JsonSchema>> JsonSchema::compile(const json::value& schema) {
   if (!schema.is_object() && !schema.is_bool())
     return Error{ErrorCode::invalid_argument, "a JSON Schema must be an object"};
+  auto& cache = compiled_cache();
+  auto text = json::serialize(schema);
+  {
+    std::lock_guard lock(cache.mutex);
+    if (auto it = cache.by_text.find(text); it != cache.by_text.end())
+      if (auto shared = it->second.lock()) return shared;
+  }
+  XCORE_ASSIGN_OR_RETURN(auto compiled, compile_uncached(schema));
+  std::lock_guard lock(cache.mutex);
+  if (++cache.inserts % 256 == 0) std::erase_if(cache.by_text, [](const auto& e) { return e.second.expired(); });
+  auto& slot = cache.by_text[std::move(text)];
+  if (auto other = slot.lock()) return other;  // compiled by another thread meanwhile: one copy kept
+  slot = compiled;
+  return compiled;
+}
+
+Result<std::shared_ptr<const JsonSchema>> JsonSchema::compile_uncached(const json::value& schema) {
   std::shared_ptr<JsonSchema> s(new JsonSchema());
   s->impl_->source = schema;
   s->impl_->object_only = is_object_only(schema);

@@ -106,7 +106,7 @@ void Manager::Impl::flush_events() {
 
 json::object Manager::Impl::plugin_event(const PluginSlot& s) const {
   std::shared_lock lock(catalogue_mutex);
-  return json::object{{"plugin", s.manifest.id}, {"version", s.manifest.version.to_string()}};
+  return json::object{{"plugin", s.manifest->id}, {"version", s.manifest->version.to_string()}};
 }
 
 // ---- registrations -------------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ Result<void> Manager::Impl::remember(std::string_view id, Verb verb, bool succee
     if (cfg) r.config = *cfg;
     {
       std::shared_lock lock(catalogue_mutex);
-      r.version = slot->manifest.version.to_string();
+      r.version = slot->manifest->version.to_string();
     }
     if (found && found->enabled == r.enabled && found->config == r.config && found->version == r.version) return ok();
     return store->put(r);
@@ -285,11 +285,11 @@ Result<void> Manager::set_config(std::string_view id, json::object config) {
   return operate(*impl_, id, Impl::Reach::reload, Impl::Verb::configure, [&]() -> Result<void> {
     auto slot = impl_->find(id);
     if (!slot) return impl_->no_such_plugin(id);
-    XCORE_ASSIGN_OR_RETURN(auto effective, impl_->effective_config(slot->manifest, config));
+    XCORE_ASSIGN_OR_RETURN(auto effective, impl_->effective_config(*slot->manifest, config));
     auto gen = slot->current.load();
     // A folder the config grants is part of the sandbox the plugin was started in: a change to one
     // starts a new generation with the new grants (the old one serves until the swap).
-    const auto grants = slot->manifest.config_grants();
+    const auto grants = slot->manifest->config_grants();
     const bool grant_changed = gen && std::any_of(grants.begin(), grants.end(), [&](const auto& g) {
       const auto* before = gen->config.if_contains(g.first);
       const auto* after = effective.if_contains(g.first);

@@ -19,9 +19,10 @@ Error Manager::Impl::no_such_plugin(std::string_view id) const {
 Result<std::string> Manager::Impl::add_folder(const std::filesystem::path& dir, DiscoveryReport& report) {
   auto file = find_manifest(dir);
   if (!file) return Error{ErrorCode::not_found, fmt::format("{}: no plugin.yaml, plugin.yml or plugin.json", dir.string())};
-  auto loaded = load_manifest(*file);
-  if (!loaded) return std::move(loaded).error();
-  for (auto& w : loaded->warnings) {
+  XCORE_ASSIGN_OR_RETURN(auto shared, load_manifest_shared(*file));
+  const std::shared_ptr<const PluginManifest> manifest(shared, &shared->manifest);
+  const auto* loaded = shared.get();
+  for (const auto& w : loaded->warnings) {
     log(LogLevel::warn, "xcore", w);
     report.warnings.push_back(w);
   }
@@ -30,20 +31,20 @@ Result<std::string> Manager::Impl::add_folder(const std::filesystem::path& dir, 
     if (auto slot = find(id)) {
       Claim claim(*this, {slot});  // a plugin's manifest changes only under its claim
       std::unique_lock lock(catalogue_mutex);
-      if (std::filesystem::weakly_canonical(slot->manifest.file) != std::filesystem::weakly_canonical(*file))
+      if (std::filesystem::weakly_canonical(slot->manifest->file) != std::filesystem::weakly_canonical(*file))
         return Error{ErrorCode::already_exists, fmt::format("{}: plugin id '{}' is already provided by {}", file->string(), id,
-                                                            slot->manifest.file.string())};
+                                                            slot->manifest->file.string())};
       if (!is_loaded(slot->state)) {  // loaded plugins keep their manifest until reload()
-        slot->manifest = std::move(loaded->manifest);
-        slot->warnings = std::move(loaded->warnings);
+        slot->manifest = manifest;
+        slot->warnings = loaded->warnings;
       }
       return id;
     }
     std::unique_lock lock(catalogue_mutex);
     if (catalogue.contains(id)) continue;  // another thread added it meanwhile
     auto slot = std::make_shared<PluginSlot>(id);
-    slot->manifest = std::move(loaded->manifest);
-    slot->warnings = std::move(loaded->warnings);
+    slot->manifest = manifest;
+    slot->warnings = loaded->warnings;
     if (auto c = options.configs.find(id); c != options.configs.end()) slot->config = c->second;
     catalogue.emplace(id, slot);
     return id;
@@ -62,7 +63,7 @@ std::vector<SlotPtr> Manager::Impl::reach(std::string_view id, Reach how) const 
   std::function<void(const SlotPtr&)> dependencies = [&](const SlotPtr& s) {
     if (!seen_up.insert(s.get()).second) return;
     add(s);
-    for (const auto& dep : s->manifest.dependencies)
+    for (const auto& dep : s->manifest->dependencies)
       if (auto it = catalogue.find(dep.id); it != catalogue.end()) dependencies(it->second);
   };
   std::function<void(const SlotPtr&, bool)> dependents = [&](const SlotPtr& s, bool enabled_only) {
@@ -70,7 +71,7 @@ std::vector<SlotPtr> Manager::Impl::reach(std::string_view id, Reach how) const 
     add(s);
     for (const auto& [_, d] : catalogue) {
       if (!(enabled_only ? d->state == PluginState::enabled : is_loaded(d->state))) continue;
-      for (const auto& dep : d->manifest.dependencies)
+      for (const auto& dep : d->manifest->dependencies)
         if (dep.id == s->id) {
           dependents(d, enabled_only);
           break;
@@ -127,7 +128,7 @@ std::vector<SlotPtr> Manager::Impl::dependents_of(std::string_view id, bool enab
   std::shared_lock lock(catalogue_mutex);
   for (const auto& [_, s] : catalogue) {
     if (!(enabled_only ? s->state == PluginState::enabled : is_loaded(s->state))) continue;
-    for (const auto& d : s->manifest.dependencies)
+    for (const auto& d : s->manifest->dependencies)
       if (d.id == id) out.push_back(s);
   }
   return out;
@@ -155,7 +156,7 @@ std::vector<std::string> Manager::Impl::topological(std::vector<Error>& problems
     mark[id] = 1;
     path.push_back(id);
     if (auto it = catalogue.find(id); it != catalogue.end())
-      for (const auto& d : it->second->manifest.dependencies) visit(d.id, path);
+      for (const auto& d : it->second->manifest->dependencies) visit(d.id, path);
     path.pop_back();
     mark[id] = 2;
     if (catalogue.contains(id)) order.push_back(id);
@@ -174,7 +175,7 @@ PluginInfo Manager::Impl::info_of(const PluginSlot& s) const {
   PluginInfo i;
   {
     std::shared_lock lock(catalogue_mutex);
-    i.manifest = s.manifest;
+    i.manifest = *s.manifest;
     i.state = s.state;
     i.last_error = s.last_error;
     i.warnings = s.warnings;
@@ -182,7 +183,7 @@ PluginInfo Manager::Impl::info_of(const PluginSlot& s) const {
     i.stats.generation = s.generations;
     i.stats.reloads = s.reloads;
   }
-  for (const auto& d : dependents_of(s.manifest.id, false)) i.dependents.push_back(d->manifest.id);
+  for (const auto& d : dependents_of(s.manifest->id, false)) i.dependents.push_back(d->manifest->id);
   i.routes = i.manifest.routes;
   if (auto gen = s.current.load(); gen && gen->runner) {
     i.runner = gen->runner->describe();
@@ -213,7 +214,7 @@ void Manager::Impl::refresh_watches() {  // caller holds watcher_mutex
   std::vector<std::pair<std::string, std::filesystem::path>> dirs;
   {
     std::shared_lock lock(catalogue_mutex);
-    for (const auto& [id, s] : catalogue) dirs.emplace_back(id, s->manifest.dir());
+    for (const auto& [id, s] : catalogue) dirs.emplace_back(id, s->manifest->dir());
   }
   for (const auto& [id, dir] : dirs) watcher->watch(id, dir);
 }

@@ -57,7 +57,9 @@ struct ConcurrencyLimit {
 struct PluginSlot {
   explicit PluginSlot(std::string plugin_id) : id(std::move(plugin_id)) {}
   const std::string id;
-  PluginManifest manifest;
+  // Immutable and shared: every Manager that read the same manifest file holds the same one; a change
+  // (rediscovery, reload) replaces the pointer.
+  std::shared_ptr<const PluginManifest> manifest = std::make_shared<const PluginManifest>();
   std::vector<std::string> warnings;
   std::atomic<PluginState> state{PluginState::discovered};  // written under catalogue_mutex
   std::optional<Error> last_error;

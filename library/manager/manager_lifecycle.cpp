@@ -136,7 +136,8 @@ Result<void> Manager::Impl::load_locked(std::string_view id, LoadChain& chain) {
     return fail(*slot, Error{ErrorCode::conflict, fmt::format("dependency cycle: {}{}", cycle, id),
                              xcore::json_text::serialize(json::object{{"dependency_cycle", std::move(members)}})});
   }
-  const auto m = slot->manifest;
+  const auto m_shared = slot->manifest;  // this operation's: a rediscovery may replace the slot's meanwhile
+  const auto& m = *m_shared;
   chain.ids.push_back(m.id);
   for (const auto& dep : m.dependencies) {
     auto d = find(dep.id);
@@ -145,10 +146,10 @@ Result<void> Manager::Impl::load_locked(std::string_view id, LoadChain& chain) {
       return fail(*slot, Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' requires '{}' ({}), which was not discovered",
                                                                            m.id, dep.id, dep.versions.text())});
     }
-    if (!dep.versions.contains(d->manifest.version)) {
+    if (!dep.versions.contains(d->manifest->version)) {
       chain.ids.pop_back();
       return fail(*slot, Error{ErrorCode::incompatible, fmt::format("plugin '{}' requires '{}' {}, but version {} is installed", m.id,
-                                                                    dep.id, dep.versions.text(), d->manifest.version.to_string())});
+                                                                    dep.id, dep.versions.text(), d->manifest->version.to_string())});
     }
     if (auto r = load_locked(dep.id, chain); !r) {
       chain.ids.pop_back();
@@ -187,7 +188,7 @@ Result<void> Manager::Impl::enable_locked(std::string_view id) {
   XCORE_TRY(load_locked(id, chain));
   auto slot = find(id);
   if (slot->state == PluginState::enabled) return ok();
-  for (const auto& dep : slot->manifest.dependencies)
+  for (const auto& dep : slot->manifest->dependencies)
     if (auto r = enable_locked(dep.id); !r)
       return Error{r.error().code, fmt::format("plugin '{}': dependency '{}' could not be enabled: {}", id, dep.id, r.error().message)};
   auto gen = slot->current.load();
@@ -274,19 +275,19 @@ Result<void> Manager::Impl::reload_locked(std::string_view id) {
   }
   if (!is_loaded(slot->state))
     return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' is {}; only a loaded plugin can be reloaded", id, to_string(slot->state))};
-  auto loaded = load_manifest(slot->manifest.file);
-  if (!loaded) return std::move(loaded).error();
-  auto& m = loaded->manifest;
+  XCORE_ASSIGN_OR_RETURN(const auto loaded, load_manifest_shared(slot->manifest->file));
+  const std::shared_ptr<const PluginManifest> read(loaded, &loaded->manifest);
+  const auto& m = *read;
   if (m.id != slot->id)
     return Error{ErrorCode::conflict, fmt::format("{}: the id changed from '{}' to '{}'; unload and load instead", m.file.string(), slot->id, m.id)};
   for (const auto& d : dependents_of(id, false))
-    for (const auto& dep : d->manifest.dependencies)
+    for (const auto& dep : d->manifest->dependencies)
       if (dep.id == id && !dep.versions.contains(m.version))
-        return Error{ErrorCode::conflict, fmt::format("plugin '{}' requires '{}' {}, which version {} would break", d->manifest.id, id,
+        return Error{ErrorCode::conflict, fmt::format("plugin '{}' requires '{}' {}, which version {} would break", d->manifest->id, id,
                                                       dep.versions.text(), m.version.to_string())};
   for (const auto& dep : m.dependencies) {
     auto d = find(dep.id);
-    if (!d || !is_loaded(d->state) || !dep.versions.contains(d->manifest.version))
+    if (!d || !is_loaded(d->state) || !dep.versions.contains(d->manifest->version))
       return Error{ErrorCode::failed_precondition, fmt::format("plugin '{}' {} requires '{}' {}, which is not loaded", id,
                                                                m.version.to_string(), dep.id, dep.versions.text())};
   }
@@ -330,7 +331,7 @@ Result<void> Manager::Impl::reload_locked(std::string_view id) {
   if (old) old->hooks_active->store(false);
   {
     std::unique_lock lock(catalogue_mutex);
-    slot->manifest = m;
+    slot->manifest = read;
     slot->warnings = loaded->warnings;
     slot->generations = gen->number;
     ++slot->reloads;

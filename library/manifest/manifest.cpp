@@ -10,8 +10,10 @@
 #include <cctype>
 #include <charconv>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include "core/split.hpp"
 #include <xcore/json_schema.hpp>
@@ -412,7 +414,7 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
   ManifestLoad out;
   auto& m = out.manifest;
   m.file = file;
-  m.raw = o;
+  m.raw = std::make_shared<const json::object>(o);
 
   if (auto id = c.string(o, "id", true, "a plugin id such as 'my-plugin'")) {
     if (!valid_plugin_id(*id))
@@ -512,6 +514,11 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
 }
 
 Result<ManifestLoad> load_manifest(const std::filesystem::path& file) {
+  XCORE_ASSIGN_OR_RETURN(auto shared, load_manifest_shared(file));
+  return *shared;
+}
+
+Result<std::shared_ptr<const ManifestLoad>> load_manifest_shared(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return Error{ErrorCode::not_found, fmt::format("{}: cannot be read", file.string())};
   std::ostringstream ss;
@@ -519,7 +526,26 @@ Result<ManifestLoad> load_manifest(const std::filesystem::path& file) {
   auto text = ss.str();
   if (text.size() > (1u << 20))
     return Error{ErrorCode::invalid_argument, fmt::format("{}: larger than 1 MiB", file.string())};
-  return parse_manifest(text, file);
+  // The same file with the same text was read before (another tenant's Manager, a rediscovery): the same
+  // parse is handed out instead of a new one. Failures are not kept: they are read again.
+  struct Cache {
+    std::mutex mutex;
+    std::unordered_map<std::string, std::shared_ptr<const ManifestLoad>> by_file_and_text;
+  };
+  static auto* cache = new Cache;  // never destroyed: readers may run during exit
+  auto key = file.string();
+  key.push_back('\0');
+  key += text;
+  {
+    std::lock_guard lock(cache->mutex);
+    if (auto it = cache->by_file_and_text.find(key); it != cache->by_file_and_text.end()) return it->second;
+  }
+  XCORE_ASSIGN_OR_RETURN(auto parsed, parse_manifest(text, file));
+  auto loaded = std::make_shared<const ManifestLoad>(std::move(parsed));
+  std::lock_guard lock(cache->mutex);
+  if (cache->by_file_and_text.size() >= 4096) cache->by_file_and_text.clear();  // bounded: plugin folders hold far fewer
+  cache->by_file_and_text.emplace(std::move(key), loaded);
+  return loaded;
 }
 
 std::optional<std::filesystem::path> find_manifest(const std::filesystem::path& dir) {

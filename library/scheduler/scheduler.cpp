@@ -353,8 +353,9 @@ struct Scheduler::Impl {
   void plugin_enabled(const std::string& plugin) {
     auto info = options.manager->info(plugin);
     if (!info) return;
-    auto it = info->manifest.raw.find("schedules");
-    if (it == info->manifest.raw.end() || !it->value().is_array()) return;
+    const auto& raw = *info->manifest.raw;
+    auto it = raw.find("schedules");
+    if (it == raw.end() || !it->value().is_array()) return;
     std::size_t i = 0;
     for (const auto& entry : it->value().get_array()) {
       auto job = plugin_job(plugin, entry, i);
