@@ -190,7 +190,8 @@ constexpr std::string_view kSchemas = R"json({
   },
   "Tenant": {
     "type": "object", "required": ["id", "name"],
-    "properties": {"id": {"type": "string"}, "name": {"type": "string"}}
+    "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                   "state": {"enum": ["running", "parked"], "description": "running: its plugins are loaded; parked: idle, started again by its next request or due task"}}
   },
   "ApiToken": {
     "type": "object", "required": ["id", "name", "role", "expires_at"],

@@ -89,6 +89,12 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
       else if (key == "login_attempts_per_minute") c.login_attempts_per_minute = v.as<int>();
       else if (key == "task_history") c.task_history = v.as<std::size_t>();
       else if (key == "job_workers") c.job_workers = v.as<unsigned>();
+      else if (key == "tenant_idle_seconds") c.tenant_idle_seconds = v.as<int>();
+      else if (key == "eager_tenants") {
+        if (!v.IsSequence()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'eager_tenants' must be a list of tenant ids", file.string())};
+        c.eager_tenants.clear();
+        for (const auto& t : v) c.eager_tenants.push_back(t.as<std::string>());
+      }
       else if (key == "webhook_window") c.webhook_window = v.as<int>();
       else if (key == "check_answers") c.check_answers = v.as<bool>();
       else if (key == "grants") {
@@ -179,6 +185,16 @@ Result<void> apply_env(ServerConfig& c) {
   XCORE_TRY(number("XCORE_LOGIN_ATTEMPTS_PER_MINUTE", c.login_attempts_per_minute));
   XCORE_TRY(number("XCORE_TASK_HISTORY", c.task_history));
   XCORE_TRY(number("XCORE_JOB_WORKERS", c.job_workers));
+  XCORE_TRY(number("XCORE_TENANT_IDLE_SECONDS", c.tenant_idle_seconds));
+  if (const char* v = env("XCORE_EAGER_TENANTS")) {
+    c.eager_tenants.clear();
+    std::string_view rest = v;
+    while (!rest.empty()) {
+      auto comma = rest.find(',');
+      if (auto item = rest.substr(0, comma); !item.empty()) c.eager_tenants.emplace_back(item);
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    }
+  }
   XCORE_TRY(number("XCORE_WEBHOOK_WINDOW", c.webhook_window));
   XCORE_TRY(number("XCORE_MAX_HEADER_BYTES", c.max_header_bytes));
   XCORE_TRY(number("XCORE_PASSWORD_HASHES", c.password_hashes));
@@ -252,6 +268,7 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   if (c.password_hashes < 0 || c.password_hashes > 256) return Error{ErrorCode::invalid_argument, fmt::format("password_hashes: {} is out of range (0-256)", c.password_hashes)};
   if (c.audit_retention_days < 1) return Error{ErrorCode::invalid_argument, fmt::format("audit_retention_days: {} must be at least 1", c.audit_retention_days)};
   if (c.audit_max_rows < 1) return Error{ErrorCode::invalid_argument, fmt::format("audit_max_rows: {} must be at least 1", c.audit_max_rows)};
+  if (c.tenant_idle_seconds < 0) return Error{ErrorCode::invalid_argument, fmt::format("tenant_idle_seconds: {} must be 0 (never park) or more", c.tenant_idle_seconds)};
   if (c.job_workers < 1 || c.job_workers > 1024) return Error{ErrorCode::invalid_argument, fmt::format("job_workers: {} is out of range (1-1024)", c.job_workers)};
   if (c.max_header_bytes < 1024) return Error{ErrorCode::invalid_argument, fmt::format("max_header_bytes: {} is below 1024", c.max_header_bytes)};
   if (c.plugin_dirs.empty()) {

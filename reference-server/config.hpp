@@ -39,6 +39,10 @@ struct ServerConfig {
   int login_attempts_per_minute = 5; // failed logins per user name and address, then 429
   std::size_t task_history = 100;    // runs kept per scheduled task
   unsigned job_workers = 8;          // threads running scheduled tasks, all tenants together
+  // A tenant's Manager starts on its first request or due task and is parked after this long idle (0:
+  // never); the default tenant and eager_tenants start with the server and are never parked.
+  int tenant_idle_seconds = 900;
+  std::vector<std::string> eager_tenants;
   int webhook_window = 300;          // seconds a webhook's timestamp may be off
   std::size_t max_header_bytes = 32 * 1024;  // all of a request's header lines together; then 431
   int password_hashes = 0;           // password hashes (64 MiB each) run at once; 0: one per core

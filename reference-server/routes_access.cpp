@@ -138,7 +138,7 @@ void Server::Impl::add_access_routes() {
     if (c.who.tenant != kDefaultTenant) return Error{ErrorCode::permission_denied, "only the default tenant's admins manage tenants"};
     json::array out;
     XCORE_ASSIGN_OR_RETURN(auto tenants, db->tenants());
-    for (const auto& [tid, tname] : tenants) out.push_back(json::object{{"id", tid}, {"name", tname}});
+    for (const auto& [tid, tname] : tenants) out.push_back(json::object{{"id", tid}, {"name", tname}, {"state", running(tid) ? "running" : "parked"}});
     return Reply{200, json::object{{"tenants", std::move(out)}}};
   }).returns(200, R"json({"type":"object","required":["tenants"],"properties":{"tenants":{"type":"array","items":{"$ref":"#/components/schemas/Tenant"}}}})json");
   route("POST", "/api/v1/tenants", Role::admin, "create a tenant ({id, name})", [this](Call& c) -> Result<Reply> {
@@ -148,7 +148,7 @@ void Server::Impl::add_access_routes() {
     if (!std::regex_match(tid, tenant_id)) return Error{ErrorCode::invalid_argument, "a tenant id is [a-z0-9][a-z0-9_.-]{0,63}"};
     auto tname = field(c.body, "name").value_or(tid);
     XCORE_TRY(db->create_tenant(tid, tname));
-    if (auto started = start_tenant(tid, false); !started) {
+    if (auto started = open_tenant(tid, false); !started) {
       db->remove_tenant(tid);  // all or nothing: no tenant that exists but never runs
       return std::move(started).error();
     }

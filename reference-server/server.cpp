@@ -164,8 +164,9 @@ std::string Server::Impl::metrics(const std::string& only_tenant) {
   Family tool_rejected{"xcore_tool_rejected_total", "counter", "Tool calls refused before the plugin ran (arguments, permissions, limits), by tenant and tool.", {}};
   Family tool_durations{"xcore_tool_duration_seconds", "histogram", "Tool call latency, by tenant and tool.", {}};
   std::shared_lock lock(tenants_mutex);
-  for (const auto& [tenant, m] : tenants) {
+  for (const auto& [tenant, running] : tenants) {  // running tenants: a parked one has no plugin figures
     if (!everything && tenant != only_tenant) continue;
+    const auto& m = running->manager;
     for (const auto& info : m->list()) {
       auto labels = fmt::format("tenant=\"{}\",plugin=\"{}\"", label(tenant), label(info.manifest.id));
       calls.series += fmt::format("{}{{{}}} {}\n", calls.name, labels, info.stats.calls);

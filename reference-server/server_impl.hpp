@@ -17,6 +17,7 @@
 #include <atomic>
 #include <charconv>
 #include <cmath>
+#include <condition_variable>
 #include <deque>
 #include <fstream>
 #include <map>
@@ -24,6 +25,7 @@
 #include <regex>
 #include <semaphore>
 #include <shared_mutex>
+#include <thread>
 
 #include "access.hpp"
 #include "audit_log.hpp"
@@ -77,10 +79,22 @@ struct Server::Impl {
   HttpServer http;
   int bound_port = 0;
 
-  // One Manager per tenant: a tenant's plugins, configs and tools live in its own catalogue.
+  // One Manager per tenant: a tenant's plugins, configs and tools live in its own catalogue. It runs from
+  // the tenant's first request or due task (eager tenants: from the start) until it has been idle for
+  // tenant_idle_seconds, then it is parked: its Manager (plugins, sandboxed processes) goes, its
+  // registrations stay in the store and its Scheduler stays, so its tasks fire (and wake it) on time.
+  struct RunningTenant {
+    std::shared_ptr<Manager> manager;        // requests and runs hold copies while they last
+    std::atomic<std::int64_t> last_used{0};  // steady_ms() of the last request or run
+  };
   std::shared_mutex tenants_mutex;
-  std::map<std::string, std::unique_ptr<Manager>> tenants;
-  std::map<std::string, std::unique_ptr<Scheduler>> schedulers;  // one per tenant, over its Manager
+  std::map<std::string, std::unique_ptr<RunningTenant>> tenants;  // running ones
+  std::map<std::string, std::unique_ptr<Scheduler>> schedulers;   // every tenant's, running or parked
+  std::mutex starting_mutex;  // one start at a time: a tenant is never started twice
+  std::thread parker;         // "xcore-park": parks idle tenants (park_loop)
+  std::mutex park_mutex;
+  std::condition_variable park_wake;
+  bool park_stop = false;
   // The timer and job threads all tenants' Schedulers share (each holds it too: it outlives them).
   std::shared_ptr<SchedulerThreads> scheduler_threads = std::make_shared<SchedulerThreads>(config.job_workers);
 
@@ -97,6 +111,12 @@ struct Server::Impl {
 
   ~Impl() {
     http.shutdown();
+    {
+      std::lock_guard lock(park_mutex);
+      park_stop = true;
+    }
+    park_wake.notify_all();
+    if (parker.joinable()) parker.join();
     std::unique_lock lock(tenants_mutex);
     schedulers.clear();  // first: their runs call into the Managers (running ones finish)
     tenants.clear();     // each Manager unloads its plugins, dependents first
@@ -114,8 +134,24 @@ struct Server::Impl {
   Result<void> open_store();
   Result<std::string> master_key();
   Result<void> first_start();
-  Result<Manager*> start_tenant(const std::string& tenant, bool register_all);
+  // A tenant's Scheduler (at start, or when the tenant is created); its Manager too if it is eager.
+  Result<void> open_tenant(const std::string& tenant, bool register_all);
   Result<void> start_tenants();
+  // The tenant's Manager, started if it is parked (or was never started): a request's or a run's, held
+  // while it lasts. not_found for a tenant that does not exist.
+  Result<std::shared_ptr<Manager>> wake_tenant(const std::string& tenant, bool register_all = false);
+  Result<std::shared_ptr<Manager>> start_manager(const std::string& tenant, bool register_all);
+  bool eager(const std::string& tenant) const;  // the default tenant and the settings' eager_tenants
+  bool running(const std::string& tenant) {
+    std::shared_lock lock(tenants_mutex);
+    return tenants.contains(tenant);
+  }
+  // Parks the tenants idle for tenant_idle_seconds (see RunningTenant); park_loop calls it.
+  void park_idle_tenants();
+  void park_loop();
+  static std::int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
 
   std::filesystem::path dynamic_dir(const std::string& tenant) const { return config.data_dir / "dynamic" / tenant; }
 
@@ -161,11 +197,7 @@ struct Server::Impl {
   // master key and every tenant's plugin data), except a folder of the plugin's own below it.
   Result<void> path_allowed(const std::string& text, const std::string& what, const std::filesystem::path& own = {}) const;
 
-  Manager* manager_of(const std::string& tenant) {
-    std::shared_lock lock(tenants_mutex);
-    auto it = tenants.find(tenant);
-    return it == tenants.end() ? nullptr : it->second.get();
-  }
+  Result<std::shared_ptr<Manager>> manager_of(const std::string& tenant) { return wake_tenant(tenant); }
 
   // ---- authentication (authentication.cpp) -----------------------------------------------------------
 
@@ -298,9 +330,10 @@ struct Server::Impl {
       // The body the route's entry in the table says it takes (set after registration: read here).
       if (spec->body_validator)
         if (auto valid = spec->body_validator->validate(body, "body"); !valid) return fail(res, valid.error(), request_id);
-      Manager* m = who->role == Role::anonymous ? manager_of(kDefaultTenant) : manager_of(who->tenant);
-      if (!m) return fail(res, Error{ErrorCode::not_found, fmt::format("tenant '{}' does not exist", who->tenant)}, request_id);
-      Call call{req, *who, std::move(body), std::move(raw), request_id, *m};
+      // The tenant's Manager, woken if it was parked, held until the answer is written.
+      auto m = manager_of(who->role == Role::anonymous ? std::string(kDefaultTenant) : who->tenant);
+      if (!m) return fail(res, m.error(), request_id);
+      Call call{req, *who, std::move(body), std::move(raw), request_id, **m};
       Result<Reply> r = Error{ErrorCode::internal, "no answer"};
       try {
         r = handler(call);

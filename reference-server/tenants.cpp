@@ -60,7 +60,7 @@ Result<void> Server::Impl::first_start() {
   return ok();
 }
 
-Result<Manager*> Server::Impl::start_tenant(const std::string& tenant, bool register_all) {
+Result<std::shared_ptr<Manager>> Server::Impl::start_manager(const std::string& tenant, bool register_all) {
   ManagerOptions o;
   o.plugin_dirs = config.plugin_dirs;
   o.plugin_dirs.push_back(saved_dir(tenant));  // dynamic plugins this tenant saved
@@ -88,7 +88,7 @@ Result<Manager*> Server::Impl::start_tenant(const std::string& tenant, bool regi
   o.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) {
     log(level, fmt::format("{}/{}", tenant, source), message);
   };
-  auto m = std::make_unique<Manager>(std::move(o));
+  auto m = std::make_shared<Manager>(std::move(o));
   auto report = m->discover();
   for (const auto& p : report.problems) log(LogLevel::warn, tenant, p.message);
   // Plugins registered at run time (POST /api/v1/plugins/dynamic); one saved into a plugin folder since
@@ -108,26 +108,107 @@ Result<Manager*> Server::Impl::start_tenant(const std::string& tenant, bool regi
       XCORE_TRY(db->put_registration(RegistrationRow{tenant, info.manifest.id, info.manifest.version.to_string(), true, "{}", 0, 0}));
   XCORE_ASSIGN_OR_RETURN(auto problems, m->restore());
   for (const auto& p : problems) log(p.code == ErrorCode::not_found ? LogLevel::warn : LogLevel::error, tenant, p.message);
+  return m;
+}
+
+Result<void> Server::Impl::open_tenant(const std::string& tenant, bool register_all) {
+  // Its sandbox uid is taken when the tenant is made, not when it first runs: a range used up refuses
+  // the new tenant, never an existing one's first request.
+  if (::geteuid() == 0 && config.sandbox_uid_first != 0) XCORE_TRY(db->sandbox_uid(tenant, config.sandbox_uid_first, config.sandbox_uid_last));
+  // The Scheduler from the start: a tenant's tasks fire whether its Manager runs or not; a run that needs
+  // the Manager starts it (manager_lease).
   SchedulerOptions so;
   so.store = db->job_store(tenant);
-  so.manager = m.get();
+  so.manager_lease = [this, tenant] { return wake_tenant(tenant); };
   so.history_per_job = config.task_history;
   so.threads = scheduler_threads;  // every tenant's tasks on the same timer and pool
   so.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) { log(level, fmt::format("{}/{}", tenant, source), message); };
   auto scheduler = std::make_unique<Scheduler>(std::move(so));
   if (auto r = scheduler->restore(); !r) return Error{ErrorCode::unavailable, fmt::format("tenant '{}': cannot restore its tasks: {}", tenant, r.error().message)};
-  auto* raw = m.get();
-  std::unique_lock lock(tenants_mutex);
-  tenants[tenant] = std::move(m);
-  schedulers[tenant] = std::move(scheduler);
-  return raw;
+  {
+    std::unique_lock lock(tenants_mutex);
+    schedulers[tenant] = std::move(scheduler);
+  }
+  if (eager(tenant)) XCORE_TRY(wake_tenant(tenant, register_all));
+  return ok();
+}
+
+bool Server::Impl::eager(const std::string& tenant) const {
+  return tenant == kDefaultTenant || std::find(config.eager_tenants.begin(), config.eager_tenants.end(), tenant) != config.eager_tenants.end();
+}
+
+Result<std::shared_ptr<Manager>> Server::Impl::wake_tenant(const std::string& tenant, bool register_all) {
+  auto running = [&]() -> std::shared_ptr<Manager> {
+    std::shared_lock lock(tenants_mutex);
+    auto it = tenants.find(tenant);
+    if (it == tenants.end()) return nullptr;
+    it->second->last_used = steady_ms();
+    return it->second->manager;
+  };
+  if (auto m = running()) return m;
+  std::lock_guard one_start(starting_mutex);
+  if (auto m = running()) return m;  // started by another caller meanwhile
+  Scheduler* scheduler = scheduler_of(tenant);
+  if (!scheduler) return Error{ErrorCode::not_found, fmt::format("tenant '{}' does not exist", tenant)};
+  XCORE_ASSIGN_OR_RETURN(auto m, start_manager(tenant, register_all));
+  scheduler->attach_plugins(*m);  // its plugins' own schedules join again
+  auto entry = std::make_unique<RunningTenant>();
+  entry->manager = m;
+  entry->last_used = steady_ms();
+  {
+    std::unique_lock lock(tenants_mutex);
+    tenants[tenant] = std::move(entry);
+  }
+  log(LogLevel::info, tenant, "started");
+  return m;
+}
+
+void Server::Impl::park_idle_tenants() {
+  if (config.tenant_idle_seconds <= 0) return;
+  const auto now = steady_ms();
+  std::vector<std::shared_ptr<Manager>> parked;  // let go of outside the lock: their plugins unload
+  {
+    std::unique_lock lock(tenants_mutex);
+    for (auto it = tenants.begin(); it != tenants.end();) {
+      const auto& [tenant, t] = *it;
+      auto s = schedulers.find(tenant);
+      // Kept: eager tenants, those used lately, those a request or a run holds now, and those whose
+      // plugins scheduled jobs of their own (those jobs live in the Manager's plugins).
+      const bool keep = eager(tenant) || now - t->last_used.load() < config.tenant_idle_seconds * 1000 || t->manager.use_count() > 1 ||
+                        (s != schedulers.end() && s->second->plugin_jobs() > 0);
+      if (keep) {
+        ++it;
+        continue;
+      }
+      if (s != schedulers.end()) s->second->detach_plugins();
+      log(LogLevel::info, tenant, fmt::format("parked after {} s idle: its plugins are unloaded until the next request or due task", (now - t->last_used.load()) / 1000));
+      parked.push_back(std::move(t->manager));
+      it = tenants.erase(it);
+    }
+  }
+}
+
+void Server::Impl::park_loop() {
+  const auto every = std::chrono::milliseconds(std::clamp<std::int64_t>(config.tenant_idle_seconds * 250, 250, 30'000));
+  std::unique_lock lock(park_mutex);
+  while (!park_stop) {
+    park_wake.wait_for(lock, every);
+    if (park_stop) break;
+    lock.unlock();
+    park_idle_tenants();
+    lock.lock();
+  }
 }
 
 Result<void> Server::Impl::start_tenants() {
   XCORE_ASSIGN_OR_RETURN(auto all, db->registrations(""));
   const bool fresh = all.empty();
   XCORE_ASSIGN_OR_RETURN(auto tenants, db->tenants());
-  for (const auto& [id, name] : tenants) XCORE_TRY(start_tenant(id, fresh && id == kDefaultTenant));
+  for (const auto& [id, name] : tenants) XCORE_TRY(open_tenant(id, fresh && id == kDefaultTenant));
+  if (config.tenant_idle_seconds > 0) {
+    parker = std::thread([this] { park_loop(); });
+    ::pthread_setname_np(parker.native_handle(), "xcore-park");
+  }
   return ok();
 }
 

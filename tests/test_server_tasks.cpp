@@ -205,3 +205,46 @@ TEST_CASE("webhooks: a signed delivery runs the task with its body; bad signatur
   // One task per webhook name.
   CHECK(api.send("POST", "/api/v1/tasks", R"({"trigger":{"type":"webhook","name":"deploy"},"target":{"tool":"echo"}})", admin).status == 409);
 }
+
+TEST_CASE("tenants park when idle and wake by themselves: a parked tenant's task fires, runs its tool and keeps its plugins") {
+  TempDir tmp;
+  ServerProcess server(tmp / "var", {"XCORE_TENANT_IDLE_SECONDS=1"});
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  auto state_of = [&](const std::string& tenant) {
+    auto list = api.send("GET", "/api/v1/tenants", "", admin);  // the default tenant's request: wakes no other
+    REQUIRE(list.status == 200);
+    for (const auto& t : list.body.at("tenants").as_array())
+      if (t.at("id").as_string() == tenant) return std::string(t.at("state").as_string());
+    return std::string("missing");
+  };
+  auto wait_for_state = [&](const std::string& tenant, const std::string& want) {
+    for (int i = 0; i < 400; ++i) {  // bounded: 20 s
+      if (state_of(tenant) == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
+  CHECK(state_of("acme") == "parked");  // made, not started: nothing of it runs until it is used
+  add_user(api, admin, "acme-admin", "admin", "acme");
+  auto acme = api.login("acme-admin", "password-123", "acme");
+  REQUIRE(api.send("POST", "/api/v1/plugins/core/enable", "", acme).status == 200);
+  CHECK(state_of("acme") == "running");
+  auto created = api.send("POST", "/api/v1/tasks", R"({"name":"tick","trigger":{"type":"interval","seconds":3},"target":{"tool":"echo","arguments":{"message":"while parked"}}})", acme);
+  REQUIRE_MESSAGE(created.status == 201, json::serialize(created.body));
+  const std::string id(created.body.at("id").as_string());
+
+  // Idle for a second: parked, its Manager and plugins gone. Then nothing but its task can start it again.
+  REQUIRE(wait_for_state("acme", "parked"));
+  REQUIRE(wait_for_state("acme", "running"));
+  // That run woke it, called the tool in the woken tenant (core enabled again from its registration) and
+  // succeeded.
+  auto runs = settled_runs(api, acme, id);
+  REQUIRE(!runs.empty());
+  const auto& newest = runs[0].as_object();
+  CHECK(newest.at("reason") == "schedule");
+  CHECK_MESSAGE(newest.at("status") == "succeeded", json::serialize(newest));
+  CHECK(json::serialize(newest.at("result")).find("while parked") != std::string::npos);
+  CHECK(api.send("GET", "/api/v1/plugins/core", "", acme).body.at("state") == "enabled");
+}

@@ -163,6 +163,10 @@ struct SchedulerOptions {
   std::function<std::chrono::system_clock::time_point()> clock;  // default: system_clock::now
   std::shared_ptr<JobStore> store;                                // default: memory
   Manager* manager = nullptr;           // runs tool and action targets; its plugins' `schedules:` join
+  // Instead of `manager`, for a host whose Managers come and go (tenants started on demand, parked when
+  // idle): called for each run of a tool or action target, it returns the Manager to run it in, kept alive
+  // for the run (and may start it). Plugins' own schedules join through attach_plugins().
+  std::function<Result<std::shared_ptr<Manager>>()> manager_lease;
   std::map<std::string, JobCallback> callbacks;  // callback targets by name
   std::shared_ptr<SchedulerThreads> threads;  // who ticks and runs jobs; default: SchedulerThreads::shared()
   bool run_inline = false;              // jobs run inside tick() or run_now(), on the caller's thread (tests)
@@ -195,6 +199,13 @@ class Scheduler {
   std::optional<JobState> find_webhook(std::string_view name) const;
   std::vector<SysSeconds> preview(std::string_view id, std::size_t count) const;
   Result<std::vector<RunRecord>> runs(std::string_view id, std::size_t limit = 100) const;
+
+  // The Manager whose plugins' own schedules (manifest `schedules:`, host().schedule) join this scheduler,
+  // until detach_plugins(): their jobs go with it. `manager` in the options is attached at construction.
+  void attach_plugins(Manager& manager);
+  void detach_plugins();
+  // Jobs that plugins scheduled (they stop when their Manager is detached).
+  std::size_t plugin_jobs() const;
 
   // Starts every run that is due at the clock's time; returns how many started. The background thread
   // calls it; tests drive it.

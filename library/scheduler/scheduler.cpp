@@ -93,8 +93,10 @@ struct Scheduler::Impl {
   std::condition_variable idle;
   std::size_t in_progress = 0;  // jobs queued or running (guarded by `work_mutex`)
 
+  // The Manager whose plugins schedule here (attach_plugins), its hook subscriptions and our job sink in it.
+  Manager* plugins_of = nullptr;
   std::vector<Subscription> plugin_hooks;
-  std::shared_ptr<const Manager::JobSink> sink;  // installed in the Manager while we live
+  std::shared_ptr<const Manager::JobSink> sink;
 
   bool custom_clock = false;
 
@@ -172,6 +174,20 @@ struct Scheduler::Impl {
     if (auto w = store->add_run(r); !w) log(fmt::format("job '{}': cannot record a skipped run: {}", spec.id, w.error().message));
   }
 
+  // The Manager a run calls into: the one given, or a lease from the host (held for the run).
+  struct RunManager {
+    Manager* manager;
+    std::shared_ptr<Manager> lease;
+  };
+  Result<RunManager> manager_for_run(std::string_view what) {
+    if (options.manager) return RunManager{options.manager, nullptr};
+    if (options.manager_lease) {
+      XCORE_ASSIGN_OR_RETURN(auto lease, options.manager_lease());
+      if (lease) return RunManager{lease.get(), std::move(lease)};
+    }
+    return Error{ErrorCode::failed_precondition, fmt::format("this scheduler has no Manager to call {}", what)};
+  }
+
   Result<json::value> execute(const JobSpec& spec, const json::value& input, const std::string& run_id) {
     CallContext ctx;
     ctx.tenant = spec.tenant;
@@ -182,8 +198,8 @@ struct Scheduler::Impl {
     const auto args = with_input(spec.target.arguments, input);
     switch (spec.target.kind) {
       case JobTarget::Kind::tool: {
-        if (!options.manager) return Error{ErrorCode::failed_precondition, "this scheduler has no Manager to call tools"};
-        XCORE_ASSIGN_OR_RETURN(auto r, options.manager->call_tool(spec.target.name, args, ctx));
+        XCORE_ASSIGN_OR_RETURN(auto m, manager_for_run("tools"));
+        XCORE_ASSIGN_OR_RETURN(auto r, m.manager->call_tool(spec.target.name, args, ctx));
         auto out = r.to_mcp();
         if (r.is_error) {
           Error e{ErrorCode::internal, fmt::format("tool '{}' answered an error: {}", spec.target.name, xcore::json_text::serialize(out))};
@@ -192,8 +208,10 @@ struct Scheduler::Impl {
         return json::value(std::move(out));
       }
       case JobTarget::Kind::action:
-        if (!options.manager) return Error{ErrorCode::failed_precondition, "this scheduler has no Manager to call actions"};
-        return options.manager->call_action(spec.target.plugin, spec.target.name, args, ctx);
+      {
+        XCORE_ASSIGN_OR_RETURN(auto m, manager_for_run("actions"));
+        return m.manager->call_action(spec.target.plugin, spec.target.name, args, ctx);
+      }
       case JobTarget::Kind::callback: {
         auto it = options.callbacks.find(spec.target.name);
         if (it == options.callbacks.end()) return Error{ErrorCode::not_found, fmt::format("no callback '{}'", spec.target.name)};
@@ -351,7 +369,7 @@ struct Scheduler::Impl {
   }
 
   void plugin_enabled(const std::string& plugin) {
-    auto info = options.manager->info(plugin);
+    auto info = plugins_of->info(plugin);
     if (!info) return;
     const auto& raw = *info->manifest.raw;
     auto it = raw.find("schedules");
@@ -374,40 +392,7 @@ struct Scheduler::Impl {
 
 Scheduler::Scheduler(SchedulerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   auto& s = *impl_;
-  if (s.options.manager) {
-    auto id_of = [](const HookEvent& ev) {
-      return ev.payload.is_object() && ev.payload.as_object().contains("plugin") ? std::string(ev.payload.at("plugin").as_string()) : std::string();
-    };
-    if (auto sub = s.options.manager->hooks().subscribe("plugin.enabled", [&s, id_of](const HookEvent& ev) {
-          s.plugin_enabled(id_of(ev));
-          return HookReply::none();
-        }))
-      s.plugin_hooks.push_back(std::move(*sub));
-    for (const char* gone : {"plugin.disabled", "plugin.unloaded"})
-      if (auto sub = s.options.manager->hooks().subscribe(gone, [&s, id_of](const HookEvent& ev) {
-            s.plugin_gone(id_of(ev));
-            return HookReply::none();
-          }))
-        s.plugin_hooks.push_back(std::move(*sub));
-    for (const auto& info : s.options.manager->list())
-      if (info.state == PluginState::enabled) s.plugin_enabled(info.manifest.id);
-    // Plugins schedule their own actions at run time through host services.
-    auto sink = std::make_shared<Manager::JobSink>();
-    sink->add = [&s](std::string_view plugin, const json::value& job) -> Result<void> {
-      XCORE_ASSIGN_OR_RETURN(auto spec, s.plugin_job(std::string(plugin), job, 0));
-      return s.put_plugin_job(std::move(spec));
-    };
-    sink->remove = [&s](std::string_view plugin, std::string_view name) -> Result<void> {
-      std::lock_guard lock(s.mutex);
-      auto it = s.jobs.find(fmt::format("{}:{}", plugin, name));
-      if (it == s.jobs.end() || it->second.spec.owner != plugin)
-        return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no job '{}'", plugin, name)};
-      s.jobs.erase(it);
-      return ok();
-    };
-    s.sink = sink;
-    s.options.manager->set_job_sink(std::move(sink));
-  }
+  if (s.options.manager) attach_plugins(*s.options.manager);
   // Last: from here the timer may tick this scheduler and the pool run its jobs.
   if (!s.options.run_inline || s.options.background) {
     s.threads = s.options.threads ? s.options.threads : SchedulerThreads::shared();
@@ -417,13 +402,67 @@ Scheduler::Scheduler(SchedulerOptions options) : impl_(std::make_unique<Impl>(st
 
 Scheduler::~Scheduler() {
   auto& s = *impl_;
-  s.plugin_hooks.clear();
-  if (s.options.manager && s.sink) s.options.manager->set_job_sink(nullptr);
+  detach_plugins();
   if (!s.client) return;
   auto& threads = SchedulerThreadsAccess::of(*s.threads);
   threads.stop_ticks(s.client);
   wait_idle();  // the jobs already queued run, as they would have
   threads.detach(s.client);
+}
+
+void Scheduler::attach_plugins(Manager& manager) {
+  detach_plugins();
+  auto& s = *impl_;
+  s.plugins_of = &manager;
+  auto id_of = [](const HookEvent& ev) {
+    return ev.payload.is_object() && ev.payload.as_object().contains("plugin") ? std::string(ev.payload.at("plugin").as_string()) : std::string();
+  };
+  if (auto sub = manager.hooks().subscribe("plugin.enabled", [&s, id_of](const HookEvent& ev) {
+        s.plugin_enabled(id_of(ev));
+        return HookReply::none();
+      }))
+    s.plugin_hooks.push_back(std::move(*sub));
+  for (const char* gone : {"plugin.disabled", "plugin.unloaded"})
+    if (auto sub = manager.hooks().subscribe(gone, [&s, id_of](const HookEvent& ev) {
+          s.plugin_gone(id_of(ev));
+          return HookReply::none();
+        }))
+      s.plugin_hooks.push_back(std::move(*sub));
+  for (const auto& info : manager.list())
+    if (info.state == PluginState::enabled) s.plugin_enabled(info.manifest.id);
+  // Plugins schedule their own actions at run time through host services.
+  auto sink = std::make_shared<Manager::JobSink>();
+  sink->add = [&s](std::string_view plugin, const json::value& job) -> Result<void> {
+    XCORE_ASSIGN_OR_RETURN(auto spec, s.plugin_job(std::string(plugin), job, 0));
+    return s.put_plugin_job(std::move(spec));
+  };
+  sink->remove = [&s](std::string_view plugin, std::string_view name) -> Result<void> {
+    std::lock_guard lock(s.mutex);
+    auto it = s.jobs.find(fmt::format("{}:{}", plugin, name));
+    if (it == s.jobs.end() || it->second.spec.owner != plugin)
+      return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no job '{}'", plugin, name)};
+    s.jobs.erase(it);
+    return ok();
+  };
+  s.sink = sink;
+  manager.set_job_sink(std::move(sink));
+}
+
+void Scheduler::detach_plugins() {
+  auto& s = *impl_;
+  if (!s.plugins_of) return;
+  s.plugin_hooks.clear();
+  s.plugins_of->set_job_sink(nullptr);
+  s.sink.reset();
+  s.plugins_of = nullptr;
+  // The plugins' jobs go with their Manager; they come back when their plugins are enabled again.
+  std::lock_guard lock(s.mutex);
+  std::erase_if(s.jobs, [](const auto& e) { return !e.second.spec.owner.empty(); });
+}
+
+std::size_t Scheduler::plugin_jobs() const {
+  std::lock_guard lock(impl_->mutex);
+  return static_cast<std::size_t>(std::count_if(impl_->jobs.begin(), impl_->jobs.end(), [](const auto& e) { return !e.second.spec.owner.empty(); }));
 }
 
 Result<void> Scheduler::restore() {
