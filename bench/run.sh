@@ -16,6 +16,8 @@ for b in bench_invoke bench_hooks bench_load bench_sandbox bench_scheduler; do
     --benchmark_format=json --benchmark_out="$out/$b.json" --benchmark_out_format=json >/dev/null
 done
 python3 bench/report.py "$out" "bench/run.sh (REPS=$reps)" > bench/RESULTS.md
+echo "running bench_tenants (10,000 tenants)" >&2
+build/bench/bench_tenants --tenants 10000 --seconds 3 >> bench/RESULTS.md
 echo "running bench/server_load.sh" >&2
 bash bench/server_load.sh >> bench/RESULTS.md
 cat bench/RESULTS.md

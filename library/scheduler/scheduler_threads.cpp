@@ -53,6 +53,7 @@ void SchedulerThreads::Impl::place(Client* c, Clock::time_point at) {
 SchedulerThreads::Impl::Client* SchedulerThreads::Impl::attach(std::function<milliseconds()> tick, bool timed) {
   std::lock_guard lock(mutex);
   auto& c = clients.emplace_back();
+  c.self = std::prev(clients.end());
   c.tick = std::move(tick);
   c.due = timers.end();
   if (timed) place(&c, Clock::now());
@@ -91,8 +92,8 @@ void SchedulerThreads::Impl::stop_ticks(Client* c) {
 
 void SchedulerThreads::Impl::detach(Client* c) {
   std::lock_guard lock(mutex);
-  std::erase(turns, c);
-  clients.remove_if([c](const Client& x) { return &x == c; });
+  if (c->in_turn) std::erase(turns, c);  // normally not: the Scheduler waited for its jobs
+  clients.erase(c->self);
 }
 
 void SchedulerThreads::Impl::timer_loop() {
