@@ -13,7 +13,10 @@
 #include <sys/un.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <condition_variable>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -671,4 +674,50 @@ TEST_CASE("a plugin that never starts again after a crash ends failed within its
   CHECK(h->info("once")->state == PluginState::failed);
   CHECK(errors.size() <= 4);  // the crash and two starts that did not come back: 3, its budget
   CHECK(h->info("once")->last_error->message.find("3 crashes") != std::string::npos);
+}
+
+TEST_CASE("a sandboxed plugin's host calls act in the call it serves: a context it writes itself is not believed") {
+  SandboxHost h({test_plugins() / "hostile"});
+  REQUIRE(h->enable("hostile").ok());
+  std::mutex m;
+  std::condition_variable cv;
+  std::map<std::string, std::string> tenant_of;  // hook -> the tenant its event arrived in
+  for (const char* hook : {"hostile.forged", "hostile.own", "hostile.cross"}) {
+    auto sub = h->hooks().subscribe(hook, [&](const HookEvent& ev) {
+      std::lock_guard lock(m);
+      tenant_of[std::string(ev.name)] = std::string(ev.tenant);
+      cv.notify_all();
+      return HookReply::none();
+    });
+    REQUIRE(sub.ok());
+    sub->release();  // kept until the Manager goes
+  }
+  auto acme = xcore::CallContext::host();
+  acme.tenant = "acme";
+  auto arrived = [&](const std::string& hook) {
+    std::unique_lock lock(m);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return tenant_of.contains(hook); });
+  };
+
+  // Written to the protocol past the SDK, claiming tenant "victim": answered as a call for nobody.
+  REQUIRE(h->call_tool("hostile.forge_context", J("{}"), acme).ok());
+  if (!arrived("hostile.forged")) {
+    std::lock_guard lock(h.log.m);
+    for (const auto& l : h.log.lines) MESSAGE(l);
+    for (const auto& hk : h->hooks().list()) MESSAGE(hk.spec.name << " emitted " << hk.calls << " times");
+    FAIL("the forged call's event never arrived");
+  }
+  {
+    std::lock_guard lock(m);
+    CHECK_MESSAGE(tenant_of["hostile.forged"] == "", "the forged call emitted in tenant '" << tenant_of["hostile.forged"] << "'");
+  }
+  // Through the SDK: in the served call's tenant; naming another tenant is refused.
+  auto r = h->call_tool("hostile.emit_in_tenants", J("{}"), acme);
+  REQUIRE(r.ok());
+  REQUIRE(arrived("hostile.own"));
+  std::lock_guard lock(m);
+  CHECK(tenant_of["hostile.own"] == "acme");
+  CHECK_FALSE(tenant_of.contains("hostile.cross"));
+  const auto cross = std::string(r->structured.at("cross").as_string());
+  CHECK_MESSAGE(cross.find("not the tenant of the call being served") != std::string::npos, cross);
 }

@@ -283,6 +283,17 @@ void RpcPeer::pool_loop() {
     work_ready_.wait(lk, [&] { return stopping_ || may_lead() || !work_.empty(); });
     --idle_workers_;
     if (stopping_) return;
+    if (!work_.empty() && may_lead() && (idle_workers_ > 0 || (workers_.size() < options_.max_workers && add_worker()))) {
+      // Queued work first when another thread can take the reading: otherwise a request queued while a
+      // caller read for itself would wait here for the next message to arrive, which may never come.
+      work_ready_.notify_all();  // an idle thread (or the one just started) reads
+      Message job = std::move(work_.front());
+      work_.pop_front();
+      lk.unlock();
+      run(std::move(job));
+      lk.lock();
+      continue;
+    }
     if (may_lead()) {
       leading_ = true;
       lk.unlock();

@@ -40,8 +40,12 @@ const HostService kServices[] = {
     {host_service::emit_hook,
      [](GenerationServices& s, const json::object& r, const CallContext& ctx) -> Result<json::value> {
        XCORE_ASSIGN_OR_RETURN(auto hook, text(r, host_service::emit_hook, "hook"));
+       // In the tenant of the call the plugin serves, never another's: a plugin cannot reach the handlers
+       // another tenant's plugins or host registered.
        const auto* t = r.if_contains("tenant");
        const std::string_view tenant = t && t->is_string() ? std::string_view(t->get_string()) : std::string_view(ctx.tenant);
+       if (tenant != ctx.tenant)
+         return Error{ErrorCode::permission_denied, fmt::format("host service 'emit_hook': tenant '{}' is not the tenant of the call being served ('{}')", tenant, ctx.tenant)};
        XCORE_ASSIGN_OR_RETURN(auto outcome, s.emit_hook(hook, field(r, "payload"), tenant));
        return wire::outcome_to_json(outcome);
      }},

@@ -35,6 +35,15 @@ using jsonrpc::RpcPeer;
 
 namespace {
 
+// The token of the host's call this thread is serving (tools/call, xcore/action): the plugin's host calls
+// from this thread send it back, and the host answers them with that call's context. Host calls from a
+// thread of the plugin's own carry none and act for nobody.
+thread_local std::string t_serving;
+struct ServingThisCall {
+  explicit ServingThisCall(std::string token) { t_serving = std::move(token); }
+  ~ServingThisCall() { t_serving.clear(); }
+};
+
 // Host services, forwarded to the host process.
 class RemoteServices final : public PluginServices {
  public:
@@ -70,6 +79,7 @@ class RemoteServices final : public PluginServices {
   Result<json::value> call(std::string_view service, const json::object& request, const CallContext& ctx) override {
     json::object r = request;
     r["context"] = wire::context_to_json(ctx);
+    if (!t_serving.empty()) r["serving"] = t_serving;
     return peer_.call(wire::host_method(service), std::move(r));
   }
 
@@ -238,11 +248,15 @@ int main(int argc, char** argv) {
       return json::object{{"tools", std::move(out)}};
     }
     if (method == "tools/call") {
+      const auto* meta = p.if_contains("_meta");
+      const auto* xcore_meta = meta && meta->is_object() ? meta->get_object().if_contains("xcore") : nullptr;
+      ServingThisCall serving(xcore_meta ? wire::serving_of(*xcore_meta) : std::string());
       auto name = p.contains("name") && p.at("name").is_string() ? std::string(p.at("name").get_string()) : std::string();
       XCORE_ASSIGN_OR_RETURN(auto r, plugin->call_tool(name, p.contains("arguments") ? p.at("arguments") : json::object(), wire::context_from_meta(p)));
       return r.to_mcp();
     }
     if (method == "xcore/action") {
+      ServingThisCall serving(wire::serving_of(p.contains("context") ? p.at("context") : json::value()));
       return plugin->handle(p.at("action").as_string(), p.contains("params") ? p.at("params") : json::value(),
                             wire::context_from_json(p.contains("context") ? p.at("context") : json::value()));
     }

@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <spawn.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -208,13 +209,58 @@ class SandboxRunner final : public Runner {
     return out;
   }
   Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) override {
-    XCORE_ASSIGN_OR_RETURN(auto r, call("tools/call", json::object{{"name", name}, {"arguments", args}, {"_meta", wire::meta_with_context(ctx)}},
+    Serving serving(*this, ctx);
+    XCORE_ASSIGN_OR_RETURN(auto r, call("tools/call", json::object{{"name", name}, {"arguments", args}, {"_meta", wire::meta_with_context(ctx, serving.token)}},
                                         budget(ctx)));
     return ToolResult::from_mcp(std::move(r));
   }
   Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) override {
     if (external_) return Error{ErrorCode::not_found, fmt::format("plugin '{}' is an external MCP server: it has tools, no actions", manifest_.id)};
-    return call("xcore/action", json::object{{"action", action}, {"params", params}, {"context", wire::context_to_json(ctx)}}, budget(ctx));
+    Serving serving(*this, ctx);
+    return call("xcore/action", json::object{{"action", action}, {"params", params}, {"context", wire::context_to_json(ctx, serving.token)}}, budget(ctx));
+  }
+
+  // The calls the process serves now, by an unguessable token sent with each. Its host calls name the
+  // token of the call they serve, and get that call's context (tenant, principal, deadline, trace) from
+  // here: what the process itself says about who is calling is never read. A host call naming no token
+  // (or one that ended) acts for nobody: the plugin's own grants, on behalf of an anonymous caller.
+  struct Serving {
+    SandboxRunner& runner;
+    const std::string token;
+    Serving(SandboxRunner& r, const CallContext& ctx) : runner(r), token(serving_token()) {
+      std::lock_guard lock(runner.serving_mutex_);
+      runner.serving_.emplace(token, ctx);
+    }
+    ~Serving() {
+      std::lock_guard lock(runner.serving_mutex_);
+      runner.serving_.erase(token);
+    }
+  };
+  CallContext served_context(const json::object& request) const {
+    auto it = request.find("serving");
+    if (it == request.end() || !it->value().is_string()) return CallContext{};
+    std::lock_guard lock(serving_mutex_);
+    auto found = serving_.find(std::string(it->value().get_string()));
+    if (found == serving_.end()) return CallContext{};
+    CallContext ctx;  // a copy of what the call carries (a stop_token and all)
+    ctx.tenant = found->second.tenant;
+    ctx.user = found->second.user;
+    ctx.trace_id = found->second.trace_id;
+    ctx.deadline = found->second.deadline;
+    ctx.cancel = found->second.cancel;
+    ctx.principal = found->second.principal;
+    ctx.caller_plugin = found->second.caller_plugin;
+    return ctx;
+  }
+  // From the kernel's generator: the process sees its own tokens and must not be able to work out others'.
+  static std::string serving_token() {
+    std::uint64_t r[2] = {0, 0};
+    for (std::size_t got = 0; got < sizeof r;) {
+      const auto n = ::getrandom(reinterpret_cast<char*>(r) + got, sizeof r - got, 0);
+      if (n > 0) got += static_cast<std::size_t>(n);
+      else if (errno != EINTR) std::abort();  // no randomness: nothing here can be trusted
+    }
+    return fmt::format("{:016x}{:016x}", r[0], r[1]);
   }
 
   // A snapshot: the lock is only ever held for bookkeeping, never across a spawn, a handshake or a wait.
@@ -587,7 +633,7 @@ class SandboxRunner final : public Runner {
       auto it = p.find(k);
       return it != p.end() && it->value().is_string() ? std::string(it->value().get_string()) : std::string();
     };
-    auto ctx = [&] { return wire::context_from_json(p.contains("context") ? p.at("context") : json::value()); };
+    auto ctx = [&] { return served_context(p); };
     auto arg = [&](const char* k) { return p.contains(k) ? p.at(k) : json::value(); };
     if (method == wire::host_method(host_service::subscribe_hook)) {
       auto child_id = arg("subscription").to_number<std::uint64_t>();
@@ -661,6 +707,8 @@ class SandboxRunner final : public Runner {
   }
 
   mutable std::mutex mutex_;
+  mutable std::mutex serving_mutex_;
+  std::map<std::string, CallContext> serving_;  // Serving
   std::condition_variable cv_;  // state_ changed
   State state_ = State::starting;
   std::thread restarter_;

@@ -28,8 +28,9 @@ json::object initialize_result(const json::object& params, std::string_view name
 
 json::object tool_to_json(const ToolSpec& spec) { return spec.to_mcp(); }
 
-json::object context_to_json(const CallContext& ctx) {
+json::object context_to_json(const CallContext& ctx, std::string_view serving) {
   json::object o{{"tenant", ctx.tenant}, {"user", ctx.user}, {"trace_id", ctx.trace_id}};
+  if (!serving.empty()) o["serving"] = serving;
   if (ctx.deadline)
     o["deadline_unix_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.deadline->time_since_epoch()).count();
   return o;
@@ -51,7 +52,13 @@ CallContext context_from_json(const json::value& v) {
   return ctx;
 }
 
-json::object meta_with_context(const CallContext& ctx) { return json::object{{"xcore", context_to_json(ctx)}}; }
+json::object meta_with_context(const CallContext& ctx, std::string_view serving) { return json::object{{"xcore", context_to_json(ctx, serving)}}; }
+
+std::string serving_of(const json::value& context) {
+  if (!context.is_object()) return {};
+  const auto* s = context.get_object().if_contains("serving");
+  return s && s->is_string() ? std::string(s->get_string()) : std::string();
+}
 
 CallContext context_from_meta(const json::object& params) {
   auto meta = params.find("_meta");

@@ -21,10 +21,13 @@ json::object initialize_result(const json::object& params, std::string_view serv
 
 json::object tool_to_json(const ToolSpec& spec);
 
-json::object context_to_json(const CallContext& ctx);
+// `serving`: the token of the call (see SandboxRunner's Serving); the plugin's host calls send it back.
+json::object context_to_json(const CallContext& ctx, std::string_view serving = {});
 CallContext context_from_json(const json::value& v);
 // tools/call carries the context as params._meta.xcore, where MCP allows extensions.
-json::object meta_with_context(const CallContext& ctx);
+json::object meta_with_context(const CallContext& ctx, std::string_view serving = {});
+// The token a call's context carries (empty if none).
+std::string serving_of(const json::value& context);
 CallContext context_from_meta(const json::object& params);
 
 // A plugin's process asks for host service <name> as the request xcore/host/<name>.

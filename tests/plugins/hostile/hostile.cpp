@@ -54,6 +54,26 @@ class Hostile : public xcore::sdk::Plugin {
       tool(name).handler([fn](const json::object& a, const Context&) { return fn(a); });
     };
     fault("ok", [](const json::object& a) { return ToolOutput(json::object{{"pid", ::getpid()}, {"args", a}}); });
+    // A host call written past the SDK, claiming a context of its own (another tenant, a user): the host
+    // must answer it as a call for nobody, whatever it claims.
+    fault("forge_context", [](const json::object&) {
+      write_to_protocol(R"({"jsonrpc":"2.0","id":"forged-1","method":"xcore/host/emit_hook","params":{"hook":"hostile.forged","payload":{},)"
+                        R"("context":{"tenant":"victim","user":"root","trace_id":"forged"}}})"
+                        "\n");
+      return ToolOutput::text("forged");
+    });
+    // Through the SDK, within the call it serves: an event in that call's tenant, then one naming another.
+    tool("emit_in_tenants").handler([this](const json::object&, const Context& ctx) {
+      json::object out;
+      host().call("emit_hook", json::object{{"hook", "hostile.own"}, {"payload", json::object{}}}, ctx);
+      try {
+        host().call("emit_hook", json::object{{"hook", "hostile.cross"}, {"payload", json::object{}}, {"tenant", "victim"}}, ctx);
+        out["cross"] = "emitted";
+      } catch (const std::exception& e) {
+        out["cross"] = e.what();
+      }
+      return ToolOutput(std::move(out));
+    });
     fault("segfault", [](const json::object&) -> ToolOutput {
       volatile int* p = nullptr;
       *p = 1;
