@@ -5,6 +5,7 @@
 #include "support/test_support.hpp"
 
 #include "jsonrpc/rpc_peer.hpp"
+#include "sandbox/sandbox_runner.hpp"
 
 #include <fcntl.h>
 
@@ -720,4 +721,32 @@ TEST_CASE("a sandboxed plugin's host calls act in the call it serves: a context 
   CHECK_FALSE(tenant_of.contains("hostile.cross"));
   const auto cross = std::string(r->structured.at("cross").as_string());
   CHECK_MESSAGE(cross.find("not the tenant of the call being served") != std::string::npos, cross);
+}
+
+TEST_CASE("the plugin host is found beside the running code, so a moved prefix works; a miss names every path tried") {
+  TempDir tmp;
+  const auto prefix = tmp / "moved" / "prefix";
+  fs::create_directories(prefix / "bin");
+  fs::create_directories(prefix / "libexec" / "xcore");
+  const auto host = prefix / "libexec" / "xcore" / "xcore-plugin-host";
+  write_file(host, "#!/bin/sh\n");
+  fs::permissions(host, fs::perms::owner_all);
+  ::unsetenv("XCORE_PLUGIN_HOST");
+  // An executable in <prefix>/bin finds <prefix>/libexec/xcore, before any configured location.
+  auto found = xcore::sandbox::find_plugin_host({prefix / "bin"}, {tmp / "configured" / "xcore-plugin-host"});
+  REQUIRE_MESSAGE(found.ok(), found.error().message);
+  CHECK(*found == host);
+  // Nothing anywhere: the error lists each place and says how to point at it.
+  auto missing = xcore::sandbox::find_plugin_host({tmp / "elsewhere" / "bin"}, {tmp / "configured" / "xcore-plugin-host"});
+  REQUIRE_FALSE(missing);
+  const auto& why = missing.error().message;
+  CHECK_MESSAGE(why.find((tmp / "elsewhere" / "libexec" / "xcore" / "xcore-plugin-host").string()) != std::string::npos, why);
+  CHECK_MESSAGE(why.find((tmp / "configured" / "xcore-plugin-host").string()) != std::string::npos, why);
+  CHECK_MESSAGE(why.find("XCORE_PLUGIN_HOST") != std::string::npos, why);
+  // XCORE_PLUGIN_HOST, when set, is the one place: a wrong one is named, not searched around.
+  ::setenv("XCORE_PLUGIN_HOST", (tmp / "nope").c_str(), 1);
+  auto named = xcore::sandbox::find_plugin_host({prefix / "bin"}, {});
+  ::unsetenv("XCORE_PLUGIN_HOST");
+  REQUIRE_FALSE(named);
+  CHECK_MESSAGE(named.error().message.find((tmp / "nope").string()) != std::string::npos, named.error().message);
 }

@@ -68,7 +68,13 @@ Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPt
   gen->services = std::make_unique<GenerationServices>(*this, m, gen);
   if (m.mode == PluginMode::sandboxed) {
     sandbox::SandboxOptions so;
-    so.plugin_host = options.plugin_host.empty() ? sandbox::default_plugin_host() : options.plugin_host;
+    if (options.plugin_host.empty()) {
+      auto found = sandbox::find_plugin_host();
+      if (!found) return Error{found.error().code, fmt::format("plugin '{}': {}", m.id, found.error().message)};
+      so.plugin_host = std::move(*found);
+    } else {
+      so.plugin_host = options.plugin_host;
+    }
     so.call_timeout = options.sandbox_call_timeout;
     so.crash_budget = options.crash_budget;
     so.crash_window = options.crash_window;

@@ -35,8 +35,13 @@ struct SandboxOptions {
   std::uint64_t stderr_burst_bytes = 256 * 1024;
 };
 
-// Finds xcore-plugin-host: $XCORE_PLUGIN_HOST, then the install location, then the build tree.
-std::filesystem::path default_plugin_host();
+// Finds xcore-plugin-host: $XCORE_PLUGIN_HOST if set (it must exist), then beside the code that runs
+// (the library's or the executable's folder: <dir>/xcore-plugin-host and <dir>/../libexec/xcore/...,
+// so an installed prefix works wherever it is moved), then the configured install location, then the build
+// tree. not_found names every path tried.
+Result<std::filesystem::path> find_plugin_host();
+// The same search from the folders given instead of the running code's (for tests).
+Result<std::filesystem::path> find_plugin_host(const std::vector<std::filesystem::path>& anchors, const std::vector<std::filesystem::path>& fixed);
 
 Result<std::unique_ptr<Runner>> open_sandboxed(const PluginManifest& manifest, const std::filesystem::path& binary,
                                                PluginServices& services, const SandboxOptions& options);
