@@ -1,5 +1,4 @@
 # Third-party packages, all from Debian 12 (scripts/install-deps.sh installs them).
-add_compile_definitions(BOOST_DLL_USE_STD_FS)
 find_package(Boost 1.81 CONFIG REQUIRED COMPONENTS json)
 find_package(fmt REQUIRED)
 find_package(yaml-cpp REQUIRED)

@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include <xcore/version.hpp>
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -227,10 +229,14 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   auto* max_threads_flag = app.add_option("--max-threads", max_threads, "HTTP workers at most (connections served at once)");
   app.add_option("--env-file", env_file, "dotenv file read into the environment (default .env)");
   app.add_flag("--verbose", c.verbose, "log debug messages");
+  app.set_version_flag("--version", std::string(xcore::version_line()));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     std::cout << app.help();
+    return Error{ErrorCode::cancelled, ""};
+  } catch (const CLI::CallForVersion&) {
+    std::cout << xcore::version_line() << "\n";
     return Error{ErrorCode::cancelled, ""};
   } catch (const CLI::ParseError& e) {
     return Error{ErrorCode::invalid_argument, e.what()};

@@ -6,6 +6,9 @@
 
 #include "config.hpp"
 
+#include <xcore/plugin.h>
+#include <xcore/version.hpp>
+
 using namespace xcore_test;
 using xcore::server::load_config;
 
@@ -86,4 +89,14 @@ TEST_CASE("settings: every bad value is named") {
   Env env;
   env.set("XCORE_THREADS", "many");
   refused({}, "XCORE_THREADS");
+}
+
+TEST_CASE("--version prints the project's and the plugin ABI's versions and ends the program successfully") {
+  const char* args[] = {"xcore-server", "--version"};
+  auto c = xcore::server::load_config(2, const_cast<char**>(args));
+  REQUIRE_FALSE(c);
+  CHECK(c.error().message.empty());  // main() returns 0 for --help and --version
+  const std::string line = xcore::version_line();
+  CHECK(line.find(XCORE_VERSION_STRING) != std::string::npos);
+  CHECK(line.find("plugin ABI " + std::to_string(XCORE_ABI_MAJOR) + "." + std::to_string(XCORE_ABI_MINOR)) != std::string::npos);
 }

@@ -7,9 +7,13 @@
 #include <cstdio>
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: %s <plugins-dir> [files-root]\n", argv[0]);
-    return 2;
+  if (argc < 2 || std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h") {
+    std::fprintf(argc < 2 ? stderr : stdout, "usage: %s <plugins-dir> [files-root]\n", argv[0]);
+    return argc < 2 ? 2 : 0;
+  }
+  if (std::string_view(argv[1]) == "--version") {
+    std::printf("%s\n", xcore::version_line());
+    return 0;
   }
   xcore::ManagerOptions options;
   options.plugin_dirs = {argv[1]};

@@ -13,3 +13,4 @@
 #include <xcore/scheduler.hpp>
 #include <xcore/semver.hpp>
 #include <xcore/tools.hpp>
+#include <xcore/version.hpp>

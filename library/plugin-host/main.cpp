@@ -9,6 +9,7 @@
 // xcore plugin a usable MCP server; xcore/* methods carry the rest of the lifecycle. Calls back to host
 // services go out as xcore/host/<service> requests.
 #include <xcore/manifest.hpp>
+#include <xcore/version.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -169,9 +170,23 @@ void enter_namespaces_or_die(const sandbox::IsolationPolicy& policy) {
 int main(int argc, char** argv) {
   // Die with the host, whatever kills it (checked after setting, against the race with its death).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  constexpr const char* kUsage =
+      "usage: xcore-plugin-host --manifest FILE (--binary FILE | --exec 1) [--parent PID] [--policy JSON]\n"
+      "Runs one plugin in a sandbox and serves its tools over MCP on standard input and output (an xcore host\n"
+      "starts it for each sandboxed plugin; an MCP client may start it too).\n";
+  if (argc == 2 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (argc == 2 && std::string_view(argv[1]) == "--version") {
+    std::printf("%s\n", xcore::version_line());
+    return 0;
+  }
   Options opt;
-  if (!parse_args(argc, argv, opt))
-    die("usage: xcore-plugin-host --manifest FILE (--binary FILE | --exec 1) [--parent PID] [--policy JSON]");
+  if (!parse_args(argc, argv, opt)) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
   if (opt.parent && ::getppid() != opt.parent) return 0;
 
   sandbox::IsolationPolicy policy = read_policy(opt.policy);

@@ -1,3 +1,7 @@
+// Boost.DLL over std::filesystem rather than Boost.Filesystem (which Debian's Boost would need linked):
+// defined here, the one file that includes it, so no consumer of libxcore inherits the definition.
+#define BOOST_DLL_USE_STD_FS 1
+
 #include "runners/plugin_module.hpp"
 
 #include <boost/dll/shared_library.hpp>
