@@ -123,6 +123,18 @@ TEST_CASE("a plugin built for another ABI is refused before any of its code runs
   CHECK(h->info("abi-future")->last_error->code == ErrorCode::incompatible);
 }
 
+TEST_CASE("a manifest asking for another host ABI is refused naming its file and the field") {
+  Host h({test_plugins() / "probe"});
+  const auto manifest = h.plugins / "probe" / "plugin.yaml";
+  write_file(manifest, "id: probe\nversion: 1.0.0\nentry: libprobe.so\napi_version: \"^9\"\n");
+  h->discover();
+  auto r = h->load("probe");
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == ErrorCode::incompatible);
+  CHECK_MESSAGE(r.error().message.find(manifest.string() + ": field 'api_version' accepts host ABI '^9'") != std::string::npos, r.error().message);
+  CHECK(r.error().details.find("\"field\":\"api_version\"") != std::string::npos);
+}
+
 TEST_CASE("the binary must agree with its manifest on id and version") {
   Host h({test_plugins() / "id_mismatch", test_plugins() / "probe"});
   auto r = h->load("id-mismatch");

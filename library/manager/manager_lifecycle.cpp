@@ -21,8 +21,10 @@ Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPt
   static const Version host_abi{XCORE_ABI_MAJOR, XCORE_ABI_MINOR, 0, {}, {}};
   PluginManifest m = discovered;
   if (!m.api_version.contains(host_abi))
-    return Error{ErrorCode::incompatible, fmt::format("plugin '{}' accepts host ABI '{}', this host provides {}", m.id,
-                                                      m.api_version.text(), host_abi.to_string())};
+    return Error{ErrorCode::incompatible, fmt::format("plugin '{}': {}: field 'api_version' accepts host ABI '{}', this host provides {}", m.id,
+                                                      m.file.string(), m.api_version.text(), host_abi.to_string()),
+                 xcore::json_text::serialize(json::object{{"file", m.file.string()}, {"field", "api_version"}, {"accepts", m.api_version.text()},
+                                                          {"host_abi", host_abi.to_string()}})};
   XCORE_ASSIGN_OR_RETURN(auto cfg, effective_config(m, config));
   // Folders the config gives the plugin become grants of this generation.
   for (const auto& [key, kind] : m.config_grants()) {
