@@ -197,7 +197,6 @@ struct Server::Impl {
   // master key and every tenant's plugin data), except a folder of the plugin's own below it.
   Result<void> path_allowed(const std::string& text, const std::string& what, const std::filesystem::path& own = {}) const;
 
-  Result<std::shared_ptr<Manager>> manager_of(const std::string& tenant) { return wake_tenant(tenant); }
 
   // ---- authentication (authentication.cpp) -----------------------------------------------------------
 
@@ -331,7 +330,7 @@ struct Server::Impl {
       if (spec->body_validator)
         if (auto valid = spec->body_validator->validate(body, "body"); !valid) return fail(res, valid.error(), request_id);
       // The tenant's Manager, woken if it was parked, held until the answer is written.
-      auto m = manager_of(who->role == Role::anonymous ? std::string(kDefaultTenant) : who->tenant);
+      auto m = wake_tenant(who->role == Role::anonymous ? std::string(kDefaultTenant) : who->tenant);
       if (!m) return fail(res, m.error(), request_id);
       Call call{req, *who, std::move(body), std::move(raw), request_id, **m};
       Result<Reply> r = Error{ErrorCode::internal, "no answer"};
