@@ -2,6 +2,7 @@
 #include <xcore/json_text.hpp>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/stream_parser.hpp>
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -388,25 +389,37 @@ RouteMatch match_route(const std::vector<PluginRoute>& routes, std::string_view 
   return {};
 }
 
+Result<json::value> parse_document(std::string_view text, const std::filesystem::path& file) {
+  const auto name = file.string();
+  try {
+    if (file.extension() == ".json") {
+      // Parsed in one step, which says how far it got: the error names the line and column.
+      json::stream_parser p;
+      boost::system::error_code ec;
+      std::size_t used = p.write_some(text.data(), text.size(), ec);
+      if (!ec) p.finish(ec);
+      if (ec) {
+        const auto before = text.substr(0, std::min(used, text.size()));
+        const auto line = 1 + std::count(before.begin(), before.end(), '\n');
+        const auto nl = before.rfind('\n');
+        const auto column = 1 + before.size() - (nl == std::string_view::npos ? 0 : nl + 1);
+        return Error{ErrorCode::invalid_argument, fmt::format("{}: not valid JSON at line {}, column {}: {}", name, line, column, ec.message())};
+      }
+      return p.release();
+    }
+    return yaml_to_json(YAML::Load(std::string(text)));
+  } catch (const YAML::Exception& e) {
+    return Error{ErrorCode::invalid_argument,
+                 fmt::format("{}: not valid YAML at line {}, column {}: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg)};
+  } catch (const std::exception& e) {
+    return Error{ErrorCode::invalid_argument, fmt::format("{}: {}", name, e.what())};
+  }
+}
+
 Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem::path& file) {
   Checker c;
   c.file = file.string();
-  json::value doc;
-  auto ext = file.extension().string();
-  try {
-    if (ext == ".json") {
-      boost::system::error_code ec;
-      doc = json::parse(text, ec);
-      if (ec) return Error{ErrorCode::invalid_argument, fmt::format("{}: not valid JSON: {}", c.file, ec.message())};
-    } else {
-      doc = yaml_to_json(YAML::Load(std::string(text)));
-    }
-  } catch (const YAML::Exception& e) {
-    return Error{ErrorCode::invalid_argument,
-                 fmt::format("{}: not valid YAML at line {}, column {}: {}", c.file, e.mark.line + 1, e.mark.column + 1, e.msg)};
-  } catch (const std::exception& e) {
-    return Error{ErrorCode::invalid_argument, fmt::format("{}: {}", c.file, e.what())};
-  }
+  XCORE_ASSIGN_OR_RETURN(json::value doc, parse_document(text, file));
   if (!doc.is_object())
     return Error{ErrorCode::invalid_argument, fmt::format("{}: expected a mapping of fields at the top level", c.file)};
   const auto& o = doc.get_object();

@@ -14,7 +14,7 @@
 #include <boost/json/value.hpp>
 
 #include <charconv>
-#include <concepts>
+#include <type_traits>
 #include <cmath>
 #include <string>
 #include <string_view>
@@ -104,8 +104,10 @@ inline void append(std::string& out, const boost::json::value& v) {
   }
 }
 
-template <class Json>
-  requires std::same_as<Json, boost::json::value> || std::same_as<Json, boost::json::object> || std::same_as<Json, boost::json::array>
+// C++17 (the SDK's level): enable_if, not a requires clause.
+template <class Json, std::enable_if_t<std::is_same_v<Json, boost::json::value> || std::is_same_v<Json, boost::json::object> ||
+                                           std::is_same_v<Json, boost::json::array>,
+                                       int> = 0>
 inline std::string serialize(const Json& v) {
   std::string out;
   append(out, v);
