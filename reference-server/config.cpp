@@ -119,6 +119,21 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
           }
         }
       }
+      else if (key == "signatures") {
+        if (!v.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'signatures' must be a mapping with trusted_keys and/or unsigned", file.string())};
+        for (const auto& g : v) {
+          const auto which = g.first.as<std::string>();
+          if (which == "trusted_keys") {
+            if (!g.second.IsSequence()) return Error{ErrorCode::invalid_argument, fmt::format("{}: signatures.trusted_keys must be a list", file.string())};
+            c.trusted_keys.clear();
+            for (const auto& k : g.second) c.trusted_keys.push_back(k.as<std::string>());
+          } else if (which == "unsigned") {
+            c.unsigned_plugins = g.second.as<std::string>();
+          } else {
+            return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting 'signatures.{}' (expected trusted_keys, unsigned)", file.string(), which)};
+          }
+        }
+      }
       else if (key == "sandbox_uids") c.sandbox_uids = v.as<std::string>();
       else if (key == "max_header_bytes") c.max_header_bytes = v.as<std::size_t>();
       else if (key == "password_hashes") c.password_hashes = v.as<int>();
@@ -157,6 +172,11 @@ Result<void> apply_env(ServerConfig& c) {
   if (const char* v = env("XCORE_DATA_DIR")) c.data_dir = v;
   if (const char* v = env("XCORE_PLUGINS")) c.plugin_dirs = split_paths(v);
   if (const char* v = env("XCORE_SANDBOX_UIDS")) c.sandbox_uids = v;
+  if (const char* v = env("XCORE_TRUSTED_KEYS")) {
+    c.trusted_keys.clear();
+    for (const auto& p : split_paths(v)) c.trusted_keys.push_back(p.string());
+  }
+  if (const char* v = env("XCORE_UNSIGNED_PLUGINS")) c.unsigned_plugins = v;
   if (const char* v = env("XCORE_GRANT_FS")) {
     c.grant_fs.clear();
     for (const auto& p : split_paths(v)) {
@@ -225,6 +245,8 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0: any free port)");
   app.add_option("--data-dir", data_dir, "folder for the database, keys and plugin data");
   app.add_option("--plugins", plugins, "plugin folder (repeatable)");
+  std::vector<std::string> trusted_keys;
+  app.add_option("--trusted-key", trusted_keys, "public key whose signed plugins run trusted (file, folder of *.pub; repeatable)");
   auto* threads_flag = app.add_option("--threads", threads, "HTTP workers kept ready");
   auto* max_threads_flag = app.add_option("--max-threads", max_threads, "HTTP workers at most (connections served at once)");
   app.add_option("--env-file", env_file, "dotenv file read into the environment (default .env)");
@@ -247,6 +269,9 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   if (!listen.empty()) XCORE_TRY(parse_listen(listen, c));
   if (!data_dir.empty()) c.data_dir = data_dir;
   if (!plugins.empty()) c.plugin_dirs.assign(plugins.begin(), plugins.end());
+  if (!trusted_keys.empty()) c.trusted_keys = trusted_keys;
+  if (c.unsigned_plugins != "sandbox" && c.unsigned_plugins != "refuse")
+    return Error{ErrorCode::invalid_argument, fmt::format("signatures.unsigned: '{}' is not sandbox or refuse", c.unsigned_plugins)};
   if (threads_flag->count() > 0) c.http.threads = threads;
   if (max_threads_flag->count() > 0) c.http.max_threads = max_threads;
   if (c.http.max_threads < 1 || c.http.max_threads > 16384)

@@ -56,6 +56,12 @@ struct ServerConfig {
   // ("FIRST-LAST"); "none": all as the sandbox user (xcore-sandbox).
   std::string sandbox_uids = "2000000-2999999";
   std::uint32_t sandbox_uid_first = 0, sandbox_uid_last = 0;  // sandbox_uids read by load_config; 0: none
+  // Plugin signatures (`xcore pack --key`, `xcore sign`). With trusted keys set, a trusted-mode plugin must be
+  // signed by one of them; an unsigned one (or one signed by another key) runs sandboxed ("sandbox", the
+  // default) or is refused ("refuse"). A plugin whose files no longer match its signed list is always
+  // refused. YAML: signatures: {trusted_keys: [...], unsigned: sandbox|refuse}.
+  std::vector<std::string> trusted_keys;  // public key files, folders of *.pub, or raw base64 keys
+  std::string unsigned_plugins = "sandbox";
   // Every answer is checked against its route's entry (declared status, body schema): a mismatch becomes a
   // 500 naming it. For tests and development: it costs a validation per answer.
   bool check_answers = false;

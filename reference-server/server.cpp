@@ -210,6 +210,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   // Botan's system RNG is a function-local static opened on first use: opened here, before any worker
   // runs, rather than by whichever requests race to it first.
   (void)random_token(1);
+  XCORE_TRY(s.load_trusted_keys());
   XCORE_TRY(s.open_store());
   XCORE_TRY(s.first_start());
   s.http.set_tcp_nodelay(true);  // keep-alive answers would otherwise wait on Nagle and delayed ACKs

@@ -34,6 +34,7 @@
 #include "http_server.hpp"
 #include "jwt.hpp"
 #include "route_table.hpp"
+#include "packages/plugin_package.hpp"
 
 #include "server.hpp"
 
@@ -122,7 +123,7 @@ struct Server::Impl {
     tenants.clear();     // each Manager unloads its plugins, dependents first
   }
 
-  void log(LogLevel level, std::string_view source, std::string_view message) {
+  void log(LogLevel level, std::string_view source, std::string_view message) const {
     if (level < LogLevel::info && !config.verbose) return;
     std::fprintf(stderr, "%s %.*s: %.*s\n", std::string(to_string(level)).c_str(), static_cast<int>(source.size()), source.data(),
                  static_cast<int>(message.size()), message.data());
@@ -190,6 +191,13 @@ struct Server::Impl {
   // and the tenants grants.network names. Nobody's grant reaches into the data folder (its database,
   // master key and the other tenants' folders). Refusals name the grant and the rule.
   Result<void> grant_policy(const std::string& tenant, const PluginManifest& m) const;
+
+  // The signature policy (ServerConfig::trusted_keys), checked before each load like the grant policy: a
+  // trusted-mode plugin not signed by a trusted key is made sandboxed or refused, and one whose files no
+  // longer match its signed list is refused. Refusals name the plugin and the key or the missing signature.
+  std::vector<packages::VerifyingKey> trusted_keys;
+  Result<void> load_trusted_keys();
+  Result<void> signature_policy(const std::string& tenant, PluginManifest& m) const;
 
   std::filesystem::path saved_dir(const std::string& tenant) const { return config.data_dir / "saved" / tenant; }
 

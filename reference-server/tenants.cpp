@@ -76,7 +76,10 @@ Result<std::shared_ptr<Manager>> Server::Impl::start_manager(const std::string& 
     if (!sealed) return Error{ErrorCode::not_found, fmt::format("no secret '{}'", name)};
     return secrets->open(tenant + "/" + std::string(name), *sealed);
   };
-  o.admit = [this, tenant](PluginManifest& m) { return grant_policy(tenant, m); };
+  o.admit = [this, tenant](PluginManifest& m) -> Result<void> {
+    XCORE_TRY(signature_policy(tenant, m));
+    return grant_policy(tenant, m);
+  };
   o.route_roles = {"viewer", "operator", "admin"};  // what a plugin's route may require
   o.registrations = db->registration_store(tenant);
   // On a root host, each tenant's sandboxed plugins run as a uid of their own: their data folders
@@ -251,6 +254,61 @@ Result<void> Server::Impl::grant_policy(const std::string& tenant, const PluginM
         return Error{ErrorCode::permission_denied,
                      fmt::format("{}: a tenant's plugin reaches only its own folder {} and the settings' grants.fs folders", what, own.string())};
     }
+  }
+  return ok();
+}
+
+Result<void> Server::Impl::load_trusted_keys() {
+  for (const auto& entry : config.trusted_keys) {
+    std::error_code ec;
+    const std::filesystem::path path = entry;
+    if (std::filesystem::is_directory(path, ec)) {
+      std::vector<std::filesystem::path> files;
+      for (const auto& e : std::filesystem::directory_iterator(path, ec))
+        if (e.path().extension() == ".pub") files.push_back(e.path());
+      if (files.empty()) return Error{ErrorCode::invalid_argument, fmt::format("signatures.trusted_keys: no *.pub file in {}", entry)};
+      for (const auto& f : files) {
+        XCORE_ASSIGN_OR_RETURN(auto key, packages::VerifyingKey::load(f));
+        trusted_keys.push_back(std::move(key));
+      }
+    } else if (std::filesystem::exists(path, ec)) {
+      XCORE_ASSIGN_OR_RETURN(auto key, packages::VerifyingKey::load(path));
+      trusted_keys.push_back(std::move(key));
+    } else {
+      // Not a file: the key itself, in base64.
+      auto key = packages::VerifyingKey::parse(entry, "signatures.trusted_keys");
+      if (!key) return Error{ErrorCode::invalid_argument, fmt::format("signatures.trusted_keys: '{}' is neither a key file, a folder of *.pub files, nor a base64 key", entry)};
+      trusted_keys.push_back(std::move(*key));
+    }
+  }
+  if (trusted_keys.empty())
+    log(LogLevel::warn, "xcore-server", "no trusted plugin keys (signatures.trusted_keys): plugins' signatures are not checked");
+  else
+    for (const auto& k : trusted_keys) log(LogLevel::info, "xcore-server", fmt::format("trusting plugins signed by key {} ({})", k.id(), k.source()));
+  return ok();
+}
+
+Result<void> Server::Impl::signature_policy(const std::string& tenant, PluginManifest& m) const {
+  if (trusted_keys.empty()) return ok();
+  std::error_code ec;
+  std::string unsigned_why;
+  if (!std::filesystem::exists(m.dir() / packages::kListFile, ec)) {
+    unsigned_why = fmt::format("is not signed (no {}: install it from a signed package)", packages::kListFile);
+  } else {
+    // Whoever signed it, its files must still be the ones listed: anything else is tampering.
+    auto intact = packages::verify_folder(m.dir(), {});
+    if (!intact) return Error{ErrorCode::permission_denied, fmt::format("refused: {}", intact.error().message)};
+    if (!intact->signed_by) unsigned_why = fmt::format("is not signed (no {})", packages::kSignatureFile);
+    else if (auto trusted = packages::verify_folder(m.dir(), trusted_keys); !trusted)
+      unsigned_why = fmt::format("is signed by key {}, which is not among the trusted keys", *intact->signed_by);
+  }
+  if (unsigned_why.empty()) return ok();
+  if (config.unsigned_plugins == "refuse")
+    return Error{ErrorCode::permission_denied,
+                 fmt::format("plugin '{}' {}; the signature policy (signatures.unsigned: refuse) runs only plugins signed by a trusted key", m.id, unsigned_why)};
+  if (m.mode == PluginMode::trusted) {
+    m.mode = PluginMode::sandboxed;
+    log(LogLevel::warn, tenant, fmt::format("plugin '{}' {}: it runs sandboxed (signatures.unsigned: sandbox)", m.id, unsigned_why));
   }
   return ok();
 }

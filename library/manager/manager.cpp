@@ -196,8 +196,9 @@ DiscoveryReport Manager::discover() {
       continue;
     }
     std::vector<std::filesystem::path> dirs;
+    // Hidden folders are skipped: a package being unpacked (`xcore install`) is never half a plugin.
     for (const auto& e : std::filesystem::directory_iterator(root, ec))
-      if (e.is_directory()) dirs.push_back(e.path());
+      if (e.is_directory() && !e.path().filename().string().starts_with('.')) dirs.push_back(e.path());
     std::sort(dirs.begin(), dirs.end());  // deterministic: the first folder wins an id
     for (const auto& dir : dirs) {
       if (!find_manifest(dir)) continue;
