@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache git
   libboost1.81-dev libboost-json1.81-dev
   libfmt-dev libyaml-cpp-dev libvalijson-dev libcli11-dev
-  libsqlitecpp-dev libsqlite3-dev libcpp-httplib-dev libbotan-2-dev
+  libsqlitecpp-dev libsqlite3-dev libcpp-httplib-dev libbotan-2-dev libarchive-dev
   libseccomp-dev doctest-dev libbenchmark-dev wrk
   prometheus  # promtool: the metrics test checks /metrics with it
   chromium    # the /docs test drives the page in it (headless)
