@@ -23,3 +23,15 @@ install(FILES
   ${PROJECT_BINARY_DIR}/xcoreConfigVersion.cmake
   ${PROJECT_SOURCE_DIR}/cmake/XcoreAddPlugin.cmake
   DESTINATION ${XCORE_CMAKE_DIR})
+
+# pkg-config, relocatable (paths relative to the .pc file). Boost.JSON is in xcore's API, so always on the
+# link line; a static libxcore needs its private dependencies there too, a shared one carries them.
+if(BUILD_SHARED_LIBS)
+  set(XCORE_PC_LIBS "-lboost_json -lpthread")
+  set(XCORE_PC_LIBS_PRIVATE "-lfmt -lyaml-cpp -ldl")
+else()
+  set(XCORE_PC_LIBS "-lboost_json -lpthread -lfmt -lyaml-cpp -ldl")
+  set(XCORE_PC_LIBS_PRIVATE "")
+endif()
+configure_file(${PROJECT_SOURCE_DIR}/cmake/xcore.pc.in ${PROJECT_BINARY_DIR}/xcore.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/xcore.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

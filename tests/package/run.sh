@@ -1,13 +1,63 @@
 #!/usr/bin/env bash
-# Installs the build in $1 to a temporary prefix, builds this folder's project against it, and runs it.
+# The package as its users get it. $1: the build tree (static libxcore), $2: the source tree.
+#  1. static: installed to a prefix; an outside project builds a plugin and a host with find_package(xcore).
+#  2. shared (-DBUILD_SHARED_LIBS=ON): libxcore.so.<major> with a SONAME, exporting xcore's symbols only;
+#     installed, then the prefix is moved: the host still runs a sandboxed plugin, finding xcore-plugin-host
+#     beside the library, and pkg-config still works.
+#  3. add_subdirectory: xcore as a subproject.
 set -euo pipefail
-build_dir=$1
+build_dir=$(cd "$1" && pwd)
+source_dir=$(cd "$2" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
 launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S "$here" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/prefix" "${launcher[@]}" >/dev/null
-cmake --build "$work/build" >/dev/null
-"$work/build/host" "$work/build/plugins"
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+quiet() { "$@" >"$work/last.log" 2>&1 || { cat "$work/last.log"; exit 1; }; }
+
+# A copy of the staged plugin that runs sandboxed (the same binary).
+sandboxed_copy() {
+  mkdir -p "$2/hello"
+  cp "$1/hello/libhello.so" "$2/hello/"
+  sed 's/^id: hello$/id: hello\nmode: sandboxed/' "$1/hello/plugin.yaml" >"$2/hello/plugin.yaml"
+}
+
+echo "== static"
+quiet cmake --install "$build_dir" --prefix "$work/static"
+quiet cmake -S "$here" -B "$work/static-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/static" "${launcher[@]}"
+quiet cmake --build "$work/static-build"
+"$work/static-build/host" "$work/static-build/plugins"
+
+echo "== shared, then moved"
+shared_build=$build_dir/package-shared  # inside the build tree, so the compiler cache serves it
+quiet cmake -S "$source_dir" -B "$shared_build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_SHARED_LIBS=ON \
+  -DXCORE_BUILD_TESTS=OFF -DXCORE_BUILD_EXAMPLES=OFF -DXCORE_BUILD_BENCH=OFF -DXCORE_BUILD_SERVER=OFF -DXCORE_BUILD_TOOLS=OFF "${launcher[@]}"
+quiet cmake --build "$shared_build"
+quiet cmake --install "$shared_build" --prefix "$work/shared"
+lib=$(ls "$work"/shared/lib*/libxcore.so.*.*.* | head -1)
+soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+[[ $soname =~ ^libxcore\.so\.[0-9]+$ ]] || { echo "SONAME is '$soname'"; exit 1; }
+foreign=$(nm -D --defined-only "$lib" | awk '{print $3}' | c++filt | grep -v -e 'xcore::' -e '^xcore_built_with_boost_' || true)
+[[ -z $foreign ]] || { echo "libxcore.so exports symbols that are not xcore's:"; echo "$foreign" | head -20; exit 1; }
+echo "$soname exports xcore's symbols only"
+mv "$work/shared" "$work/moved"
+quiet cmake -S "$here" -B "$work/shared-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/moved" "${launcher[@]}"
+quiet cmake --build "$work/shared-build"
+sandboxed_copy "$work/shared-build/plugins" "$work/sandboxed"
+# Nowhere else to find the plugin host: not the environment, not the build trees.
+mv "$shared_build/library/plugin-host/xcore-plugin-host" "$shared_build/library/plugin-host/xcore-plugin-host.away"
+trap 'mv "$shared_build/library/plugin-host/xcore-plugin-host.away" "$shared_build/library/plugin-host/xcore-plugin-host" 2>/dev/null; rm -rf "$work"' EXIT
+env -u XCORE_PLUGIN_HOST "$work/shared-build/host" "$work/sandboxed"
+ldd "$work/shared-build/host" | grep -q "$work/moved/.*libxcore.so" || echo "(the host found libxcore.so through its RUNPATH)"
+# pkg-config, from the moved prefix: its paths are relative to the .pc file.
+pc_dir=$(dirname "$(ls "$work"/moved/lib*/pkgconfig/xcore.pc)")
+# shellcheck disable=SC2046
+g++ -o "$work/pc-host" "$here/host.cpp" $(PKG_CONFIG_PATH=$pc_dir pkg-config --cflags --libs xcore) -Wl,-rpath,"$(dirname "$lib" | sed "s|$work/shared|$work/moved|")"
+"$work/pc-host" "$work/shared-build/plugins"
+
+echo "== add_subdirectory"
+quiet cmake -S "$here/subdirectory" -B "$build_dir/package-subdirectory" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DXCORE_SOURCE_DIR="$source_dir" "${launcher[@]}"
+quiet cmake --build "$build_dir/package-subdirectory"
+"$build_dir/package-subdirectory/host" "$build_dir/package-subdirectory/plugins"
+echo "package: ok"
