@@ -5,6 +5,7 @@
 #     installed, then the prefix is moved: the host still runs a sandboxed plugin, finding xcore-plugin-host
 #     beside the library, and pkg-config still works.
 #  3. add_subdirectory: xcore as a subproject.
+#  The README's plugin and host snippets are extracted, built against the static install and run.
 set -euo pipefail
 build_dir=$(cd "$1" && pwd)
 source_dir=$(cd "$2" && pwd)
@@ -27,6 +28,22 @@ quiet cmake --install "$build_dir" --prefix "$work/static"
 quiet cmake -S "$here" -B "$work/static-build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/static" "${launcher[@]}"
 quiet cmake --build "$work/static-build"
 "$work/static-build/host" "$work/static-build/plugins"
+
+echo "== the README's snippets, as written"
+mkdir -p "$work/readme"
+# Each block under a "<!-- file: NAME -->" line is written to NAME.
+awk -v out="$work/readme" '
+  /^<!-- file: .* -->$/ { name = $3; next }
+  name != "" && /^```/ { if (writing) { writing = 0; name = "" } else { writing = 1 } ; next }
+  writing { print > (out "/" name) }
+' "$source_dir/README.md"
+for f in plugin.yaml hello.cpp CMakeLists.txt host.cpp; do [[ -s $work/readme/$f ]] || { echo "README: no snippet for $f"; exit 1; }; done
+quiet cmake -S "$work/readme" -B "$work/readme/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/static" "${launcher[@]}"
+quiet cmake --build "$work/readme/build"
+readme_out=$("$work/readme/build/host" "$work/readme/build/plugins" 2>"$work/readme.err") || { cat "$work/readme.err"; exit 1; }
+grep -q '"greeting":"hello world"' <<<"$readme_out" || { echo "README host printed: $readme_out"; exit 1; }
+grep -q '^after_call ' <<<"$readme_out" || { echo "README host saw no tool.after_call: $readme_out"; exit 1; }
+echo "README snippets build and run"
 
 echo "== shared, then moved"
 shared_build=$build_dir/package-shared  # inside the build tree, so the compiler cache serves it
