@@ -120,7 +120,18 @@ TEST_CASE("every broken field is named with what is expected") {
   refused(with("limits:", "limits: 3"), "limits", "expected a mapping");
   const std::string minimal = "id: demo\nversion: 1.0.0\nentry: libdemo.so\n";
   refused(minimal + "config_schema: 12\n", "config_schema", "expected a JSON Schema object");
-  refused(minimal + "config_schema: {type: object, properties: {a: {type: nonsense}}}\n", "config_schema", "invalid JSON Schema");
+  // Every problem of a schema, each at its place.
+  refused(minimal + "config_schema: {type: object, properties: {a: {type: nonsense}, b: {minimum: one}}, required: b}\n",
+          "config_schema.properties.a.type", "not a valid JSON Schema: expected one of \"array\", \"boolean\"");
+  refused(minimal + "config_schema: {type: object, properties: {a: {type: nonsense}, b: {minimum: one}}, required: b}\n",
+          "config_schema.properties.b.minimum", "expected number, got string \"one\"");
+  refused(minimal + "config_schema: {type: object, properties: {a: {type: nonsense}, b: {minimum: one}}, required: b}\n",
+          "config_schema.required", "expected array, got string \"b\"");
+  // Unknown permissions are refused, with the closest valid one.
+  refused(minimal + "permissions: [\"tools.cal:core.echo\"]\n", "permissions[0]", "did you mean 'tools.call:core.echo'?");
+  refused(minimal + "permissions: [\"fly.to:moon\"]\n", "permissions[0]", "unknown permission 'fly.to:moon'; a plugin may be granted tools.call:...");
+  refused(minimal + "permissions: [\"network\", \"netwrk\"]\n", "permissions[1]", "did you mean 'network'?");
+  refused(minimal + "permissions: [\"hooks.emit:\"]\n", "permissions[0]", "needs a name or pattern after 'hooks.emit:'");
   refused(with("  - name: greet", "  - name: \"bad name!\""), "tools[0]", "not a valid tool name");
   refused(with("    inputSchema:", "    inputSchema: {type: string}"), "tools[0]", "must describe an object");
   refused(with("limits:", "limits: {rate: 10}"), "limits.rate", "expected {calls: N, per_seconds: S}");
@@ -196,6 +207,10 @@ TEST_CASE("syntax errors give a position") {
   auto j = parse_manifest("{\"id\": ", "bad.json");
   REQUIRE(!j.ok());
   CHECK(j.error().message.find("bad.json: not valid JSON") != std::string::npos);
+  // JSON too says where: the missing comma after line 2's value is found at line 3, column 3.
+  auto at = parse_manifest("{\n  \"id\": \"demo\"\n  \"version\": \"1.0.0\"\n}\n", "comma.json");
+  REQUIRE(!at.ok());
+  CHECK_MESSAGE(at.error().message.find("comma.json: not valid JSON at line 3, column 3") != std::string::npos, at.error().message);
   auto top = parse_manifest("- a\n- b\n", "list.yaml");
   REQUIRE(!top.ok());
   CHECK(top.error().message.find("mapping of fields") != std::string::npos);

@@ -70,9 +70,12 @@ TEST_CASE("arguments are validated before the handler runs, and the failing path
   REQUIRE(!bad_item.ok());
   CHECK(bad_item.error().code == ErrorCode::invalid_argument);
   CHECK_MESSAGE(bad_item.error().message.find("'/items/2'") != std::string::npos, bad_item.error().message);
+  // What was expected and what was given.
+  CHECK_MESSAGE(bad_item.error().message.find("expected integer, got string \"three\"") != std::string::npos, bad_item.error().message);
   auto bad_enum = reg.invoke("sum", J(R"({"items":[],"opts":{"mode":"slow"}})"), xcore::CallContext::host());
   REQUIRE(!bad_enum.ok());
   CHECK_MESSAGE(bad_enum.error().message.find("'/opts/mode'") != std::string::npos, bad_enum.error().message);
+  CHECK_MESSAGE(bad_enum.error().message.find("expected one of \"fast\", \"exact\"") != std::string::npos, bad_enum.error().message);
   auto missing = reg.invoke("sum", J(R"({})"), xcore::CallContext::host());
   REQUIRE(!missing.ok());
   auto extra = reg.invoke("sum", J(R"({"items":[],"x":1})"), xcore::CallContext::host());

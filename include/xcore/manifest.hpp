@@ -110,6 +110,10 @@ Result<ManifestLoad> load_manifest(const std::filesystem::path& file);
 // immutable parse, so a thousand tenants discovering one plugin folder hold one copy of each manifest.
 Result<std::shared_ptr<const ManifestLoad>> load_manifest_shared(const std::filesystem::path& file);
 Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem::path& file_for_messages);
+// Why a manifest may not grant `permission` (unknown, with the closest valid one suggested, or missing its
+// argument), or nullopt when it may.
+std::optional<std::string> permission_problem(std::string_view permission);
+
 // A YAML or JSON document (JSON when the file name ends in .json), as read for a manifest or a config file;
 // a syntax error names the file, line and column.
 Result<json::value> parse_document(std::string_view text, const std::filesystem::path& file_for_messages);

@@ -1,7 +1,10 @@
 #include <xcore/json_schema.hpp>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include <mutex>
 #include <string>
@@ -13,6 +16,8 @@
 #include <valijson/schema_parser.hpp>
 #include <valijson/validation_results.hpp>
 #include <valijson/validator.hpp>
+
+#include "json-schema/draft7_metaschema.hpp"
 
 namespace xcore::inline v1 {
 
@@ -75,6 +80,31 @@ Result<std::shared_ptr<const JsonSchema>> JsonSchema::compile_uncached(const jso
   std::shared_ptr<JsonSchema> s(new JsonSchema());
   s->impl_->source = schema;
   s->impl_->object_only = is_object_only(schema);
+  // Checked against the meta-schema first, so that every problem is reported with where it is.
+  static const JsonSchema* meta = [] {
+    auto* m = new JsonSchema();  // never destroyed, like the cache
+    m->impl_->source = json::parse(detail::kDraft7MetaSchema);
+    valijson::SchemaParser parser(valijson::SchemaParser::kDraft7);
+    valijson::adapters::BoostJsonAdapter adapter(m->impl_->source);
+    parser.populateSchema(adapter, m->impl_->schema);
+    return m;
+  }();
+  if (auto checked = meta->validate(schema, "schema"); !checked) {
+    std::string list;
+    boost::system::error_code ec;
+    auto details = json::parse(checked.error().details, ec);
+    json::array problems;
+    if (!ec && details.is_object() && details.get_object().contains("errors"))
+      for (const auto& e : details.at("errors").as_array()) {
+        const auto path = std::string(e.at("path").as_string());
+        // One problem per place: the first (outermost) message says what that place must be.
+        if (std::any_of(problems.begin(), problems.end(), [&](const json::value& p) { return p.at("path").as_string() == path; })) continue;
+        problems.push_back(e);
+        list += fmt::format("{}at '{}': {}", list.empty() ? "" : "; ", path, std::string_view(e.at("message").as_string()));
+      }
+    return Error{ErrorCode::invalid_argument, fmt::format("invalid JSON Schema: {}", list.empty() ? checked.error().message : list),
+                 xcore::json_text::serialize(json::object{{"errors", std::move(problems)}})};
+  }
   try {
     valijson::SchemaParser parser(valijson::SchemaParser::kDraft7);
     valijson::adapters::BoostJsonAdapter adapter(s->impl_->source);
@@ -99,6 +129,96 @@ std::string pointer_of(const std::vector<std::string>& context) {
     p += s;
   }
   return p.empty() ? "/" : p;
+}
+
+const char* kind_name(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null: return "null";
+    case json::kind::bool_: return "boolean";
+    case json::kind::int64:
+    case json::kind::uint64: return "integer";
+    case json::kind::double_: return "number";
+    case json::kind::string: return "string";
+    case json::kind::array: return "array";
+    case json::kind::object: return "object";
+  }
+  return "value";
+}
+
+// The subschema that applies at `pointer` of the value, following properties, additionalProperties and
+// items (enough for the type errors of the schemas tools and configs use; nullptr when it cannot tell).
+// A local "$ref" ("#" or "#/definitions/x") resolved against the root schema.
+const json::value* resolve(const json::value& root, const json::value* s) {
+  for (int hops = 0; s && s->is_object() && hops < 8; ++hops) {
+    auto r = s->get_object().find("$ref");
+    if (r == s->get_object().end() || !r->value().is_string()) return s;
+    std::string_view ref = r->value().get_string();
+    if (!ref.starts_with('#')) return s;
+    boost::system::error_code ec;
+    s = root.find_pointer(ref.substr(1), ec);
+  }
+  return s;
+}
+
+const json::object* schema_at(const json::value& schema, std::string_view pointer) {
+  const json::value* s = resolve(schema, &schema);
+  std::size_t at = pointer.empty() || pointer == "/" ? pointer.size() : 1;
+  while (at < pointer.size()) {
+    auto end = pointer.find('/', at);
+    if (end == std::string_view::npos) end = pointer.size();
+    const std::string segment(pointer.substr(at, end - at));
+    at = end + 1;
+    if (!s->is_object()) return nullptr;
+    const auto& o = s->get_object();
+    const json::value* next = nullptr;
+    if (auto p = o.find("properties"); p != o.end() && p->value().is_object()) next = p->value().get_object().if_contains(segment);
+    if (!next)
+      if (auto a = o.find("additionalProperties"); a != o.end() && a->value().is_object()) next = &a->value();
+    if (!next && !segment.empty() && std::all_of(segment.begin(), segment.end(), ::isdigit))
+      if (auto i = o.find("items"); i != o.end() && i->value().is_object()) next = &i->value();
+    if (!next) return nullptr;
+    s = resolve(schema, next);
+    if (!s) return nullptr;
+  }
+  return s->is_object() ? &s->get_object() : nullptr;
+}
+
+// valijson says only that no enum value matched: say which are allowed.
+std::string enum_message(const json::value& schema, const std::string& path) {
+  const auto* sub = schema_at(schema, path);
+  if (!sub) return {};
+  auto e = sub->find("enum");
+  // Or the enum of an anyOf's alternative (draft-07's "type": a simple type, or a list of them).
+  if (auto any = sub->find("anyOf"); e == sub->end() && any != sub->end() && any->value().is_array())
+    for (const auto& alt : any->value().get_array())
+      if (const auto* a = resolve(schema, &alt); a && a->is_object() && a->get_object().contains("enum")) {
+        sub = &a->get_object();
+        e = sub->find("enum");
+        break;
+      }
+  if (e == sub->end() || !e->value().is_array()) return {};
+  std::string values;
+  for (const auto& v : e->value().get_array()) values += (values.empty() ? "" : ", ") + xcore::json_text::serialize(v);
+  return fmt::format("expected one of {}", values);
+}
+
+// valijson says only that a type was not permitted: say which were expected and which was given.
+std::string type_message(const json::value& schema, const json::value& value, const std::string& path) {
+  boost::system::error_code ec;
+  const json::value* given = value.find_pointer(path == "/" ? "" : path, ec);
+  if (!given) return {};
+  std::string expected;
+  if (const auto* sub = schema_at(schema, path))
+    if (auto t = sub->find("type"); t != sub->end()) {
+      if (t->value().is_string()) expected = t->value().get_string();
+      else if (t->value().is_array())
+        for (const auto& e : t->value().get_array())
+          if (e.is_string()) expected += (expected.empty() ? "" : " or ") + std::string(e.get_string());
+    }
+  auto shown = xcore::json_text::serialize(*given);
+  if (shown.size() > 40) shown = shown.substr(0, 37) + "...";
+  return expected.empty() ? fmt::format("this type is not allowed here: got {} {}", kind_name(*given), shown)
+                          : fmt::format("expected {}, got {} {}", expected, kind_name(*given), shown);
 }
 
 // One Validator per thread: its regex cache is not thread-safe, and building regexes per call is slow.
@@ -149,14 +269,31 @@ Result<void> JsonSchema::validate(const json::value& value, std::string_view wha
     std::size_t best_depth = 0;
     json::array all;  // details, for programs: {"path": the most specific, "errors": [{"path","message"}...]}
     valijson::ValidationResults::Error err;
-    int n = 0;
-    while (results.popError(err)) {
-      if (err.context.size() > best_depth || n == 0) {
-        best_depth = err.context.size();
-        best_path = pointer_of(err.context);
-        best_msg = err.description;
+    std::vector<std::pair<std::string, std::string>> found;  // path, message
+    while (results.popError(err) && found.size() < 256) {
+      auto path = pointer_of(err.context);
+      auto message = err.description;
+      if (message.find("'type' constraint") != std::string::npos) {
+        if (auto better = type_message(impl_->source, value, path); !better.empty()) message = std::move(better);
+      } else if (message.find("any enum values") != std::string::npos) {
+        if (auto better = enum_message(impl_->source, path); !better.empty()) message = std::move(better);
       }
-      if (n++ < 8) all.push_back(json::object{{"path", pointer_of(err.context)}, {"message", err.description}});
+      found.emplace_back(std::move(path), std::move(message));
+    }
+    // An error whose place holds a deeper error only says "something inside failed": the deeper one says what.
+    auto under = [](const std::string& inner, const std::string& outer) {
+      return inner.size() > outer.size() && inner.starts_with(outer) && (outer == "/" || inner[outer.size()] == '/');
+    };
+    int n = 0;
+    for (const auto& [path, message] : found) {
+      if (std::any_of(found.begin(), found.end(), [&](const auto& other) { return under(other.first, path); })) continue;
+      const std::size_t depth = static_cast<std::size_t>(std::count(path.begin(), path.end(), '/'));
+      if (depth > best_depth || n == 0) {
+        best_depth = depth;
+        best_path = path;
+        best_msg = message;
+      }
+      if (n++ < 8) all.push_back(json::object{{"path", path}, {"message", message}});
     }
     return Error{ErrorCode::invalid_argument, fmt::format("{} '{}': {}", what, best_path, best_msg),
                  xcore::json_text::serialize(json::object{{"path", best_path}, {"errors", std::move(all)}})};

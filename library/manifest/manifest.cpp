@@ -389,6 +389,60 @@ RouteMatch match_route(const std::vector<PluginRoute>& routes, std::string_view 
   return {};
 }
 
+namespace {
+
+// What a plugin may be granted: these families, each with what follows its colon, and `network`.
+constexpr std::string_view kPermissionFamilies[] = {"tools.call", "actions.call", "hooks.emit", "hooks.subscribe",
+                                                    "secrets.read", "fs.read", "fs.write"};
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+// A JSON pointer as the manifest's field names write it: "/properties/a" -> ".properties.a".
+std::string dotted(std::string_view pointer) {
+  std::string out(pointer == "/" ? std::string_view() : pointer);
+  std::replace(out.begin(), out.end(), '/', '.');
+  return out;
+}
+
+std::optional<std::string> permission_problem(std::string_view perm) {
+  if (perm == "network") return std::nullopt;
+  const auto colon = perm.find(':');
+  const auto family = perm.substr(0, colon);
+  const bool known = std::find(std::begin(kPermissionFamilies), std::end(kPermissionFamilies), family) != std::end(kPermissionFamilies);
+  if (known && colon != std::string_view::npos && colon + 1 < perm.size()) return std::nullopt;
+  if (known)
+    return fmt::format("'{}' needs {} after '{}:'", perm, family.starts_with("fs.") ? "a path" : "a name or pattern", family);
+  // The closest valid permission, keeping what followed the family.
+  std::string_view best = "network";
+  std::size_t best_distance = edit_distance(family, best);
+  for (auto f : kPermissionFamilies)
+    if (auto d = edit_distance(family, f); d < best_distance) {
+      best = f;
+      best_distance = d;
+    }
+  std::string families;
+  for (auto f : kPermissionFamilies) families += fmt::format("{}:..., ", f);
+  const std::string suggestion = best == "network" ? std::string(best)
+                                                   : fmt::format("{}:{}", best, colon == std::string_view::npos ? "..." : perm.substr(colon + 1));
+  return fmt::format("unknown permission '{}'{}; a plugin may be granted {}network", perm,
+                     best_distance <= 3 ? fmt::format(" (did you mean '{}'?)", suggestion) : std::string(), families);
+}
+
 Result<json::value> parse_document(std::string_view text, const std::filesystem::path& file) {
   const auto name = file.string();
   try {
@@ -478,18 +532,23 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
   }
   read_dependencies(c, o, m);
   m.permissions = c.string_list(o, "permissions");
-  for (std::size_t i = 0; i < m.permissions.size(); ++i) {
-    std::string_view perm = m.permissions[i];
-    for (std::string_view prefix : {"fs.read:", "fs.write:"})
-      if (perm.starts_with(prefix) && perm.size() == prefix.size())
-        c.fail(fmt::format("permissions[{}]", i), fmt::format("'{}' needs a path after the colon", prefix));
-  }
+  for (std::size_t i = 0; i < m.permissions.size(); ++i)
+    if (auto problem = permission_problem(m.permissions[i])) c.fail(fmt::format("permissions[{}]", i), std::move(*problem));
   read_limits(c, o, m);
   if (auto it = o.find("config_schema"); it != o.end() && !it->value().is_null()) {
     if (!it->value().is_object()) {
       c.fail("config_schema", fmt::format("expected a JSON Schema object, got {}", Checker::describe(it->value())));
     } else if (auto s = JsonSchema::compile(it->value()); !s) {
-      c.fail("config_schema", s.error().message);
+      // Each problem of the schema at its own place: "config_schema.properties.keep.minimum".
+      boost::system::error_code ec;
+      auto details = json::parse(s.error().details, ec);
+      const json::array* errors = !ec && details.is_object() && details.get_object().contains("errors") && details.at("errors").is_array()
+                                      ? &details.at("errors").get_array() : nullptr;
+      if (!errors || errors->empty()) c.fail("config_schema", s.error().message);
+      else
+        for (const auto& e : *errors)
+          c.fail("config_schema" + dotted(e.at("path").as_string()),
+                 fmt::format("not a valid JSON Schema: {}", std::string_view(e.at("message").as_string())));
     } else {
       m.config_schema = it->value().get_object();
       for_each_config_property(m.config_schema, [&](std::string_view k, const json::object& v) {
