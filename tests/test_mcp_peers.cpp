@@ -138,7 +138,36 @@ TEST_CASE("every sandboxed xcore plugin is an MCP server: the official inspector
   CHECK(listed.find("\"system_stats\"") != std::string::npos);
   auto called = run(base + " --method tools/call --tool-name calculate --tool-arg 'expression=6*7'");
   CHECK_MESSAGE(called.find("\"result\": 42") != std::string::npos, called);
+  // A tool that fails (the files plugin throws sdk::Error: with no config, it has no folder to serve) answers an
+  // isError result to a plain MCP client; only a tool that does not exist is a protocol error.
+  auto files = example_plugins() / "files";
+  std::string files_base = "cd " + cwd.string() + " && timeout 60 " + cli.string() + " --cli " + host + " --manifest " +
+                           (files / "plugin.yaml").string() + " --binary " + (files / "libfiles.so").string();
+  auto refused = run(files_base + " --method tools/call --tool-name read_file --tool-arg path=/etc/passwd");
+  CHECK_MESSAGE(refused.find("\"isError\": true") != std::string::npos, refused);
+  CHECK_MESSAGE(refused.find("failed_precondition: file access is not configured") != std::string::npos, refused);
+  auto unknown = run(files_base + " --method tools/call --tool-name no_such_tool");
+  CHECK_MESSAGE(unknown.find("unknown tool 'no_such_tool'") != std::string::npos, unknown);
+  CHECK(unknown.find("\"isError\": true") == std::string::npos);
 }
+
+#ifdef XCORE_CLI_PATH
+TEST_CASE("xcore mcp serves a plugins folder to the official inspector CLI") {
+  auto cli = peers_dir() / "node_modules" / ".bin" / "mcp-inspector-cli";
+  REQUIRE_MESSAGE(fs::exists(cli), "run tests/peers/install.sh first");
+  auto cwd = peers_dir() / "run";
+  fs::create_directories(cwd);
+  std::string base = "cd " + cwd.string() + " && timeout 60 " + cli.string() + " --cli " + std::string(XCORE_CLI_PATH) + " mcp " +
+                     example_plugins().string();
+  auto listed = run(base + " --method tools/list");
+  CHECK_MESSAGE(listed.find("\"calculate\"") != std::string::npos, listed);
+  CHECK(listed.find("\"recent_calls\"") != std::string::npos);  // audit's, beside core's
+  auto called = run(base + " --method tools/call --tool-name core.calculate --tool-arg 'expression=6*7'");
+  CHECK_MESSAGE(called.find("\"result\": 42") != std::string::npos, called);
+  auto failed = run(base + " --method tools/call --tool-name core.calculate --tool-arg 'expression=1/0'");
+  CHECK_MESSAGE(failed.find("\"isError\": true") != std::string::npos, failed);
+}
+#endif
 
 TEST_CASE("at unload an external server's input is closed first, and it exits by itself (MCP's stdio shutdown)") {
   REQUIRE_MESSAGE(fs::exists(server("server-everything")), "run tests/peers/install.sh first");

@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -267,8 +268,15 @@ int main(int argc, char** argv) {
       const auto* xcore_meta = meta && meta->is_object() ? meta->get_object().if_contains("xcore") : nullptr;
       ServingThisCall serving(xcore_meta ? wire::serving_of(*xcore_meta) : std::string());
       auto name = p.contains("name") && p.at("name").is_string() ? std::string(p.at("name").get_string()) : std::string();
-      XCORE_ASSIGN_OR_RETURN(auto r, plugin->call_tool(name, p.contains("arguments") ? p.at("arguments") : json::object(), wire::context_from_meta(p)));
-      return r.to_mcp();
+      auto r = plugin->call_tool(name, p.contains("arguments") ? p.at("arguments") : json::object(), wire::context_from_meta(p));
+      if (r) return r->to_mcp();
+      // An xcore host maps the error's code itself. A plain MCP client gets a tool's failure as the tool's
+      // answer (isError), and a protocol error only when there is no such tool.
+      if (xcore_client) return r.error();
+      XCORE_ASSIGN_OR_RETURN(auto tools, plugin->list_tools());
+      if (std::none_of(tools.begin(), tools.end(), [&](const ToolSpec& t) { return t.name == name; }))
+        return Error{ErrorCode::invalid_argument, fmt::format("unknown tool '{}'", name)};
+      return ToolResult::text(fmt::format("{}: {}", to_string(r.error().code), r.error().message), true).to_mcp();
     }
     if (method == "xcore/action") {
       ServingThisCall serving(wire::serving_of(p.contains("context") ? p.at("context") : json::value()));
