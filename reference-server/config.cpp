@@ -303,9 +303,21 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   if (c.job_workers < 1 || c.job_workers > 1024) return Error{ErrorCode::invalid_argument, fmt::format("job_workers: {} is out of range (1-1024)", c.job_workers)};
   if (c.max_header_bytes < 1024) return Error{ErrorCode::invalid_argument, fmt::format("max_header_bytes: {} is below 1024", c.max_header_bytes)};
   if (c.plugin_dirs.empty()) {
+    // The example plugins: installed beside the server (<prefix>/lib*/xcore/plugins, wherever the prefix
+    // was moved), else those built with it.
+    std::vector<std::filesystem::path> candidates;
+    std::error_code ec;
+    if (auto exe = std::filesystem::read_symlink("/proc/self/exe", ec); !ec)
+      for (const char* lib : {"lib", "lib64", "lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu"})
+        candidates.push_back(exe.parent_path().parent_path() / lib / "xcore" / "plugins");
 #ifdef XCORE_SERVER_DEFAULT_PLUGINS
-    c.plugin_dirs.emplace_back(XCORE_SERVER_DEFAULT_PLUGINS);
+    candidates.emplace_back(XCORE_SERVER_DEFAULT_PLUGINS);
 #endif
+    for (const auto& dir : candidates)
+      if (std::filesystem::is_directory(dir, ec)) {
+        c.plugin_dirs.push_back(dir);
+        break;
+      }
   }
   return c;
 }

@@ -94,6 +94,12 @@ Result<std::shared_ptr<Manager>> Server::Impl::start_manager(const std::string& 
   auto m = std::make_shared<Manager>(std::move(o));
   auto report = m->discover();
   for (const auto& p : report.problems) log(LogLevel::warn, tenant, p.message);
+  if (tenant == kDefaultTenant && report.found.empty()) {
+    std::string dirs;
+    for (const auto& d : config.plugin_dirs) dirs += (dirs.empty() ? "" : ", ") + d.string();
+    log(LogLevel::warn, tenant,
+        fmt::format("no plugins found (plugin folders: {}); give --plugins DIR or `plugins:` in the settings", dirs.empty() ? "none" : dirs));
+  }
   // Plugins registered at run time (POST /api/v1/plugins/dynamic); one saved into a plugin folder since
   // then is found there, and its dynamic copy goes.
   std::error_code ec;

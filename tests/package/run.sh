@@ -29,6 +29,30 @@ quiet cmake -S "$here" -B "$work/static-build" -G Ninja -DCMAKE_BUILD_TYPE=Relea
 quiet cmake --build "$work/static-build"
 "$work/static-build/host" "$work/static-build/plugins"
 
+echo "== the examples, each built on its own"
+for example in plugins/core plugins/files plugins/audit plugins/wordcount host scheduler-host; do
+  quiet cmake -S "$source_dir/examples/$example" -B "$work/examples/$example" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$work/static" "${launcher[@]}"
+  quiet cmake --build "$work/examples/$example"
+done
+"$work/examples/scheduler-host/scheduler-host" "$work/static/lib/xcore/plugins" --for 0 | grep -q "echo every 5 s: next at" \
+  || { echo "the scheduler host did not schedule"; exit 1; }
+echo "examples build on their own"
+# The installed server, given no --plugins, finds the installed example plugins.
+XCORE_ADMIN_PASSWORD=admin-password-1 "$work/static/bin/xcore-server" --listen 127.0.0.1:0 --data-dir "$work/server-data" \
+  --env-file /nonexistent >"$work/server.out" 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 200); do grep -q "listening on" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/server.out")
+token=$(curl -sf -X POST "http://127.0.0.1:$port/api/v1/auth/login" -H 'Content-Type: application/json' \
+  -d '{"username":"admin","password":"admin-password-1","tenant":"default"}' | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+plugins=$(curl -sf "http://127.0.0.1:$port/api/v1/plugins" -H "Authorization: Bearer $token" || true)
+kill "$server_pid"; wait "$server_pid" || true
+for id in core files audit wordcount; do
+  grep -q "\"id\":\"$id\"" <<<"$plugins" || { echo "the installed server did not find plugin $id: $plugins"; cat "$work/server.log"; exit 1; }
+done
+echo "the installed server loads the installed example plugins"
+
 echo "== the README's snippets, as written"
 mkdir -p "$work/readme"
 # Each block under a "<!-- file: NAME -->" line is written to NAME.
