@@ -134,6 +134,21 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
           }
         }
       }
+      else if (key == "mcp") {
+        if (!v.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'mcp' must be a mapping with allowed_origins and/or session_idle_seconds", file.string())};
+        for (const auto& g : v) {
+          const auto which = g.first.as<std::string>();
+          if (which == "allowed_origins") {
+            if (!g.second.IsSequence()) return Error{ErrorCode::invalid_argument, fmt::format("{}: mcp.allowed_origins must be a list", file.string())};
+            c.mcp_allowed_origins.clear();
+            for (const auto& o : g.second) c.mcp_allowed_origins.push_back(o.as<std::string>());
+          } else if (which == "session_idle_seconds") {
+            c.mcp_session_idle_seconds = g.second.as<int>();
+          } else {
+            return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting 'mcp.{}' (expected allowed_origins, session_idle_seconds)", file.string(), which)};
+          }
+        }
+      }
       else if (key == "sandbox_uids") c.sandbox_uids = v.as<std::string>();
       else if (key == "max_header_bytes") c.max_header_bytes = v.as<std::size_t>();
       else if (key == "password_hashes") c.password_hashes = v.as<int>();
@@ -177,6 +192,16 @@ Result<void> apply_env(ServerConfig& c) {
     for (const auto& p : split_paths(v)) c.trusted_keys.push_back(p.string());
   }
   if (const char* v = env("XCORE_UNSIGNED_PLUGINS")) c.unsigned_plugins = v;
+  if (const char* v = env("XCORE_MCP_ALLOWED_ORIGINS")) {
+    c.mcp_allowed_origins.clear();
+    std::string_view rest = v;
+    while (!rest.empty()) {
+      auto comma = rest.find(',');
+      if (auto item = rest.substr(0, comma); !item.empty()) c.mcp_allowed_origins.emplace_back(item);
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    }
+  }
+  XCORE_TRY(number("XCORE_MCP_SESSION_IDLE_SECONDS", c.mcp_session_idle_seconds));
   if (const char* v = env("XCORE_GRANT_FS")) {
     c.grant_fs.clear();
     for (const auto& p : split_paths(v)) {
@@ -300,6 +325,7 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   if (c.audit_retention_days < 1) return Error{ErrorCode::invalid_argument, fmt::format("audit_retention_days: {} must be at least 1", c.audit_retention_days)};
   if (c.audit_max_rows < 1) return Error{ErrorCode::invalid_argument, fmt::format("audit_max_rows: {} must be at least 1", c.audit_max_rows)};
   if (c.tenant_idle_seconds < 0) return Error{ErrorCode::invalid_argument, fmt::format("tenant_idle_seconds: {} must be 0 (never park) or more", c.tenant_idle_seconds)};
+  if (c.mcp_session_idle_seconds < 1) return Error{ErrorCode::invalid_argument, fmt::format("mcp.session_idle_seconds: {} must be at least 1", c.mcp_session_idle_seconds)};
   if (c.job_workers < 1 || c.job_workers > 1024) return Error{ErrorCode::invalid_argument, fmt::format("job_workers: {} is out of range (1-1024)", c.job_workers)};
   if (c.max_header_bytes < 1024) return Error{ErrorCode::invalid_argument, fmt::format("max_header_bytes: {} is below 1024", c.max_header_bytes)};
   if (c.plugin_dirs.empty()) {

@@ -62,6 +62,11 @@ struct ServerConfig {
   // refused. YAML: signatures: {trusted_keys: [...], unsigned: sandbox|refuse}.
   std::vector<std::string> trusted_keys;  // public key files, folders of *.pub, or raw base64 keys
   std::string unsigned_plugins = "sandbox";
+  // /mcp: the browser origins allowed to call it (any other Origin header is refused with 403, against DNS
+  // rebinding; requests without one, from programs, are not browsers'), and how long a session may idle.
+  // YAML: mcp: {allowed_origins: [...], session_idle_seconds: N}.
+  std::vector<std::string> mcp_allowed_origins;
+  int mcp_session_idle_seconds = 3600;
   // Every answer is checked against its route's entry (declared status, body schema): a mismatch becomes a
   // 500 naming it. For tests and development: it costs a validation per answer.
   bool check_answers = false;

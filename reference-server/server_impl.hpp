@@ -33,6 +33,7 @@
 #include "database.hpp"
 #include "http_server.hpp"
 #include "jwt.hpp"
+#include "mcp_sessions.hpp"
 #include "route_table.hpp"
 #include "packages/plugin_package.hpp"
 
@@ -232,7 +233,8 @@ struct Server::Impl {
     Reply(int s, json::value b, std::string t, std::string ct) : status(s), body(std::move(b)), text(std::move(t)), content_type(std::move(ct)) {}
     int status = 200;
     json::value body;
-    std::string text, content_type;  // non-JSON answers (metrics, docs)
+    std::string text, content_type;  // non-JSON answers (metrics, docs), or JSON written as text (MCP)
+    std::vector<std::pair<std::string, std::string>> headers;  // besides X-Request-Id
   };
   using Handler = std::function<Result<Reply>(Call&)>;
 
@@ -356,14 +358,16 @@ struct Server::Impl {
       } else if (!r->content_type.empty()) {
         res.status = r->status;
         res.set_header("X-Request-Id", request_id);
-        res.set_content(r->text, r->content_type.c_str());
+        if (!r->text.empty()) res.set_content(r->text, r->content_type.c_str());  // 202 and 204 carry no body
       } else {
         answer(res, r->status, r->body, request_id);
       }
+      if (r)
+        for (const auto& [name, value] : r->headers) res.set_header(name, value);
       // Audited: what principals change, one row each; the calls they make (tools, actions, plugin routes),
       // counted per window. The writer does both off the request's path.
       if (principal && !req.path.starts_with("/api/v1/auth/")) {
-        const bool a_call = req.path.starts_with("/app/") || req.path.starts_with("/plugins/") || req.path.ends_with("/invoke");
+        const bool a_call = req.path.starts_with("/app/") || req.path.starts_with("/plugins/") || req.path.ends_with("/invoke") || req.path == "/mcp";
         if (a_call) audit->count_call(who->tenant, who->user, fmt::format("{} {}", method, req.path), res.status, request_id);
         else if (method != "GET") audit->record(AuditRow{0, 0, who->tenant, who->user, fmt::format("{} {}", method, req.path), req.path, std::to_string(res.status), request_id});
       }
@@ -531,6 +535,10 @@ struct Server::Impl {
   void add_access_routes();   // login, tokens, users, tenants, secrets, audit: routes_access.cpp
   void add_plugin_routes();   // plugins, tools, actions, plugin-contributed routes, hooks: routes_plugins.cpp
   void add_task_routes();     // scheduled tasks and webhooks: routes_tasks.cpp
+  void add_mcp_routes();      // MCP over Streamable HTTP at /mcp: routes_mcp.cpp
+  Result<Reply> mcp_post(Call& c);
+  Result<void> mcp_origin_allowed(const httplib::Request& req) const;
+  McpSessions mcp_sessions{std::chrono::seconds(config.mcp_session_idle_seconds), 32};
   std::string metrics(const std::string& only_tenant);  // empty: every tenant's, and the process's
   json::object openapi_document(const Call& c);           // openapi.cpp: the route table, and c's tenant's plugin routes
 };

@@ -40,7 +40,16 @@ std::string error(const json::value& id, int code, std::string_view message, con
   return line(json::object{{"jsonrpc", "2.0"}, {"id", id}, {"error", std::move(err)}});
 }
 
+namespace {
+constexpr std::string_view kMethodNotFoundDetails = R"({"jsonrpc_code":-32601})";
+}
+
+Error method_not_found(std::string_view method) {
+  return Error{ErrorCode::not_found, fmt::format("unknown method '{}'", method), std::string(kMethodNotFoundDetails)};
+}
+
 std::string error(const json::value& id, const Error& e) {
+  if (e.details == kMethodNotFoundDetails) return error(id, kMethodNotFound, e.message, json::object{{"xcore_code", to_string(e.code)}});
   json::object data{{"xcore_code", to_string(e.code)}};
   if (!e.details.empty()) data["details"] = e.details;
   return error(id, jsonrpc_code(e.code), e.message, data);

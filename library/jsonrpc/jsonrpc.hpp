@@ -37,6 +37,8 @@ std::string request(const json::value& id, std::string_view method, const json::
 std::string notification(std::string_view method, const json::value& params);
 std::string result(const json::value& id, const json::value& result);
 std::string error(const json::value& id, int code, std::string_view message, const json::value& data = nullptr);
+// "No such method": an Error that error(id, Error) sends as JSON-RPC's -32601, which MCP clients expect.
+Error method_not_found(std::string_view method);
 // An xcore::Error as a JSON-RPC error: the code maps with jsonrpc_code(); data carries {"xcore_code", "details"}.
 std::string error(const json::value& id, const Error& e);
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "jsonrpc/jsonrpc.hpp"
 #include "sandbox/wire.hpp"
 
 namespace xcore::inline v1::mcp {
@@ -15,11 +16,15 @@ const json::object& object_or_empty(const json::value& v) {
 
 Result<json::value> ToolServer::handle(std::string_view method, const json::value& params) {
   const auto& p = object_or_empty(params);
-  if (method == "initialize") return wire::initialize_result(p, options_.name, options_.version);
+  if (method == "initialize") {
+    auto r = wire::initialize_result(p, options_.name, options_.version);
+    r["capabilities"] = json::object{{"tools", json::object{{"listChanged", options_.list_changed}}}};
+    return r;
+  }
   if (method == "ping") return json::object{};
   if (method == "tools/list") return list_tools(p);
   if (method == "tools/call") return call_tool(p);
-  return Error{ErrorCode::not_found, fmt::format("unknown method '{}'", method)};
+  return jsonrpc::method_not_found(method);
 }
 
 Result<json::value> ToolServer::list_tools(const json::object& p) {
@@ -54,7 +59,11 @@ Result<json::value> ToolServer::call_tool(const json::object& p) {
   auto n = p.find("name");
   if (n == p.end() || !n->value().is_string()) return Error{ErrorCode::invalid_argument, "tools/call: params.name must be the tool's name"};
   const std::string name(n->value().get_string());
-  if (!tools_.find(name, options_.context.tenant)) return Error{ErrorCode::invalid_argument, fmt::format("unknown tool '{}'", name)};
+  // A tool the caller may not call is not listed for it either: to it, there is no such tool.
+  const auto& who = options_.context.principal;
+  auto info = tools_.find(name, options_.context.tenant);
+  if (!info || (!who.unrestricted() && !who.holds("tools.call:" + info->qualified_name) && !who.holds("tools.call:" + name)))
+    return Error{ErrorCode::invalid_argument, fmt::format("unknown tool '{}'", name)};
   static const json::value empty = json::object();
   auto a = p.find("arguments");
   auto r = tools_.invoke(name, a == p.end() ? empty : a->value(), options_.context);

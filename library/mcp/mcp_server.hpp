@@ -18,6 +18,9 @@ struct ServerOptions {
   CallContext context;     // whose calls these are: tools/list shows what its principal may see
   ToolFilter filter;       // which tools are offered
   std::size_t page_size = 100;  // tools per tools/list page (nextCursor beyond)
+  // Whether the transport can send notifications/tools/list_changed (stdio can; a request-response HTTP
+  // exchange with no server stream cannot): initialize says so.
+  bool list_changed = true;
 };
 
 class ToolServer {

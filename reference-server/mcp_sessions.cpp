@@ -1,0 +1,60 @@
+#include "mcp_sessions.hpp"
+
+#include <vector>
+
+#include "crypto.hpp"
+
+namespace xcore::server {
+
+std::string McpSessions::open(const std::string& tenant, const std::string& principal, const std::string& protocol) {
+  const auto now = clock_();
+  std::lock_guard lock(mutex_);
+  sweep(now);
+  // Bounded per principal: a client that initializes in a loop replaces its own sessions, nobody else's.
+  std::vector<std::unordered_map<std::string, Session>::iterator> mine;
+  for (auto it = sessions_.begin(); it != sessions_.end(); ++it)
+    if (it->second.tenant == tenant && it->second.principal == principal) mine.push_back(it);
+  while (!mine.empty() && mine.size() >= per_principal_) {
+    auto oldest = std::min_element(mine.begin(), mine.end(), [](auto a, auto b) { return a->second.last_used < b->second.last_used; });
+    sessions_.erase(*oldest);
+    mine.erase(oldest);
+  }
+  std::string id = random_token(24);
+  sessions_[id] = Session{tenant, principal, protocol, now};
+  return id;
+}
+
+std::optional<McpSessions::Session> McpSessions::use(const std::string& id, const std::string& tenant, const std::string& principal) {
+  const auto now = clock_();
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return std::nullopt;
+  if (now - it->second.last_used > idle_) {
+    sessions_.erase(it);
+    return std::nullopt;
+  }
+  if (it->second.tenant != tenant || it->second.principal != principal) return std::nullopt;
+  it->second.last_used = now;
+  return it->second;
+}
+
+bool McpSessions::close(const std::string& id, const std::string& tenant, const std::string& principal) {
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.tenant != tenant || it->second.principal != principal) return false;
+  sessions_.erase(it);
+  return true;
+}
+
+std::size_t McpSessions::size() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
+void McpSessions::sweep(Clock::time_point now) {
+  if (now - last_sweep_ < std::chrono::seconds(60)) return;
+  last_sweep_ = now;
+  std::erase_if(sessions_, [&](const auto& e) { return now - e.second.last_used > idle_; });
+}
+
+}  // namespace xcore::server

@@ -1,0 +1,121 @@
+// /mcp: the caller's tenant's tools over MCP's Streamable HTTP transport (specification 2025-11-25, also
+// 2025-06-18 and 2025-03-26). POST carries JSON-RPC messages and is answered with JSON; GET (a stream the
+// server opens) is not offered (405); DELETE ends the session. The methods themselves are libxcore's
+// mcp::ToolServer, the same that `xcore mcp` serves over stdio.
+#include "server_impl.hpp"
+
+#include "jsonrpc/jsonrpc.hpp"
+#include "mcp/mcp_server.hpp"
+#include "sandbox/wire.hpp"
+
+namespace xcore::server {
+
+namespace {
+
+// Who a session belongs to: the principal (a user or an API token) within its tenant.
+std::string principal_key(const Caller& who) { return fmt::format("{}:{}", to_string(who.principal.kind), who.principal.id); }
+
+std::string_view header(const httplib::Request& req, const char* name) {
+  auto it = req.headers.find(name);
+  return it == req.headers.end() ? std::string_view() : std::string_view(it->second);
+}
+
+}  // namespace
+
+// A browser page on another origin (DNS rebinding makes any name point here) must not reach the tools
+// with the user's credentials: an Origin is accepted only when the settings list it.
+Result<void> Server::Impl::mcp_origin_allowed(const httplib::Request& req) const {
+  const auto origin = header(req, "Origin");
+  if (origin.empty()) return ok();
+  for (const auto& allowed : config.mcp_allowed_origins)
+    if (allowed == origin) return ok();
+  return Error{ErrorCode::permission_denied,
+               fmt::format("Origin '{}' is not allowed to use /mcp (the settings' mcp.allowed_origins)", origin)};
+}
+
+Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
+  XCORE_TRY(mcp_origin_allowed(c.req));
+  // Every value sent: two headers that disagree are as wrong as one this server does not speak.
+  for (auto [it, end] = c.req.headers.equal_range("MCP-Protocol-Version"); it != end; ++it)
+    if (!wire::supported_protocol(it->second))
+      return Error{ErrorCode::invalid_argument, fmt::format("MCP-Protocol-Version '{}' is not one this server speaks ({})", it->second,
+                                                            fmt::join(wire::kProtocolVersions, ", "))};
+  // One message, or (2025-03-26) a batch of them.
+  const bool batch = c.body.is_array();
+  json::array messages = batch ? c.body.get_array() : json::array{c.body};
+  if (messages.empty()) return Error{ErrorCode::invalid_argument, "an empty batch"};
+  bool initializing = false;
+  for (const auto& m : messages)
+    if (m.is_object() && m.get_object().contains("method") && m.at("method") == "initialize") initializing = true;
+  if (initializing && messages.size() > 1) return Error{ErrorCode::invalid_argument, "initialize must be sent alone"};
+
+  const auto key = principal_key(c.who);
+  std::string session_id(header(c.req, "Mcp-Session-Id"));
+  std::string protocol;
+  if (!initializing) {
+    if (session_id.empty()) return Error{ErrorCode::invalid_argument, "no Mcp-Session-Id header: send initialize first, then its session id with every request"};
+    auto session = mcp_sessions.use(session_id, c.who.tenant, key);
+    // Unknown, expired or someone else's read the same: 404, which tells the client to initialize again.
+    if (!session) return Error{ErrorCode::not_found, "no such MCP session (it ended or expired): initialize again"};
+    protocol = session->protocol;
+  }
+
+  mcp::ServerOptions options;
+  options.name = "xcore-server";
+  options.version = XCORE_VERSION_STRING;
+  options.context = context_of(c);
+  options.list_changed = false;  // no server stream yet to send it on
+  mcp::ToolServer server(c.manager.tools(), std::move(options));
+
+  Reply reply{202, json::value()};  // collects the headers to send
+  std::string out;
+  std::size_t answers = 0;
+  for (const auto& m : messages) {
+    auto parsed = jsonrpc::parse(json::serialize(m));
+    if (!parsed) {
+      out += (answers++ ? "," : "") + std::string(jsonrpc::error(nullptr, jsonrpc::kInvalidRequest, parsed.error().message));
+      continue;
+    }
+    // Notifications (initialized, cancelled: every call here answers before the next message) and responses
+    // need no answer.
+    if (parsed->kind != jsonrpc::Message::Kind::request) continue;
+    Result<json::value> r = server.handle(parsed->method, parsed->params);
+    if (r && parsed->method == "initialize") {
+      protocol = std::string(r->at("protocolVersion").as_string());
+      session_id = mcp_sessions.open(c.who.tenant, key, protocol);
+      reply.headers.emplace_back("Mcp-Session-Id", session_id);
+    }
+    auto line = r ? jsonrpc::result(parsed->id, *r) : jsonrpc::error(parsed->id, r.error());
+    if (!line.empty() && line.back() == '\n') line.pop_back();
+    out += (answers++ ? "," : "") + line;
+  }
+  Reply answer = answers == 0 ? Reply{202, json::value(), std::string(), "application/json"}
+                               : Reply{200, json::value(), batch ? "[" + out + "]" : out, "application/json"};
+  answer.headers = std::move(reply.headers);
+  return answer;
+}
+
+void Server::Impl::add_mcp_routes() {
+  route("POST", "/mcp", Role::viewer, "MCP over Streamable HTTP: JSON-RPC requests and notifications", [this](Call& c) { return mcp_post(c); })
+      .body(R"json({"description":"a JSON-RPC message, or a batch (2025-03-26)","type":["object","array"]})json")
+      .returns(200, R"json({"description":"the JSON-RPC response(s)"})json")
+      .returns_text(202, "application/json")
+      .errors({403, 404});
+  // Not an operation of the API (the document lists none that only refuses): MCP's own way of saying that the
+  // server opens no stream.
+  route("GET", "/mcp", Role::viewer, "MCP: the server-to-client stream, which this server does not offer (405)", [this](Call& c) -> Result<Reply> {
+    XCORE_TRY(mcp_origin_allowed(c.req));
+    Reply r{405, error_body(Error{ErrorCode::failed_precondition, "this server opens no stream: POST requests to /mcp"}, c.request_id)};
+    r.headers.emplace_back("Allow", "POST, DELETE");
+    return r;
+  }, {}, /*in_document=*/false).errors({403, 405});
+  route("DELETE", "/mcp", Role::viewer, "MCP: end the session named by Mcp-Session-Id", [this](Call& c) -> Result<Reply> {
+    XCORE_TRY(mcp_origin_allowed(c.req));
+    const std::string id(header(c.req, "Mcp-Session-Id"));
+    if (id.empty()) return Error{ErrorCode::invalid_argument, "no Mcp-Session-Id header: which session?"};
+    if (!mcp_sessions.close(id, c.who.tenant, principal_key(c.who))) return Error{ErrorCode::not_found, "no such MCP session"};
+    return Reply{204, json::value(), std::string(), "application/json"};
+  }).returns_text(204, "application/json").errors({403, 404});
+}
+
+}  // namespace xcore::server

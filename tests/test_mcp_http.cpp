@@ -1,0 +1,219 @@
+// /mcp on the real server: MCP's Streamable HTTP transport, its sessions, the checks the specification asks
+// for (Origin, protocol version, session ids), principals and tenants, and the official inspector CLI as a
+// client.
+#include <doctest/doctest.h>
+
+#include "support/server_harness.hpp"
+
+using namespace xcore_test;
+
+namespace {
+
+struct McpAnswer {
+  int status = 0;
+  json::value body;
+  httplib::Headers headers;
+  std::string header(const char* name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+// One MCP client over HTTP: a bearer token, and the session its initialize got.
+class McpClient {
+ public:
+  McpClient(int port, std::string token) : client_("127.0.0.1", port), token_(std::move(token)) { client_.set_read_timeout(30, 0); }
+
+  McpAnswer post(const std::string& body, httplib::Headers extra = {}) {
+    httplib::Headers h{{"Authorization", "Bearer " + token_}, {"Accept", "application/json, text/event-stream"}};
+    if (!session.empty()) h.emplace("Mcp-Session-Id", session);
+    if (!protocol.empty()) h.emplace("MCP-Protocol-Version", protocol);
+    for (auto& [k, v] : extra) h.emplace(k, v);
+    auto r = client_.Post("/mcp", h, body, "application/json");
+    REQUIRE(r);
+    McpAnswer a{r->status, {}, r->headers};
+    boost::system::error_code ec;
+    a.body = r->body.empty() ? json::value() : json::parse(r->body, ec);
+    return a;
+  }
+  McpAnswer request(int id, const std::string& method, const json::value& params = json::object{}) {
+    return post(json::serialize(json::object{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}}));
+  }
+  McpAnswer initialize(const std::string& version = "2025-11-25") {
+    auto a = request(1, "initialize",
+                     json::object{{"protocolVersion", version}, {"capabilities", json::object{}}, {"clientInfo", json::object{{"name", "test"}, {"version", "1"}}}});
+    REQUIRE_MESSAGE(a.status == 200, json::serialize(a.body));
+    session = a.header("Mcp-Session-Id");
+    protocol = std::string(a.body.at("result").at("protocolVersion").as_string());
+    CHECK(post(R"({"jsonrpc":"2.0","method":"notifications/initialized"})").status == 202);
+    return a;
+  }
+  McpAnswer send(const char* method) {
+    httplib::Headers h{{"Authorization", "Bearer " + token_}, {"Mcp-Session-Id", session}};
+    auto r = std::string(method) == "GET" ? client_.Get("/mcp", h) : client_.Delete("/mcp", h);
+    REQUIRE(r);
+    return McpAnswer{r->status, {}, r->headers};
+  }
+  std::vector<std::string> tool_names() {
+    auto a = request(2, "tools/list");
+    REQUIRE_MESSAGE(a.status == 200, json::serialize(a.body));
+    std::vector<std::string> names;
+    for (const auto& t : a.body.at("result").at("tools").as_array()) names.emplace_back(t.at("name").as_string());
+    return names;
+  }
+
+  std::string session, protocol;
+
+ private:
+  httplib::Client client_;
+  std::string token_;
+};
+
+bool has(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
+
+}  // namespace
+
+TEST_CASE("/mcp: initialize makes a session; tools are listed and called; failures are the tool's answer, faults are protocol errors") {
+  TempDir tmp;
+  ServerProcess server(tmp / "data");
+  Api api(server.port());
+  McpClient mcp(server.port(), api.login("admin", kAdminPassword));
+
+  auto init = mcp.initialize();
+  CHECK(init.body.at("result").at("serverInfo").at("name") == "xcore-server");
+  CHECK(mcp.session.size() >= 32);
+  // An unknown version gets the newest this server speaks; a known older one is kept.
+  McpClient older(server.port(), api.login("admin", kAdminPassword));
+  CHECK(older.initialize("2025-03-26").body.at("result").at("protocolVersion") == "2025-03-26");
+  McpClient future(server.port(), api.login("admin", kAdminPassword));
+  CHECK(future.initialize("2099-01-01").body.at("result").at("protocolVersion") == "2025-11-25");
+
+  auto names = mcp.tool_names();
+  CHECK(has(names, "calculate"));
+  CHECK(has(names, "recent_calls"));
+
+  auto called = mcp.request(3, "tools/call", json::object{{"name", "core.calculate"}, {"arguments", json::object{{"expression", "6*7"}}}});
+  REQUIRE(called.status == 200);
+  CHECK(called.body.at("result").at("structuredContent").at("result") == 42);
+  CHECK(called.body.at("result").at("isError") == false);
+
+  // Arguments that fail the input schema: an isError result naming what was expected (2025-11-25).
+  auto invalid = mcp.request(4, "tools/call", json::object{{"name", "core.calculate"}, {"arguments", json::object{{"expression", 7}}}});
+  REQUIRE(invalid.status == 200);
+  CHECK(invalid.body.at("result").at("isError") == true);
+  CHECK(json::serialize(invalid.body).find("expected string, got integer") != std::string::npos);
+  // The tool's own failure likewise.
+  auto failed = mcp.request(5, "tools/call", json::object{{"name", "core.calculate"}, {"arguments", json::object{{"expression", "1/0"}}}});
+  CHECK(failed.body.at("result").at("isError") == true);
+  // No such tool, no such method: JSON-RPC errors.
+  CHECK(mcp.request(6, "tools/call", json::object{{"name", "nope"}}).body.at("error").at("code") == -32602);
+  CHECK(mcp.request(7, "resources/nope").body.at("error").at("code") == -32601);
+  CHECK(mcp.request(8, "ping").body.at("result").as_object().empty());
+
+  // A batch (2025-03-26) answers each request in one array.
+  auto batch = mcp.post(R"([{"jsonrpc":"2.0","id":10,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"},)"
+                        R"({"jsonrpc":"2.0","id":11,"method":"tools/list"}])");
+  REQUIRE(batch.status == 200);
+  CHECK(batch.body.as_array().size() == 2);
+}
+
+TEST_CASE("/mcp refuses what the specification says to refuse: sessions, versions, origins, streams") {
+  TempDir tmp;
+  ServerProcess server(tmp / "data", {"XCORE_MCP_ALLOWED_ORIGINS=https://app.example"});
+  Api api(server.port());
+  const auto admin = api.login("admin", kAdminPassword);
+  McpClient mcp(server.port(), admin);
+  mcp.initialize();
+
+  SUBCASE("a request without a session, or with one that does not exist") {
+    McpClient none(server.port(), admin);
+    CHECK(none.request(2, "tools/list").status == 400);
+    none.session = "not-a-session";
+    CHECK(none.request(2, "tools/list").status == 404);
+  }
+  SUBCASE("another principal cannot use a session it has seen") {
+    add_user(api, admin, "eve", "admin");
+    McpClient eve(server.port(), api.login("eve", "password-123"));
+    eve.session = mcp.session;
+    CHECK(eve.request(2, "tools/list").status == 404);
+    CHECK(mcp.request(2, "tools/list").status == 200);  // and it is still the owner's
+  }
+  SUBCASE("a protocol version it does not speak") {
+    CHECK(mcp.post(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", {{"MCP-Protocol-Version", "1999-01-01"}}).status == 400);
+  }
+  SUBCASE("a browser page from an origin not in the settings (DNS rebinding)") {
+    CHECK(mcp.post(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", {{"Origin", "http://evil.example"}}).status == 403);
+    CHECK(mcp.post(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", {{"Origin", "https://app.example"}}).status == 200);
+  }
+  SUBCASE("no token") {
+    httplib::Client raw("127.0.0.1", server.port());
+    auto r = raw.Post("/mcp", R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}})", "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 401);
+  }
+  SUBCASE("GET offers no stream; DELETE ends the session") {
+    auto get = mcp.send("GET");
+    CHECK(get.status == 405);
+    CHECK(get.header("Allow") == "POST, DELETE");
+    CHECK(mcp.send("DELETE").status == 204);
+    CHECK(mcp.request(2, "tools/list").status == 404);
+    CHECK(mcp.send("DELETE").status == 404);
+  }
+}
+
+TEST_CASE("/mcp shows a principal the tools it may call, of its own tenant only") {
+  TempDir tmp;
+  ServerProcess server(tmp / "data");
+  Api api(server.port());
+  const auto admin = api.login("admin", kAdminPassword);
+
+  // A viewer holds no tools.call: it is shown no tool, and a call reads as a call of no tool at all.
+  add_user(api, admin, "vera", "viewer");
+  McpClient viewer(server.port(), api.login("vera", "password-123"));
+  viewer.initialize();
+  CHECK(viewer.tool_names().empty());
+  CHECK(viewer.request(3, "tools/call", json::object{{"name", "core.calculate"}, {"arguments", json::object{{"expression", "1"}}}})
+            .body.at("error").at("code") == -32602);
+
+  // Another tenant sees its own plugins: none enabled yet, then core once it enables it.
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
+  add_user(api, admin, "acme-admin", "admin", "acme");
+  const auto acme = api.login("acme-admin", "password-123", "acme");
+  McpClient other(server.port(), acme);
+  other.initialize();
+  CHECK(other.tool_names().empty());
+  REQUIRE(api.send("POST", "/api/v1/plugins/core/enable", "", acme).status == 200);
+  auto names = other.tool_names();
+  CHECK(has(names, "calculate"));
+  CHECK_FALSE(has(names, "recent_calls"));  // audit is the default tenant's
+  // A session is its tenant's: the default tenant's admin cannot use acme's.
+  McpClient intruder(server.port(), admin);
+  intruder.session = other.session;
+  CHECK(intruder.request(2, "tools/list").status == 404);
+}
+
+TEST_CASE("the official inspector CLI lists and calls the server's tools through /mcp") {
+  auto cli = peers_dir() / "node_modules" / ".bin" / "mcp-inspector-cli";
+  REQUIRE_MESSAGE(fs::exists(cli), "run tests/peers/install.sh first");
+  TempDir tmp;
+  ServerProcess server(tmp / "data");
+  Api api(server.port());
+  const auto token = api.login("admin", kAdminPassword);
+  auto cwd = peers_dir() / "run";
+  fs::create_directories(cwd);
+  const std::string base = "cd " + cwd.string() + " && timeout 60 " + cli.string() + " --cli http://127.0.0.1:" + std::to_string(server.port()) +
+                           "/mcp --transport http --header 'Authorization: Bearer " + token + "'";
+  auto run = [](const std::string& command) {
+    std::string out;
+    if (FILE* p = ::popen((command + " 2>&1").c_str(), "r")) {
+      char buf[4096];
+      while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+      ::pclose(p);
+    }
+    return out;
+  };
+  auto listed = run(base + " --method tools/list");
+  CHECK_MESSAGE(listed.find("\"calculate\"") != std::string::npos, listed);
+  auto called = run(base + " --method tools/call --tool-name core.calculate --tool-arg 'expression=6*7'");
+  CHECK_MESSAGE(called.find("\"result\": 42") != std::string::npos, called);
+}
