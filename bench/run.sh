@@ -20,4 +20,6 @@ echo "running bench_tenants (10,000 tenants)" >&2
 build/bench/bench_tenants --tenants 10000 --seconds 3 >> bench/RESULTS.md
 echo "running bench/server_load.sh" >&2
 bash bench/server_load.sh >> bench/RESULTS.md
+echo "running bench/mcp_load.sh" >&2
+bash bench/mcp_load.sh >> bench/RESULTS.md
 cat bench/RESULTS.md
