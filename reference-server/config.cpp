@@ -144,8 +144,10 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
             for (const auto& o : g.second) c.mcp_allowed_origins.push_back(o.as<std::string>());
           } else if (which == "session_idle_seconds") {
             c.mcp_session_idle_seconds = g.second.as<int>();
+          } else if (which == "conformance") {
+            c.mcp_conformance = g.second.as<bool>();
           } else {
-            return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting 'mcp.{}' (expected allowed_origins, session_idle_seconds)", file.string(), which)};
+            return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting 'mcp.{}' (expected allowed_origins, session_idle_seconds, conformance)", file.string(), which)};
           }
         }
       }
@@ -202,6 +204,7 @@ Result<void> apply_env(ServerConfig& c) {
     }
   }
   XCORE_TRY(number("XCORE_MCP_SESSION_IDLE_SECONDS", c.mcp_session_idle_seconds));
+  if (const char* v = env("XCORE_MCP_CONFORMANCE")) c.mcp_conformance = std::string_view(v) == "1" || std::string_view(v) == "true";
   if (const char* v = env("XCORE_GRANT_FS")) {
     c.grant_fs.clear();
     for (const auto& p : split_paths(v)) {

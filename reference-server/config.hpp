@@ -67,6 +67,9 @@ struct ServerConfig {
   // YAML: mcp: {allowed_origins: [...], session_idle_seconds: N}.
   std::vector<std::string> mcp_allowed_origins;
   int mcp_session_idle_seconds = 3600;
+  // For the MCP conformance suite only, which sends no credentials: /mcp then also serves requests without a
+  // token, as a principal that may call the `conformance` fixture plugin's tools and nothing else.
+  bool mcp_conformance = false;
   // Every answer is checked against its route's entry (declared status, body schema): a mismatch becomes a
   // 500 naming it. For tests and development: it costs a validation per answer.
   bool check_answers = false;

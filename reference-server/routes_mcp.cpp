@@ -22,19 +22,53 @@ std::string_view header(const httplib::Request& req, const char* name) {
 
 }  // namespace
 
-// A browser page on another origin (DNS rebinding makes any name point here) must not reach the tools
-// with the user's credentials: an Origin is accepted only when the settings list it.
+// A page served from this machine's loopback names: http(s)://localhost, 127.0.0.1 or [::1], any port.
+static bool loopback_origin(std::string_view origin) {
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (!origin.starts_with(scheme)) continue;
+    auto host = origin.substr(scheme.size());
+    for (std::string_view name : {"localhost", "127.0.0.1", "[::1]"}) {
+      if (!host.starts_with(name)) continue;
+      auto rest = host.substr(name.size());
+      if (rest.empty()) return true;
+      if (rest.front() != ':' || rest.size() == 1) return false;
+      return std::all_of(rest.begin() + 1, rest.end(), [](char c) { return c >= '0' && c <= '9'; });
+    }
+  }
+  return false;
+}
+
+// A browser page on another origin must not reach the tools with the user's credentials. DNS rebinding
+// makes any name point here, but the page's Origin keeps that name: an Origin is accepted when it is a
+// loopback one or the settings list it.
 Result<void> Server::Impl::mcp_origin_allowed(const httplib::Request& req) const {
   const auto origin = header(req, "Origin");
-  if (origin.empty()) return ok();
+  if (origin.empty() || loopback_origin(origin)) return ok();
   for (const auto& allowed : config.mcp_allowed_origins)
     if (allowed == origin) return ok();
   return Error{ErrorCode::permission_denied,
                fmt::format("Origin '{}' is not allowed to use /mcp (the settings' mcp.allowed_origins)", origin)};
 }
 
+namespace {
+// Who calls /mcp without a token when the server runs for the conformance suite: its fixture tools, no more.
+Principal conformance_principal() {
+  Principal p;
+  p.kind = Principal::Kind::anonymous;
+  p.id = "conformance";
+  p.permissions = {"tools.call:conformance.*"};
+  return p;
+}
+}  // namespace
+
+// Without a token only the conformance setting lets a request in (the route is then open to all).
+Result<void> Server::Impl::mcp_caller_allowed(const Call& c) const {
+  if (c.who.role == Role::anonymous && !config.mcp_conformance) return Error{ErrorCode::unauthenticated, "log in first: /mcp needs a bearer token"};
+  return mcp_origin_allowed(c.req);
+}
+
 Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
-  XCORE_TRY(mcp_origin_allowed(c.req));
+  XCORE_TRY(mcp_caller_allowed(c));
   // Every value sent: two headers that disagree are as wrong as one this server does not speak.
   for (auto [it, end] = c.req.headers.equal_range("MCP-Protocol-Version"); it != end; ++it)
     if (!wire::supported_protocol(it->second))
@@ -64,6 +98,7 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
   options.name = "xcore-server";
   options.version = XCORE_VERSION_STRING;
   options.context = context_of(c);
+  if (c.who.role == Role::anonymous) options.context.principal = conformance_principal();
   options.list_changed = false;  // no server stream yet to send it on
   mcp::ToolServer server(c.manager.tools(), std::move(options));
 
@@ -96,21 +131,23 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
 }
 
 void Server::Impl::add_mcp_routes() {
-  route("POST", "/mcp", Role::viewer, "MCP over Streamable HTTP: JSON-RPC requests and notifications", [this](Call& c) { return mcp_post(c); })
+  // Open to requests without a token only for the conformance suite; the document says which it is.
+  const Role least = config.mcp_conformance ? Role::anonymous : Role::viewer;
+  route("POST", "/mcp", least, "MCP over Streamable HTTP: JSON-RPC requests and notifications", [this](Call& c) { return mcp_post(c); })
       .body(R"json({"description":"a JSON-RPC message, or a batch (2025-03-26)","type":["object","array"]})json")
       .returns(200, R"json({"description":"the JSON-RPC response(s)"})json")
       .returns_text(202, "application/json")
       .errors({403, 404});
   // Not an operation of the API (the document lists none that only refuses): MCP's own way of saying that the
   // server opens no stream.
-  route("GET", "/mcp", Role::viewer, "MCP: the server-to-client stream, which this server does not offer (405)", [this](Call& c) -> Result<Reply> {
-    XCORE_TRY(mcp_origin_allowed(c.req));
+  route("GET", "/mcp", least, "MCP: the server-to-client stream, which this server does not offer (405)", [this](Call& c) -> Result<Reply> {
+    XCORE_TRY(mcp_caller_allowed(c));
     Reply r{405, error_body(Error{ErrorCode::failed_precondition, "this server opens no stream: POST requests to /mcp"}, c.request_id)};
     r.headers.emplace_back("Allow", "POST, DELETE");
     return r;
   }, {}, /*in_document=*/false).errors({403, 405});
-  route("DELETE", "/mcp", Role::viewer, "MCP: end the session named by Mcp-Session-Id", [this](Call& c) -> Result<Reply> {
-    XCORE_TRY(mcp_origin_allowed(c.req));
+  route("DELETE", "/mcp", least, "MCP: end the session named by Mcp-Session-Id", [this](Call& c) -> Result<Reply> {
+    XCORE_TRY(mcp_caller_allowed(c));
     const std::string id(header(c.req, "Mcp-Session-Id"));
     if (id.empty()) return Error{ErrorCode::invalid_argument, "no Mcp-Session-Id header: which session?"};
     if (!mcp_sessions.close(id, c.who.tenant, principal_key(c.who))) return Error{ErrorCode::not_found, "no such MCP session"};

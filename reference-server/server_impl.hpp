@@ -538,6 +538,7 @@ struct Server::Impl {
   void add_mcp_routes();      // MCP over Streamable HTTP at /mcp: routes_mcp.cpp
   Result<Reply> mcp_post(Call& c);
   Result<void> mcp_origin_allowed(const httplib::Request& req) const;
+  Result<void> mcp_caller_allowed(const Call& c) const;
   McpSessions mcp_sessions{std::chrono::seconds(config.mcp_session_idle_seconds), 32};
   std::string metrics(const std::string& only_tenant);  // empty: every tenant's, and the process's
   json::object openapi_document(const Call& c);           // openapi.cpp: the route table, and c's tenant's plugin routes

@@ -144,6 +144,10 @@ TEST_CASE("/mcp refuses what the specification says to refuse: sessions, version
   SUBCASE("a browser page from an origin not in the settings (DNS rebinding)") {
     CHECK(mcp.post(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", {{"Origin", "http://evil.example"}}).status == 403);
     CHECK(mcp.post(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", {{"Origin", "https://app.example"}}).status == 200);
+    // A page of this machine's own loopback names is no rebinding: its Origin keeps the name it was loaded from.
+    CHECK(mcp.post(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", {{"Origin", "http://127.0.0.1:3000"}}).status == 200);
+    CHECK(mcp.post(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", {{"Origin", "http://localhost.evil.example"}}).status == 403);
+    CHECK(mcp.post(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", {{"Origin", "http://127.0.0.1:3000.evil.example"}}).status == 403);
   }
   SUBCASE("no token") {
     httplib::Client raw("127.0.0.1", server.port());

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the third-party programs the tests use as peers, pinned, into a cache folder: the MCP servers and
-# the MCP client of the sandbox tests, the OpenAPI linter and the browser driver of the API document's tests (default:
+# the MCP client of the sandbox tests, the MCP conformance suite, the OpenAPI linter and the browser driver of the API document's tests (default:
 # ~/.cache/xcore/mcp-peers). Fast when already there. Prints the folder.
 set -euo pipefail
 # The same order as the tests use: XCORE_PEERS_DIR; as root /var/cache (root's home is closed to the
@@ -11,6 +11,7 @@ packages=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/server-filesystem@2026.8.31"
   "@modelcontextprotocol/inspector-cli@1.0.3"
+  "@modelcontextprotocol/conformance@0.1.13"
   "@redocly/cli@2.77.0"
   "playwright-core@1.65.2"
 )
