@@ -58,12 +58,8 @@ wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["MCP-Protocol-Version"] = "2025-06-18"
 wrk.headers["Mcp-Session-Id"] = "$2"
 $3
-done = function(summary, latency, requests)
-  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout
-  io.write(string.format("RESULT %.0f %.3f %.3f %d %d\n", summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests, errors))
-end
 LUA
+  cat bench/wrk_report.lua
 }
 script core.echo "$xsession" "wrk.headers[\"Authorization\"] = \"Bearer $token\"" >"$work/xcore.lua"
 script echo "$esession" "" >"$work/everything.lua"

@@ -34,13 +34,7 @@ base="http://127.0.0.1:$port"
 token=$(curl -sf "$base/api/v1/auth/login" -d '{"username":"admin","password":"bench-password-1"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
-cat >"$work/report.lua" <<'LUA'
-done = function(summary, latency, requests)
-  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout
-  io.write(string.format("RESULT %.0f %.3f %.3f %d %d\n", summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests, errors))
-end
-LUA
+cp bench/wrk_report.lua "$work/report.lua"
 cat "$work/report.lua" >"$work/echo.lua"
 cat >>"$work/echo.lua" <<'LUA'
 wrk.method = "POST"

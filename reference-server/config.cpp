@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include "core/split.hpp"
+
 #include <xcore/version.hpp>
 
 #include <CLI/CLI.hpp>
@@ -40,6 +42,14 @@ std::vector<std::filesystem::path> split_paths(const std::string& text) {
     if (end > start) out.emplace_back(text.substr(start, end - start));
     start = end + 1;
   }
+  return out;
+}
+
+// "a,b,,c" -> a, b, c: the comma-separated lists of the environment.
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  for (auto item : split(text, ','))
+    if (!item.empty()) out.emplace_back(item);
   return out;
 }
 
@@ -194,15 +204,7 @@ Result<void> apply_env(ServerConfig& c) {
     for (const auto& p : split_paths(v)) c.trusted_keys.push_back(p.string());
   }
   if (const char* v = env("XCORE_UNSIGNED_PLUGINS")) c.unsigned_plugins = v;
-  if (const char* v = env("XCORE_MCP_ALLOWED_ORIGINS")) {
-    c.mcp_allowed_origins.clear();
-    std::string_view rest = v;
-    while (!rest.empty()) {
-      auto comma = rest.find(',');
-      if (auto item = rest.substr(0, comma); !item.empty()) c.mcp_allowed_origins.emplace_back(item);
-      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-    }
-  }
+  if (const char* v = env("XCORE_MCP_ALLOWED_ORIGINS")) c.mcp_allowed_origins = split_list(v);
   XCORE_TRY(number("XCORE_MCP_SESSION_IDLE_SECONDS", c.mcp_session_idle_seconds));
   if (const char* v = env("XCORE_MCP_CONFORMANCE")) c.mcp_conformance = std::string_view(v) == "1" || std::string_view(v) == "true";
   if (const char* v = env("XCORE_GRANT_FS")) {
@@ -212,16 +214,7 @@ Result<void> apply_env(ServerConfig& c) {
       c.grant_fs.push_back(p.lexically_normal());
     }
   }
-  if (const char* v = env("XCORE_GRANT_NETWORK")) {
-    c.grant_network.clear();
-    std::string_view rest = v;
-    while (!rest.empty()) {
-      auto comma = rest.find(',');
-      auto item = rest.substr(0, comma);
-      if (!item.empty()) c.grant_network.emplace_back(item);
-      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-    }
-  }
+  if (const char* v = env("XCORE_GRANT_NETWORK")) c.grant_network = split_list(v);
   XCORE_TRY(number("XCORE_THREADS", c.http.threads));
   XCORE_TRY(number("XCORE_MAX_THREADS", c.http.max_threads));
   XCORE_TRY(milliseconds("XCORE_HEADER_TIMEOUT_MS", c.http.header_timeout));
@@ -236,15 +229,7 @@ Result<void> apply_env(ServerConfig& c) {
   XCORE_TRY(number("XCORE_TASK_HISTORY", c.task_history));
   XCORE_TRY(number("XCORE_JOB_WORKERS", c.job_workers));
   XCORE_TRY(number("XCORE_TENANT_IDLE_SECONDS", c.tenant_idle_seconds));
-  if (const char* v = env("XCORE_EAGER_TENANTS")) {
-    c.eager_tenants.clear();
-    std::string_view rest = v;
-    while (!rest.empty()) {
-      auto comma = rest.find(',');
-      if (auto item = rest.substr(0, comma); !item.empty()) c.eager_tenants.emplace_back(item);
-      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-    }
-  }
+  if (const char* v = env("XCORE_EAGER_TENANTS")) c.eager_tenants = split_list(v);
   XCORE_TRY(number("XCORE_WEBHOOK_WINDOW", c.webhook_window));
   XCORE_TRY(number("XCORE_MAX_HEADER_BYTES", c.max_header_bytes));
   XCORE_TRY(number("XCORE_PASSWORD_HASHES", c.password_hashes));

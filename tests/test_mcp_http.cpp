@@ -207,17 +207,8 @@ TEST_CASE("the official inspector CLI lists and calls the server's tools through
   fs::create_directories(cwd);
   const std::string base = "cd " + cwd.string() + " && timeout 60 " + cli.string() + " --cli http://127.0.0.1:" + std::to_string(server.port()) +
                            "/mcp --transport http --header 'Authorization: Bearer " + token + "'";
-  auto run = [](const std::string& command) {
-    std::string out;
-    if (FILE* p = ::popen((command + " 2>&1").c_str(), "r")) {
-      char buf[4096];
-      while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-      ::pclose(p);
-    }
-    return out;
-  };
-  auto listed = run(base + " --method tools/list");
+  auto listed = run_command(base + " --method tools/list");
   CHECK_MESSAGE(listed.find("\"calculate\"") != std::string::npos, listed);
-  auto called = run(base + " --method tools/call --tool-name core.calculate --tool-arg 'expression=6*7'");
+  auto called = run_command(base + " --method tools/call --tool-name core.calculate --tool-arg 'expression=6*7'");
   CHECK_MESSAGE(called.find("\"result\": 42") != std::string::npos, called);
 }

@@ -110,18 +110,6 @@ TEST_CASE("server-filesystem: 14 tools with output schemas; structured results a
   CHECK(outside->is_error);
 }
 
-namespace {
-// Runs a command and returns what it printed (stdout and stderr).
-std::string run(const std::string& command) {
-  std::string out;
-  if (FILE* p = ::popen((command + " 2>&1").c_str(), "r")) {
-    char buf[4096];
-    while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-    ::pclose(p);
-  }
-  return out;
-}
-}  // namespace
 
 TEST_CASE("every sandboxed xcore plugin is an MCP server: the official inspector CLI lists and calls its tools") {
   auto cli = peers_dir() / "node_modules" / ".bin" / "mcp-inspector-cli";
@@ -133,20 +121,20 @@ TEST_CASE("every sandboxed xcore plugin is an MCP server: the official inspector
   auto core = example_plugins() / "core";
   std::string base = "cd " + cwd.string() + " && timeout 60 " + cli.string() + " --cli " + host + " --manifest " +
                      (core / "plugin.yaml").string() + " --binary " + (core / "libcore.so").string();
-  auto listed = run(base + " --method tools/list");
+  auto listed = run_command(base + " --method tools/list");
   CHECK_MESSAGE(listed.find("\"calculate\"") != std::string::npos, listed);
   CHECK(listed.find("\"system_stats\"") != std::string::npos);
-  auto called = run(base + " --method tools/call --tool-name calculate --tool-arg 'expression=6*7'");
+  auto called = run_command(base + " --method tools/call --tool-name calculate --tool-arg 'expression=6*7'");
   CHECK_MESSAGE(called.find("\"result\": 42") != std::string::npos, called);
   // A tool that fails (the files plugin throws sdk::Error: with no config, it has no folder to serve) answers an
   // isError result to a plain MCP client; only a tool that does not exist is a protocol error.
   auto files = example_plugins() / "files";
   std::string files_base = "cd " + cwd.string() + " && timeout 60 " + cli.string() + " --cli " + host + " --manifest " +
                            (files / "plugin.yaml").string() + " --binary " + (files / "libfiles.so").string();
-  auto refused = run(files_base + " --method tools/call --tool-name read_file --tool-arg path=/etc/passwd");
+  auto refused = run_command(files_base + " --method tools/call --tool-name read_file --tool-arg path=/etc/passwd");
   CHECK_MESSAGE(refused.find("\"isError\": true") != std::string::npos, refused);
   CHECK_MESSAGE(refused.find("failed_precondition: file access is not configured") != std::string::npos, refused);
-  auto unknown = run(files_base + " --method tools/call --tool-name no_such_tool");
+  auto unknown = run_command(files_base + " --method tools/call --tool-name no_such_tool");
   CHECK_MESSAGE(unknown.find("unknown tool 'no_such_tool'") != std::string::npos, unknown);
   CHECK(unknown.find("\"isError\": true") == std::string::npos);
 }
@@ -159,12 +147,12 @@ TEST_CASE("xcore mcp serves a plugins folder to the official inspector CLI") {
   fs::create_directories(cwd);
   std::string base = "cd " + cwd.string() + " && timeout 60 " + cli.string() + " --cli " + std::string(XCORE_CLI_PATH) + " mcp " +
                      example_plugins().string();
-  auto listed = run(base + " --method tools/list");
+  auto listed = run_command(base + " --method tools/list");
   CHECK_MESSAGE(listed.find("\"calculate\"") != std::string::npos, listed);
   CHECK(listed.find("\"recent_calls\"") != std::string::npos);  // audit's, beside core's
-  auto called = run(base + " --method tools/call --tool-name core.calculate --tool-arg 'expression=6*7'");
+  auto called = run_command(base + " --method tools/call --tool-name core.calculate --tool-arg 'expression=6*7'");
   CHECK_MESSAGE(called.find("\"result\": 42") != std::string::npos, called);
-  auto failed = run(base + " --method tools/call --tool-name core.calculate --tool-arg 'expression=1/0'");
+  auto failed = run_command(base + " --method tools/call --tool-name core.calculate --tool-arg 'expression=1/0'");
   CHECK_MESSAGE(failed.find("\"isError\": true") != std::string::npos, failed);
 }
 #endif

@@ -6,6 +6,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <unistd.h>
 #include <filesystem>
@@ -41,6 +42,17 @@ class TempDir {
  private:
   fs::path path_;
 };
+
+// Runs a shell command and returns what it printed, stdout and stderr together.
+inline std::string run_command(const std::string& command) {
+  std::string out;
+  if (FILE* p = ::popen((command + " 2>&1").c_str(), "r")) {
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+    ::pclose(p);
+  }
+  return out;
+}
 
 inline fs::path test_plugins() { return XCORE_TEST_PLUGIN_DIR; }
 
