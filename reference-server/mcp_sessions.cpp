@@ -51,6 +51,24 @@ std::size_t McpSessions::size() const {
   return sessions_.size();
 }
 
+std::stop_token McpSessions::start_request(const std::string& session, const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  return in_flight_[{session, request_id}].get_token();
+}
+
+void McpSessions::end_request(const std::string& session, const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  in_flight_.erase({session, request_id});
+}
+
+bool McpSessions::cancel_request(const std::string& session, const std::string& request_id) {
+  std::lock_guard lock(mutex_);
+  auto it = in_flight_.find({session, request_id});
+  if (it == in_flight_.end()) return false;
+  it->second.request_stop();
+  return true;
+}
+
 void McpSessions::sweep(Clock::time_point now) {
   if (now - last_sweep_ < std::chrono::seconds(60)) return;
   last_sweep_ = now;

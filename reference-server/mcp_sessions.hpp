@@ -6,8 +6,10 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <unordered_map>
 
@@ -32,6 +34,13 @@ class McpSessions {
   bool close(const std::string& id, const std::string& tenant, const std::string& principal);
   std::size_t size() const;
 
+  // Requests in flight, by session and JSON-RPC id, so that notifications/cancelled can stop one: a call's
+  // context carries the token of the source registered here until the call ends.
+  std::stop_token start_request(const std::string& session, const std::string& request_id);
+  void end_request(const std::string& session, const std::string& request_id);
+  // Stops the request if it is in flight; false when there is none by that id in the session.
+  bool cancel_request(const std::string& session, const std::string& request_id);
+
  private:
   void sweep(Clock::time_point now);  // drops expired sessions (under the lock)
   mutable std::mutex mutex_;
@@ -40,6 +49,7 @@ class McpSessions {
   std::size_t per_principal_;
   std::function<Clock::time_point()> clock_;
   Clock::time_point last_sweep_{};
+  std::map<std::pair<std::string, std::string>, std::stop_source> in_flight_;  // under mutex_
 };
 
 }  // namespace xcore::server

@@ -100,7 +100,6 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
   options.context = context_of(c);
   if (c.who.role == Role::anonymous) options.context.principal = conformance_principal();
   options.list_changed = false;  // no server stream yet to send it on
-  mcp::ToolServer server(c.manager.tools(), std::move(options));
 
   Reply reply{202, json::value()};  // collects the headers to send
   std::string out;
@@ -111,10 +110,22 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
       out += (answers++ ? "," : "") + std::string(jsonrpc::error(nullptr, jsonrpc::kInvalidRequest, parsed.error().message));
       continue;
     }
-    // Notifications (initialized, cancelled: every call here answers before the next message) and responses
-    // need no answer.
+    // notifications/cancelled stops the request it names if that is still running (its POST waits on another
+    // connection). Other notifications and responses need no answer.
+    if (parsed->kind == jsonrpc::Message::Kind::notification && parsed->method == "notifications/cancelled" && parsed->params.is_object())
+      if (const auto* id = parsed->params.get_object().if_contains("requestId")) mcp_sessions.cancel_request(session_id, json::serialize(*id));
     if (parsed->kind != jsonrpc::Message::Kind::request) continue;
-    Result<json::value> r = server.handle(parsed->method, parsed->params);
+    // Each request runs with a cancellation of its own, registered while it runs.
+    const auto request_key = json::serialize(parsed->id);
+    auto per_request = options;
+    std::stop_token cancel;
+    if (!initializing) per_request.context.cancel = cancel = mcp_sessions.start_request(session_id, request_key);
+    Result<json::value> r = mcp::ToolServer(c.manager.tools(), std::move(per_request)).handle(parsed->method, parsed->params);
+    if (!initializing) {
+      mcp_sessions.end_request(session_id, request_key);
+      // The client gave up on it: what the tool made of it is not an answer anyone waits for.
+      if (cancel.stop_requested()) r = Error{ErrorCode::cancelled, fmt::format("request {} was cancelled by the client", request_key)};
+    }
     if (r && parsed->method == "initialize") {
       protocol = std::string(r->at("protocolVersion").as_string());
       session_id = mcp_sessions.open(c.who.tenant, key, protocol);

@@ -5,6 +5,9 @@
 
 #include "support/server_harness.hpp"
 
+#include <atomic>
+#include <thread>
+
 using namespace xcore_test;
 
 namespace {
@@ -194,6 +197,38 @@ TEST_CASE("/mcp shows a principal the tools it may call, of its own tenant only"
   McpClient intruder(server.port(), admin);
   intruder.session = other.session;
   CHECK(intruder.request(2, "tools/list").status == 404);
+}
+
+TEST_CASE("/mcp: notifications/cancelled stops the request it names, in flight on another connection") {
+  TempDir tmp;
+  stage(test_plugins() / "probe", tmp / "plugins");
+  ServerProcess server(tmp / "data", {}, tmp / "plugins");
+  Api api(server.port());
+  const auto token = api.login("admin", kAdminPassword);
+  McpClient mcp(server.port(), token);
+  mcp.initialize();
+  // probe.hold runs until it is released or its call is cancelled.
+  std::atomic<bool> answered = false;
+  McpAnswer held;
+  std::thread caller([&] {
+    McpClient same(server.port(), token);
+    same.session = mcp.session;
+    same.protocol = mcp.protocol;
+    held = same.request(42, "tools/call", json::object{{"name", "probe.hold"}, {"arguments", json::object{}}});
+    answered = true;
+  });
+  // The cancel may overtake the call: sent again until the call has answered (bounded: 10 s).
+  for (int i = 0; i < 2000 && !answered; ++i) {
+    CHECK(mcp.post(R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":42,"reason":"test"}})").status == 202);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  caller.join();
+  REQUIRE(answered);
+  REQUIRE_MESSAGE(held.status == 200, json::serialize(held.body));
+  CHECK(held.body.at("error").at("code") == xcore::jsonrpc_code(xcore::ErrorCode::cancelled));
+  CHECK(json::serialize(held.body).find("cancelled by the client") != std::string::npos);
+  // The session goes on.
+  CHECK(mcp.request(43, "ping").status == 200);
 }
 
 TEST_CASE("the official inspector CLI lists and calls the server's tools through /mcp") {
