@@ -501,6 +501,8 @@ struct Server::Impl {
                    {"description", info.manifest.description},
                    {"mode", to_string(info.manifest.mode)},
                    {"state", to_string(info.state)}};
+    // How it runs, when the host's policy ran a trusted-mode plugin sandboxed (an unsigned one, say).
+    if (const auto* kind = info.runner.if_contains("kind"); kind && *kind == "sandbox") o["mode"] = "sandboxed";
     if (info.last_error) o["last_error"] = info.last_error->message;
     o["registered"] = reg != nullptr;
     o["enabled"] = reg && reg->enabled;

@@ -295,6 +295,7 @@ TEST_CASE("the server's signature policy: signed plugins run trusted, unsigned o
     auto a = plugin_of(api, token, "audit");
     CHECK(a.at("state") == "enabled");
     CHECK(a.at("runner").at("kind") == "sandbox");
+    CHECK(a.at("mode") == "sandboxed");  // how it runs, though its manifest says trusted
     auto f = plugin_of(api, token, "files");
     CHECK(f.at("runner").at("kind") == "sandbox");
   }
