@@ -74,9 +74,9 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
     if (!wire::supported_protocol(it->second))
       return Error{ErrorCode::invalid_argument, fmt::format("MCP-Protocol-Version '{}' is not one this server speaks ({})", it->second,
                                                             fmt::join(wire::kProtocolVersions, ", "))};
-  // One message, or (2025-03-26) a batch of them.
+  // One message, or (2025-03-26) a batch of them. The route read the body (numbers checked): taken, not copied.
   const bool batch = c.body.is_array();
-  json::array messages = batch ? c.body.get_array() : json::array{c.body};
+  json::array messages = batch ? std::move(c.body.get_array()) : json::array{std::move(c.body)};
   if (messages.empty()) return Error{ErrorCode::invalid_argument, "an empty batch"};
   bool initializing = false;
   for (const auto& m : messages)
@@ -101,11 +101,11 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
   if (c.who.role == Role::anonymous) options.context.principal = conformance_principal();
   options.list_changed = false;  // no server stream yet to send it on
 
-  Reply reply{202, json::value()};  // collects the headers to send
+  std::vector<std::pair<std::string, std::string>> headers;
   std::string out;
   std::size_t answers = 0;
-  for (const auto& m : messages) {
-    auto parsed = jsonrpc::parse(json::serialize(m));
+  for (auto& m : messages) {
+    auto parsed = jsonrpc::from_json(std::move(m));
     if (!parsed) {
       out += (answers++ ? "," : "") + std::string(jsonrpc::error(nullptr, jsonrpc::kInvalidRequest, parsed.error().message));
       continue;
@@ -129,7 +129,7 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
     if (r && parsed->method == "initialize") {
       protocol = std::string(r->at("protocolVersion").as_string());
       session_id = mcp_sessions.open(c.who.tenant, key, protocol);
-      reply.headers.emplace_back("Mcp-Session-Id", session_id);
+      headers.emplace_back("Mcp-Session-Id", session_id);
     }
     auto line = r ? jsonrpc::result(parsed->id, *r) : jsonrpc::error(parsed->id, r.error());
     if (!line.empty() && line.back() == '\n') line.pop_back();
@@ -137,7 +137,7 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
   }
   Reply answer = answers == 0 ? Reply{202, json::value(), std::string(), "application/json"}
                                : Reply{200, json::value(), batch ? "[" + out + "]" : out, "application/json"};
-  answer.headers = std::move(reply.headers);
+  answer.headers = std::move(headers);
   return answer;
 }
 

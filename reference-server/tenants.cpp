@@ -301,11 +301,12 @@ Result<void> Server::Impl::signature_policy(const std::string& tenant, PluginMan
   if (!std::filesystem::exists(m.dir() / packages::kListFile, ec)) {
     unsigned_why = fmt::format("is not signed (no {}: install it from a signed package)", packages::kListFile);
   } else {
-    // Whoever signed it, its files must still be the ones listed: anything else is tampering.
+    // Whoever signed it, its files must still be the ones listed: anything else is tampering. The folder is
+    // read and hashed once; who signed it is then a comparison of keys.
     auto intact = packages::verify_folder(m.dir(), {});
     if (!intact) return Error{ErrorCode::permission_denied, fmt::format("refused: {}", intact.error().message)};
     if (!intact->signed_by) unsigned_why = fmt::format("is not signed (no {})", packages::kSignatureFile);
-    else if (auto trusted = packages::verify_folder(m.dir(), trusted_keys); !trusted)
+    else if (!packages::signed_by_one_of(*intact, trusted_keys))
       unsigned_why = fmt::format("is signed by key {}, which is not among the trusted keys", *intact->signed_by);
   }
   if (unsigned_why.empty()) return ok();

@@ -48,6 +48,9 @@ struct ToolResult {
 
   static ToolResult text(std::string_view text, bool is_error = false);
   static ToolResult structured_value(json::value value);
+  // A call that failed, as the tool's answer (isError, "<code>: <message>"): what MCP servers send for a
+  // tool's failure or rejected arguments, so that a model reads why.
+  static ToolResult failure(const Error& e);
   static Result<ToolResult> from_mcp(const json::value& v);
   static Result<ToolResult> from_mcp(json::value&& v);
   // MCP form. A structured result without content gets a text block holding the same JSON, as MCP

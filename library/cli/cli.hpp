@@ -36,6 +36,12 @@ struct Output {
   void print(const json::value& data, const std::string& text) const;
   // An error: to stderr as "xcore <command>: message", or as {"error":{...}} on stdout with --json.
   int fail(std::string_view command, const Error& e) const;
+  // A command's outcome: its data printed (`text` of it for people), or its error as fail() prints it.
+  template <class Text>
+  void report(Run& run, std::string_view command, const Result<json::object>& r, Text&& text) const {
+    if (!r) run.exit = fail(command, r.error());
+    else print(*r, text(*r));
+  }
 };
 
 void add_scaffold_commands(CLI::App& app, Run& run);

@@ -241,13 +241,10 @@ void add_pack(CLI::App& app, Run& run) {
       o["package"] = path.string();
       return o;
     }();
-    if (!result) {
-      run.exit = out.fail("pack", result.error());
-      return;
-    }
-    const auto& o = *result;
-    out.print(o, fmt::format("{} ({} files{})", std::string_view(o.at("package").as_string()), o.at("files").as_array().size(),
-                             o.at("signed_by").is_null() ? ", unsigned" : fmt::format(", signed by key {}", std::string_view(o.at("signed_by").as_string()))));
+    out.report(run, "pack", result, [](const json::object& o) {
+      return fmt::format("{} ({} files{})", std::string_view(o.at("package").as_string()), o.at("files").as_array().size(),
+                         o.at("signed_by").is_null() ? ", unsigned" : fmt::format(", signed by key {}", std::string_view(o.at("signed_by").as_string())));
+    });
   });
 }
 
@@ -272,12 +269,9 @@ void add_sign(CLI::App& app, Run& run) {
       o["package"] = path.string();
       return o;
     }();
-    if (!result) {
-      run.exit = out.fail("sign", result.error());
-      return;
-    }
-    out.print(*result, fmt::format("{}: signed by key {}", std::string_view(result->at("package").as_string()),
-                                   std::string_view(result->at("signed_by").as_string())));
+    out.report(run, "sign", result, [](const json::object& o) {
+      return fmt::format("{}: signed by key {}", std::string_view(o.at("package").as_string()), std::string_view(o.at("signed_by").as_string()));
+    });
   });
 }
 
@@ -291,23 +285,26 @@ void add_verify(CLI::App& app, Run& run) {
   cmd->add_flag("--json", a->json, "Print the result as JSON");
   cmd->callback([a, &run] {
     Output out{a->json};
-    auto result = [&]() -> Result<packages::PackageCheck> {
+    auto result = [&]() -> Result<json::object> {
       XCORE_ASSIGN_OR_RETURN(auto keys, load_keys(a->trusted));
       if (!a->trusted.empty() && keys.empty())
         return Error{ErrorCode::invalid_argument, "no public keys found in the folders given to --key"};
-      if (!is_package(a->target)) return packages::verify_folder(a->target, keys);
+      if (!is_package(a->target)) {
+        XCORE_ASSIGN_OR_RETURN(auto check, packages::verify_folder(a->target, keys));
+        return check_to_json(check);
+      }
       XCORE_ASSIGN_OR_RETURN(auto files, packages::read_package(a->target));
-      return packages::check(files, keys);
+      XCORE_ASSIGN_OR_RETURN(auto check, packages::check(files, keys));
+      return check_to_json(check);
     }();
-    if (!result) {
-      run.exit = out.fail("verify", result.error());
-      return;
-    }
-    std::string text = fmt::format("{} {}: {} files match their digests; ", result->plugin, result->version, result->files.size());
-    if (!result->signed_by) text += "unsigned";
-    else if (a->trusted.empty()) text += fmt::format("signed by key {} (not checked against a trusted key: pass --key)", *result->signed_by);
-    else text += fmt::format("signed by trusted key {} ({})", *result->signed_by, result->signed_by_source);
-    out.print(check_to_json(*result), text);
+    out.report(run, "verify", result, [](const json::object& o) {
+      std::string text = fmt::format("{} {}: {} files match their digests; ", std::string_view(o.at("plugin").as_string()),
+                                     std::string_view(o.at("version").as_string()), o.at("files").as_array().size());
+      if (o.at("signed_by").is_null()) return text + "unsigned";
+      const std::string_view key = o.at("signed_by").as_string();
+      if (!o.contains("trusted_key")) return text + fmt::format("signed by key {} (not checked against a trusted key: pass --key)", key);
+      return text + fmt::format("signed by trusted key {} ({})", key, std::string_view(o.at("trusted_key").as_string()));
+    });
   });
 }
 
@@ -371,12 +368,10 @@ void add_install(CLI::App& app, Run& run) {
       o["installed"] = target.string();
       return o;
     }();
-    if (!result) {
-      run.exit = out.fail("install", result.error());
-      return;
-    }
-    out.print(*result, fmt::format("installed {} {} into {}", std::string_view(result->at("plugin").as_string()),
-                                   std::string_view(result->at("version").as_string()), std::string_view(result->at("installed").as_string())));
+    out.report(run, "install", result, [](const json::object& o) {
+      return fmt::format("installed {} {} into {}", std::string_view(o.at("plugin").as_string()), std::string_view(o.at("version").as_string()),
+                         std::string_view(o.at("installed").as_string()));
+    });
   });
 }
 

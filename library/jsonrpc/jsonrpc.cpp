@@ -55,12 +55,20 @@ std::string error(const json::value& id, const Error& e) {
   return error(id, jsonrpc_code(e.code), e.message, data);
 }
 
+namespace {
+Error malformed(std::string_view why) { return Error{ErrorCode::invalid_argument, fmt::format("malformed JSON-RPC message: {}", why)}; }
+}  // namespace
+
 Result<Message> parse(std::string_view text) {
-  auto bad = [](std::string_view why) { return Error{ErrorCode::invalid_argument, fmt::format("malformed JSON-RPC message: {}", why)}; };
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
-  if (ec) return bad(fmt::format("not JSON ({})", ec.message()));
-  if (auto at = non_finite_number(v)) return bad(fmt::format("the number at '{}' is outside the range of a double", *at));
+  if (ec) return malformed(fmt::format("not JSON ({})", ec.message()));
+  if (auto at = non_finite_number(v)) return malformed(fmt::format("the number at '{}' is outside the range of a double", *at));
+  return from_json(std::move(v));
+}
+
+Result<Message> from_json(json::value v) {
+  auto bad = malformed;
   if (!v.is_object()) return bad("not a JSON object");
   auto& o = v.get_object();
   auto ver = o.find("jsonrpc");

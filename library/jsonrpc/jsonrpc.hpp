@@ -44,6 +44,8 @@ std::string error(const json::value& id, const Error& e);
 
 // Reads one line (without its newline). invalid_argument names what is wrong.
 Result<Message> parse(std::string_view line);
+// The same for a message already parsed as JSON (one of an HTTP body's batch, say).
+Result<Message> from_json(json::value v);
 
 // The xcore::Error a JSON-RPC error response stands for (the reverse of error(id, Error)).
 Error to_error(const Message& m);

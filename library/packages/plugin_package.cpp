@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -273,6 +274,7 @@ Result<PackageCheck> check(const PackageFiles& files, const std::vector<Verifyin
                    fmt::format("plugin '{}': the signature by key {} does not match {} (tampered with, or signed with another key)",
                                out.plugin, by->id(), kListFile)};
     out.signed_by = by->id();
+    out.signer_key = by->raw();
   } else if (!trusted.empty()) {
     return Error{ErrorCode::permission_denied, fmt::format("plugin '{}' is not signed (no {})", out.plugin, kSignatureFile)};
   }
@@ -308,6 +310,10 @@ Result<PackageCheck> verify_folder(const fs::path& dir, const std::vector<Verify
     files[extra] = PackageFile{std::move(bytes), false};
   }
   return check(files, trusted);
+}
+
+bool signed_by_one_of(const PackageCheck& check, const std::vector<VerifyingKey>& keys) {
+  return check.signed_by && std::any_of(keys.begin(), keys.end(), [&](const VerifyingKey& k) { return k.raw() == check.signer_key; });
 }
 
 namespace {

@@ -63,6 +63,7 @@ struct PackageCheck {
   std::string plugin, version;
   std::vector<std::string> files;             // listed and matching their digests
   std::optional<std::string> signed_by;       // key id, when a signature is present and valid
+  std::string signer_key;                     // that key's raw 32 bytes
   std::string signed_by_source;               // the trusted key's source, when checked against a list
 };
 
@@ -83,5 +84,7 @@ Result<void> unpack(const PackageFiles& files, const std::filesystem::path& into
 // With `trusted` empty a valid signature is reported by key id.
 Result<PackageCheck> check(const PackageFiles& files, const std::vector<VerifyingKey>& trusted);
 Result<PackageCheck> verify_folder(const std::filesystem::path& dir, const std::vector<VerifyingKey>& trusted);
+// Whether `check` was signed by one of `keys` (the same key, not only the same id).
+bool signed_by_one_of(const PackageCheck& check, const std::vector<VerifyingKey>& keys);
 
 }  // namespace xcore::packages

@@ -276,7 +276,7 @@ int main(int argc, char** argv) {
       XCORE_ASSIGN_OR_RETURN(auto tools, plugin->list_tools());
       if (std::none_of(tools.begin(), tools.end(), [&](const ToolSpec& t) { return t.name == name; }))
         return Error{ErrorCode::invalid_argument, fmt::format("unknown tool '{}'", name)};
-      return ToolResult::text(fmt::format("{}: {}", to_string(r.error().code), r.error().message), true).to_mcp();
+      return ToolResult::failure(r.error()).to_mcp();
     }
     if (method == "xcore/action") {
       ServingThisCall serving(wire::serving_of(p.contains("context") ? p.at("context") : json::value()));

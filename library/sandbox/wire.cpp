@@ -17,12 +17,12 @@ json::object initialize_params(std::string_view client_name, std::string_view cl
                       {"clientInfo", json::object{{"name", client_name}, {"version", client_version}}}};
 }
 
-json::object initialize_result(const json::object& params, std::string_view name, std::string_view version) {
+json::object initialize_result(const json::object& params, std::string_view name, std::string_view version, bool list_changed) {
   std::string_view asked;
   if (auto it = params.find("protocolVersion"); it != params.end() && it->value().is_string()) asked = it->value().get_string();
   std::string_view answer = supported_protocol(asked) ? asked : std::end(kProtocolVersions)[-1];
   return json::object{{"protocolVersion", answer},
-                      {"capabilities", json::object{{"tools", json::object{{"listChanged", true}}}}},
+                      {"capabilities", json::object{{"tools", json::object{{"listChanged", list_changed}}}}},
                       {"serverInfo", json::object{{"name", name}, {"version", version}}}};
 }
 

@@ -17,7 +17,9 @@ inline constexpr std::string_view kProtocolVersions[] = {"2024-11-05", "2025-03-
 bool supported_protocol(std::string_view version);
 
 json::object initialize_params(std::string_view client_name, std::string_view client_version);
-json::object initialize_result(const json::object& params, std::string_view server_name, std::string_view server_version);
+// `list_changed`: whether the transport can tell the client when the tools change.
+json::object initialize_result(const json::object& params, std::string_view server_name, std::string_view server_version,
+                               bool list_changed = true);
 
 json::object tool_to_json(const ToolSpec& spec);
 

@@ -114,6 +114,8 @@ Result<void> ToolSpec::validate() const {
   return ok();
 }
 
+ToolResult ToolResult::failure(const Error& e) { return text(fmt::format("{}: {}", to_string(e.code), e.message), true); }
+
 ToolResult ToolResult::text(std::string_view text, bool is_error) {
   ToolResult r;
   r.content.push_back(json::object{{"type", "text"}, {"text", text}});

@@ -5,12 +5,8 @@
 set -euo pipefail
 build_dir=$1
 work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/../support/xcore_server.sh"
+trap 'stop_server; rm -rf "$work"' EXIT
 cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
 xcore=$work/prefix/bin/xcore
 launcher=()
@@ -37,17 +33,9 @@ mkdir plugins
 # Unsigned: refused by the server below, by name.
 cp -r greeter-c/build/plugins/greeter-c plugins/
 
-XCORE_ADMIN_PASSWORD=admin-password-1 XCORE_UNSIGNED_PLUGINS=refuse "$work/prefix/bin/xcore-server" --listen 127.0.0.1:0 \
-  --data-dir data --plugins plugins --trusted-key signer.pub --env-file /nonexistent >server.out 2>server.log &
-server_pid=$!
-for _ in $(seq 100); do
-  grep -q "listening on" server.out 2>/dev/null && break
-  sleep 0.1
-done
-port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' server.out)
-[[ -n $port ]] || { cat server.log; exit 1; }
-token=$(curl -sf -X POST "http://127.0.0.1:$port/api/v1/auth/login" -H 'Content-Type: application/json' \
-  -d '{"username":"admin","password":"admin-password-1","tenant":"default"}' | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+XCORE_ADMIN_PASSWORD=admin-password-1 XCORE_UNSIGNED_PLUGINS=refuse start_server "$work/prefix/bin/xcore-server" "$work" \
+  --plugins plugins --trusted-key signer.pub
+token=$(login admin-password-1)
 [[ -n $token ]] || { echo "login failed"; cat server.log; exit 1; }
 answer=$("$xcore" call greeter-cpp.greet name=server --server "http://127.0.0.1:$port" --token "$token")
 [[ $answer == "Hello, server!" ]] || { echo "unexpected answer: $answer"; exit 1; }

@@ -11,7 +11,8 @@ build_dir=$(cd "$1" && pwd)
 source_dir=$(cd "$2" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$here/../support/xcore_server.sh"
+trap 'stop_server; rm -rf "$work"' EXIT
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 quiet() { "$@" >"$work/last.log" 2>&1 || { cat "$work/last.log"; exit 1; }; }
@@ -39,15 +40,9 @@ done
   || { echo "the scheduler host did not schedule"; exit 1; }
 echo "examples build on their own"
 # The installed server, given no --plugins, finds the installed example plugins.
-XCORE_ADMIN_PASSWORD=admin-password-1 "$work/static/bin/xcore-server" --listen 127.0.0.1:0 --data-dir "$work/server-data" \
-  --env-file /nonexistent >"$work/server.out" 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 200); do grep -q "listening on" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/server.out")
-token=$(curl -sf -X POST "http://127.0.0.1:$port/api/v1/auth/login" -H 'Content-Type: application/json' \
-  -d '{"username":"admin","password":"admin-password-1","tenant":"default"}' | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
-plugins=$(curl -sf "http://127.0.0.1:$port/api/v1/plugins" -H "Authorization: Bearer $token" || true)
-kill "$server_pid"; wait "$server_pid" || true
+XCORE_ADMIN_PASSWORD=admin-password-1 start_server "$work/static/bin/xcore-server" "$work"
+plugins=$(curl -sf "http://127.0.0.1:$port/api/v1/plugins" -H "Authorization: Bearer $(login admin-password-1)" || true)
+stop_server
 for id in core files audit wordcount; do
   grep -q "\"id\":\"$id\"" <<<"$plugins" || { echo "the installed server did not find plugin $id: $plugins"; cat "$work/server.log"; exit 1; }
 done
