@@ -141,11 +141,13 @@ void Server::Impl::add_access_routes() {
     for (const auto& [tid, tname] : tenants) out.push_back(json::object{{"id", tid}, {"name", tname}, {"state", running(tid) ? "running" : "parked"}});
     return Reply{200, json::object{{"tenants", std::move(out)}}};
   }).returns(200, R"json({"type":"object","required":["tenants"],"properties":{"tenants":{"type":"array","items":{"$ref":"#/components/schemas/Tenant"}}}})json");
-  route("POST", "/api/v1/tenants", Role::admin, "create a tenant ({id, name})", [this](Call& c) -> Result<Reply> {
+  // Compiled here, on the thread that builds the routes: compiling a std::regex on a request thread races
+  // with other threads on libstdc++'s shared ctype cache.
+  auto tenant_id = std::make_shared<const std::regex>(std::string(path_parameter("tenant")->pattern));
+  route("POST", "/api/v1/tenants", Role::admin, "create a tenant ({id, name})", [this, tenant_id](Call& c) -> Result<Reply> {
     if (c.who.tenant != kDefaultTenant) return Error{ErrorCode::permission_denied, "only the default tenant's admins manage tenants"};
     XCORE_ASSIGN_OR_RETURN(auto tid, field(c.body, "id"));
-    static const std::regex tenant_id(std::string(path_parameter("tenant")->pattern));
-    if (!std::regex_match(tid, tenant_id)) return Error{ErrorCode::invalid_argument, "a tenant id is [a-z0-9][a-z0-9_.-]{0,63}"};
+    if (!std::regex_match(tid, *tenant_id)) return Error{ErrorCode::invalid_argument, "a tenant id is [a-z0-9][a-z0-9_.-]{0,63}"};
     auto tname = field(c.body, "name").value_or(tid);
     XCORE_TRY(db->create_tenant(tid, tname));
     if (auto started = open_tenant(tid, false); !started) {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <locale>
 
 #include <mutex>
 #include <string>
@@ -38,6 +39,17 @@ bool is_object_only(const json::value& schema) {
   }
   return true;
 }
+
+// valijson compiles std::regex objects ("pattern", "format") while it validates, on whatever thread calls.
+// libstdc++'s ctype<char>::narrow(), which every regex compile uses, fills its cache lazily and without a
+// lock, so two threads compiling at once write the same cell. Filling the whole cache once, before main(),
+// leaves nothing for them to write.
+[[maybe_unused]] const bool ctype_cache_filled = [] {
+  const auto& ctype = std::use_facet<std::ctype<char>>(std::locale::classic());
+  for (int c = 0; c < 256; ++c) ctype.narrow(static_cast<char>(c), '\0');
+  ctype.widen('0');
+  return true;
+}();
 }  // namespace
 
 JsonSchema::JsonSchema() : impl_(std::make_unique<Impl>()) {}
