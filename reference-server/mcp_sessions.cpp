@@ -2,11 +2,49 @@
 
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "crypto.hpp"
 
 namespace xcore::server {
 
-std::string McpSessions::open(const std::string& tenant, const std::string& principal, const std::string& protocol) {
+std::string ClientRequests::open() {
+  std::lock_guard lock(mutex_);
+  auto id = fmt::format("xcore-{}", next_++);
+  waiting_.emplace(id, std::nullopt);
+  return id;
+}
+
+Result<json::value> ClientRequests::wait(const std::string& id, std::chrono::system_clock::time_point deadline, std::stop_token cancel) {
+  std::unique_lock lock(mutex_);
+  const bool answered = answered_.wait_until(lock, cancel, deadline, [&] {
+    auto it = waiting_.find(id);
+    return it == waiting_.end() || it->second.has_value();
+  });
+  auto node = waiting_.extract(id);
+  if (!answered || node.empty() || !node.mapped()) {
+    if (cancel.stop_requested()) return Error{ErrorCode::cancelled, fmt::format("the call was cancelled while it waited for the client's answer to {}", id)};
+    return Error{ErrorCode::timeout, fmt::format("the client did not answer request {} in time", id)};
+  }
+  const auto& m = *node.mapped();
+  if (m.kind == jsonrpc::Message::Kind::error) return jsonrpc::to_error(m);
+  return m.result;
+}
+
+bool ClientRequests::answer(const jsonrpc::Message& response) {
+  if (!response.id.is_string()) return false;  // ours are strings
+  {
+    std::lock_guard lock(mutex_);
+    auto it = waiting_.find(std::string(response.id.get_string()));
+    if (it == waiting_.end() || it->second) return false;
+    it->second = response;
+  }
+  answered_.notify_all();
+  return true;
+}
+
+std::string McpSessions::open(const std::string& tenant, const std::string& principal, const std::string& protocol,
+                              std::shared_ptr<mcp::ClientSession> client) {
   const auto now = clock_();
   std::lock_guard lock(mutex_);
   sweep(now);
@@ -20,7 +58,7 @@ std::string McpSessions::open(const std::string& tenant, const std::string& prin
     mine.erase(oldest);
   }
   std::string id = random_token(24);
-  sessions_[id] = Session{tenant, principal, protocol, now};
+  sessions_[id] = Session{tenant, principal, protocol, now, std::move(client), std::make_shared<ClientRequests>()};
   return id;
 }
 

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -13,7 +16,30 @@
 #include <string>
 #include <unordered_map>
 
+#include <xcore/error.hpp>
+
+#include "jsonrpc/jsonrpc.hpp"
+#include "mcp/mcp_server.hpp"
+
 namespace xcore::server {
+
+// Requests this server sent a session's client (sampling, elicitation, roots) and waits on. The client
+// POSTs each answer back as a JSON-RPC response, which finds its waiter here by id.
+class ClientRequests {
+ public:
+  // A fresh id (unique in the session) for a request about to be sent.
+  std::string open();
+  // Waits for the answer to `id` until `deadline` or a stop request; the id is closed either way.
+  Result<json::value> wait(const std::string& id, std::chrono::system_clock::time_point deadline, std::stop_token cancel);
+  // Delivers a response; false when no request by its id waits (answered, timed out, or never sent).
+  bool answer(const jsonrpc::Message& response);
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable_any answered_;
+  std::uint64_t next_ = 1;
+  std::map<std::string, std::optional<jsonrpc::Message>> waiting_;  // by id; set once answered
+};
 
 class McpSessions {
  public:
@@ -21,13 +47,16 @@ class McpSessions {
   struct Session {
     std::string tenant, principal, protocol;
     Clock::time_point last_used;
+    std::shared_ptr<mcp::ClientSession> client;  // capabilities and log level, shared by its requests
+    std::shared_ptr<ClientRequests> asks;          // requests to the client awaiting its answer
   };
 
   McpSessions(std::chrono::seconds idle, std::size_t per_principal, std::function<Clock::time_point()> clock = Clock::now)
       : idle_(idle), per_principal_(per_principal), clock_(std::move(clock)) {}
 
   // A new session; the principal's least recently used one goes when it holds per_principal already.
-  std::string open(const std::string& tenant, const std::string& principal, const std::string& protocol);
+  std::string open(const std::string& tenant, const std::string& principal, const std::string& protocol,
+                   std::shared_ptr<mcp::ClientSession> client);
   // The session, touched; nullopt when it is unknown, expired, or another tenant's or principal's.
   std::optional<Session> use(const std::string& id, const std::string& tenant, const std::string& principal);
   // Ends it; false when there was none for this caller.

@@ -1,6 +1,7 @@
 // /mcp: the caller's tenant's tools over MCP's Streamable HTTP transport (specification 2025-11-25, also
-// 2025-06-18 and 2025-03-26). POST carries JSON-RPC messages and is answered with JSON; GET (a stream the
-// server opens) is not offered (405); DELETE ends the session. The methods themselves are libxcore's
+// 2025-06-18 and 2025-03-26). POST carries JSON-RPC messages and is answered with JSON, or with an SSE stream
+// when a tool call's client listens (progress, log messages, sampling and elicitation); GET (a stream the
+// server opens by itself) is not offered (405); DELETE ends the session. The methods themselves are libxcore's
 // mcp::ToolServer, the same that `xcore mcp` serves over stdio.
 #include "server_impl.hpp"
 
@@ -19,6 +20,65 @@ std::string_view header(const httplib::Request& req, const char* name) {
   auto it = req.headers.find(name);
   return it == req.headers.end() ? std::string_view() : std::string_view(it->second);
 }
+
+// Whether the client takes an SSE answer (it must list text/event-stream in Accept, as MCP asks).
+bool accepts_event_stream(const httplib::Request& req) {
+  for (auto [it, end] = req.headers.equal_range("Accept"); it != end; ++it)
+    if (it->second.find("text/event-stream") != std::string::npos) return true;
+  return false;
+}
+
+// Whether anything may reach the client while its tools/call runs.
+bool client_listens(const mcp::ClientSession& client, const json::value& params) {
+  if (client.log_level() >= 0 || client.can("sampling") || client.can("elicitation") || client.can("roots")) return true;
+  const auto* meta = params.is_object() ? params.get_object().if_contains("_meta") : nullptr;
+  return meta && meta->is_object() && meta->get_object().contains("progressToken");
+}
+
+// A POST's answer as an SSE stream: notifications and requests to the client go out as events while the
+// call runs, its response last. The tool's threads write as well as the connection's: one at a time, and
+// nothing once the stream ended. A write that fails means the client left: its request is cancelled.
+class SseChannel final : public mcp::ClientChannel {
+ public:
+  SseChannel(const std::function<bool(std::string_view)>& write, ClientRequests& asks, std::function<void()> on_gone)
+      : write_(write), asks_(asks), on_gone_(std::move(on_gone)) {}
+
+  void notify(std::string_view method, const json::object& params) override { send(jsonrpc::notification(method, params)); }
+  Result<json::value> request(std::string_view method, const json::object& params, const CallContext& ctx) override {
+    const auto id = asks_.open();
+    // Bounded even when the call has no deadline: a person answering an elicitation gets ten minutes.
+    const auto deadline = ctx.deadline.value_or(std::chrono::system_clock::now() + std::chrono::minutes(10));
+    if (!send(jsonrpc::request(json::value(id), method, params))) {
+      (void)asks_.wait(id, std::chrono::system_clock::now(), {});  // closes the id
+      return Error{ErrorCode::unavailable, fmt::format("the client's stream closed before '{}' could be sent", method)};
+    }
+    return asks_.wait(id, deadline, ctx.cancel);
+  }
+  bool send(std::string_view line) {
+    if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+    std::function<void()> gone;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return false;
+      if (write_(fmt::format("event: message\ndata: {}\n\n", line))) return true;
+      closed_ = true;
+      gone = std::move(on_gone_);
+    }
+    if (gone) gone();
+    return false;
+  }
+  void close() {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+  }
+
+ private:
+  std::mutex mutex_;
+  const std::function<bool(std::string_view)>& write_;
+  ClientRequests& asks_;
+  std::function<void()> on_gone_;
+  bool closed_ = false;
+};
 
 }  // namespace
 
@@ -85,13 +145,12 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
 
   const auto key = principal_key(c.who);
   std::string session_id(header(c.req, "Mcp-Session-Id"));
-  std::string protocol;
+  std::optional<McpSessions::Session> session;
   if (!initializing) {
     if (session_id.empty()) return Error{ErrorCode::invalid_argument, "no Mcp-Session-Id header: send initialize first, then its session id with every request"};
-    auto session = mcp_sessions.use(session_id, c.who.tenant, key);
+    session = mcp_sessions.use(session_id, c.who.tenant, key);
     // Unknown, expired or someone else's read the same: 404, which tells the client to initialize again.
     if (!session) return Error{ErrorCode::not_found, "no such MCP session (it ended or expired): initialize again"};
-    protocol = session->protocol;
   }
 
   mcp::ServerOptions options;
@@ -99,7 +158,19 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
   options.version = XCORE_VERSION_STRING;
   options.context = context_of(c);
   if (c.who.role == Role::anonymous) options.context.principal = conformance_principal();
-  options.list_changed = false;  // no server stream yet to send it on
+  options.list_changed = false;  // no standalone stream to send it on
+  options.session = session ? session->client : std::make_shared<mcp::ClientSession>();
+
+  // One request, run under a cancellation registered by session and id while it runs; its answer line.
+  auto run = [this, session_id](jsonrpc::Message& m, ToolRegistry& tools, mcp::ServerOptions per_request) {
+    const auto request_key = json::serialize(m.id);
+    std::stop_token cancel = per_request.context.cancel = mcp_sessions.start_request(session_id, request_key);
+    Result<json::value> r = mcp::ToolServer(tools, std::move(per_request)).handle(m.method, m.params);
+    mcp_sessions.end_request(session_id, request_key);
+    // The client gave up on it: what the tool made of it is not an answer anyone waits for.
+    if (cancel.stop_requested()) r = Error{ErrorCode::cancelled, fmt::format("request {} was cancelled by the client", request_key)};
+    return r ? jsonrpc::result(m.id, *r) : jsonrpc::error(m.id, r.error());
+  };
 
   std::vector<std::pair<std::string, std::string>> headers;
   std::string out;
@@ -110,28 +181,44 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
       out += (answers++ ? "," : "") + std::string(jsonrpc::error(nullptr, jsonrpc::kInvalidRequest, parsed.error().message));
       continue;
     }
+    // The client's answer to a request a tool sent it (sampling, elicitation) while its call runs.
+    if (parsed->is_response()) {
+      if (session) session->asks->answer(*parsed);
+      continue;
+    }
     // notifications/cancelled stops the request it names if that is still running (its POST waits on another
-    // connection). Other notifications and responses need no answer.
+    // connection). Other notifications need no answer.
     if (parsed->kind == jsonrpc::Message::Kind::notification && parsed->method == "notifications/cancelled" && parsed->params.is_object())
       if (const auto* id = parsed->params.get_object().if_contains("requestId")) mcp_sessions.cancel_request(session_id, json::serialize(*id));
     if (parsed->kind != jsonrpc::Message::Kind::request) continue;
-    // Each request runs with a cancellation of its own, registered while it runs.
-    const auto request_key = json::serialize(parsed->id);
-    auto per_request = options;
-    std::stop_token cancel;
-    if (!initializing) per_request.context.cancel = cancel = mcp_sessions.start_request(session_id, request_key);
-    Result<json::value> r = mcp::ToolServer(c.manager.tools(), std::move(per_request)).handle(parsed->method, parsed->params);
-    if (!initializing) {
-      mcp_sessions.end_request(session_id, request_key);
-      // The client gave up on it: what the tool made of it is not an answer anyone waits for.
-      if (cancel.stop_requested()) r = Error{ErrorCode::cancelled, fmt::format("request {} was cancelled by the client", request_key)};
+    if (initializing) {
+      Result<json::value> r = mcp::ToolServer(c.manager.tools(), options).handle(parsed->method, parsed->params);
+      if (r) {
+        session_id = mcp_sessions.open(c.who.tenant, key, std::string(r->at("protocolVersion").as_string()), options.session);
+        headers.emplace_back("Mcp-Session-Id", session_id);
+      }
+      auto line = r ? jsonrpc::result(parsed->id, *r) : jsonrpc::error(parsed->id, r.error());
+      if (!line.empty() && line.back() == '\n') line.pop_back();
+      out += (answers++ ? "," : "") + line;
+      continue;
     }
-    if (r && parsed->method == "initialize") {
-      protocol = std::string(r->at("protocolVersion").as_string());
-      session_id = mcp_sessions.open(c.who.tenant, key, protocol);
-      headers.emplace_back("Mcp-Session-Id", session_id);
+    // A tool call whose client listens (it asked for progress or log messages, or can be asked for
+    // sampling, elicitation or roots) is answered as an SSE stream: what the tool sends its caller goes out
+    // as it happens, the response last.
+    if (!batch && parsed->method == "tools/call" && accepts_event_stream(c.req) && client_listens(*session->client, parsed->params)) {
+      Reply streamed{200, json::value(), std::string(), "text/event-stream"};
+      streamed.headers.emplace_back("Cache-Control", "no-store");
+      // The server holds the tenant's Manager until the stream ends.
+      streamed.stream = [this, run, message = std::move(*parsed), options, session_id, asks = session->asks,
+                         manager = &c.manager](const std::function<bool(std::string_view)>& write) mutable {
+        SseChannel channel(write, *asks, [this, session_id, key = json::serialize(message.id)] { mcp_sessions.cancel_request(session_id, key); });
+        options.channel = &channel;
+        channel.send(run(message, manager->tools(), std::move(options)));
+        channel.close();
+      };
+      return streamed;
     }
-    auto line = r ? jsonrpc::result(parsed->id, *r) : jsonrpc::error(parsed->id, r.error());
+    auto line = run(*parsed, c.manager.tools(), options);
     if (!line.empty() && line.back() == '\n') line.pop_back();
     out += (answers++ ? "," : "") + line;
   }

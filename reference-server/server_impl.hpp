@@ -235,6 +235,9 @@ struct Server::Impl {
     json::value body;
     std::string text, content_type;  // non-JSON answers (metrics, docs), or JSON written as text (MCP)
     std::vector<std::pair<std::string, std::string>> headers;  // besides X-Request-Id
+    // An answer written while it is made (MCP's SSE), of content_type: run after the handler returns, with a
+    // writer that returns false once the client has gone.
+    std::function<void(const std::function<bool(std::string_view)>& write)> stream;
   };
   using Handler = std::function<Result<Reply>(Call&)>;
 
@@ -355,6 +358,15 @@ struct Server::Impl {
         // The server's own failure (a database that did not answer, a bug): its cause goes to the log.
         if (r.error().code == ErrorCode::internal) log(LogLevel::error, "http", fmt::format("request {}: {} {}: {}", request_id, method, req.path, r.error().message));
         fail(res, r.error(), request_id);
+      } else if (r->stream) {
+        res.status = r->status;
+        res.set_header("X-Request-Id", request_id);
+        // The tenant's Manager is held until the stream ends, not only until the handler returns.
+        res.set_chunked_content_provider(r->content_type, [stream = std::move(r->stream), hold = *m](std::size_t, httplib::DataSink& sink) {
+          stream([&sink](std::string_view text) { return sink.write(text.data(), text.size()); });
+          sink.done();
+          return true;
+        });
       } else if (!r->content_type.empty()) {
         res.status = r->status;
         res.set_header("X-Request-Id", request_id);

@@ -231,6 +231,154 @@ TEST_CASE("/mcp: notifications/cancelled stops the request it names, in flight o
   CHECK(mcp.request(43, "ping").status == 200);
 }
 
+namespace {
+
+// A tools/call whose answer is read as it arrives: each SSE event's data, parsed, goes to on_event (on this
+// thread) as soon as it is in. The answer's Content-Type is returned.
+std::string call_streaming(int port, const McpClient& mcp, const std::string& token, const json::object& params,
+                           const std::function<void(const json::value&)>& on_event) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(30, 0);
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/mcp";
+  req.headers = {{"Authorization", "Bearer " + token}, {"Accept", "application/json, text/event-stream"}, {"Content-Type", "application/json"},
+                 {"Mcp-Session-Id", mcp.session}, {"MCP-Protocol-Version", mcp.protocol}};
+  req.body = json::serialize(json::object{{"jsonrpc", "2.0"}, {"id", 7}, {"method", "tools/call"}, {"params", params}});
+  std::string pending;
+  req.content_receiver = [&](const char* data, std::size_t size, std::uint64_t, std::uint64_t) {
+    pending.append(data, size);
+    for (auto end = pending.find("\n\n"); end != std::string::npos; end = pending.find("\n\n")) {
+      const auto event = pending.substr(0, end);
+      pending.erase(0, end + 2);
+      if (auto at = event.find("data: "); at != std::string::npos) on_event(json::parse(event.substr(at + 6)));
+    }
+    return true;
+  };
+  auto r = client.send(req);
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  return r->get_header_value("Content-Type");
+}
+
+// The conformance fixture plugin staged into `plugins`, trusted (in process) or sandboxed, with or without
+// the permissions that let it ask the client.
+void stage_fixture(const fs::path& plugins, bool sandboxed, bool may_ask_client) {
+  auto dir = stage(fs::path(XCORE_CONFORMANCE_PLUGIN_DIR) / "conformance", plugins);
+  std::string manifest = "id: conformance\nversion: 1.0.0\nentry: libconformance.so\n";
+  manifest += sandboxed ? "mode: sandboxed\n" : "mode: trusted\n";
+  if (may_ask_client) manifest += "permissions: [client.request:sampling/createMessage, client.request:elicitation/create]\n";
+  write_file(dir / "plugin.yaml", manifest);
+}
+
+json::value params_of(const json::value& message) { return message.at("params"); }
+
+}  // namespace
+
+TEST_CASE("/mcp answers a listening client's tool call as an SSE stream: progress and log messages as they happen, requests to the client answered by POST") {
+  for (const bool sandboxed : {false, true}) {
+    CAPTURE(sandboxed);
+    TempDir tmp;
+    stage_fixture(tmp / "plugins", sandboxed, true);
+    ServerProcess server(tmp / "data", {}, tmp / "plugins");
+    Api api(server.port());
+    const auto token = api.login("admin", kAdminPassword);
+    McpClient mcp(server.port(), token);
+    mcp.initialize();
+
+    // Nobody listens yet (no progressToken, no log level, no capabilities): a plain JSON answer.
+    auto plain = mcp.request(3, "tools/call", json::object{{"name", "test_tool_with_progress"}, {"arguments", json::object{}}});
+    REQUIRE(plain.status == 200);
+    CHECK(plain.header("Content-Type") == "application/json");
+    CHECK(plain.body.at("result").at("isError") == false);
+
+    // Progress: three notifications carrying the request's token, then the result, on one stream.
+    std::vector<json::value> events;
+    auto type = call_streaming(server.port(), mcp, token,
+                               json::object{{"name", "test_tool_with_progress"}, {"arguments", json::object{}}, {"_meta", {{"progressToken", "p-1"}}}},
+                               [&](const json::value& e) { events.push_back(e); });
+    CHECK(type == "text/event-stream");
+    REQUIRE(events.size() == 4);
+    for (int i = 0; i < 3; ++i) {
+      CHECK(events[i].at("method") == "notifications/progress");
+      CHECK(params_of(events[i]).at("progressToken") == "p-1");
+      CHECK(params_of(events[i]).at("progress").to_number<double>() == 50.0 * i);
+      CHECK(params_of(events[i]).at("total").to_number<double>() == 100.0);
+    }
+    CHECK(events[3].at("id") == 7);
+    CHECK(events[3].at("result").at("isError") == false);
+
+    // Log messages at or above the level the client set, none below it.
+    REQUIRE(mcp.request(4, "logging/setLevel", json::object{{"level", "info"}}).status == 200);
+    events.clear();
+    call_streaming(server.port(), mcp, token, json::object{{"name", "test_tool_with_logging"}, {"arguments", json::object{}}},
+                   [&](const json::value& e) { events.push_back(e); });
+    REQUIRE(events.size() == 4);
+    CHECK(events[0].at("method") == "notifications/message");
+    CHECK(params_of(events[0]).at("level") == "info");
+    CHECK(params_of(events[0]).at("data") == "Tool execution started");
+    CHECK(params_of(events[2]).at("data") == "Tool execution completed");
+    REQUIRE(mcp.request(5, "logging/setLevel", json::object{{"level", "error"}}).status == 200);
+    events.clear();
+    call_streaming(server.port(), mcp, token, json::object{{"name", "test_tool_with_logging"}, {"arguments", json::object{}}},
+                   [&](const json::value& e) { events.push_back(e); });
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].at("result").at("isError") == false);
+    // An unknown level is refused, naming the ones there are.
+    auto bad = mcp.request(6, "logging/setLevel", json::object{{"level", "loud"}});
+    CHECK(json::serialize(bad.body).find("debug, info, notice") != std::string::npos);
+
+    // Sampling: this client did not declare it, so the tool is told so (as its result's error).
+    events.clear();
+    call_streaming(server.port(), mcp, token, json::object{{"name", "test_sampling"}, {"arguments", {{"prompt", "hi"}}}},
+                   [&](const json::value& e) { events.push_back(e); });
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].at("result").at("isError") == true);
+    CHECK(json::serialize(events[0]).find("did not declare the 'sampling' capability") != std::string::npos);
+
+    // A client that declares it gets the request on the call's stream and answers with a POST.
+    McpClient sampler(server.port(), token);
+    auto init = sampler.request(1, "initialize", json::object{{"protocolVersion", "2025-11-25"}, {"capabilities", {{"sampling", json::object{}}}},
+                                                              {"clientInfo", {{"name", "test"}, {"version", "1"}}}});
+    sampler.session = init.header("Mcp-Session-Id");
+    sampler.protocol = "2025-11-25";
+    events.clear();
+    call_streaming(server.port(), sampler, token, json::object{{"name", "test_sampling"}, {"arguments", {{"prompt", "Say hello"}}}},
+                   [&](const json::value& e) {
+                     events.push_back(e);
+                     if (!e.as_object().contains("method") || e.at("method") != "sampling/createMessage") return;
+                     CHECK(params_of(e).at("messages").at(0).at("content").at("text") == "Say hello");
+                     json::object answer{{"role", "assistant"}, {"content", {{"type", "text"}, {"text", "hello from the model"}}}, {"model", "m"}};
+                     McpClient responder(server.port(), token);
+                     responder.session = sampler.session;
+                     responder.protocol = sampler.protocol;
+                     CHECK(responder.post(json::serialize(json::object{{"jsonrpc", "2.0"}, {"id", e.at("id")}, {"result", answer}})).status == 202);
+                   });
+    REQUIRE(events.size() == 2);
+    CHECK(events[1].at("result").at("content").at(0).at("text") == "LLM response: hello from the model");
+  }
+}
+
+TEST_CASE("a plugin asks its caller's client only what its manifest grants (client.request:<method>)") {
+  TempDir tmp;
+  stage_fixture(tmp / "plugins", false, false);
+  ServerProcess server(tmp / "data", {}, tmp / "plugins");
+  Api api(server.port());
+  const auto token = api.login("admin", kAdminPassword);
+  McpClient mcp(server.port(), token);
+  auto init = mcp.request(1, "initialize", json::object{{"protocolVersion", "2025-11-25"}, {"capabilities", {{"sampling", json::object{}}, {"elicitation", json::object{}}}},
+                                                       {"clientInfo", {{"name", "test"}, {"version", "1"}}}});
+  mcp.session = init.header("Mcp-Session-Id");
+  mcp.protocol = "2025-11-25";
+  std::vector<json::value> events;
+  call_streaming(server.port(), mcp, token, json::object{{"name", "test_sampling"}, {"arguments", {{"prompt", "spend the user's tokens"}}}},
+                 [&](const json::value& e) { events.push_back(e); });
+  // No request reached the client; the tool's answer names the permission it lacks.
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].at("result").at("isError") == true);
+  CHECK(json::serialize(events[0]).find("needs the permission 'client.request:sampling/createMessage'") != std::string::npos);
+}
+
 TEST_CASE("the official inspector CLI lists and calls the server's tools through /mcp") {
   auto cli = peers_dir() / "node_modules" / ".bin" / "mcp-inspector-cli";
   REQUIRE_MESSAGE(fs::exists(cli), "run tests/peers/install.sh first");

@@ -10,6 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include <xcore/error.hpp>
+#include <xcore/json.hpp>
+
 namespace xcore::inline v1 {
 
 // Who is calling, and what they may do. Every permission check in libxcore asks a Principal: a tool's
@@ -40,6 +43,25 @@ struct Principal {
   std::string describe() const;
 };
 
+struct CallContext;
+
+// The caller of a call while it runs, when the caller listens: an MCP client that sent a progressToken or set
+// a log level, or that can be asked for sampling or elicitation. A tool reaches it through its context (in a
+// plugin, through the host services "progress", "caller_log" and "client_request"). Transports implement it;
+// every member may be called from any thread while the call runs.
+class CallPeer {
+ public:
+  virtual ~CallPeer() = default;
+  // How far the call has come: `done` grows with each report, of `total` when that is known.
+  virtual void progress(double done, std::optional<double> total, std::string_view message) = 0;
+  // A log message for the caller at one of MCP's levels ("debug", "info", "notice", "warning", "error",
+  // "critical", "alert", "emergency"); dropped when below the level the caller set.
+  virtual void log(std::string_view level, std::string_view logger, const json::value& data) = 0;
+  // A request to the caller's client (sampling/createMessage, elicitation/create, roots/list): its result,
+  // or an error (the client cannot be asked, refused, or did not answer before the call's deadline).
+  virtual Result<json::value> request(std::string_view method, const json::object& params, const CallContext& ctx) = 0;
+};
+
 std::string_view to_string(Principal::Kind kind) noexcept;
 std::optional<Principal::Kind> principal_kind_from_string(std::string_view text) noexcept;
 
@@ -54,6 +76,8 @@ struct CallContext {
   // principal was granted.
   Principal principal;
   std::string caller_plugin;  // set when a plugin calls through host services
+  // The caller, when it listens while the call runs (progress, log messages, requests to its client).
+  std::shared_ptr<CallPeer> peer;
 
   // The host's own call: unrestricted.
   static CallContext host() {

@@ -284,8 +284,20 @@ void add_mcp(CLI::App& app, Run& run) {
     so.name = "xcore";
     so.version = XCORE_VERSION_STRING;
     so.context = CallContext::host();
-    mcp::ToolServer server((*manager)->tools(), so);
     jsonrpc::RpcPeer peer(0, protocol_out, {});
+    // The pipe stays open both ways: a tool's progress, log messages and requests to the client go on it.
+    struct StdioChannel final : mcp::ClientChannel {
+      jsonrpc::RpcPeer& peer;
+      explicit StdioChannel(jsonrpc::RpcPeer& p) : peer(p) {}
+      void notify(std::string_view method, const json::object& params) override { (void)peer.notify(method, params); }
+      Result<json::value> request(std::string_view method, const json::object& params, const CallContext& ctx) override {
+        std::optional<jsonrpc::RpcPeer::Clock::time_point> deadline;
+        if (ctx.deadline) deadline = jsonrpc::RpcPeer::Clock::now() + (*ctx.deadline - std::chrono::system_clock::now());
+        return peer.call(method, params, deadline);
+      }
+    } channel(peer);
+    so.channel = &channel;
+    mcp::ToolServer server((*manager)->tools(), so);
     std::mutex mutex;
     std::condition_variable cv;
     bool closed = false;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/glob.hpp"
 #include "manager/manager_core.hpp"
 
@@ -60,6 +62,21 @@ Result<std::string> GenerationServices::secret(std::string_view name) {
     return Error{ErrorCode::permission_denied,
                  fmt::format("plugin '{}' may not read secret '{}': its manifest needs the permission 'secrets.read:{}'", manifest_.id, name, name)};
   return core_.secret(manifest_.id, name);
+}
+
+// Asking the caller's client costs its user (a model's tokens, a question put to a person): a plugin does so
+// only for the methods its manifest names, and only for these.
+Result<void> GenerationServices::may_ask_client(std::string_view method) const {
+  constexpr std::string_view kAskable[] = {"sampling/createMessage", "elicitation/create", "roots/list"};
+  if (std::find(std::begin(kAskable), std::end(kAskable), method) == std::end(kAskable))
+    return Error{ErrorCode::invalid_argument,
+                 fmt::format("host service 'client_request': '{}' is not a request a plugin may send a client (sampling/createMessage, "
+                             "elicitation/create, roots/list)", method)};
+  if (!allowed(fmt::format("client.request:{}", method)))
+    return Error{ErrorCode::permission_denied,
+                 fmt::format("plugin '{}' may not send '{}' to its caller's client: its manifest needs the permission 'client.request:{}'",
+                             manifest_.id, method, method)};
+  return ok();
 }
 
 Result<HookOutcome> GenerationServices::emit_hook(std::string_view hook, const json::value& payload, std::string_view tenant) {

@@ -40,6 +40,7 @@ class GenerationServices final : public PluginServices {
   Result<void> register_tool(ToolSpec spec);
   Result<void> unregister_tool(std::string_view name);
   Result<std::string> secret(std::string_view name);
+  Result<void> may_ask_client(std::string_view method) const;
   Result<void> schedule_job(const json::value& job);
   Result<void> unschedule_job(std::string_view name);
   Result<void> register_route(const json::value& route);

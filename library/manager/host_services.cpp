@@ -36,6 +36,20 @@ Result<std::string_view> text(const json::object& r, std::string_view service, s
 
 json::value done() { return json::object{}; }
 
+// A request's number field, which must be there.
+Result<double> number(const json::object& r, std::string_view service, std::string_view k) {
+  const auto* v = r.if_contains(k);
+  if (!v || !v->is_number()) return Error{ErrorCode::invalid_argument, fmt::format("host service '{}': the request needs '{}', a number", service, k)};
+  return v->to_number<double>();
+}
+
+// MCP's log levels (RFC 5424's names).
+bool mcp_log_level(std::string_view level) {
+  for (std::string_view l : {"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"})
+    if (l == level) return true;
+  return false;
+}
+
 const HostService kServices[] = {
     {host_service::emit_hook,
      [](GenerationServices& s, const json::object& r, const CallContext& ctx) -> Result<json::value> {
@@ -97,6 +111,44 @@ const HostService kServices[] = {
      [](GenerationServices& s, const json::object& r, const CallContext&) -> Result<json::value> {
        XCORE_TRY(s.register_route(field(r, "route")));
        return done();
+     }},
+    {host_service::progress,
+     [](GenerationServices&, const json::object& r, const CallContext& ctx) -> Result<json::value> {
+       XCORE_ASSIGN_OR_RETURN(auto done, number(r, host_service::progress, "progress"));
+       std::optional<double> total;
+       if (r.contains("total")) {
+         XCORE_ASSIGN_OR_RETURN(auto t, number(r, host_service::progress, "total"));
+         total = t;
+       }
+       const auto* message = r.if_contains("message");
+       if (message && !message->is_string()) return Error{ErrorCode::invalid_argument, "host service 'progress': 'message' must be a string"};
+       if (ctx.peer) ctx.peer->progress(done, total, message ? std::string_view(message->get_string()) : std::string_view());
+       return json::object{{"delivered", ctx.peer != nullptr}};
+     }},
+    {host_service::caller_log,
+     [](GenerationServices&, const json::object& r, const CallContext& ctx) -> Result<json::value> {
+       XCORE_ASSIGN_OR_RETURN(auto level, text(r, host_service::caller_log, "level"));
+       if (!mcp_log_level(level))
+         return Error{ErrorCode::invalid_argument, fmt::format("host service 'caller_log': level '{}' is not one of debug, info, notice, warning, "
+                                                               "error, critical, alert, emergency", level)};
+       const auto* logger = r.if_contains("logger");
+       if (logger && !logger->is_string()) return Error{ErrorCode::invalid_argument, "host service 'caller_log': 'logger' must be a string"};
+       if (ctx.peer)
+         ctx.peer->log(level, logger ? std::string_view(logger->get_string()) : std::string_view(), field(r, "data"));
+       return json::object{{"delivered", ctx.peer != nullptr}};
+     }},
+    {host_service::client_request,
+     [](GenerationServices& s, const json::object& r, const CallContext& ctx) -> Result<json::value> {
+       XCORE_ASSIGN_OR_RETURN(auto method, text(r, host_service::client_request, "method"));
+       XCORE_TRY(s.may_ask_client(method));
+       if (!ctx.peer)
+         return Error{ErrorCode::failed_precondition,
+                      fmt::format("host service 'client_request': the caller of this call has no client to ask '{}' (only a call from an MCP "
+                                  "client that keeps its stream open can be asked)", method)};
+       const auto* params = r.if_contains("params");
+       if (params && !params->is_object()) return Error{ErrorCode::invalid_argument, "host service 'client_request': 'params' must be an object"};
+       static const json::object none;
+       return ctx.peer->request(method, params ? params->get_object() : none, ctx);
      }},
 };
 

@@ -393,7 +393,7 @@ namespace {
 
 // What a plugin may be granted: these families, each with what follows its colon, and `network`.
 constexpr std::string_view kPermissionFamilies[] = {"tools.call", "actions.call", "hooks.emit", "hooks.subscribe",
-                                                    "secrets.read", "fs.read", "fs.write"};
+                                                    "secrets.read", "fs.read", "fs.write", "client.request"};
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<std::size_t> row(b.size() + 1);

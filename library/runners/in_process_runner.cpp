@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <dlfcn.h>
 #include <fmt/format.h>
+#include <mutex>
+#include <unordered_map>
 
 #include "runners/abi_codec.hpp"
 #include "runners/abi_tag.hpp"
@@ -108,6 +110,7 @@ class InProcessRunner final : public Runner {
   Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) override {
     auto text = xcore::json_text::serialize(args);
     CContext c(ctx);
+    Serving serving(*this, c.c, ctx);
     StringSink out;
     auto st = api_->call_tool(self_, to_c(name), to_c(text), &c.c, &out.sink);
     if (st != XCORE_OK) return Error{code_from_status(st), std::move(out.text)};
@@ -121,6 +124,7 @@ class InProcessRunner final : public Runner {
     if (!api_->handle) return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no actions", id_)};
     auto text = params.is_null() ? std::string() : xcore::json_text::serialize(params);
     CContext c(ctx);
+    Serving serving(*this, c.c, ctx);
     StringSink out;
     auto st = api_->handle(self_, to_c(action), to_c(text), &c.c, &out.sink);
     if (st != XCORE_OK) return Error{code_from_status(st), std::move(out.text)};
@@ -254,14 +258,14 @@ class InProcessRunner final : public Runner {
   }
   static std::int32_t h_call_tool(void* host, xcore_str name, xcore_str args, const xcore_call_context* c, xcore_sink* out) noexcept {
     return serve_built(host, host_service::call_tool, [&] { return with_json({{"name", from_c(name)}}, "arguments", args, "tool arguments"); },
-                       from_c(c), out, Answer::json);
+                       self(host).served_context(c), out, Answer::json);
   }
   static std::int32_t h_call_action(void* host, xcore_str plugin, xcore_str action, xcore_str params, const xcore_call_context* c,
                                     xcore_sink* out) noexcept {
     return serve_built(
         host, host_service::call_action,
-        [&] { return with_json({{"plugin", from_c(plugin)}, {"action", from_c(action)}}, "params", params, "action params"); }, from_c(c),
-        out, Answer::json);
+        [&] { return with_json({{"plugin", from_c(plugin)}, {"action", from_c(action)}}, "params", params, "action params"); },
+        self(host).served_context(c), out, Answer::json);
   }
   static std::int32_t h_get_config(void* host, xcore_sink* out) noexcept {
     return serve_built(host, host_service::config, [] { return Result<json::object>(json::object()); }, {}, out, Answer::json);
@@ -301,8 +305,33 @@ class InProcessRunner final : public Runner {
             return Error{ErrorCode::invalid_argument, fmt::format("host service '{}': the request must be a JSON object", from_c(service))};
           return std::move(v.get_object());
         },
-        from_c(c), out, Answer::json);
+        self(host).served_context(c), out, Answer::json);
   }
+
+  // The calls the plugin serves now, by the address of the C context handed to it. A host call passing that
+  // context acts in that call (its principal, cancellation, listening caller); any other context is read
+  // field by field and acts for nobody, as in the sandbox.
+  struct Serving {
+    InProcessRunner& runner;
+    const xcore_call_context* key;
+    Serving(InProcessRunner& r, const xcore_call_context& c, const CallContext& ctx) : runner(r), key(&c) {
+      std::lock_guard lock(runner.serving_mutex_);
+      runner.serving_.emplace(key, &ctx);
+    }
+    ~Serving() {
+      std::lock_guard lock(runner.serving_mutex_);
+      runner.serving_.erase(key);
+    }
+  };
+  CallContext served_context(const xcore_call_context* c) const {
+    {
+      std::lock_guard lock(serving_mutex_);
+      if (auto it = serving_.find(c); it != serving_.end()) return *it->second;
+    }
+    return from_c(c);
+  }
+  mutable std::mutex serving_mutex_;
+  std::unordered_map<const xcore_call_context*, const CallContext*> serving_;
 
   std::string id_;
   std::shared_ptr<PluginModule> module_;  // shared with every other instance of the same binary

@@ -30,6 +30,10 @@ inline constexpr std::string_view secret = "secret";                    // {name
 inline constexpr std::string_view schedule = "schedule";                // {job} -> {}
 inline constexpr std::string_view unschedule = "unschedule";            // {name} -> {}
 inline constexpr std::string_view register_route = "register_route";    // {route} -> {}
+// To the caller of the call being served (CallContext::peer); without one they reach nobody.
+inline constexpr std::string_view progress = "progress";              // {progress, total?, message?} -> {delivered}
+inline constexpr std::string_view caller_log = "caller_log";          // {level, data, logger?} -> {delivered}
+inline constexpr std::string_view client_request = "client_request";  // {method, params} -> the client's result
 // Not callable by name: they carry a callback (subscriptions) or have no answer (log).
 inline constexpr std::string_view subscribe_hook = "subscribe_hook";
 inline constexpr std::string_view unsubscribe_hook = "unsubscribe_hook";

@@ -303,6 +303,27 @@ class Host {
     check(api_->call_host(api_->host, detail::str(service), detail::str(text), ctx.raw(), &out.sink), out.text);
     return out.text.empty() ? json::value() : json::parse(out.text);
   }
+  // To the caller of the call `ctx` serves, when it listens (an MCP client that asked for progress or set
+  // a log level); otherwise nothing happens. How far the call has come, of `total` when known:
+  void progress(const Context& ctx, double done, std::optional<double> total = std::nullopt, std::string_view message = {}) const {
+    json::object r{{"progress", done}};
+    if (total) r["total"] = *total;
+    if (!message.empty()) r["message"] = message;
+    call("progress", r, ctx);
+  }
+  // A log message for the caller (MCP's notifications/message) at one of MCP's levels: "debug", "info",
+  // "notice", "warning", "error", "critical", "alert", "emergency". `data`: any JSON, usually a string.
+  void tell_caller(const Context& ctx, std::string_view level, const json::value& data, std::string_view logger = {}) const {
+    json::object r{{"level", level}, {"data", data}};
+    if (!logger.empty()) r["logger"] = logger;
+    call("caller_log", r, ctx);
+  }
+  // A request to the caller's client: "sampling/createMessage", "elicitation/create" or "roots/list", with
+  // MCP's params; the client's result. Needs the manifest's permission "client.request:<method>"; throws
+  // when the caller has no client that can be asked, or it does not answer within the call's deadline.
+  json::value ask_client(const Context& ctx, std::string_view method, const json::object& params) const {
+    return call("client_request", json::object{{"method", method}, {"params", params}}, ctx);
+  }
   const xcore_host_api* raw() const { return api_; }
 
  private:

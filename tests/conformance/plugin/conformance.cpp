@@ -1,6 +1,9 @@
 // The MCP conformance suite's fixture tools, each answering exactly what its scenario describes.
 #include <xcore/sdk.hpp>
 
+#include <chrono>
+#include <thread>
+
 namespace json = boost::json;
 using xcore::sdk::Context;
 using xcore::sdk::ToolOutput;
@@ -55,6 +58,82 @@ class Conformance : public xcore::sdk::Plugin {
         .handler([](const json::object& args, const Context&) {
           return content({json::object{{"type", "text"}, {"text", "received " + json::serialize(args)}}});
         });
+
+    // What the caller hears while a call runs: log messages and progress, with the pauses the scenarios ask for.
+    tool("test_tool_with_logging").description("Sends three log messages while it runs").input(no_arguments).handler([this](const json::object&, const Context& ctx) {
+      host().tell_caller(ctx, "info", "Tool execution started");
+      pause();
+      host().tell_caller(ctx, "info", "Tool processing data");
+      pause();
+      host().tell_caller(ctx, "info", "Tool execution completed");
+      return text("Tool with logging executed successfully");
+    });
+    tool("test_tool_with_progress").description("Reports progress 0, 50 and 100 of 100").input(no_arguments).handler([this](const json::object&, const Context& ctx) {
+      host().progress(ctx, 0, 100);
+      pause();
+      host().progress(ctx, 50, 100);
+      pause();
+      host().progress(ctx, 100, 100);
+      return text("Tool with progress executed successfully");
+    });
+
+    // Requests to the caller's client.
+    tool("test_sampling")
+        .description("Asks the client's model to complete a prompt")
+        .input(json::object{{"type", "object"}, {"properties", {{"prompt", {{"type", "string"}}}}}, {"required", {"prompt"}}})
+        .handler([this](const json::object& args, const Context& ctx) {
+          json::object message{{"role", "user"}, {"content", {{"type", "text"}, {"text", args.at("prompt")}}}};
+          auto r = host().ask_client(ctx, "sampling/createMessage", {{"messages", json::array{message}}, {"maxTokens", 100}});
+          const auto* content = r.is_object() ? r.as_object().if_contains("content") : nullptr;
+          const auto* said = content && content->is_object() ? content->as_object().if_contains("text") : nullptr;
+          return text("LLM response: " + (said && said->is_string() ? std::string(said->get_string()) : json::serialize(r)));
+        });
+    tool("test_elicitation")
+        .description("Asks the user for a name and an email address")
+        .input(json::object{{"type", "object"}, {"properties", {{"message", {{"type", "string"}}}}}, {"required", {"message"}}})
+        .handler([this](const json::object& args, const Context& ctx) {
+          json::object schema{{"type", "object"},
+                              {"properties", {{"username", {{"type", "string"}, {"description", "User's response"}}},
+                                              {"email", {{"type", "string"}, {"description", "User's email address"}}}}},
+                              {"required", {"username", "email"}}};
+          auto r = host().ask_client(ctx, "elicitation/create", {{"message", args.at("message")}, {"requestedSchema", schema}});
+          return text("User response: " + json::serialize(r));
+        });
+    tool("test_elicitation_sep1034_defaults").description("Asks for values that all have defaults").input(no_arguments).handler([this](const json::object&, const Context& ctx) {
+      json::object schema{{"type", "object"},
+                          {"properties",
+                           {{"name", {{"type", "string"}, {"default", "John Doe"}}},
+                            {"age", {{"type", "integer"}, {"default", 30}}},
+                            {"score", {{"type", "number"}, {"default", 95.5}}},
+                            {"status", {{"type", "string"}, {"enum", {"active", "inactive", "pending"}}, {"default", "active"}}},
+                            {"verified", {{"type", "boolean"}, {"default", true}}}}}};
+      return elicited(ctx, "Please review the defaults", schema);
+    });
+    tool("test_elicitation_sep1330_enums").description("Asks with each kind of enum").input(no_arguments).handler([this](const json::object&, const Context& ctx) {
+      auto titled = [](const char* prefix, const char* a, const char* b, const char* c) {
+        return json::array{json::object{{"const", std::string(prefix) + "1"}, {"title", a}}, json::object{{"const", std::string(prefix) + "2"}, {"title", b}},
+                           json::object{{"const", std::string(prefix) + "3"}, {"title", c}}};
+      };
+      json::object schema{{"type", "object"},
+                          {"properties",
+                           {{"untitledSingle", {{"type", "string"}, {"enum", {"option1", "option2", "option3"}}}},
+                            {"titledSingle", {{"type", "string"}, {"oneOf", titled("value", "First Option", "Second Option", "Third Option")}}},
+                            {"legacyEnum", {{"type", "string"}, {"enum", {"opt1", "opt2", "opt3"}}, {"enumNames", {"Option One", "Option Two", "Option Three"}}}},
+                            {"untitledMulti", {{"type", "array"}, {"items", {{"type", "string"}, {"enum", {"option1", "option2", "option3"}}}}}},
+                            {"titledMulti", {{"type", "array"}, {"items", {{"anyOf", titled("value", "First Choice", "Second Choice", "Third Choice")}}}}}}}};
+      return elicited(ctx, "Please choose", schema);
+    });
+  }
+
+ private:
+  static void pause() { std::this_thread::sleep_for(std::chrono::milliseconds(50)); }
+  static ToolOutput text(std::string said) { return content({json::object{{"type", "text"}, {"text", std::move(said)}}}); }
+  ToolOutput elicited(const Context& ctx, const char* message, const json::object& schema) {
+    auto r = host().ask_client(ctx, "elicitation/create", {{"message", message}, {"requestedSchema", schema}}).as_object();
+    const auto* action = r.if_contains("action");
+    const auto* content = r.if_contains("content");
+    return text("Elicitation completed: action=" + (action && action->is_string() ? std::string(action->get_string()) : std::string("?")) +
+                ", content=" + (content ? json::serialize(*content) : std::string("{}")));
   }
 };
 
