@@ -49,9 +49,10 @@ inline std::vector<std::string> role_permissions(Role r) {
   switch (r) {
     case Role::admin: return {"*"};
     case Role::operator_:
-      return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*",
+      return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*", "resources.read:*", "prompts.get:*",
               "plugins.write", "tasks.write", "tools.call:*", "actions.call:*", "metrics.read"};
-    case Role::viewer: return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*"};
+    case Role::viewer:
+      return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*", "resources.read:*", "prompts.get:*"};
     case Role::anonymous: return {};
   }
   return {};

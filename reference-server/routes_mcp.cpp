@@ -116,7 +116,7 @@ Principal conformance_principal() {
   Principal p;
   p.kind = Principal::Kind::anonymous;
   p.id = "conformance";
-  p.permissions = {"tools.call:conformance.*"};
+  p.permissions = {"tools.call:conformance.*", "resources.read:conformance", "prompts.get:conformance"};
   return p;
 }
 }  // namespace
@@ -159,6 +159,7 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
   options.context = context_of(c);
   if (c.who.role == Role::anonymous) options.context.principal = conformance_principal();
   options.list_changed = false;  // no standalone stream to send it on
+  options.plugins = &c.manager;
   options.session = session ? session->client : std::make_shared<mcp::ClientSession>();
 
   // One request, run under a cancellation registered by session and id while it runs; its answer line.

@@ -184,6 +184,12 @@ class Manager {
   // A plugin action. The principal must hold `actions.call:<plugin>/<action>` (CallContext::host() does).
   Result<json::value> call_action(std::string_view plugin, std::string_view action, const json::value& params,
                                   const CallContext& ctx);
+  // MCP's resources, prompts and completions of the enabled plugins, as one MCP server's (method and
+  // params as MCP names them: "resources/list", "resources/read", "prompts/get", "completion/complete", ...).
+  // A list joins the plugins' lists; a request naming a resource, prompt or ref goes to the plugin that
+  // has it. The principal sees a plugin's resources with `resources.read:<plugin>`, its prompts with
+  // `prompts.get:<plugin>`.
+  Result<json::value> serve_mcp(std::string_view method, const json::value& params, const CallContext& ctx);
   // Shorthand for tools().invoke().
   Result<ToolResult> call_tool(std::string_view name, const json::value& arguments, const CallContext& ctx);
   Result<json::value> health(std::string_view id);

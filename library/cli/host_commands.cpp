@@ -284,6 +284,7 @@ void add_mcp(CLI::App& app, Run& run) {
     so.name = "xcore";
     so.version = XCORE_VERSION_STRING;
     so.context = CallContext::host();
+    so.plugins = manager->get();
     jsonrpc::RpcPeer peer(0, protocol_out, {});
     // The pipe stays open both ways: a tool's progress, log messages and requests to the client go on it.
     struct StdioChannel final : mcp::ClientChannel {

@@ -123,7 +123,10 @@ Error to_error(const Message& m) {
       case kInvalidParams:
       case kInvalidRequest:
       case kParseError: code = ErrorCode::invalid_argument; break;
-      case kMethodNotFound: code = ErrorCode::not_found; break;
+      case kMethodNotFound:
+      case -32002:  // MCP: resource not found
+        code = ErrorCode::not_found;
+        break;
       default: code = ErrorCode::internal;
     }
   }

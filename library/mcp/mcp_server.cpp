@@ -90,11 +90,21 @@ Result<json::value> ToolServer::handle(std::string_view method, const json::valu
   if (method == "initialize") {
     if (const auto* c = p.if_contains("capabilities"); c && c->is_object()) options_.session->set_capabilities(c->get_object());
     auto r = wire::initialize_result(p, options_.name, options_.version, options_.list_changed);
-    r["capabilities"].as_object()["logging"] = json::object();
+    auto& capabilities = r["capabilities"].as_object();
+    capabilities["logging"] = json::object();
+    if (options_.plugins) {
+      capabilities["resources"] = json::object{{"subscribe", true}, {"listChanged", false}};
+      capabilities["prompts"] = json::object{{"listChanged", false}};
+      capabilities["completions"] = json::object();
+    }
     return r;
   }
   if (method == "ping") return json::object{};
   if (method == "logging/setLevel") return set_log_level(p);
+  if (options_.plugins && (method.starts_with("resources/") || method.starts_with("prompts/") || method == "completion/complete")) {
+    static const json::value no_params = json::object();
+    return options_.plugins->serve_mcp(method, params.is_object() ? params : no_params, options_.context);
+  }
   if (method == "tools/list") return list_tools(p);
   if (method == "tools/call") return call_tool(p);
   return jsonrpc::method_not_found(method);

@@ -10,6 +10,7 @@
 #include <xcore/call_context.hpp>
 #include <xcore/error.hpp>
 #include <xcore/json.hpp>
+#include <xcore/manager.hpp>
 #include <xcore/tools.hpp>
 
 namespace xcore::inline v1::mcp {
@@ -53,6 +54,8 @@ struct ServerOptions {
   // Whether the transport can send notifications/tools/list_changed (stdio can; a request-response HTTP
   // exchange with no server stream cannot): initialize says so.
   bool list_changed = true;
+  // Whose resources, prompts and completions are served besides the registry's tools (null: tools only).
+  Manager* plugins = nullptr;
   // The client's session; a fresh one when null.
   std::shared_ptr<ClientSession> session;
   // Where notifications and requests to the client go while a request runs; null when the answer is the

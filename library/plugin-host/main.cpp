@@ -278,6 +278,14 @@ int main(int argc, char** argv) {
         return Error{ErrorCode::invalid_argument, fmt::format("unknown tool '{}'", name)};
       return ToolResult::failure(r.error()).to_mcp();
     }
+    if (method.starts_with("resources/") || method.starts_with("prompts/") || method == "completion/complete") {
+      const auto* meta = p.if_contains("_meta");
+      const auto* xcore_meta = meta && meta->is_object() ? meta->get_object().if_contains("xcore") : nullptr;
+      ServingThisCall serving(xcore_meta ? wire::serving_of(*xcore_meta) : std::string());
+      json::object request = p;
+      request.erase("_meta");
+      return plugin->serve_mcp(method, request, wire::context_from_meta(p));
+    }
     if (method == "xcore/action") {
       ServingThisCall serving(wire::serving_of(p.contains("context") ? p.at("context") : json::value()));
       return plugin->handle(p.at("action").as_string(), p.contains("params") ? p.at("params") : json::value(),

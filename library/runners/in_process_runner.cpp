@@ -120,6 +120,17 @@ class InProcessRunner final : public Runner {
 
   json::object describe() const override { return json::object{{"kind", "in_process"}}; }
 
+  Result<json::value> serve_mcp(std::string_view method, const json::value& params, const CallContext& ctx) override {
+    if (!XCORE_HAS_MEMBER(xcore_plugin_api, api_, serve_mcp)) return Error{ErrorCode::not_found, fmt::format("plugin '{}' serves no {}", id_, method)};
+    auto text = xcore::json_text::serialize(params.is_null() ? json::value(json::object()) : params);
+    CContext c(ctx);
+    Serving serving(*this, c.c, ctx);
+    StringSink out;
+    auto st = api_->serve_mcp(self_, to_c(method), to_c(text), &c.c, &out.sink);
+    if (st != XCORE_OK) return Error{code_from_status(st), std::move(out.text)};
+    return parse_json(out.text, method);
+  }
+
   Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) override {
     if (!api_->handle) return Error{ErrorCode::not_found, fmt::format("plugin '{}' has no actions", id_)};
     auto text = params.is_null() ? std::string() : xcore::json_text::serialize(params);

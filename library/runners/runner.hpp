@@ -72,6 +72,9 @@ class Runner {
   virtual Result<std::vector<ToolSpec>> list_tools() = 0;
   virtual Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) = 0;
   virtual Result<json::value> handle(std::string_view action, const json::value& params, const CallContext& ctx) = 0;
+  // MCP's resources, prompts and completions (plugin.h's serve_mcp): not_found when the plugin has none of
+  // what `params` names.
+  virtual Result<json::value> serve_mcp(std::string_view method, const json::value& params, const CallContext& ctx) = 0;
   // Where and how it runs, for PluginInfo::runner: {"kind": "in_process"|"sandbox", ...}.
   virtual json::object describe() const = 0;
 };

@@ -209,6 +209,14 @@ class SandboxRunner final : public Runner {
     return call("xcore/action", json::object{{"action", action}, {"params", params}, {"context", wire::context_to_json(ctx, serving.token)}}, budget(ctx));
   }
 
+  Result<json::value> serve_mcp(std::string_view method, const json::value& params, const CallContext& ctx) override {
+    Serving serving(*this, ctx);
+    json::object p = params.is_object() ? params.get_object() : json::object();
+    p["_meta"] = wire::meta_with_context(ctx, serving.token);
+    // An MCP server answers what it has no capability for with -32601, which reads as not_found: none here.
+    return call(std::string(method), std::move(p), budget(ctx));
+  }
+
   // The calls the process serves now, by an unguessable token sent with each. Its host calls name the
   // token of the call they serve, and get that call's context (tenant, principal, deadline, trace) from
   // here: what the process itself says about who is calling is never read. A host call naming no token

@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define XCORE_ABI_MAJOR 1
-#define XCORE_ABI_MINOR 2
+#define XCORE_ABI_MINOR 3
 #define XCORE_ABI_MAGIC 0x58434f52u /* "XCOR" */
 
 #define XCORE_ABI_TAG_SYMBOL "xcore_plugin_abi_tag"
@@ -189,6 +189,13 @@ typedef struct xcore_plugin_api {
   /* out: any JSON value */
   int32_t (*handle)(void* self, xcore_str action, xcore_str params_json, const xcore_call_context* ctx,
                     xcore_sink* out);
+  /* ABI 1.3. The MCP requests besides tools, answered as MCP answers them: "resources/list",
+   * "resources/templates/list", "resources/read", "resources/subscribe", "resources/unsubscribe",
+   * "prompts/list", "prompts/get", "completion/complete". params_json: the request's params (a JSON object);
+   * out: the result object. XCORE_E_NOT_FOUND: not this plugin's (no such method, resource URI or prompt),
+   * so the host asks the next plugin. The host reads `size` before calling: NULL or absent means none. */
+  int32_t (*serve_mcp)(void* self, xcore_str method, xcore_str params_json, const xcore_call_context* ctx,
+                       xcore_sink* out);
 } xcore_plugin_api;
 
 typedef const xcore_plugin_api* (*xcore_plugin_entry_fn)(void);

@@ -224,6 +224,140 @@ class ToolBuilder {
   ToolFn fn_;
 };
 
+// ---- MCP resources and prompts (ABI 1.3) --------------------------------------------------------------
+
+// One entry of a resource's contents, as MCP's resources/read returns it.
+inline json::object text_contents(std::string_view uri, std::string_view mime_type, std::string_view text) {
+  return json::object{{"uri", uri}, {"mimeType", mime_type}, {"text", text}};
+}
+inline json::object blob_contents(std::string_view uri, std::string_view mime_type, std::string_view base64) {
+  return json::object{{"uri", uri}, {"mimeType", mime_type}, {"blob", base64}};
+}
+
+// Reads a resource: its URI, the values of a template's {variables} (empty for a fixed URI), the call.
+// Returns the contents entries (text_contents, blob_contents).
+using ResourceFn = std::function<json::array(const std::string& uri, const json::object& variables, const Context& ctx)>;
+// Completes an argument's value from what was typed so far: the candidates, best first.
+using CompleteFn = std::function<std::vector<std::string>(std::string_view typed, const Context& ctx)>;
+
+namespace detail {
+// RFC 6570's simple expansion read backwards: does `uri` fit `uri_template` ("test://items/{id}/data"), and
+// with which values? A variable matches one or more characters up to the next literal (never a '/').
+inline bool match_template(std::string_view uri_template, std::string_view uri, json::object& variables) {
+  while (!uri_template.empty()) {
+    const auto open = uri_template.find('{');
+    const auto literal = uri_template.substr(0, open);
+    if (uri.substr(0, literal.size()) != literal) return false;
+    uri.remove_prefix(literal.size());
+    if (open == std::string_view::npos) return uri.empty();
+    const auto close = uri_template.find('}', open);
+    if (close == std::string_view::npos) return false;
+    const auto name = uri_template.substr(open + 1, close - open - 1);
+    uri_template.remove_prefix(close + 1);
+    const auto next = uri_template.substr(0, uri_template.find('{'));
+    std::size_t end = next.empty() ? uri.size() : uri.find(next);
+    if (end == std::string_view::npos) return false;
+    const auto value = uri.substr(0, end);
+    if (value.empty() || value.find('/') != std::string_view::npos) return false;
+    variables[name] = value;
+    uri.remove_prefix(end);
+  }
+  return uri.empty();
+}
+}  // namespace detail
+
+// A resource (a fixed URI) or a resource template (a URI with {variables}), built fluently.
+class ResourceBuilder {
+ public:
+  ResourceBuilder(std::string uri, bool is_template) : uri_(std::move(uri)), template_(is_template) {
+    entry_[is_template ? "uriTemplate" : "uri"] = uri_;
+    entry_["name"] = uri_;
+  }
+  ResourceBuilder& name(std::string_view v) { return set("name", v); }
+  ResourceBuilder& title(std::string_view v) { return set("title", v); }
+  ResourceBuilder& description(std::string_view v) { return set("description", v); }
+  ResourceBuilder& mime_type(std::string_view v) { return set("mimeType", v); }
+  // Clients may subscribe to it (resources/subscribe).
+  ResourceBuilder& subscribable(bool v = true) {
+    subscribable_ = v;
+    return *this;
+  }
+  ResourceBuilder& reader(ResourceFn fn) {
+    fn_ = std::move(fn);
+    return *this;
+  }
+  // For a template: completes the value of one of its variables.
+  ResourceBuilder& complete(std::string variable, CompleteFn fn) {
+    completers_.emplace_back(std::move(variable), std::move(fn));
+    return *this;
+  }
+
+  bool is_template() const { return template_; }
+  const std::string& uri() const { return uri_; }
+  const json::object& entry() const { return entry_; }
+  bool is_subscribable() const { return subscribable_; }
+  // Whether `uri` is this resource, and the template's variables if so.
+  bool matches(std::string_view uri, json::object& variables) const { return template_ ? detail::match_template(uri_, uri, variables) : uri == uri_; }
+  const ResourceFn& fn() const { return fn_; }
+  const CompleteFn* completer(std::string_view variable) const {
+    for (const auto& [v, fn] : completers_)
+      if (v == variable) return &fn;
+    return nullptr;
+  }
+
+ private:
+  ResourceBuilder& set(std::string_view k, std::string_view v) {
+    entry_[k] = v;
+    return *this;
+  }
+  std::string uri_;
+  bool template_;
+  bool subscribable_ = false;
+  json::object entry_;
+  ResourceFn fn_;
+  std::vector<std::pair<std::string, CompleteFn>> completers_;
+};
+
+// Makes a prompt's messages from its arguments (all strings, the required ones present).
+using PromptFn = std::function<json::array(const json::object& arguments, const Context& ctx)>;
+
+// A prompt template, built fluently.
+class PromptBuilder {
+ public:
+  explicit PromptBuilder(std::string name) { entry_["name"] = name; }
+  PromptBuilder& title(std::string_view v) { return set("title", v); }
+  PromptBuilder& description(std::string_view v) { return set("description", v); }
+  PromptBuilder& argument(std::string_view name, std::string_view description, bool required = true, CompleteFn complete = {}) {
+    auto& a = entry_["arguments"];
+    if (!a.is_array()) a = json::array();
+    a.as_array().push_back(json::object{{"name", name}, {"description", description}, {"required", required}});
+    if (complete) completers_.emplace_back(std::string(name), std::move(complete));
+    return *this;
+  }
+  PromptBuilder& messages(PromptFn fn) {
+    fn_ = std::move(fn);
+    return *this;
+  }
+
+  std::string_view name() const { return entry_.at("name").as_string(); }
+  const json::object& entry() const { return entry_; }
+  const PromptFn& fn() const { return fn_; }
+  const CompleteFn* completer(std::string_view argument) const {
+    for (const auto& [a, fn] : completers_)
+      if (a == argument) return &fn;
+    return nullptr;
+  }
+
+ private:
+  PromptBuilder& set(std::string_view k, std::string_view v) {
+    entry_[k] = v;
+    return *this;
+  }
+  json::object entry_;
+  PromptFn fn_;
+  std::vector<std::pair<std::string, CompleteFn>> completers_;
+};
+
 using HookFn = std::function<json::value(std::string_view hook, const json::value& payload, std::string_view tenant)>;
 
 // The host's services, as the plugin sees them. Failures throw sdk::Error.
@@ -365,6 +499,11 @@ class Plugin {
     tools_.emplace_back(std::move(name));
     return tools_.back();
   }
+  // Declare a resource (a fixed URI) or a resource template ("notes://{id}"), and a prompt: in the
+  // constructor, so that they are there before the first request.
+  ResourceBuilder& resource(std::string uri) { return resources_.emplace_back(std::move(uri), false); }
+  ResourceBuilder& resource_template(std::string uri_template) { return resources_.emplace_back(std::move(uri_template), true); }
+  PromptBuilder& prompt(std::string name) { return prompts_.emplace_back(std::move(name)); }
   // Add a tool while running (after on_load). Thread-safe with calls in flight.
   void publish_tool(ToolBuilder builder) {
     auto text = xcore::json_text::serialize(builder.spec());
@@ -432,10 +571,99 @@ class Plugin {
     return find_tool_locked(name);
   }
 
+  // MCP's resources, prompts and completions (plugin.h's serve_mcp).
+  json::value serve_mcp(std::string_view method, const json::object& params, const Context& ctx) const {
+    auto text = [&](const json::object& o, std::string_view k) -> std::string {
+      const auto* v = o.if_contains(k);
+      if (!v || !v->is_string()) throw invalid_argument(std::string(method) + ": params." + std::string(k) + " must be a string");
+      return std::string(v->get_string());
+    };
+    if (method == "resources/list" || method == "resources/templates/list") {
+      const bool templates = method == "resources/templates/list";
+      json::array out;
+      for (const auto& r : resources_)
+        if (r.is_template() == templates) out.push_back(r.entry());
+      return json::object{{templates ? "resourceTemplates" : "resources", std::move(out)}};
+    }
+    if (method == "resources/read" || method == "resources/subscribe" || method == "resources/unsubscribe") {
+      const auto uri = text(params, "uri");
+      json::object variables;
+      const ResourceBuilder* found = nullptr;
+      for (const auto& r : resources_)  // a fixed URI before any template it would also fit
+        if (!r.is_template() && r.matches(uri, variables)) found = &r;
+      for (const auto& r : resources_)
+        if (!found && r.is_template() && r.matches(uri, variables)) found = &r;
+      if (!found || (method == "resources/read" && !found->fn())) throw not_found("no resource '" + uri + "'");
+      if (method != "resources/read") {
+        if (!found->is_subscribable()) throw invalid_argument("resource '" + uri + "' cannot be subscribed to");
+        return json::object();
+      }
+      return json::object{{"contents", found->fn()(uri, variables, ctx)}};
+    }
+    if (method == "prompts/list") {
+      json::array out;
+      for (const auto& p : prompts_) out.push_back(p.entry());
+      return json::object{{"prompts", std::move(out)}};
+    }
+    if (method == "prompts/get") {
+      const auto name = text(params, "name");
+      const PromptBuilder* found = find_prompt(name);
+      if (!found || !found->fn()) throw not_found("no prompt '" + name + "'");
+      const auto* given = params.if_contains("arguments");
+      json::object arguments = given && given->is_object() ? given->get_object() : json::object();
+      if (const auto* declared = found->entry().if_contains("arguments"))
+        for (const auto& a : declared->get_array()) {
+          const auto& arg = a.get_object();
+          const auto* v = arguments.if_contains(arg.at("name").get_string());
+          if (v && !v->is_string()) throw invalid_argument("prompt '" + name + "': argument '" + std::string(arg.at("name").get_string()) + "' must be a string");
+          if (!v && arg.at("required").as_bool()) throw invalid_argument("prompt '" + name + "' needs the argument '" + std::string(arg.at("name").get_string()) + "'");
+        }
+      json::object r{{"messages", found->fn()(arguments, ctx)}};
+      if (const auto* d = found->entry().if_contains("description")) r["description"] = *d;
+      return r;
+    }
+    if (method == "completion/complete") {
+      const auto* ref = params.if_contains("ref");
+      const auto* argument = params.if_contains("argument");
+      if (!ref || !ref->is_object() || !argument || !argument->is_object()) throw invalid_argument("completion/complete: params needs 'ref' and 'argument' objects");
+      const auto arg_name = text(argument->get_object(), "name");
+      const auto typed = text(argument->get_object(), "value");
+      const CompleteFn* completer = nullptr;
+      if (ref->get_object().contains("name")) {
+        const auto name = text(ref->get_object(), "name");
+        const auto* p = find_prompt(name);
+        if (!p) throw not_found("no prompt '" + name + "'");
+        completer = p->completer(arg_name);
+      } else {
+        const auto uri = text(ref->get_object(), "uri");
+        const ResourceBuilder* found = nullptr;
+        for (const auto& r : resources_)
+          if (r.uri() == uri) found = &r;
+        if (!found) throw not_found("no resource template '" + uri + "'");
+        completer = found->completer(arg_name);
+      }
+      json::array values;
+      if (completer)
+        for (auto& v : (*completer)(typed, ctx)) values.push_back(json::string(v));
+      // MCP sends at most 100 values at once.
+      const auto total = values.size();
+      if (values.size() > 100) values.resize(100);
+      return json::object{{"completion", json::object{{"values", std::move(values)}, {"total", total}, {"hasMore", total > 100}}}};
+    }
+    throw not_found("no MCP method '" + std::string(method) + "' here");
+  }
+  const PromptBuilder* find_prompt(std::string_view name) const {
+    for (const auto& p : prompts_)
+      if (p.name() == name) return &p;
+    return nullptr;
+  }
+
   Host host_;
   mutable std::mutex mutex_;      // guards the two lists against publish_tool/on_hook at run time
   std::list<ToolBuilder> tools_;  // list: references handed out by tool() stay valid
   std::list<HookSlot> hooks_;     // list: the C side holds pointers to slots
+  std::list<ResourceBuilder> resources_;  // declared in the constructor, read-only afterwards
+  std::list<PromptBuilder> prompts_;
 };
 
 // Turns a Plugin subclass into the C function table. Every entry point catches everything.
@@ -513,9 +741,18 @@ struct Adapter {
     });
   }
 
+  static std::int32_t serve_mcp(void* p, xcore_str method, xcore_str params, const xcore_call_context* ctx, xcore_sink* out) {
+    return guard(out, [&] {
+      detail::CallArena arena;
+      json::value prm = detail::parse_or_empty(params, arena.storage());
+      if (!prm.is_object()) throw invalid_argument("MCP params must be a JSON object");
+      detail::write(out, xcore::json_text::serialize(self(p)->serve_mcp(detail::view(method), prm.as_object(), Context(ctx))));
+    });
+  }
+
   static constexpr xcore_plugin_api table() {
     return xcore_plugin_api{XCORE_ABI_MAJOR, sizeof(xcore_plugin_api), &create, &destroy, &on_load, &on_enable,
-                            &on_disable, &on_unload, &on_config, &health, &list_tools, &call_tool, &handle};
+                            &on_disable, &on_unload, &on_config, &health, &list_tools, &call_tool, &handle, &serve_mcp};
   }
 };
 

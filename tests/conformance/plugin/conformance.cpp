@@ -123,9 +123,59 @@ class Conformance : public xcore::sdk::Plugin {
                             {"titledMulti", {{"type", "array"}, {"items", {{"anyOf", titled("value", "First Choice", "Second Choice", "Third Choice")}}}}}}}};
       return elicited(ctx, "Please choose", schema);
     });
+
+    // Resources: fixed ones, text and binary, a template, one to subscribe to.
+    resource("test://static-text").name("static-text").description("A static text resource").mime_type("text/plain")
+        .reader([](const std::string& uri, const json::object&, const Context&) {
+          return json::array{xcore::sdk::text_contents(uri, "text/plain", "This is the content of the static text resource.")};
+        });
+    resource("test://static-binary").name("static-binary").description("A static binary resource (a PNG)").mime_type("image/png")
+        .reader([](const std::string& uri, const json::object&, const Context&) { return json::array{xcore::sdk::blob_contents(uri, "image/png", kPng)}; });
+    resource("test://watched-resource").name("watched-resource").description("A resource clients may subscribe to").mime_type("text/plain")
+        .subscribable()
+        .reader([](const std::string& uri, const json::object&, const Context&) { return json::array{xcore::sdk::text_contents(uri, "text/plain", "Watched.")}; });
+    resource_template("test://template/{id}/data").name("template-data").description("Data for an id").mime_type("application/json")
+        .reader([](const std::string& uri, const json::object& vars, const Context&) {
+          const std::string id(vars.at("id").as_string());
+          json::object data{{"id", id}, {"templateTest", true}, {"data", "Data for ID: " + id}};
+          return json::array{xcore::sdk::text_contents(uri, "application/json", json::serialize(data))};
+        });
+
+    // Prompts, and completion of their arguments.
+    prompt("test_simple_prompt").description("A simple prompt without arguments").messages([](const json::object&, const Context&) {
+      return json::array{user(json::object{{"type", "text"}, {"text", "This is a simple prompt for testing."}})};
+    });
+    prompt("test_prompt_with_arguments")
+        .description("A prompt with two arguments")
+        .argument("arg1", "First test argument", true,
+                  [](std::string_view typed, const Context&) {
+                    std::vector<std::string> out;
+                    for (const char* v : {"paris", "park", "party"})
+                      if (std::string_view(v).starts_with(typed)) out.emplace_back(v);
+                    return out;
+                  })
+        .argument("arg2", "Second test argument")
+        .messages([](const json::object& args, const Context&) {
+          const std::string text = "Prompt with arguments: arg1='" + std::string(args.at("arg1").as_string()) + "', arg2='" +
+                                   std::string(args.at("arg2").as_string()) + "'";
+          return json::array{user(json::object{{"type", "text"}, {"text", text}})};
+        });
+    prompt("test_prompt_with_embedded_resource")
+        .description("A prompt that embeds a resource")
+        .argument("resourceUri", "URI of the resource to embed")
+        .messages([](const json::object& args, const Context&) {
+          return json::array{user(json::object{{"type", "resource"},
+                                               {"resource", {{"uri", args.at("resourceUri")}, {"mimeType", "text/plain"}, {"text", "Embedded resource content for testing."}}}}),
+                             user(json::object{{"type", "text"}, {"text", "Please process the embedded resource above."}})};
+        });
+    prompt("test_prompt_with_image").description("A prompt with an image").messages([](const json::object&, const Context&) {
+      return json::array{user(json::object{{"type", "image"}, {"data", kPng}, {"mimeType", "image/png"}}),
+                         user(json::object{{"type", "text"}, {"text", "Please analyze the image above."}})};
+    });
   }
 
  private:
+  static json::object user(json::object content) { return json::object{{"role", "user"}, {"content", std::move(content)}}; }
   static void pause() { std::this_thread::sleep_for(std::chrono::milliseconds(50)); }
   static ToolOutput text(std::string said) { return content({json::object{{"type", "text"}, {"text", std::move(said)}}}); }
   ToolOutput elicited(const Context& ctx, const char* message, const json::object& schema) {
