@@ -173,12 +173,20 @@ TEST_CASE("a plugin that throws in on_load leaves nothing behind") {
   CHECK(fs::is_empty(h.shadow));  // its private copy is gone too
 }
 
-TEST_CASE("a plugin written in C loads and answers") {
+TEST_CASE("a plugin written in C against an older ABI (1.2) loads and answers; what 1.3 added it simply has none of") {
   Host h({test_plugins() / "c_echo"});
   REQUIRE(h->enable("c-echo").ok());
   auto r = h->call_tool("c_echo", J(R"({"from":"c"})"), xcore::CallContext::host());
   REQUIRE(r.ok());
   CHECK(r->structured == J(R"({"from":"c"})"));
+  // Its table ends before serve_mcp: no resources or prompts, and no call past its end.
+  auto listed = h->serve_mcp("resources/list", J("{}"), xcore::CallContext::host());
+  REQUIRE(listed.ok());
+  CHECK(listed->at("resources").as_array().empty());
+  auto read = h->serve_mcp("resources/read", J(R"({"uri":"c://x"})"), xcore::CallContext::host());
+  REQUIRE_FALSE(read.ok());
+  CHECK(read.error().code == xcore::ErrorCode::not_found);
+  CHECK(read.error().message.find("no plugin has resource 'c://x'") != std::string::npos);
 }
 
 TEST_CASE("dependencies: loaded first, unloading them refused unless cascading") {

@@ -359,6 +359,79 @@ TEST_CASE("/mcp answers a listening client's tool call as an SSE stream: progres
   }
 }
 
+TEST_CASE("/mcp serves the plugins' resources, templates, prompts and completions, from trusted and sandboxed plugins alike") {
+  for (const bool sandboxed : {false, true}) {
+    CAPTURE(sandboxed);
+    TempDir tmp;
+    stage_fixture(tmp / "plugins", sandboxed, false);
+    ServerProcess server(tmp / "data", {}, tmp / "plugins");
+    Api api(server.port());
+    const auto token = api.login("admin", kAdminPassword);
+    McpClient mcp(server.port(), token);
+    auto init = mcp.initialize();
+    const auto& capabilities = init.body.at("result").at("capabilities");
+    CHECK(capabilities.at("resources").at("subscribe") == true);
+    CHECK(capabilities.at("prompts").is_object());
+    CHECK(capabilities.at("completions").is_object());
+
+    auto listed = json::serialize(mcp.request(2, "resources/list").body);
+    CHECK(listed.find(R"("uri":"test://static-text")") != std::string::npos);
+    CHECK(listed.find("test://template/") == std::string::npos);  // templates are listed apart
+    CHECK(json::serialize(mcp.request(3, "resources/templates/list").body).find(R"("uriTemplate":"test://template/{id}/data")") != std::string::npos);
+    auto read = mcp.request(4, "resources/read", json::object{{"uri", "test://template/42/data"}});
+    REQUIRE_MESSAGE(read.body.as_object().contains("result"), json::serialize(read.body));
+    CHECK(read.body.at("result").at("contents").at(0).at("uri") == "test://template/42/data");
+    CHECK(json::parse(read.body.at("result").at("contents").at(0).at("text").as_string()).at("id") == "42");
+    auto blob = mcp.request(5, "resources/read", json::object{{"uri", "test://static-binary"}});
+    CHECK(blob.body.at("result").at("contents").at(0).at("mimeType") == "image/png");
+    // What nobody has, and what is malformed, are errors that say which.
+    auto missing = mcp.request(6, "resources/read", json::object{{"uri", "test://nothing-here"}});
+    CHECK(json::serialize(missing.body).find("no plugin has resource 'test://nothing-here'") != std::string::npos);
+    auto no_uri = mcp.request(7, "resources/read", json::object{{"uri", 5}});
+    CHECK(json::serialize(no_uri.body).find("params.uri must be a string") != std::string::npos);
+    auto plain = mcp.request(8, "resources/subscribe", json::object{{"uri", "test://static-text"}});
+    CHECK(json::serialize(plain.body).find("cannot be subscribed to") != std::string::npos);
+    CHECK(mcp.request(9, "resources/subscribe", json::object{{"uri", "test://watched-resource"}}).body.at("result") == json::object());
+
+    CHECK(json::serialize(mcp.request(10, "prompts/list").body).find(R"("name":"test_prompt_with_arguments")") != std::string::npos);
+    auto got = mcp.request(11, "prompts/get", json::object{{"name", "test_prompt_with_arguments"}, {"arguments", {{"arg1", "a"}, {"arg2", "b"}}}});
+    CHECK(got.body.at("result").at("messages").at(0).at("content").at("text") == "Prompt with arguments: arg1='a', arg2='b'");
+    auto short_of = mcp.request(12, "prompts/get", json::object{{"name", "test_prompt_with_arguments"}, {"arguments", {{"arg1", "a"}}}});
+    CHECK(json::serialize(short_of.body).find("needs the argument 'arg2'") != std::string::npos);
+    auto completed = mcp.request(13, "completion/complete", json::object{{"ref", {{"type", "ref/prompt"}, {"name", "test_prompt_with_arguments"}}},
+                                                                          {"argument", {{"name", "arg1"}, {"value", "par"}}}});
+    CHECK(completed.body.at("result").at("completion").at("values") == json::array{"paris", "park", "party"});
+    auto narrowed = mcp.request(14, "completion/complete", json::object{{"ref", {{"type", "ref/prompt"}, {"name", "test_prompt_with_arguments"}}},
+                                                                         {"argument", {{"name", "arg1"}, {"value", "park"}}}});
+    CHECK(narrowed.body.at("result").at("completion").at("values") == json::array{"park"});
+  }
+}
+
+TEST_CASE("a principal reads a plugin's resources and prompts only with resources.read and prompts.get for it") {
+  TempDir tmp;
+  stage_fixture(tmp / "plugins", false, false);
+  ServerProcess server(tmp / "data", {}, tmp / "plugins");
+  Api api(server.port());
+  const auto admin = api.login("admin", kAdminPassword);
+  // A token scoped to tool calls: the plugin's resources and prompts do not exist for it.
+  auto made = api.send("POST", "/api/v1/tokens", R"({"name":"tools-only","role":"operator","expires_in":600,"scopes":["tools.call:*"]})", admin);
+  REQUIRE_MESSAGE(made.status == 201, json::serialize(made.body));
+  McpClient tools_only(server.port(), std::string(made.body.at("token").as_string()));
+  tools_only.initialize();
+  CHECK(tools_only.request(2, "resources/list").body.at("result").at("resources").as_array().empty());
+  CHECK(tools_only.request(3, "prompts/list").body.at("result").at("prompts").as_array().empty());
+  auto read = tools_only.request(4, "resources/read", json::object{{"uri", "test://static-text"}});
+  CHECK(json::serialize(read.body).find("no plugin has resource 'test://static-text'") != std::string::npos);
+  auto get = tools_only.request(5, "prompts/get", json::object{{"name", "test_simple_prompt"}});
+  CHECK(json::serialize(get.body).find("no plugin has prompt 'test_simple_prompt'") != std::string::npos);
+  // A viewer holds both.
+  REQUIRE(api.send("POST", "/api/v1/users", R"({"username":"vera","password":"vera-password-1","role":"viewer"})", admin).status == 201);
+  McpClient viewer(server.port(), api.login("vera", "vera-password-1"));
+  viewer.initialize();
+  CHECK(viewer.request(2, "resources/read", json::object{{"uri", "test://static-text"}}).body.at("result").at("contents").at(0).at("text") ==
+        "This is the content of the static text resource.");
+}
+
 TEST_CASE("a plugin asks its caller's client only what its manifest grants (client.request:<method>)") {
   TempDir tmp;
   stage_fixture(tmp / "plugins", false, false);

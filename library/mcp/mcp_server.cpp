@@ -1,6 +1,8 @@
 #include "mcp/mcp_server.hpp"
 
 #include <fmt/format.h>
+
+#include <algorithm>
 #include <fmt/ranges.h>
 
 #include "jsonrpc/jsonrpc.hpp"
@@ -101,7 +103,10 @@ Result<json::value> ToolServer::handle(std::string_view method, const json::valu
   }
   if (method == "ping") return json::object{};
   if (method == "logging/setLevel") return set_log_level(p);
-  if (options_.plugins && (method.starts_with("resources/") || method.starts_with("prompts/") || method == "completion/complete")) {
+  constexpr std::string_view kPluginMethods[] = {"resources/list",        "resources/templates/list", "resources/read",
+                                                  "resources/subscribe",   "resources/unsubscribe",    "prompts/list",
+                                                  "prompts/get",           "completion/complete"};
+  if (options_.plugins && std::find(std::begin(kPluginMethods), std::end(kPluginMethods), method) != std::end(kPluginMethods)) {
     static const json::value no_params = json::object();
     return options_.plugins->serve_mcp(method, params.is_object() ? params : no_params, options_.context);
   }

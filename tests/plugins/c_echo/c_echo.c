@@ -1,6 +1,7 @@
 /* A plugin in plain C: the ABI needs no C++ on the plugin's side. */
 #include <xcore/plugin.h>
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +34,10 @@ static int32_t call_tool(void* self, xcore_str name, xcore_str args, const xcore
   return XCORE_OK;
 }
 
-static const xcore_plugin_api kApi = {XCORE_ABI_MAJOR, sizeof(xcore_plugin_api), create, destroy, NULL, NULL, NULL, NULL,
-                                      NULL, NULL, list_tools, call_tool, NULL};
+/* Built as if against ABI 1.2's header: its table ends before serve_mcp (1.3) and its tag says 1.2, so a
+ * newer host must load it and never call or read what its size does not cover. */
+static const xcore_plugin_api kApi = {XCORE_ABI_MAJOR, offsetof(xcore_plugin_api, serve_mcp), create, destroy, NULL, NULL, NULL, NULL,
+                                      NULL, NULL, list_tools, call_tool, NULL, NULL};
 
-XCORE_DECLARE_PLUGIN_SYMBOLS("c-echo", "0.3.0", kApi)
+XCORE_PLUGIN_EXPORT const xcore_abi_tag xcore_plugin_abi_tag = {XCORE_ABI_MAGIC, XCORE_ABI_MAJOR, 2, "c-echo", "0.3.0"};
+XCORE_PLUGIN_EXPORT const xcore_plugin_api* xcore_plugin_entry(void) { return &kApi; }
