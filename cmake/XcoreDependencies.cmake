@@ -4,3 +4,7 @@ find_package(fmt REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(Threads REQUIRED)
 find_path(VALIJSON_INCLUDE_DIR valijson/validator.hpp REQUIRED)
+# cpp-httplib has no CMake config: pkg-config, whose target carries the -D flags it was built with (https
+# among them). libxcore's MCP client uses it; the reference server its server too.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET GLOBAL cpp-httplib)

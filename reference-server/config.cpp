@@ -161,6 +161,21 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
           }
         }
       }
+      else if (key == "remote_plugins") {
+        if (!v.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'remote_plugins' must be a mapping with allowed_hosts and/or allow_private", file.string())};
+        for (const auto& g : v) {
+          const auto which = g.first.as<std::string>();
+          if (which == "allowed_hosts") {
+            if (!g.second.IsSequence()) return Error{ErrorCode::invalid_argument, fmt::format("{}: remote_plugins.allowed_hosts must be a list", file.string())};
+            c.remote_allowed_hosts.clear();
+            for (const auto& h : g.second) c.remote_allowed_hosts.push_back(h.as<std::string>());
+          } else if (which == "allow_private") {
+            c.remote_allow_private = g.second.as<bool>();
+          } else {
+            return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting 'remote_plugins.{}' (expected allowed_hosts, allow_private)", file.string(), which)};
+          }
+        }
+      }
       else if (key == "sandbox_uids") c.sandbox_uids = v.as<std::string>();
       else if (key == "max_header_bytes") c.max_header_bytes = v.as<std::size_t>();
       else if (key == "password_hashes") c.password_hashes = v.as<int>();
@@ -207,6 +222,8 @@ Result<void> apply_env(ServerConfig& c) {
   if (const char* v = env("XCORE_MCP_ALLOWED_ORIGINS")) c.mcp_allowed_origins = split_list(v);
   XCORE_TRY(number("XCORE_MCP_SESSION_IDLE_SECONDS", c.mcp_session_idle_seconds));
   if (const char* v = env("XCORE_MCP_CONFORMANCE")) c.mcp_conformance = std::string_view(v) == "1" || std::string_view(v) == "true";
+  if (const char* v = env("XCORE_REMOTE_ALLOWED_HOSTS")) c.remote_allowed_hosts = split_list(v);
+  if (const char* v = env("XCORE_REMOTE_ALLOW_PRIVATE")) c.remote_allow_private = std::string_view(v) == "1" || std::string_view(v) == "true";
   if (const char* v = env("XCORE_GRANT_FS")) {
     c.grant_fs.clear();
     for (const auto& p : split_paths(v)) {

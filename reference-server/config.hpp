@@ -70,6 +70,11 @@ struct ServerConfig {
   // For the MCP conformance suite only, which sends no credentials: /mcp then also serves requests without a
   // token, as a principal that may call the `conformance` fixture plugin's tools and nothing else.
   bool mcp_conformance = false;
+  // Plugins registered over the API with a `url:` (remote MCP servers) reach only these hosts ('*' matches
+  // any run of characters; empty: none), and only public addresses unless allow_private is set.
+  // YAML: remote_plugins: {allowed_hosts: [...], allow_private: false}.
+  std::vector<std::string> remote_allowed_hosts;
+  bool remote_allow_private = false;
   // Every answer is checked against its route's entry (declared status, body schema): a mismatch becomes a
   // 500 naming it. For tests and development: it costs a validation per answer.
   bool check_answers = false;

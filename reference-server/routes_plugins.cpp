@@ -49,18 +49,20 @@ void Server::Impl::add_plugin_routes() {
     for (const auto& p : report.problems) problems.push_back(json::object{{"code", to_string(p.code)}, {"message", p.message}});
     return Reply{200, json::object{{"found", std::move(found)}, {"problems", std::move(problems)}}};
   }).returns(200, R"json({"type":"object","required":["found","problems"],"properties":{"found":{"type":"array","items":{"type":"string"}},"problems":{"type":"array","items":{"type":"object","required":["code","message"],"properties":{"code":{"type":"string"},"message":{"type":"string"}}}}}})json");
-  route("POST", "/api/v1/plugins/dynamic", Role::admin, "register an external MCP server command as a sandboxed plugin", [this](Call& c) -> Result<Reply> {
-    if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected a manifest object: {id, version, command, ...}"};
-    // Data only: an external command, always sandboxed; never a binary for this process to load.
+  route("POST", "/api/v1/plugins/dynamic", Role::admin, "register an MCP server as a plugin: a command run in the sandbox, or a url reached over Streamable HTTP", [this](Call& c) -> Result<Reply> {
+    if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected a manifest object: {id, version, command or url, ...}"};
+    // Data only: an external command, always sandboxed, or a server elsewhere; never a binary for this
+    // process to load. A url's host is checked when the plugin connects (remote_hosts.cpp).
     json::object manifest;
     for (const auto& [k, v] : c.body.get_object()) {
       if (k == "enable") continue;
       if (k == "entry" || k == "mode" || k == "cwd")
-        return Error{ErrorCode::invalid_argument, fmt::format("'{}' cannot be set: a dynamic plugin is a command run in the sandbox, from its own folder", std::string_view(k))};
+        return Error{ErrorCode::invalid_argument, fmt::format("'{}' cannot be set: a dynamic plugin is a command run in the sandbox, from its own folder, or a url", std::string_view(k))};
       manifest[k] = v;
     }
     manifest["mode"] = "sandboxed";
-    if (!manifest.contains("command")) return Error{ErrorCode::invalid_argument, "'command' is required: the argv of an MCP stdio server"};
+    if (manifest.contains("command") == manifest.contains("url"))
+      return Error{ErrorCode::invalid_argument, "give one of 'command' (the argv of an MCP stdio server) or 'url' (an MCP server's Streamable HTTP endpoint)"};
     XCORE_ASSIGN_OR_RETURN(auto parsed, parse_manifest(xcore::json_text::serialize(manifest), "dynamic plugin"));
     const auto pid = parsed.manifest.id;
     XCORE_TRY(grant_policy(c.who.tenant, parsed.manifest));
@@ -88,7 +90,7 @@ void Server::Impl::add_plugin_routes() {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, pid));
     XCORE_ASSIGN_OR_RETURN(auto body, plugin_json(info, c.who.tenant));
     return Reply{201, std::move(body)};
-  }).body(R"json({"type":"object","description":"a plugin manifest whose command is an MCP stdio server","properties":{"id":{"type":"string","minLength":1},"version":{"type":"string","minLength":1},"command":{"type":"array","items":{"type":"string"},"minItems":1},"enable":{"type":"boolean"}},"required":["id","version","command"]})json").returns(201, R"json({"$ref":"#/components/schemas/Plugin"})json").errors({409, 412, 422, 502, 503, 504});
+  }).body(R"json({"type":"object","description":"a plugin manifest whose command is an MCP stdio server, or whose url is an MCP server's Streamable HTTP endpoint","properties":{"id":{"type":"string","minLength":1},"version":{"type":"string","minLength":1},"command":{"type":"array","items":{"type":"string"},"minItems":1},"url":{"type":"string","minLength":1},"headers":{"type":"object","additionalProperties":{"type":"string"}},"bearer_secret":{"type":"string"},"enable":{"type":"boolean"}},"required":["id","version"]})json").returns(201, R"json({"$ref":"#/components/schemas/Plugin"})json").errors({409, 412, 422, 502, 503, 504});
   route("POST", "/api/v1/plugins/{plugin}/save", Role::admin, "persist a dynamic plugin's manifest in the plugin folder", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto info, known(c.manager, c.arg(1)));
     const auto source = info.manifest.file;

@@ -192,6 +192,8 @@ struct Server::Impl {
   // and the tenants grants.network names. Nobody's grant reaches into the data folder (its database,
   // master key and the other tenants' folders). Refusals name the grant and the rule.
   Result<void> grant_policy(const std::string& tenant, const PluginManifest& m) const;
+  // Where a tenant's `url:` plugin may connect (remote_hosts.cpp): the address to pin, or why not.
+  Result<std::string> remote_address(const std::string& tenant, const PluginManifest& m, std::string_view host) const;
 
   // The signature policy (ServerConfig::trusted_keys), checked before each load like the grant policy: a
   // trusted-mode plugin not signed by a trusted key is made sandboxed or refused, and one whose files no

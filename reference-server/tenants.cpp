@@ -80,6 +80,7 @@ Result<std::shared_ptr<Manager>> Server::Impl::start_manager(const std::string& 
     XCORE_TRY(signature_policy(tenant, m));
     return grant_policy(tenant, m);
   };
+  o.remote_address = [this, tenant](const PluginManifest& m, std::string_view host) { return remote_address(tenant, m, host); };
   o.route_roles = {"viewer", "operator", "admin"};  // what a plugin's route may require
   o.registrations = db->registration_store(tenant);
   // On a root host, each tenant's sandboxed plugins run as a uid of their own: their data folders

@@ -132,6 +132,11 @@ struct ManagerOptions {
   // at every reload). An error refuses the plugin (the load fails with it: name the grant and the rule);
   // the manifest may also be tightened (fewer grants, sandboxed mode, lower limits). Default: admit all.
   std::function<Result<void>(PluginManifest& manifest)> admit;
+  // Where a `url:` plugin (a remote MCP server) may connect: called with its manifest and the URL's host
+  // before it connects. Returns the address to connect to ("" resolves as usual): a host that checked the
+  // addresses the name resolves to pins one, so a second lookup cannot answer otherwise. An error refuses
+  // the plugin. Default: "" for all.
+  std::function<Result<std::string>(const PluginManifest& manifest, std::string_view host)> remote_address;
   // The role names a plugin's HTTP routes may require (the host's own, e.g. viewer, operator, admin): a
   // route naming another is refused when the plugin loads or registers it. Empty: any name.
   std::vector<std::string> route_roles;

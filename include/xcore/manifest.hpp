@@ -72,6 +72,11 @@ struct PluginManifest {
   std::vector<std::string> command;
   std::vector<std::pair<std::string, std::string>> env;
   std::string cwd;
+  // Or an MCP server reached over Streamable HTTP: its URL, headers sent with every request, and the name of
+  // a secret whose value is sent as `Authorization: Bearer` (the manifest must hold `secrets.read:<name>`).
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string bearer_secret;
   VersionRange api_version;  // host ABI versions the plugin accepts; default "^1"
   std::vector<PluginDependency> dependencies;  // "requires"
   // e.g. "tools.call:core.*", "hooks.subscribe:tool.*", "network", "fs.read:/srv/models", "fs.write:out"
@@ -89,6 +94,7 @@ struct PluginManifest {
   std::filesystem::path dir() const { return file.parent_path(); }
   std::filesystem::path binary() const { return dir() / entry; }
   bool external() const { return !command.empty(); }
+  bool remote() const { return !url.empty(); }
   // Top-level config keys whose schema says "x-xcore-privileged": true: they widen what the plugin can
   // reach (a filesystem root, a host to call), so the host decides who may change them.
   std::vector<std::string> privileged_config_keys() const;

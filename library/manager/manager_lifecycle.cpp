@@ -1,5 +1,6 @@
 // Generations and the lifecycle: load, enable, disable, unload, reload (callers hold the claims).
 #include "manager/manager_impl.hpp"
+#include "runners/remote_mcp_runner.hpp"
 #include <xcore/json_text.hpp>
 #include "runners/plugin_module.hpp"
 #include "tools/plugin_tools.hpp"
@@ -52,7 +53,7 @@ Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPt
   }
   std::error_code ec;
   std::shared_ptr<PluginModule> module;
-  if (!m.external()) {
+  if (!m.external() && !m.remote()) {
     if (!std::filesystem::is_regular_file(m.binary(), ec))
       return Error{ErrorCode::not_found, fmt::format("plugin '{}': binary '{}' not found", m.id, m.binary().string())};
     if (m.mode == PluginMode::sandboxed) {
@@ -68,7 +69,20 @@ Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPt
   }
 
   gen->services = std::make_unique<GenerationServices>(*this, m, gen);
-  if (m.mode == PluginMode::sandboxed) {
+  if (m.remote()) {
+    RemoteMcpOptions ro;
+    ro.clock = options.clock;
+    if (options.remote_address) {
+      const std::string_view rest = std::string_view(m.url).substr(m.url.find("://") + 3);
+      auto host = rest.substr(0, rest.find_first_of("/?#"));
+      if (host.starts_with('[')) host = host.substr(1, host.find(']') - 1);
+      else host = host.substr(0, host.find(':'));
+      auto address = options.remote_address(m, host);
+      if (!address) return Error{address.error().code, fmt::format("plugin '{}': {}", m.id, address.error().message), address.error().details};
+      ro.pinned_address = std::move(*address);
+    }
+    XCORE_ASSIGN_OR_RETURN(gen->runner, open_remote_mcp(m, *gen->services, std::move(ro)));
+  } else if (m.mode == PluginMode::sandboxed) {
     sandbox::SandboxOptions so;
     if (options.plugin_host.empty()) {
       auto found = sandbox::find_plugin_host();

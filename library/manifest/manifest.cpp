@@ -171,7 +171,8 @@ bool valid_plugin_id(std::string_view id) {
 const std::set<std::string, std::less<>> kKnownFields{
     "id",       "name",        "version",     "description", "author",      "license", "homepage",
     "tags",     "mode",        "entry",       "api_version", "requires",    "permissions",
-    "limits",   "config_schema", "tools",       "command",     "env",         "cwd",   "routes", "schedules"};
+    "limits",   "config_schema", "tools",       "command",     "env",         "cwd",   "routes", "schedules",
+    "url",      "headers",       "bearer_secret"};
 
 bool route_segment_ok(std::string_view seg) {
   if (seg.size() > 2 && seg.front() == '{' && seg.back() == '}') seg = seg.substr(1, seg.size() - 2);
@@ -520,7 +521,28 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
         }
     }
     m.cwd = c.string(o, "cwd", false).value_or("");
-  } else if (auto entry = c.string(o, "entry", true, "the plugin binary's file name, e.g. libmyplugin.so, or 'command'")) {
+  } else if (o.contains("url")) {
+    // An MCP server elsewhere: no code of its own runs here.
+    if (o.contains("entry")) c.fail("entry", "give either 'entry' (a plugin binary) or 'url' (a remote MCP server), not both");
+    if (auto url = c.string(o, "url", true, "the MCP server's Streamable HTTP endpoint, e.g. https://tools.example.com/mcp")) {
+      if (!url->starts_with("http://") && !url->starts_with("https://")) c.fail("url", fmt::format("expected an http:// or https:// URL, got '{}'", *url));
+      else if (url->find_first_of(" \t\r\n") != std::string::npos) c.fail("url", "a URL has no spaces or line breaks");
+      else m.url = *url;
+    }
+    if (auto it = o.find("headers"); it != o.end() && !it->value().is_null()) {
+      if (!it->value().is_object()) c.fail("headers", "expected a mapping of header names to strings");
+      else
+        for (const auto& [k, v] : it->value().get_object()) {
+          const std::string name(k);
+          const bool token = !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_'; });
+          if (!token) c.fail(fmt::format("headers.{}", name), "a header name is letters, digits, '-' and '_'");
+          else if (!v.is_string() || std::string_view(v.get_string()).find_first_of("\r\n") != std::string_view::npos)
+            c.fail(fmt::format("headers.{}", name), "expected a string on one line");
+          else m.headers.emplace_back(name, std::string(v.get_string()));
+        }
+    }
+    m.bearer_secret = c.string(o, "bearer_secret", false, "the name of a secret holding the bearer token").value_or("");
+  } else if (auto entry = c.string(o, "entry", true, "the plugin binary's file name, e.g. libmyplugin.so, 'command' or 'url'")) {
     check_entry(c, *entry);
     m.entry = *entry;
   }
@@ -534,6 +556,8 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
   m.permissions = c.string_list(o, "permissions");
   for (std::size_t i = 0; i < m.permissions.size(); ++i)
     if (auto problem = permission_problem(m.permissions[i])) c.fail(fmt::format("permissions[{}]", i), std::move(*problem));
+  if (!m.bearer_secret.empty() && std::find(m.permissions.begin(), m.permissions.end(), "secrets.read:" + m.bearer_secret) == m.permissions.end())
+    c.fail("bearer_secret", fmt::format("the secret '{}' is read for the plugin: add 'secrets.read:{}' to its permissions", m.bearer_secret, m.bearer_secret));
   read_limits(c, o, m);
   if (auto it = o.find("config_schema"); it != o.end() && !it->value().is_null()) {
     if (!it->value().is_object()) {

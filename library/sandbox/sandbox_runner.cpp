@@ -178,24 +178,7 @@ class SandboxRunner final : public Runner {
     return r;
   }
   Result<std::vector<ToolSpec>> list_tools() override {
-    std::vector<ToolSpec> out;
-    json::value cursor;
-    for (int page = 0; page < 1000; ++page) {  // MCP pagination, bounded
-      json::object params;
-      if (!cursor.is_null()) params["cursor"] = cursor;
-      XCORE_ASSIGN_OR_RETURN(auto r, call("tools/list", params, options_.start_timeout));
-      if (!r.is_object() || !r.get_object().contains("tools") || !r.get_object().at("tools").is_array())
-        return Error{ErrorCode::plugin_crashed, fmt::format("plugin '{}': tools/list answered without a tool list", manifest_.id)};
-      for (const auto& t : r.get_object().at("tools").get_array()) {
-        auto spec = ToolSpec::from_json(t);
-        if (!spec) return Error{ErrorCode::invalid_argument, fmt::format("plugin '{}': {}", manifest_.id, spec.error().message)};
-        out.push_back(std::move(*spec));
-      }
-      auto next = r.get_object().find("nextCursor");
-      if (next == r.get_object().end() || next->value().is_null()) break;
-      cursor = next->value();
-    }
-    return out;
+    return wire::list_tool_pages(manifest_.id, [&](const json::object& params) { return call("tools/list", params, options_.start_timeout); });
   }
   Result<ToolResult> call_tool(std::string_view name, const json::value& args, const CallContext& ctx) override {
     Serving serving(*this, ctx);

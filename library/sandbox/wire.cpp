@@ -1,5 +1,7 @@
 #include "sandbox/wire.hpp"
 
+#include <fmt/format.h>
+
 #include <chrono>
 
 namespace xcore::inline v1::wire {
@@ -27,6 +29,27 @@ json::object initialize_result(const json::object& params, std::string_view name
 }
 
 json::object tool_to_json(const ToolSpec& spec) { return spec.to_mcp(); }
+
+Result<std::vector<ToolSpec>> list_tool_pages(std::string_view plugin, const std::function<Result<json::value>(const json::object& params)>& list_page) {
+  std::vector<ToolSpec> out;
+  json::value cursor;
+  for (int page = 0; page < 1000; ++page) {  // MCP pagination, bounded
+    json::object params;
+    if (!cursor.is_null()) params["cursor"] = cursor;
+    XCORE_ASSIGN_OR_RETURN(auto r, list_page(params));
+    const auto* tools = r.is_object() ? r.get_object().if_contains("tools") : nullptr;
+    if (!tools || !tools->is_array()) return Error{ErrorCode::plugin_crashed, fmt::format("plugin '{}': tools/list answered without a tool list", plugin)};
+    for (const auto& t : tools->get_array()) {
+      auto spec = ToolSpec::from_json(t);
+      if (!spec) return Error{ErrorCode::invalid_argument, fmt::format("plugin '{}': {}", plugin, spec.error().message)};
+      out.push_back(std::move(*spec));
+    }
+    const auto* next = r.get_object().if_contains("nextCursor");
+    if (!next || next->is_null()) break;
+    cursor = *next;
+  }
+  return out;
+}
 
 json::object context_to_json(const CallContext& ctx, std::string_view serving) {
   json::object o{{"tenant", ctx.tenant}, {"user", ctx.user}, {"trace_id", ctx.trace_id}};

@@ -1,6 +1,9 @@
 // The shapes both ends of the sandbox protocol agree on: MCP's initialize, tools, call contexts, hooks.
 #pragma once
 
+#include <functional>
+#include <vector>
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,6 +18,9 @@ namespace xcore::inline v1::wire {
 // MCP protocol versions we speak, oldest first. A peer asking for another gets the newest.
 inline constexpr std::string_view kProtocolVersions[] = {"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"};
 bool supported_protocol(std::string_view version);
+// Every page of an MCP server's tools/list (following nextCursor, at most 1000 pages), as ToolSpecs;
+// `list_page` sends one tools/list with the given params.
+Result<std::vector<ToolSpec>> list_tool_pages(std::string_view plugin, const std::function<Result<json::value>(const json::object& params)>& list_page);
 
 json::object initialize_params(std::string_view client_name, std::string_view client_version);
 // `list_changed`: whether the transport can tell the client when the tools change.

@@ -1,0 +1,404 @@
+#include "mcp/mcp_http_client.hpp"
+
+#include <httplib.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "sandbox/wire.hpp"
+
+namespace xcore::inline v1::mcp {
+
+// ---- SSE framing -------------------------------------------------------------------------------------
+
+bool SseReader::feed(std::string_view bytes) {
+  pending_.append(bytes);
+  std::size_t start = 0;
+  for (auto end = pending_.find('\n', start); end != std::string::npos; end = pending_.find('\n', start)) {
+    std::string_view l(pending_.data() + start, end - start);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    start = end + 1;
+    if (!line(l)) {
+      pending_.erase(0, start);
+      return false;
+    }
+  }
+  pending_.erase(0, start);
+  return true;
+}
+
+bool SseReader::line(std::string_view l) {
+  if (l.empty()) {  // an event ends: dispatch what its data lines said
+    if (!has_data_) return true;
+    has_data_ = false;
+    std::string data = std::move(data_);
+    data_.clear();
+    return on_data_(data);
+  }
+  if (l.front() == ':') return true;  // a comment (keep-alive)
+  const auto colon = l.find(':');
+  const auto field = l.substr(0, colon);
+  auto value = colon == std::string_view::npos ? std::string_view() : l.substr(colon + 1);
+  if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  if (field == "data") {
+    if (has_data_) data_ += '\n';
+    data_ += value;
+    has_data_ = true;
+  } else if (field == "id") {
+    last_id_ = std::string(value);
+  }
+  return true;
+}
+
+// ---- the client --------------------------------------------------------------------------------------
+
+namespace {
+
+struct Target {
+  std::string origin;  // scheme://host[:port], as httplib::Client takes it
+  std::string host;
+  std::string path;
+};
+
+Result<Target> parse_url(std::string_view url) {
+  Target t;
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return Error{ErrorCode::invalid_argument, fmt::format("url '{}': expected http://host[:port]/path or https://...", url)};
+  const auto scheme = url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") return Error{ErrorCode::invalid_argument, fmt::format("url '{}': the scheme must be http or https", url)};
+  auto rest = url.substr(scheme_end + 3);
+  const auto slash = rest.find('/');
+  const auto authority = rest.substr(0, slash);
+  if (authority.empty() || authority.find('@') != std::string_view::npos)
+    return Error{ErrorCode::invalid_argument, fmt::format("url '{}': expected a host (and no user info)", url)};
+  t.origin = fmt::format("{}://{}", scheme, authority);
+  t.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  if (authority.front() == '[') t.host = std::string(authority.substr(1, authority.find(']') - 1));
+  else t.host = std::string(authority.substr(0, authority.find(':')));
+  return t;
+}
+
+std::chrono::milliseconds until(std::chrono::system_clock::time_point deadline) {
+  return std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::system_clock::now()));
+}
+
+}  // namespace
+
+struct HttpClient::Impl {
+  HttpClientOptions options;
+  Target target;
+  mutable std::mutex mutex;
+  std::string session_id, protocol;
+  bool connected = false;
+  std::atomic<std::uint64_t> next_id{1};
+  std::vector<std::unique_ptr<httplib::Client>> idle;  // keep-alive connections, one request at a time each
+
+  // The server's own stream.
+  std::thread listener;
+  std::condition_variable stop_cv;
+  bool stopping = false;
+  httplib::Client* listening = nullptr;  // under mutex: stopped from the destructor
+
+  std::unique_ptr<httplib::Client> take() {
+    {
+      std::lock_guard lock(mutex);
+      if (!idle.empty()) {
+        auto c = std::move(idle.back());
+        idle.pop_back();
+        return c;
+      }
+    }
+    auto c = std::make_unique<httplib::Client>(target.origin);
+    c->set_keep_alive(true);
+    c->set_tcp_nodelay(true);
+    c->set_connection_timeout(std::chrono::duration_cast<std::chrono::seconds>(options.connect_timeout).count(),
+                              static_cast<long>((options.connect_timeout.count() % 1000) * 1000));
+    if (!options.pinned_address.empty()) c->set_hostname_addr_map({{target.host, options.pinned_address}});
+    return c;
+  }
+  void give(std::unique_ptr<httplib::Client> c) {
+    std::lock_guard lock(mutex);
+    if (idle.size() < 8) idle.push_back(std::move(c));
+  }
+
+  httplib::Headers headers(std::string_view accept) const {
+    httplib::Headers h{{"Accept", std::string(accept)}};
+    for (const auto& [k, v] : options.headers) h.emplace(k, v);
+    std::lock_guard lock(mutex);
+    if (!session_id.empty()) h.emplace("Mcp-Session-Id", session_id);
+    if (!protocol.empty()) h.emplace("MCP-Protocol-Version", protocol);
+    return h;
+  }
+
+  Error unreachable(httplib::Error e) const {
+    return Error{ErrorCode::unavailable, fmt::format("cannot reach the MCP server at {}: {}", options.url, httplib::to_string(e))};
+  }
+  Error refused(int status, const std::string& body) const {
+    // A JSON-RPC error in the body says more than the status.
+    boost::system::error_code ec;
+    auto v = json::parse(body, ec);
+    if (!ec) {
+      if (auto m = jsonrpc::from_json(std::move(v)); m && m->kind == jsonrpc::Message::Kind::error) {
+        auto e = jsonrpc::to_error(*m);
+        e.message = fmt::format("the MCP server at {} answered {}: {}", options.url, status, e.message);
+        if (status == 401) e.code = ErrorCode::unauthenticated;
+        if (status == 403) e.code = ErrorCode::permission_denied;
+        return e;
+      }
+    }
+    const auto code = status == 401 ? ErrorCode::unauthenticated : status == 403 ? ErrorCode::permission_denied : status >= 500 ? ErrorCode::unavailable
+                                                                                                                                  : ErrorCode::invalid_argument;
+    return Error{code, fmt::format("the MCP server at {} answered HTTP {}", options.url, status)};
+  }
+
+  // Sends one message that is not a request (a notification, or our answer to the server's request).
+  Result<void> post_message(const std::string& line) {
+    auto client = take();
+    client->set_read_timeout(30, 0);
+    auto res = client->Post(target.path.c_str(), headers("application/json, text/event-stream"), line, "application/json");
+    if (!res) return unreachable(res.error());
+    if (res->status >= 300) return refused(res->status, res->body);
+    give(std::move(client));
+    return ok();
+  }
+
+  struct Exchange {
+    int status = 0;
+    bool event_stream = false;
+    std::string body;
+    std::string session;  // the Mcp-Session-Id the answer carried
+    std::optional<jsonrpc::Message> answer;
+    std::optional<Error> failure;  // a problem found while reading the stream
+  };
+
+  // One request, its answer read as JSON or from an SSE stream.
+  Result<json::value> send(const json::value& id, std::string_view method, const json::value& params,
+                           std::optional<std::chrono::system_clock::time_point> deadline, std::stop_token cancel, const RequestHandlers& handlers,
+                           bool& session_gone) {
+    auto client = take();
+    const auto budget = deadline ? until(*deadline) : std::chrono::milliseconds(std::chrono::minutes(10));
+    client->set_read_timeout(std::chrono::duration_cast<std::chrono::seconds>(budget).count(), static_cast<long>((budget.count() % 1000) * 1000));
+    Exchange x;
+    SseReader sse([&](std::string_view data) {
+      boost::system::error_code ec;
+      auto v = json::parse(data, ec);
+      if (ec) return true;  // the priming event's empty data, a keep-alive
+      auto m = jsonrpc::from_json(std::move(v));
+      if (!m) return true;
+      if (m->is_response()) {
+        if (m->id != id) return true;
+        x.answer = std::move(*m);
+        return false;  // the answer is in: stop reading
+      }
+      if (m->kind == jsonrpc::Message::Kind::notification) {
+        if (handlers.notification) handlers.notification(*m);
+        return true;
+      }
+      // The server asks us something while our request runs (sampling, elicitation): answered by POST.
+      Result<json::value> r = handlers.request ? handlers.request(*m)
+                                               : Result<json::value>(Error{ErrorCode::not_found, fmt::format("this client answers no '{}'", m->method)});
+      auto line = r ? jsonrpc::result(m->id, *r) : jsonrpc::error(m->id, r.error());
+      if (auto sent = post_message(line); !sent) x.failure = sent.error();
+      return true;
+    });
+    httplib::Request req;
+    req.method = "POST";
+    req.path = target.path;
+    req.headers = headers("application/json, text/event-stream");
+    req.body = jsonrpc::request(id, method, params);
+    req.set_header("Content-Type", "application/json");
+    req.response_handler = [&](const httplib::Response& r) {
+      x.status = r.status;
+      x.event_stream = r.get_header_value("Content-Type").starts_with("text/event-stream");
+      x.session = r.get_header_value("Mcp-Session-Id");
+      return true;
+    };
+    req.content_receiver = [&](const char* data, std::size_t size, std::uint64_t, std::uint64_t) {
+      if (cancel.stop_requested()) return false;
+      if (x.event_stream && x.status < 300) return sse.feed(std::string_view(data, size));
+      if (x.body.size() + size > (64u << 20)) {
+        x.failure = Error{ErrorCode::resource_exhausted, fmt::format("the MCP server at {} answered with more than 64 MiB", options.url)};
+        return false;
+      }
+      x.body.append(data, size);
+      return true;
+    };
+    httplib::Result res{nullptr, httplib::Error::Unknown};
+    {
+      std::stop_callback on_cancel(cancel, [&] { client->stop(); });
+      res = client->send(req);
+    }
+    if (!x.session.empty()) {
+      std::lock_guard lock(mutex);
+      session_id = x.session;
+    }
+    if (x.failure) return *x.failure;
+    if (x.answer) {
+      if (res) give(std::move(client));  // a stream read to its end leaves the connection usable
+      if (x.answer->kind == jsonrpc::Message::Kind::error) return jsonrpc::to_error(*x.answer);
+      return std::move(x.answer->result);
+    }
+    if (cancel.stop_requested() || (deadline && std::chrono::system_clock::now() >= *deadline)) {
+      // Tell the server to stop working on it (best effort), as MCP asks of a client that gives up.
+      (void)post_message(jsonrpc::notification("notifications/cancelled", json::object{{"requestId", id}, {"reason", cancel.stop_requested() ? "cancelled" : "timed out"}}));
+      if (cancel.stop_requested()) return Error{ErrorCode::cancelled, fmt::format("'{}' to {} was cancelled", method, options.url)};
+      return Error{ErrorCode::timeout, fmt::format("'{}' to {} did not answer before the call's deadline", method, options.url)};
+    }
+    if (!res) return unreachable(res.error());
+    if (x.status == 404) {
+      std::lock_guard lock(mutex);
+      session_gone = !session_id.empty();
+    }
+    if (x.status >= 300) return refused(x.status, x.body);
+    give(std::move(client));
+    if (x.event_stream) return Error{ErrorCode::unavailable, fmt::format("the MCP server at {} ended its stream without answering '{}'", options.url, method)};
+    boost::system::error_code ec;
+    auto v = json::parse(x.body, ec);
+    if (ec) return Error{ErrorCode::unavailable, fmt::format("the MCP server at {} answered '{}' with malformed JSON: {}", options.url, method, ec.message())};
+    // One response, or (2025-03-26) a batch holding it.
+    json::array all = v.is_array() ? std::move(v.get_array()) : json::array{std::move(v)};
+    for (auto& item : all) {
+      auto m = jsonrpc::from_json(std::move(item));
+      if (!m || !m->is_response() || m->id != id) continue;
+      if (m->kind == jsonrpc::Message::Kind::error) return jsonrpc::to_error(*m);
+      return std::move(m->result);
+    }
+    return Error{ErrorCode::unavailable, fmt::format("the MCP server at {} answered '{}' without its response", options.url, method)};
+  }
+
+  Result<json::value> connect() {
+    {
+      std::lock_guard lock(mutex);
+      session_id.clear();
+      protocol.clear();
+      connected = false;
+    }
+    json::object params{{"protocolVersion", std::end(wire::kProtocolVersions)[-1]},
+                        {"capabilities", options.capabilities},
+                        {"clientInfo", json::object{{"name", options.client_name}, {"version", options.client_version}}}};
+    bool gone = false;
+    XCORE_ASSIGN_OR_RETURN(auto r, send(json::value(next_id++), "initialize", params, std::chrono::system_clock::now() + std::chrono::seconds(30), {}, {}, gone));
+    const auto* version = r.is_object() ? r.get_object().if_contains("protocolVersion") : nullptr;
+    if (!version || !version->is_string() || !wire::supported_protocol(version->get_string()))
+      return Error{ErrorCode::incompatible, fmt::format("the MCP server at {} speaks protocol {}, none this client speaks", options.url,
+                                                        version ? json::serialize(*version) : std::string("(none)"))};
+    {
+      std::lock_guard lock(mutex);
+      protocol = std::string(version->get_string());
+    }
+    XCORE_TRY(post_message(jsonrpc::notification("notifications/initialized", json::object{})));
+    std::lock_guard lock(mutex);
+    connected = true;
+    return r;
+  }
+
+  void listen_loop(const std::function<void(const jsonrpc::Message&)>& on_notification) {
+    auto pause = std::chrono::milliseconds(500);
+    for (;;) {
+      auto client = take();
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) return;
+        listening = client.get();
+      }
+      client->set_read_timeout(3600, 0);
+      SseReader sse([&](std::string_view data) {
+        boost::system::error_code ec;
+        auto v = json::parse(data, ec);
+        if (ec) return true;
+        if (auto m = jsonrpc::from_json(std::move(v)); m && m->kind == jsonrpc::Message::Kind::notification) on_notification(*m);
+        return true;
+      });
+      int status = 0;
+      auto res = client->Get(
+          target.path.c_str(), headers("text/event-stream"),
+          [&](const httplib::Response& r) {
+            status = r.status;
+            return r.status == 200;
+          },
+          [&](const char* data, std::size_t size) { return sse.feed(std::string_view(data, size)); });
+      {
+        std::unique_lock lock(mutex);
+        listening = nullptr;
+        if (stopping || status == 405) return;  // ended, or the server offers no stream of its own
+        if (res && status == 200) pause = std::chrono::milliseconds(500);  // it had worked: start the backoff again
+        stop_cv.wait_for(lock, pause, [&] { return stopping; });
+        if (stopping) return;
+      }
+      pause = std::min(pause * 2, std::chrono::milliseconds(30000));
+    }
+  }
+};
+
+HttpClient::HttpClient(HttpClientOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  auto t = parse_url(impl_->options.url);
+  if (t) impl_->target = std::move(*t);
+}
+
+HttpClient::~HttpClient() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+    if (impl_->listening) impl_->listening->stop();
+  }
+  impl_->stop_cv.notify_all();
+  if (impl_->listener.joinable()) impl_->listener.join();
+  // The session ends with the client (best effort: a server that went away needs no goodbye).
+  std::string session;
+  {
+    std::lock_guard lock(impl_->mutex);
+    session = impl_->session_id;
+  }
+  if (!session.empty() && !impl_->target.origin.empty()) {
+    auto client = impl_->take();
+    client->set_read_timeout(2, 0);
+    (void)client->Delete(impl_->target.path.c_str(), impl_->headers("application/json"));
+  }
+}
+
+Result<json::value> HttpClient::connect() {
+  XCORE_TRY(parse_url(impl_->options.url));
+  return impl_->connect();
+}
+
+bool HttpClient::connected() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->connected;
+}
+
+Result<json::value> HttpClient::request(std::string_view method, const json::value& params, std::optional<std::chrono::system_clock::time_point> deadline,
+                                        std::stop_token cancel, const RequestHandlers& handlers) {
+  for (int attempt = 0;; ++attempt) {
+    if (!connected()) XCORE_TRY(connect());
+    bool session_gone = false;
+    auto r = impl_->send(json::value(impl_->next_id++), method, params, deadline, cancel, handlers, session_gone);
+    if (r || !session_gone || attempt > 0) {
+      if (!r && r.error().code == ErrorCode::unavailable) {
+        std::lock_guard lock(impl_->mutex);
+        impl_->connected = false;  // the next request starts a new session
+      }
+      return r;
+    }
+    // The server forgot the session (it restarted, or the session expired): a new one, and once more.
+    std::lock_guard lock(impl_->mutex);
+    impl_->connected = false;
+  }
+}
+
+Result<void> HttpClient::notify(std::string_view method, const json::value& params) { return impl_->post_message(jsonrpc::notification(method, params)); }
+
+void HttpClient::listen(std::function<void(const jsonrpc::Message&)> on_notification) {
+  if (impl_->listener.joinable()) return;
+  impl_->listener = std::thread([this, f = std::move(on_notification)] { impl_->listen_loop(f); });
+}
+
+const std::string& HttpClient::url() const { return impl_->options.url; }
+
+}  // namespace xcore::inline v1::mcp
