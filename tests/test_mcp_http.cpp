@@ -452,6 +452,21 @@ TEST_CASE("a plugin asks its caller's client only what its manifest grants (clie
   CHECK(json::serialize(events[0]).find("needs the permission 'client.request:sampling/createMessage'") != std::string::npos);
 }
 
+TEST_CASE("the official TypeScript SDK client runs a session through /mcp: list, progress, cancel, resources, prompts, completion, end") {
+  TempDir tmp;
+  stage_fixture(tmp / "plugins", false, false);
+  stage(test_plugins() / "probe", tmp / "plugins");
+  ServerProcess server(tmp / "data", {}, tmp / "plugins");
+  Api api(server.port());
+  const auto token = api.login("admin", kAdminPassword);
+  // The SDK resolves from the peers' node_modules: the script runs from there.
+  auto cwd = peers_dir() / "run";
+  fs::create_directories(cwd);
+  fs::copy_file(fs::path(XCORE_TEST_SOURCE_DIR) / "mcp" / "sdk_session.mjs", cwd / "sdk_session.mjs", fs::copy_options::overwrite_existing);
+  auto out = run_command("cd " + cwd.string() + " && timeout 60 node sdk_session.mjs http://127.0.0.1:" + std::to_string(server.port()) + "/mcp " + token);
+  CHECK_MESSAGE(out.find("sdk session: ok") != std::string::npos, out);
+}
+
 TEST_CASE("the official inspector CLI lists and calls the server's tools through /mcp") {
   auto cli = peers_dir() / "node_modules" / ".bin" / "mcp-inspector-cli";
   REQUIRE_MESSAGE(fs::exists(cli), "run tests/peers/install.sh first");
