@@ -156,8 +156,11 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
             c.mcp_session_idle_seconds = g.second.as<int>();
           } else if (which == "conformance") {
             c.mcp_conformance = g.second.as<bool>();
+          } else if (which == "max_streams") {
+            c.mcp_max_streams = g.second.as<int>();
           } else {
-            return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting 'mcp.{}' (expected allowed_origins, session_idle_seconds, conformance)", file.string(), which)};
+            return Error{ErrorCode::invalid_argument,
+                         fmt::format("{}: unknown setting 'mcp.{}' (expected allowed_origins, session_idle_seconds, max_streams, conformance)", file.string(), which)};
           }
         }
       }
@@ -221,6 +224,7 @@ Result<void> apply_env(ServerConfig& c) {
   if (const char* v = env("XCORE_UNSIGNED_PLUGINS")) c.unsigned_plugins = v;
   if (const char* v = env("XCORE_MCP_ALLOWED_ORIGINS")) c.mcp_allowed_origins = split_list(v);
   XCORE_TRY(number("XCORE_MCP_SESSION_IDLE_SECONDS", c.mcp_session_idle_seconds));
+  XCORE_TRY(number("XCORE_MCP_MAX_STREAMS", c.mcp_max_streams));
   if (const char* v = env("XCORE_MCP_CONFORMANCE")) c.mcp_conformance = std::string_view(v) == "1" || std::string_view(v) == "true";
   if (const char* v = env("XCORE_REMOTE_ALLOWED_HOSTS")) c.remote_allowed_hosts = split_list(v);
   if (const char* v = env("XCORE_REMOTE_ALLOW_PRIVATE")) c.remote_allow_private = std::string_view(v) == "1" || std::string_view(v) == "true";
@@ -330,6 +334,7 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   if (c.audit_retention_days < 1) return Error{ErrorCode::invalid_argument, fmt::format("audit_retention_days: {} must be at least 1", c.audit_retention_days)};
   if (c.audit_max_rows < 1) return Error{ErrorCode::invalid_argument, fmt::format("audit_max_rows: {} must be at least 1", c.audit_max_rows)};
   if (c.tenant_idle_seconds < 0) return Error{ErrorCode::invalid_argument, fmt::format("tenant_idle_seconds: {} must be 0 (never park) or more", c.tenant_idle_seconds)};
+  if (c.mcp_max_streams < 0) return Error{ErrorCode::invalid_argument, fmt::format("mcp.max_streams: {} must be 0 or more", c.mcp_max_streams)};
   if (c.mcp_session_idle_seconds < 1) return Error{ErrorCode::invalid_argument, fmt::format("mcp.session_idle_seconds: {} must be at least 1", c.mcp_session_idle_seconds)};
   if (c.job_workers < 1 || c.job_workers > 1024) return Error{ErrorCode::invalid_argument, fmt::format("job_workers: {} is out of range (1-1024)", c.job_workers)};
   if (c.max_header_bytes < 1024) return Error{ErrorCode::invalid_argument, fmt::format("max_header_bytes: {} is below 1024", c.max_header_bytes)};

@@ -67,6 +67,8 @@ struct ServerConfig {
   // YAML: mcp: {allowed_origins: [...], session_idle_seconds: N}.
   std::vector<std::string> mcp_allowed_origins;
   int mcp_session_idle_seconds = 3600;
+  // Sessions' own streams (GET /mcp) open at once, server-wide: each holds a worker thread. 0: none (405).
+  int mcp_max_streams = 16;
   // For the MCP conformance suite only, which sends no credentials: /mcp then also serves requests without a
   // token, as a principal that may call the `conformance` fixture plugin's tools and nothing else.
   bool mcp_conformance = false;

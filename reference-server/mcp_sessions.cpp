@@ -81,7 +81,66 @@ bool McpSessions::close(const std::string& id, const std::string& tenant, const 
   auto it = sessions_.find(id);
   if (it == sessions_.end() || it->second.tenant != tenant || it->second.principal != principal) return false;
   sessions_.erase(it);
+  if (auto s = streams_.find(id); s != streams_.end()) s->second->close();  // its stream ends with it
   return true;
+}
+
+void McpSessions::Stream::push(std::string line) {
+  {
+    std::lock_guard lock(mutex);
+    if (closed || lines.size() >= 1024) return;  // a stream that stopped reading loses what it would not take
+    lines.push_back(std::move(line));
+  }
+  cv.notify_all();
+}
+
+void McpSessions::Stream::close() {
+  {
+    std::lock_guard lock(mutex);
+    closed = true;
+  }
+  cv.notify_all();
+}
+
+std::deque<std::string> McpSessions::Stream::take(std::chrono::milliseconds idle) {
+  std::unique_lock lock(mutex);
+  cv.wait_for(lock, idle, [&] { return closed || !lines.empty(); });
+  std::deque<std::string> out;
+  out.swap(lines);
+  return out;
+}
+
+Result<std::shared_ptr<McpSessions::Stream>> McpSessions::open_stream(const std::string& id, const std::string& tenant, const std::string& principal) {
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.tenant != tenant || it->second.principal != principal)
+    return Error{ErrorCode::not_found, "no such MCP session (it ended or expired): initialize again"};
+  if (streams_.contains(id)) return Error{ErrorCode::conflict, "this session's stream is already open"};
+  if (streams_.size() >= max_streams_)
+    return Error{ErrorCode::resource_exhausted, fmt::format("the server holds {} MCP streams, its limit (mcp.max_streams): try again later", max_streams_)};
+  auto s = std::make_shared<Stream>();
+  streams_.emplace(id, s);
+  return s;
+}
+
+void McpSessions::end_stream(const std::string& id, const std::shared_ptr<Stream>& stream) {
+  std::lock_guard lock(mutex_);
+  if (auto it = streams_.find(id); it != streams_.end() && it->second == stream) streams_.erase(it);
+}
+
+void McpSessions::broadcast(const std::string& tenant, const std::string& line) {
+  std::vector<std::shared_ptr<Stream>> to;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, s] : streams_)
+      if (auto it = sessions_.find(id); it != sessions_.end() && it->second.tenant == tenant) to.push_back(s);
+  }
+  for (const auto& s : to) s->push(line);
+}
+
+void McpSessions::close_streams() {
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, s] : streams_) s->close();
 }
 
 std::size_t McpSessions::size() const {

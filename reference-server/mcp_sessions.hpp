@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <cstddef>
 #include <functional>
@@ -51,8 +52,31 @@ class McpSessions {
     std::shared_ptr<ClientRequests> asks;          // requests to the client awaiting its answer
   };
 
-  McpSessions(std::chrono::seconds idle, std::size_t per_principal, std::function<Clock::time_point()> clock = Clock::now)
-      : idle_(idle), per_principal_(per_principal), clock_(std::move(clock)) {}
+  // A session's standalone stream (GET /mcp): what the server says outside any request, such as
+  // notifications/tools/list_changed. Lines wait here until the stream's connection writes them.
+  struct Stream {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<std::string> lines;  // JSON-RPC messages, one per line
+    bool closed = false;
+    void push(std::string line);
+    void close();
+    // The waiting lines; empty when `idle` passed with none (or the stream closed).
+    std::deque<std::string> take(std::chrono::milliseconds idle);
+  };
+
+  McpSessions(std::chrono::seconds idle, std::size_t per_principal, std::size_t max_streams = 16,
+              std::function<Clock::time_point()> clock = Clock::now)
+      : idle_(idle), per_principal_(per_principal), max_streams_(max_streams), clock_(std::move(clock)) {}
+
+  // The session's stream, opened: not_found without such a session (for this caller), conflict when it has
+  // one open, resource_exhausted when the server holds max_streams (each holds a worker thread).
+  Result<std::shared_ptr<Stream>> open_stream(const std::string& id, const std::string& tenant, const std::string& principal);
+  void end_stream(const std::string& id, const std::shared_ptr<Stream>& stream);
+  // To every open stream of the tenant's sessions.
+  void broadcast(const std::string& tenant, const std::string& line);
+  // Ends every stream (the server stops: their connections must not hold it up).
+  void close_streams();
 
   // A new session; the principal's least recently used one goes when it holds per_principal already.
   std::string open(const std::string& tenant, const std::string& principal, const std::string& protocol,
@@ -79,6 +103,8 @@ class McpSessions {
   std::function<Clock::time_point()> clock_;
   Clock::time_point last_sweep_{};
   std::map<std::pair<std::string, std::string>, std::stop_source> in_flight_;  // under mutex_
+  std::size_t max_streams_;
+  std::map<std::string, std::shared_ptr<Stream>> streams_;  // by session, under mutex_
 };
 
 }  // namespace xcore::server

@@ -21,6 +21,7 @@ constexpr ErrorAnswer kErrorAnswers[] = {
     {401, "Unauthorized", "no valid credentials: log in and send Authorization: Bearer <token>"},
     {403, "Forbidden", "the caller's role, token scopes or tenant do not allow this"},
     {404, "NotFound", "no such thing in the caller's tenant"},
+    {405, "MethodNotAllowed", "this server does not offer it (the Allow header lists what it does)"},
     {408, "RequestTimeout", "the request's headers or body did not arrive within the server's deadline; the connection is closed"},
     {409, "Conflict", "it exists already, or the current state forbids it"},
     {412, "PreconditionFailed", "a precondition does not hold (the message says which)"},

@@ -1,9 +1,11 @@
 // /mcp: the caller's tenant's tools over MCP's Streamable HTTP transport (specification 2025-11-25, also
 // 2025-06-18 and 2025-03-26). POST carries JSON-RPC messages and is answered with JSON, or with an SSE stream
-// when a tool call's client listens (progress, log messages, sampling and elicitation); GET (a stream the
-// server opens by itself) is not offered (405); DELETE ends the session. The methods themselves are libxcore's
+// when a tool call's client listens (progress, log messages, sampling and elicitation); GET opens the
+// session's own stream (list_changed notifications); DELETE ends the session. The methods themselves are libxcore's
 // mcp::ToolServer, the same that `xcore mcp` serves over stdio.
 #include "server_impl.hpp"
+
+#include <poll.h>
 
 #include "jsonrpc/jsonrpc.hpp"
 #include "mcp/mcp_server.hpp"
@@ -158,7 +160,7 @@ Result<Server::Impl::Reply> Server::Impl::mcp_post(Call& c) {
   options.version = XCORE_VERSION_STRING;
   options.context = context_of(c);
   if (c.who.role == Role::anonymous) options.context.principal = conformance_principal();
-  options.list_changed = false;  // no standalone stream to send it on
+  options.list_changed = config.mcp_max_streams > 0;  // sent on the session's stream (GET)
   options.plugins = &c.manager;
   options.session = session ? session->client : std::make_shared<mcp::ClientSession>();
 
@@ -237,14 +239,54 @@ void Server::Impl::add_mcp_routes() {
       .returns(200, R"json({"description":"the JSON-RPC response(s)"})json")
       .returns_text(202, "application/json")
       .errors({403, 404});
-  // Not an operation of the API (the document lists none that only refuses): MCP's own way of saying that the
-  // server opens no stream.
-  route("GET", "/mcp", least, "MCP: the server-to-client stream, which this server does not offer (405)", [this](Call& c) -> Result<Reply> {
+  // The session's own stream: notifications outside any request (tools, resources and prompts come and go
+  // with plugins). One per session; each holds a worker thread, so the server holds at most mcp.max_streams.
+  route("GET", "/mcp", least, "MCP: the session's server-to-client stream (SSE)", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(mcp_caller_allowed(c));
-    Reply r{405, error_body(Error{ErrorCode::failed_precondition, "this server opens no stream: POST requests to /mcp"}, c.request_id)};
-    r.headers.emplace_back("Allow", "POST, DELETE");
+    if (config.mcp_max_streams == 0) {
+      Reply r{405, error_body(Error{ErrorCode::failed_precondition, "this server opens no stream (mcp.max_streams is 0): POST requests to /mcp"}, c.request_id)};
+      r.headers.emplace_back("Allow", "POST, DELETE");
+      return r;
+    }
+    if (!accepts_event_stream(c.req)) return Error{ErrorCode::invalid_argument, "the stream is text/event-stream: say so in Accept"};
+    const std::string id(header(c.req, "Mcp-Session-Id"));
+    if (id.empty()) return Error{ErrorCode::invalid_argument, "no Mcp-Session-Id header: which session's stream?"};
+    const auto key = principal_key(c.who);
+    XCORE_ASSIGN_OR_RETURN(auto stream, mcp_sessions.open_stream(id, c.who.tenant, key));
+    Reply r{200, json::value(), std::string(), "text/event-stream"};
+    r.headers.emplace_back("Cache-Control", "no-store");
+    r.stream = [this, stream, id, tenant = c.who.tenant, key](const std::function<bool(std::string_view)>& write) {
+      // A comment first, so that the client sees the stream open; then the lines as they come. A client that
+      // closes its end is seen within a second (its socket hangs up), and a comment every 15 s keeps proxies
+      // from timing the stream out.
+      auto* connection = HttpServer::current();
+      const int socket = connection ? connection->socket() : -1;
+      auto client_left = [socket] {
+        pollfd p{socket, POLLRDHUP, 0};
+        return socket >= 0 && ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+      };
+      bool open = write(": stream open\n\n");
+      for (int quiet = 0; open;) {
+        auto lines = stream->take(std::chrono::seconds(1));
+        {
+          std::lock_guard lock(stream->mutex);
+          if (stream->closed) break;
+        }
+        if (lines.empty()) {
+          if (client_left()) break;
+          // The session may have ended (expired, replaced): so does its stream.
+          if (++quiet % 15 == 0) open = mcp_sessions.use(id, tenant, key).has_value() && write(": keep-alive\n\n");
+          continue;
+        }
+        for (auto& line : lines) {
+          if (!line.empty() && line.back() == '\n') line.pop_back();
+          if (!(open = write(fmt::format("event: message\ndata: {}\n\n", line)))) break;
+        }
+      }
+      mcp_sessions.end_stream(id, stream);
+    };
     return r;
-  }, {}, /*in_document=*/false).errors({403, 405});
+  }).returns_text(200, "text/event-stream").errors({403, 404, 405, 409});
   route("DELETE", "/mcp", least, "MCP: end the session named by Mcp-Session-Id", [this](Call& c) -> Result<Reply> {
     XCORE_TRY(mcp_caller_allowed(c));
     const std::string id(header(c.req, "Mcp-Session-Id"));

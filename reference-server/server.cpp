@@ -206,7 +206,10 @@ std::string Server::Impl::metrics(const std::string& only_tenant) {
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() = default;
 int Server::port() const { return impl_->bound_port; }
-void Server::stop() { impl_->http.shutdown(); }
+void Server::stop() {
+  impl_->mcp_sessions.close_streams();
+  impl_->http.shutdown();
+}
 
 Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   auto impl = std::make_unique<Impl>(std::move(config));

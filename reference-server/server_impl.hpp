@@ -112,6 +112,7 @@ struct Server::Impl {
         http(config.http, [](const Error& e) { return xcore::json_text::serialize(error_body(e, request_token(12))); }) {}
 
   ~Impl() {
+    mcp_sessions.close_streams();  // their connections would hold the shutdown up
     http.shutdown();
     {
       std::lock_guard lock(park_mutex);
@@ -555,7 +556,7 @@ struct Server::Impl {
   Result<Reply> mcp_post(Call& c);
   Result<void> mcp_origin_allowed(const httplib::Request& req) const;
   Result<void> mcp_caller_allowed(const Call& c) const;
-  McpSessions mcp_sessions{std::chrono::seconds(config.mcp_session_idle_seconds), 32};
+  McpSessions mcp_sessions{std::chrono::seconds(config.mcp_session_idle_seconds), 32, static_cast<std::size_t>(config.mcp_max_streams)};
   std::string metrics(const std::string& only_tenant);  // empty: every tenant's, and the process's
   json::object openapi_document(const Call& c);           // openapi.cpp: the route table, and c's tenant's plugin routes
 };

@@ -2,6 +2,8 @@
 // and the policy over what a tenant's plugins may be given (grants, privileged config keys).
 #include "server_impl.hpp"
 
+#include "jsonrpc/jsonrpc.hpp"
+
 namespace xcore::server {
 
 Result<void> Server::Impl::open_store() {
@@ -93,6 +95,14 @@ Result<std::shared_ptr<Manager>> Server::Impl::start_manager(const std::string& 
     log(level, fmt::format("{}/{}", tenant, source), message);
   };
   auto m = std::make_shared<Manager>(std::move(o));
+  // Tools, resources and prompts come and go with plugins: the tenant's MCP sessions are told on their streams.
+  for (const char* event : {"plugin.enabled", "plugin.disabled", "plugin.reloaded", "plugin.unloaded"})
+    if (auto s = m->hooks().subscribe(event, [this, tenant](const HookEvent&) {
+          for (const char* method : {"notifications/tools/list_changed", "notifications/resources/list_changed", "notifications/prompts/list_changed"})
+            mcp_sessions.broadcast(tenant, jsonrpc::notification(method, json::object{}));
+          return HookReply::none();
+        }))
+      s->release();  // for the Manager's lifetime
   auto report = m->discover();
   for (const auto& p : report.problems) log(LogLevel::warn, tenant, p.message);
   if (tenant == kDefaultTenant && report.found.empty()) {

@@ -6,6 +6,8 @@
 #include "support/server_harness.hpp"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 using namespace xcore_test;
@@ -51,8 +53,10 @@ class McpClient {
     CHECK(post(R"({"jsonrpc":"2.0","method":"notifications/initialized"})").status == 202);
     return a;
   }
-  McpAnswer send(const char* method) {
+  McpAnswer send(const char* method) { return send_with(method, {}); }
+  McpAnswer send_with(const char* method, const httplib::Headers& extra) {
     httplib::Headers h{{"Authorization", "Bearer " + token_}, {"Mcp-Session-Id", session}};
+    for (const auto& [k, v] : extra) h.emplace(k, v);
     auto r = std::string(method) == "GET" ? client_.Get("/mcp", h) : client_.Delete("/mcp", h);
     REQUIRE(r);
     return McpAnswer{r->status, {}, r->headers};
@@ -158,14 +162,109 @@ TEST_CASE("/mcp refuses what the specification says to refuse: sessions, version
     REQUIRE(r);
     CHECK(r->status == 401);
   }
-  SUBCASE("GET offers no stream; DELETE ends the session") {
-    auto get = mcp.send("GET");
-    CHECK(get.status == 405);
-    CHECK(get.header("Allow") == "POST, DELETE");
+  SUBCASE("GET opens a stream only for a client that takes one; DELETE ends the session") {
+    auto get = mcp.send("GET");  // no Accept: text/event-stream
+    CHECK(get.status == 400);
     CHECK(mcp.send("DELETE").status == 204);
     CHECK(mcp.request(2, "tools/list").status == 404);
     CHECK(mcp.send("DELETE").status == 404);
   }
+}
+
+TEST_CASE("/mcp: a session's own stream (GET) hears that tools come and go, one stream per session, a bounded number in all") {
+  TempDir tmp;
+  stage(test_plugins() / "probe", tmp / "plugins");
+  ServerProcess server(tmp / "data", {"XCORE_MCP_MAX_STREAMS=1"}, tmp / "plugins");
+  Api api(server.port());
+  const auto token = api.login("admin", kAdminPassword);
+  McpClient mcp(server.port(), token);
+  auto init = mcp.initialize();
+  CHECK(init.body.at("result").at("capabilities").at("tools").at("listChanged") == true);
+
+  // The stream, read on a thread of its own until the server ends it.
+  std::mutex mutex;
+  std::condition_variable heard;
+  std::vector<std::string> events;
+  std::atomic<bool> opened = false;
+  int status = 0;
+  std::thread listener([&] {
+    httplib::Client client("127.0.0.1", server.port());
+    client.set_read_timeout(30, 0);
+    std::string pending;
+    auto r = client.Get(
+        "/mcp", {{"Authorization", "Bearer " + token}, {"Accept", "text/event-stream"}, {"Mcp-Session-Id", mcp.session}, {"MCP-Protocol-Version", mcp.protocol}},
+        [&](const httplib::Response& res) {
+          status = res.status;
+          return true;
+        },
+        [&](const char* data, std::size_t size) {
+          std::lock_guard lock(mutex);
+          opened = true;
+          pending.append(data, size);
+          for (auto end = pending.find("\n\n"); end != std::string::npos; end = pending.find("\n\n")) {
+            if (auto at = pending.find("data: "); at < end) events.push_back(pending.substr(at + 6, end - at - 6));
+            pending.erase(0, end + 2);
+          }
+          heard.notify_all();
+          return true;
+        });
+  });
+  {
+    std::unique_lock lock(mutex);
+    REQUIRE(heard.wait_for(lock, std::chrono::seconds(10), [&] { return opened.load(); }));
+  }
+  // One stream per session, and this server holds one in all.
+  CHECK(mcp.send_with("GET", {{"Accept", "text/event-stream"}}).status == 409);
+  McpClient other(server.port(), token);
+  other.initialize();
+  auto busy = other.send_with("GET", {{"Accept", "text/event-stream"}});
+  CHECK(busy.status == 429);
+
+  // A plugin disabled: the session hears that the tools changed.
+  REQUIRE(api.send("POST", "/api/v1/plugins/probe/disable", "{}", token).status == 200);
+  {
+    std::unique_lock lock(mutex);
+    CHECK(heard.wait_for(lock, std::chrono::seconds(10), [&] {
+      return std::any_of(events.begin(), events.end(), [](const std::string& e) { return e.find("notifications/tools/list_changed") != std::string::npos; });
+    }));
+  }
+  // The session ends, and its stream with it.
+  CHECK(mcp.send("DELETE").status == 204);
+  listener.join();
+  CHECK(status == 200);
+
+  // A client that hangs up its stream frees the place at once (its socket is watched, not only written).
+  std::atomic<bool> streaming = false;
+  httplib::Client leaving("127.0.0.1", server.port());
+  std::thread hangs_up([&] {
+    (void)leaving.Get("/mcp", {{"Authorization", "Bearer " + token}, {"Accept", "text/event-stream"}, {"Mcp-Session-Id", other.session}},
+                      [&](const char*, std::size_t) {
+                        streaming = true;
+                        return true;
+                      });
+  });
+  for (int i = 0; i < 1000 && !streaming; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(streaming);
+  leaving.stop();
+  hangs_up.join();
+  McpClient third(server.port(), token);
+  third.initialize();
+  int got = 0;
+  for (int i = 0; i < 50 && got != 200; ++i) {  // bounded: the server looks every second
+    httplib::Client probe("127.0.0.1", server.port());
+    probe.set_read_timeout(0, 200000);  // the stream stays open: its status is all we wait for
+    httplib::Request req;
+    req.method = "GET";
+    req.path = "/mcp";
+    req.headers = {{"Authorization", "Bearer " + token}, {"Accept", "text/event-stream"}, {"Mcp-Session-Id", third.session}};
+    req.response_handler = [&](const httplib::Response& r) {
+      got = r.status;
+      return false;
+    };
+    (void)probe.send(req);
+    if (got != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(got == 200);
 }
 
 TEST_CASE("/mcp shows a principal the tools it may call, of its own tenant only") {

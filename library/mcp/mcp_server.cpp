@@ -95,8 +95,8 @@ Result<json::value> ToolServer::handle(std::string_view method, const json::valu
     auto& capabilities = r["capabilities"].as_object();
     capabilities["logging"] = json::object();
     if (options_.plugins) {
-      capabilities["resources"] = json::object{{"subscribe", true}, {"listChanged", false}};
-      capabilities["prompts"] = json::object{{"listChanged", false}};
+      capabilities["resources"] = json::object{{"subscribe", true}, {"listChanged", options_.list_changed}};
+      capabilities["prompts"] = json::object{{"listChanged", options_.list_changed}};
       capabilities["completions"] = json::object();
     }
     return r;
