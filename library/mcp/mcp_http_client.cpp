@@ -171,6 +171,7 @@ struct HttpClient::Impl {
   struct Exchange {
     int status = 0;
     bool event_stream = false;
+    bool framed = false;  // the answer has a Content-Length
     std::string body;
     std::string session;  // the Mcp-Session-Id the answer carried
     std::optional<jsonrpc::Message> answer;
@@ -191,10 +192,13 @@ struct HttpClient::Impl {
       if (ec) return true;  // the priming event's empty data, a keep-alive
       auto m = jsonrpc::from_json(std::move(v));
       if (!m) return true;
+      if (x.answer) return true;  // the rest of a stream of known length, read so the connection stays usable
       if (m->is_response()) {
         if (m->id != id) return true;
         x.answer = std::move(*m);
-        return false;  // the answer is in: stop reading
+        // The answer is in. A stream of known length ends by itself: read it out and keep the connection. Any
+        // other may stay open after the answer (MCP only says it should close): stop reading, drop it.
+        return x.framed;
       }
       if (m->kind == jsonrpc::Message::Kind::notification) {
         if (handlers.notification) handlers.notification(*m);
@@ -217,6 +221,7 @@ struct HttpClient::Impl {
       x.status = r.status;
       x.event_stream = r.get_header_value("Content-Type").starts_with("text/event-stream");
       x.session = r.get_header_value("Mcp-Session-Id");
+      x.framed = r.has_header("Content-Length");
       return true;
     };
     req.content_receiver = [&](const char* data, std::size_t size, std::uint64_t, std::uint64_t) {
@@ -241,6 +246,7 @@ struct HttpClient::Impl {
     if (x.failure) return *x.failure;
     if (x.answer) {
       if (res) give(std::move(client));  // a stream read to its end leaves the connection usable
+      else client->stop();               // one abandoned mid-stream does not
       if (x.answer->kind == jsonrpc::Message::Kind::error) return jsonrpc::to_error(*x.answer);
       return std::move(x.answer->result);
     }
