@@ -372,17 +372,27 @@ void stage_fixture(const fs::path& plugins, bool sandboxed, bool may_ask_client)
 
 json::value params_of(const json::value& message) { return message.at("params"); }
 
+// The server with the fixture plugin, its admin's token, and an MCP client of its own.
+struct FixtureServer {
+  TempDir tmp;
+  ServerProcess server;
+  Api api;
+  std::string token;
+  McpClient mcp;
+  FixtureServer(bool sandboxed, bool may_ask_client)
+      : server((stage_fixture(tmp / "plugins", sandboxed, may_ask_client), tmp / "data"), {}, tmp / "plugins"),  // staged, then started
+        api(server.port()),
+        token(api.login("admin", kAdminPassword)),
+        mcp(server.port(), token) {}
+};
+
 }  // namespace
 
 TEST_CASE("/mcp answers a listening client's tool call as an SSE stream: progress and log messages as they happen, requests to the client answered by POST") {
   for (const bool sandboxed : {false, true}) {
     CAPTURE(sandboxed);
-    TempDir tmp;
-    stage_fixture(tmp / "plugins", sandboxed, true);
-    ServerProcess server(tmp / "data", {}, tmp / "plugins");
-    Api api(server.port());
-    const auto token = api.login("admin", kAdminPassword);
-    McpClient mcp(server.port(), token);
+    FixtureServer f(sandboxed, true);
+    auto& [tmp, server, api, token, mcp] = f;
     mcp.initialize();
 
     // Nobody listens yet (no progressToken, no log level, no capabilities): a plain JSON answer.
@@ -461,12 +471,8 @@ TEST_CASE("/mcp answers a listening client's tool call as an SSE stream: progres
 TEST_CASE("/mcp serves the plugins' resources, templates, prompts and completions, from trusted and sandboxed plugins alike") {
   for (const bool sandboxed : {false, true}) {
     CAPTURE(sandboxed);
-    TempDir tmp;
-    stage_fixture(tmp / "plugins", sandboxed, false);
-    ServerProcess server(tmp / "data", {}, tmp / "plugins");
-    Api api(server.port());
-    const auto token = api.login("admin", kAdminPassword);
-    McpClient mcp(server.port(), token);
+    FixtureServer f(sandboxed, false);
+    auto& [tmp, server, api, token, mcp] = f;
     auto init = mcp.initialize();
     const auto& capabilities = init.body.at("result").at("capabilities");
     CHECK(capabilities.at("resources").at("subscribe") == true);
@@ -532,12 +538,8 @@ TEST_CASE("a principal reads a plugin's resources and prompts only with resource
 }
 
 TEST_CASE("a plugin asks its caller's client only what its manifest grants (client.request:<method>)") {
-  TempDir tmp;
-  stage_fixture(tmp / "plugins", false, false);
-  ServerProcess server(tmp / "data", {}, tmp / "plugins");
-  Api api(server.port());
-  const auto token = api.login("admin", kAdminPassword);
-  McpClient mcp(server.port(), token);
+  FixtureServer f(false, false);
+  auto& [tmp, server, api, token, mcp] = f;
   auto init = mcp.request(1, "initialize", json::object{{"protocolVersion", "2025-11-25"}, {"capabilities", {{"sampling", json::object{}}, {"elicitation", json::object{}}}},
                                                        {"clientInfo", {{"name", "test"}, {"version", "1"}}}});
   mcp.session = init.header("Mcp-Session-Id");

@@ -40,19 +40,8 @@ class EverythingServer {
     REQUIRE_MESSAGE(fs::exists(script), "run tests/peers/install.sh first");
     int out[2];
     REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 2);
-    std::vector<std::string> args{"/usr/bin/env", "node", script.string(), "streamableHttp"};
-    std::vector<std::string> env{"PORT=" + std::to_string(port_), "PATH=/usr/local/bin:/usr/bin:/bin"};
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    REQUIRE(::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), envp.data()) == 0);
-    posix_spawn_file_actions_destroy(&fa);
+    pid_ = spawn_process({"/usr/bin/env", "node", script.string(), "streamableHttp"}, {"PORT=" + std::to_string(port_), "PATH=/usr/local/bin:/usr/bin:/bin"},
+                         out[1], {}, /*both=*/true);
     ::close(out[1]);
     // It says when it listens (bounded by the pipe closing if it dies first).
     std::string seen;

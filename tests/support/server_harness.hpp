@@ -36,6 +36,25 @@ inline std::string jwt_key() {
   return xcore::server::hmac_sha256(raw, "xcore jwt signing key v1");
 }
 
+// Starts `args` with exactly `env`, its stdout (and stderr, when `log_file` is empty and `both` is set) on
+// `out_fd`, stderr to `log_file` when given. Returns its pid.
+inline pid_t spawn_process(std::vector<std::string> args, std::vector<std::string> env, int out_fd, const fs::path& log_file = {}, bool both = false) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+  if (!log_file.empty()) posix_spawn_file_actions_addopen(&fa, 2, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  else if (both) posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  REQUIRE(::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) == 0);
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
 // One xcore-server process. Its stdout is read until it says where it listens.
 class ServerProcess {
  public:
@@ -44,10 +63,6 @@ class ServerProcess {
                          const fs::path& log_file = {}) {
     int out[2];
     REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    if (!log_file.empty()) posix_spawn_file_actions_addopen(&fa, 2, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     std::vector<std::string> args{XCORE_SERVER_PATH, "--listen", "127.0.0.1:0", "--data-dir", data.string(), "--plugins", plugins.string(),
                                   "--threads", "4", "--env-file", "/nonexistent"};
     std::vector<std::string> env{"XCORE_ADMIN_PASSWORD=" + kAdminPassword, "XCORE_MASTER_KEY=" + kMasterKey, "PATH=/usr/bin:/bin",
@@ -60,13 +75,7 @@ class ServerProcess {
       if (std::string_view(*e).find("SAN_OPTIONS=") != std::string_view::npos || std::string_view(*e).starts_with("BOTAN_MLOCK_POOL_SIZE="))
         env.emplace_back(*e);
     env.insert(env.end(), extra_env.begin(), extra_env.end());
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    REQUIRE(::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), envp.data()) == 0);
-    posix_spawn_file_actions_destroy(&fa);
+    pid_ = spawn_process(std::move(args), std::move(env), out[1], log_file);
     ::close(out[1]);
     std::string seen;
     char buf[512];
