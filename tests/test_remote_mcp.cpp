@@ -82,6 +82,7 @@ struct RecordingPeer final : xcore::CallPeer {
   xcore::Result<json::value> request(std::string_view method, const json::object&, const CallContext&) override {
     std::lock_guard lock(mutex);
     requests.emplace_back(method);
+    if (method == "roots/list") return json::value(json::object{{"roots", json::array()}});  // the server may ask while a call runs
     return json::value(json::object{{"role", "assistant"}, {"content", {{"type", "text"}, {"text", "sampled by the test"}}}, {"model", "test-model"}});
   }
 };
@@ -140,7 +141,7 @@ TEST_CASE("a url: plugin is server-everything over Streamable HTTP: its tools, p
   CHECK(peer->progress_seen == std::vector<double>{1, 2, 3});
   auto sampled = h.manager->call_tool("remote.trigger-sampling-request", J(R"({"prompt":"hello"})"), ctx);
   REQUIRE_MESSAGE(sampled.ok(), sampled.error().message);
-  CHECK(peer->requests == std::vector<std::string>{"sampling/createMessage"});
+  CHECK(std::count(peer->requests.begin(), peer->requests.end(), "sampling/createMessage") == 1);
   CHECK(text_of(*sampled).find("sampled by the test") != std::string::npos);
   // Its resources and prompts join the Manager's.
   auto resources = h.manager->serve_mcp("resources/list", J("{}"), CallContext::host());

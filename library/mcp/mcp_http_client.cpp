@@ -52,6 +52,8 @@ bool SseReader::line(std::string_view l) {
     has_data_ = true;
   } else if (field == "id") {
     last_id_ = std::string(value);
+  } else if (field == "retry" && !value.empty() && value.size() < 10 && value.find_first_not_of("0123456789") == std::string_view::npos) {
+    retry_ = std::chrono::milliseconds(std::stol(std::string(value)));
   }
   return true;
 }
@@ -244,17 +246,51 @@ struct HttpClient::Impl {
       session_id = x.session;
     }
     if (x.failure) return *x.failure;
+    auto answered = [&]() -> Result<json::value> {
+      if (x.answer->kind == jsonrpc::Message::Kind::error) return jsonrpc::to_error(*x.answer);
+      return std::move(x.answer->result);
+    };
+    // The caller gave up: tell the server to stop working on it (best effort), as MCP asks.
+    auto gave_up = [&]() -> std::optional<Error> {
+      const bool cancelled = cancel.stop_requested();
+      if (!cancelled && !(deadline && std::chrono::system_clock::now() >= *deadline)) return std::nullopt;
+      (void)post_message(jsonrpc::notification("notifications/cancelled", json::object{{"requestId", id}, {"reason", cancelled ? "cancelled" : "timed out"}}));
+      if (cancelled) return Error{ErrorCode::cancelled, fmt::format("'{}' to {} was cancelled", method, options.url)};
+      return Error{ErrorCode::timeout, fmt::format("'{}' to {} did not answer before the call's deadline", method, options.url)};
+    };
     if (x.answer) {
       if (res) give(std::move(client));  // a stream read to its end leaves the connection usable
       else client->stop();               // one abandoned mid-stream does not
-      if (x.answer->kind == jsonrpc::Message::Kind::error) return jsonrpc::to_error(*x.answer);
-      return std::move(x.answer->result);
+      return answered();
     }
-    if (cancel.stop_requested() || (deadline && std::chrono::system_clock::now() >= *deadline)) {
-      // Tell the server to stop working on it (best effort), as MCP asks of a client that gives up.
-      (void)post_message(jsonrpc::notification("notifications/cancelled", json::object{{"requestId", id}, {"reason", cancel.stop_requested() ? "cancelled" : "timed out"}}));
-      if (cancel.stop_requested()) return Error{ErrorCode::cancelled, fmt::format("'{}' to {} was cancelled", method, options.url)};
-      return Error{ErrorCode::timeout, fmt::format("'{}' to {} did not answer before the call's deadline", method, options.url)};
+    if (auto e = gave_up()) return *e;
+    // The server ended the answer's stream before the answer, having numbered its events: the stream is
+    // resumed with a GET naming the last event seen, after the delay the server asked for (SEP-1699).
+    x.framed = false;  // a resumed stream stays open after the answer: stop reading at it
+    for (int resumed = 0; res && x.event_stream && x.status == 200 && !sse.last_id().empty() && resumed < 3; ++resumed) {
+      const auto wake = std::chrono::steady_clock::now() + std::min(sse.retry().value_or(std::chrono::milliseconds(1000)), std::chrono::milliseconds(30000));
+      while (std::chrono::steady_clock::now() < wake && !cancel.stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (auto e = gave_up()) return *e;
+      auto resume_headers = headers("text/event-stream");
+      resume_headers.emplace("Last-Event-ID", sse.last_id());
+      int resumed_status = 0;
+      {
+        std::stop_callback on_cancel(cancel, [&] { client->stop(); });
+        res = client->Get(
+            target.path.c_str(), resume_headers,
+            [&](const httplib::Response& r) {
+              resumed_status = r.status;
+              return r.status == 200;
+            },
+            [&](const char* data, std::size_t size) { return !cancel.stop_requested() && sse.feed(std::string_view(data, size)); });
+      }
+      if (x.answer) {
+        client->stop();  // the resumed stream was left open
+        return answered();
+      }
+      if (auto e = gave_up()) return *e;
+      if (resumed_status != 200) break;
+      res = httplib::Result{std::make_unique<httplib::Response>(), httplib::Error::Success};  // it ended cleanly: resume again
     }
     if (!res) return unreachable(res.error());
     if (x.status == 404) {
@@ -304,7 +340,8 @@ struct HttpClient::Impl {
     return r;
   }
 
-  void listen_loop(const std::function<void(const jsonrpc::Message&)>& on_notification) {
+  void listen_loop(const std::function<void(const jsonrpc::Message&)>& on_notification,
+                   const std::function<Result<json::value>(const jsonrpc::Message&)>& on_request) {
     auto pause = std::chrono::milliseconds(500);
     for (;;) {
       auto client = take();
@@ -318,7 +355,13 @@ struct HttpClient::Impl {
         boost::system::error_code ec;
         auto v = json::parse(data, ec);
         if (ec) return true;
-        if (auto m = jsonrpc::from_json(std::move(v)); m && m->kind == jsonrpc::Message::Kind::notification) on_notification(*m);
+        auto m = jsonrpc::from_json(std::move(v));
+        if (!m) return true;
+        if (m->kind == jsonrpc::Message::Kind::notification) on_notification(*m);
+        if (m->kind == jsonrpc::Message::Kind::request) {
+          auto r = on_request ? on_request(*m) : Result<json::value>(Error{ErrorCode::not_found, fmt::format("this client answers no '{}'", m->method)});
+          (void)post_message(r ? jsonrpc::result(m->id, *r) : jsonrpc::error(m->id, r.error()));
+        }
         return true;
       });
       int status = 0;
@@ -400,9 +443,10 @@ Result<json::value> HttpClient::request(std::string_view method, const json::val
 
 Result<void> HttpClient::notify(std::string_view method, const json::value& params) { return impl_->post_message(jsonrpc::notification(method, params)); }
 
-void HttpClient::listen(std::function<void(const jsonrpc::Message&)> on_notification) {
+void HttpClient::listen(std::function<void(const jsonrpc::Message&)> on_notification,
+                        std::function<Result<json::value>(const jsonrpc::Message&)> on_request) {
   if (impl_->listener.joinable()) return;
-  impl_->listener = std::thread([this, f = std::move(on_notification)] { impl_->listen_loop(f); });
+  impl_->listener = std::thread([this, f = std::move(on_notification), r = std::move(on_request)] { impl_->listen_loop(f, r); });
 }
 
 const std::string& HttpClient::url() const { return impl_->options.url; }

@@ -58,7 +58,9 @@ class HttpClient {
   Result<void> notify(std::string_view method, const json::value& params);
   // Listens on the server's own stream (GET) on a thread of its own, reopening it when it drops, until
   // the client ends; a server that offers none (405) is left alone.
-  void listen(std::function<void(const jsonrpc::Message&)> on_notification);
+  // Requests the server sends there (not tied to one of ours) go to `on_request`, answered by POST.
+  void listen(std::function<void(const jsonrpc::Message&)> on_notification,
+              std::function<Result<json::value>(const jsonrpc::Message&)> on_request = {});
   const std::string& url() const;
 
   struct Impl;
@@ -75,11 +77,14 @@ class SseReader {
   // False once on_data asked to stop.
   bool feed(std::string_view bytes);
   const std::string& last_id() const { return last_id_; }
+  // The reconnection delay the server asked for (retry:), if it did.
+  std::optional<std::chrono::milliseconds> retry() const { return retry_; }
 
  private:
   bool line(std::string_view l);
   std::function<bool(std::string_view)> on_data_;
   std::string pending_, data_, last_id_;
+  std::optional<std::chrono::milliseconds> retry_;
   bool has_data_ = false;
 };
 

@@ -43,10 +43,12 @@ class RemoteMcpRunner final : public Runner {
     // The server's own stream carries tools/list_changed: the Manager lists the tools again.
     // The server's own stream carries tools/list_changed (the Manager lists the tools again), and whatever
     // a server sends outside the request's stream: progress goes to the call whose token it names.
-    client->listen([this](const jsonrpc::Message& m) {
-      if (m.method == "notifications/tools/list_changed") services_.refresh_tools();
-      else if (m.method == "notifications/progress") relay_progress(m);
-    });
+    client->listen(
+        [this](const jsonrpc::Message& m) {
+          if (m.method == "notifications/tools/list_changed") services_.refresh_tools();
+          else if (m.method == "notifications/progress") relay_progress(m);
+        },
+        [this](const jsonrpc::Message& m) { return ask_sole_caller(m); });
     std::lock_guard lock(mutex_);
     client_ = std::move(client);
     return ok();
@@ -152,6 +154,20 @@ class RemoteMcpRunner final : public Runner {
     }
     failures_ = 0;
     return r;
+  }
+
+  // A request the server sent on its own stream, tied to none of ours (sampling, elicitation): it can only be
+  // the call in flight's, so it goes to that call's caller when exactly one listening call runs.
+  Result<json::value> ask_sole_caller(const jsonrpc::Message& m) {
+    std::shared_ptr<CallPeer> peer;
+    {
+      std::lock_guard lock(mutex_);
+      if (progress_peers_.size() == 1) peer = progress_peers_.begin()->second;
+    }
+    if (!peer)
+      return Error{ErrorCode::failed_precondition, fmt::format("'{}' on the server's own stream: no single call in flight whose caller could answer it", m.method)};
+    static const json::object none;
+    return peer->request(m.method, m.params.is_object() ? m.params.get_object() : none, CallContext{});
   }
 
   // A progress notification, to the caller of the call whose token it names (if that call still runs).
