@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <sys/socket.h>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -99,15 +100,26 @@ struct HttpClient::Impl {
   std::string session_id, protocol;
   bool connected = false;
   std::atomic<std::uint64_t> next_id{1};
-  std::vector<std::unique_ptr<httplib::Client>> idle;  // keep-alive connections, one request at a time each
+  // A keep-alive connection with the socket it uses now, so that another thread can interrupt a request by
+  // shutting the socket down (a blocked read then returns). httplib's own stop() is not used: its locking is
+  // split between the header and Debian's library.
+  struct Connection {
+    std::unique_ptr<httplib::Client> http;
+    std::shared_ptr<std::atomic<int>> socket = std::make_shared<std::atomic<int>>(-1);
+    httplib::Client* operator->() const { return http.get(); }
+    void interrupt() const {
+      if (const int s = socket->load(); s >= 0) ::shutdown(s, SHUT_RDWR);
+    }
+  };
+  std::vector<Connection> idle;  // one request at a time each
 
   // The server's own stream.
   std::thread listener;
   std::condition_variable stop_cv;
   bool stopping = false;
-  httplib::Client* listening = nullptr;  // under mutex: stopped from the destructor
+  const Connection* listening = nullptr;  // under mutex: interrupted by the destructor
 
-  std::unique_ptr<httplib::Client> take() {
+  Connection take() {
     {
       std::lock_guard lock(mutex);
       if (!idle.empty()) {
@@ -116,15 +128,17 @@ struct HttpClient::Impl {
         return c;
       }
     }
-    auto c = std::make_unique<httplib::Client>(target.origin);
+    Connection c;
+    c.http = std::make_unique<httplib::Client>(target.origin);
     c->set_keep_alive(true);
     c->set_tcp_nodelay(true);
+    c->set_socket_options([socket = c.socket](int s) { socket->store(s); });
     c->set_connection_timeout(std::chrono::duration_cast<std::chrono::seconds>(options.connect_timeout).count(),
                               static_cast<long>((options.connect_timeout.count() % 1000) * 1000));
     if (!options.pinned_address.empty()) c->set_hostname_addr_map({{target.host, options.pinned_address}});
     return c;
   }
-  void give(std::unique_ptr<httplib::Client> c) {
+  void give(Connection c) {
     std::lock_guard lock(mutex);
     if (idle.size() < 8) idle.push_back(std::move(c));
   }
@@ -238,7 +252,7 @@ struct HttpClient::Impl {
     };
     httplib::Result res{nullptr, httplib::Error::Unknown};
     {
-      std::stop_callback on_cancel(cancel, [&] { client->stop(); });
+      std::stop_callback on_cancel(cancel, [&] { client.interrupt(); });
       res = client->send(req);
     }
     if (!x.session.empty()) {
@@ -259,9 +273,8 @@ struct HttpClient::Impl {
       return Error{ErrorCode::timeout, fmt::format("'{}' to {} did not answer before the call's deadline", method, options.url)};
     };
     if (x.answer) {
-      if (res) give(std::move(client));  // a stream read to its end leaves the connection usable
-      else client->stop();               // one abandoned mid-stream does not
-      return answered();
+      if (res) give(std::move(client));  // a stream read to its end leaves the connection usable; one abandoned
+      return answered();                 // mid-stream is dropped (closed with the client)
     }
     if (auto e = gave_up()) return *e;
     // The server ended the answer's stream before the answer, having numbered its events: the stream is
@@ -275,7 +288,7 @@ struct HttpClient::Impl {
       resume_headers.emplace("Last-Event-ID", sse.last_id());
       int resumed_status = 0;
       {
-        std::stop_callback on_cancel(cancel, [&] { client->stop(); });
+        std::stop_callback on_cancel(cancel, [&] { client.interrupt(); });
         res = client->Get(
             target.path.c_str(), resume_headers,
             [&](const httplib::Response& r) {
@@ -284,10 +297,7 @@ struct HttpClient::Impl {
             },
             [&](const char* data, std::size_t size) { return !cancel.stop_requested() && sse.feed(std::string_view(data, size)); });
       }
-      if (x.answer) {
-        client->stop();  // the resumed stream was left open
-        return answered();
-      }
+      if (x.answer) return answered();  // the resumed stream, left open, closes with the client
       if (auto e = gave_up()) return *e;
       if (resumed_status != 200) break;
       res = httplib::Result{std::make_unique<httplib::Response>(), httplib::Error::Success};  // it ended cleanly: resume again
@@ -348,7 +358,7 @@ struct HttpClient::Impl {
       {
         std::lock_guard lock(mutex);
         if (stopping) return;
-        listening = client.get();
+        listening = &client;
       }
       client->set_read_timeout(3600, 0);
       SseReader sse([&](std::string_view data) {
@@ -395,7 +405,7 @@ HttpClient::~HttpClient() {
   {
     std::lock_guard lock(impl_->mutex);
     impl_->stopping = true;
-    if (impl_->listening) impl_->listening->stop();
+    if (impl_->listening) impl_->listening->interrupt();
   }
   impl_->stop_cv.notify_all();
   if (impl_->listener.joinable()) impl_->listener.join();
