@@ -7,6 +7,7 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
+#include "mcp/mcp_server.hpp"
 #include "sandbox/wire.hpp"
 
 namespace xcore::inline v1 {
@@ -41,13 +42,6 @@ Result<double> number(const json::object& r, std::string_view service, std::stri
   const auto* v = r.if_contains(k);
   if (!v || !v->is_number()) return Error{ErrorCode::invalid_argument, fmt::format("host service '{}': the request needs '{}', a number", service, k)};
   return v->to_number<double>();
-}
-
-// MCP's log levels (RFC 5424's names).
-bool mcp_log_level(std::string_view level) {
-  for (std::string_view l : {"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"})
-    if (l == level) return true;
-  return false;
 }
 
 const HostService kServices[] = {
@@ -128,7 +122,7 @@ const HostService kServices[] = {
     {host_service::caller_log,
      [](GenerationServices&, const json::object& r, const CallContext& ctx) -> Result<json::value> {
        XCORE_ASSIGN_OR_RETURN(auto level, text(r, host_service::caller_log, "level"));
-       if (!mcp_log_level(level))
+       if (mcp::log_level_index(level) < 0)
          return Error{ErrorCode::invalid_argument, fmt::format("host service 'caller_log': level '{}' is not one of debug, info, notice, warning, "
                                                                "error, critical, alert, emergency", level)};
        const auto* logger = r.if_contains("logger");

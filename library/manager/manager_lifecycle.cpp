@@ -1,5 +1,6 @@
 // Generations and the lifecycle: load, enable, disable, unload, reload (callers hold the claims).
 #include "manager/manager_impl.hpp"
+#include "mcp/mcp_http_client.hpp"
 #include "runners/remote_mcp_runner.hpp"
 #include <xcore/json_text.hpp>
 #include "runners/plugin_module.hpp"
@@ -73,11 +74,9 @@ Result<std::shared_ptr<Generation>> Manager::Impl::start_generation(const SlotPt
     RemoteMcpOptions ro;
     ro.clock = options.clock;
     if (options.remote_address) {
-      const std::string_view rest = std::string_view(m.url).substr(m.url.find("://") + 3);
-      auto host = rest.substr(0, rest.find_first_of("/?#"));
-      if (host.starts_with('[')) host = host.substr(1, host.find(']') - 1);
-      else host = host.substr(0, host.find(':'));
-      auto address = options.remote_address(m, host);
+      auto host = mcp::url_host(m.url);
+      if (!host) return Error{host.error().code, fmt::format("plugin '{}': {}", m.id, host.error().message)};
+      auto address = options.remote_address(m, *host);
       if (!address) return Error{address.error().code, fmt::format("plugin '{}': {}", m.id, address.error().message), address.error().details};
       ro.pinned_address = std::move(*address);
     }

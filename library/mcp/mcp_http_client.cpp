@@ -395,6 +395,11 @@ struct HttpClient::Impl {
   }
 };
 
+Result<std::string> url_host(std::string_view url) {
+  XCORE_ASSIGN_OR_RETURN(auto t, parse_url(url));
+  return std::move(t.host);
+}
+
 HttpClient::HttpClient(HttpClientOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   auto t = parse_url(impl_->options.url);

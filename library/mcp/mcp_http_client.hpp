@@ -69,6 +69,9 @@ class HttpClient {
   std::unique_ptr<Impl> impl_;
 };
 
+// The host an http(s) URL names (without brackets for IPv6), or why the URL is not one this client takes.
+Result<std::string> url_host(std::string_view url);
+
 // One server-sent event's data, as the SSE format frames it: `feed` takes bytes as they arrive and calls
 // `on_data` with each event's data (its data: lines joined), and `last_id` keeps the last id: field.
 class SseReader {
