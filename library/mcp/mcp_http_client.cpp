@@ -118,6 +118,7 @@ struct HttpClient::Impl {
   std::condition_variable stop_cv;
   bool stopping = false;
   const Connection* listening = nullptr;  // under mutex: interrupted by the destructor
+  bool first_attempt_done = false;        // under mutex: the stream's first GET was answered (or failed)
 
   Connection take() {
     {
@@ -350,6 +351,15 @@ struct HttpClient::Impl {
     return r;
   }
 
+  void first_answered() {
+    {
+      std::lock_guard lock(mutex);
+      if (first_attempt_done) return;
+      first_attempt_done = true;
+    }
+    stop_cv.notify_all();
+  }
+
   void listen_loop(const std::function<void(const jsonrpc::Message&)>& on_notification,
                    const std::function<Result<json::value>(const jsonrpc::Message&)>& on_request) {
     auto pause = std::chrono::milliseconds(500);
@@ -379,9 +389,11 @@ struct HttpClient::Impl {
           target.path.c_str(), headers("text/event-stream"),
           [&](const httplib::Response& r) {
             status = r.status;
+            first_answered();
             return r.status == 200;
           },
           [&](const char* data, std::size_t size) { return sse.feed(std::string_view(data, size)); });
+      first_answered();
       {
         std::unique_lock lock(mutex);
         listening = nullptr;
@@ -462,6 +474,9 @@ void HttpClient::listen(std::function<void(const jsonrpc::Message&)> on_notifica
                         std::function<Result<json::value>(const jsonrpc::Message&)> on_request) {
   if (impl_->listener.joinable()) return;
   impl_->listener = std::thread([this, f = std::move(on_notification), r = std::move(on_request)] { impl_->listen_loop(f, r); });
+  // What the server sends there from now on must find the stream open: wait (bounded) for its first answer.
+  std::unique_lock lock(impl_->mutex);
+  impl_->stop_cv.wait_for(lock, impl_->options.connect_timeout, [&] { return impl_->first_attempt_done || impl_->stopping; });
 }
 
 const std::string& HttpClient::url() const { return impl_->options.url; }
