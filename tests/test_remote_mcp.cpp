@@ -17,19 +17,6 @@ using xcore::ErrorCode;
 
 namespace {
 
-// A free port on 127.0.0.1 for a peer that takes its port as a setting.
-int free_port() {
-  const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t n = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &n);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
 // server-everything in Streamable HTTP mode, on `port`, until destroyed (or stop()).
 class EverythingServer {
  public:

@@ -216,6 +216,8 @@ class Manager {
 
   HookBus& hooks() noexcept;
   ToolRegistry& tools() noexcept;
+  // The enabled plugins' competencies (manifest `competencies:`), and any the host adds.
+  CompetencyRegistry& competencies() noexcept;
 
  private:
   struct Impl;

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include <xcore/competencies.hpp>
 #include <xcore/error.hpp>
 #include <xcore/json.hpp>
 #include <xcore/semver.hpp>
@@ -86,6 +87,7 @@ struct PluginManifest {
   std::optional<json::object> config_schema;
   std::vector<ToolSpec> tools;  // declared tools: the binary must provide each
   std::vector<PluginRoute> routes;
+  std::vector<Competency> competencies;  // declared for agents; registered while the plugin is enabled
   // The whole manifest as read, for fields other subsystems own. Immutable and shared by every copy (a
   // manifest is copied per tenant and per generation; its text is read once per process).
   std::shared_ptr<const json::object> raw = std::make_shared<const json::object>();

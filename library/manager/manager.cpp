@@ -436,5 +436,6 @@ Result<void> Manager::watch(bool on) {
 
 HookBus& Manager::hooks() noexcept { return impl_->hook_bus; }
 ToolRegistry& Manager::tools() noexcept { return impl_->tool_registry; }
+CompetencyRegistry& Manager::competencies() noexcept { return impl_->competency_registry; }
 
 }  // namespace xcore::inline v1

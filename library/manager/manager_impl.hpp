@@ -104,6 +104,9 @@ struct Manager::Impl final : ManagerCore {
   bool own_shadow_dir = false;
   HookBus hook_bus;
   ToolRegistry tool_registry{&hook_bus};
+  CompetencyRegistry competency_registry;
+  // The competencies an enabled plugin declared are registered; one taken by another plugin is logged.
+  void register_competencies(const PluginManifest& m);
 
   mutable std::shared_mutex catalogue_mutex;
   StringMap<SlotPtr> catalogue;

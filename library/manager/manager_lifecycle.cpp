@@ -204,6 +204,11 @@ Result<void> Manager::Impl::load_locked(std::string_view id, LoadChain& chain) {
   return ok();
 }
 
+void Manager::Impl::register_competencies(const PluginManifest& m) {
+  for (const auto& c : m.competencies)
+    if (auto r = competency_registry.add(c); !r) log(LogLevel::warn, m.id, fmt::format("competency '{}' not registered: {}", c.id, r.error().message));
+}
+
 Result<void> Manager::Impl::enable_locked(std::string_view id) {
   LoadChain chain;
   XCORE_TRY(load_locked(id, chain));
@@ -231,6 +236,7 @@ Result<void> Manager::Impl::enable_locked(std::string_view id) {
     gen->hooks_active->store(true, std::memory_order_release);
     set_state(*slot, PluginState::enabled);
   }
+  register_competencies(gen->manifest);
   queue_event("plugin.enabled", plugin_event(*slot));
   return ok();
 }
@@ -253,6 +259,7 @@ Result<void> Manager::Impl::disable_locked(std::string_view id, bool cascade) {
     detail::PluginTools::set_enabled(tool_registry, slot->id, false);
     gen->hooks_active->store(false, std::memory_order_release);
   }
+  competency_registry.remove_plugin(slot->id);
   if (auto r = gen->runner->on_disable(); !r) log(LogLevel::warn, slot->id, r.error().message);
   set_state(*slot, PluginState::disabled);
   queue_event("plugin.disabled", plugin_event(*slot));
@@ -275,6 +282,7 @@ Result<void> Manager::Impl::unload_locked(std::string_view id, bool cascade) {
     std::lock_guard lock(slot->publish_mutex);
     slot->enabled.store(false, std::memory_order_release);
     detail::PluginTools::remove(tool_registry, slot->id);
+    competency_registry.remove_plugin(slot->id);
     gen = slot->current.exchange(nullptr);
     if (gen) gen->hooks_active->store(false);
   }
@@ -359,6 +367,10 @@ Result<void> Manager::Impl::reload_locked(std::string_view id) {
     slot->last_error.reset();
   }
   slot->apply_limits(gen->manifest.limits, default_concurrency(gen->manifest));
+  if (enabled) {
+    competency_registry.remove_plugin(id);
+    register_competencies(gen->manifest);
+  }
   retire(std::move(old), enabled);
   log(LogLevel::info, id, fmt::format("reloaded: version {} (generation {})", m.version.to_string(), gen->number));
   auto p = plugin_event(*slot);

@@ -172,7 +172,7 @@ const std::set<std::string, std::less<>> kKnownFields{
     "id",       "name",        "version",     "description", "author",      "license", "homepage",
     "tags",     "mode",        "entry",       "api_version", "requires",    "permissions",
     "limits",   "config_schema", "tools",       "command",     "env",         "cwd",   "routes", "schedules",
-    "url",      "headers",       "bearer_secret"};
+    "url",      "headers",       "bearer_secret", "competencies"};
 
 bool route_segment_ok(std::string_view seg) {
   if (seg.size() > 2 && seg.front() == '{' && seg.back() == '}') seg = seg.substr(1, seg.size() - 2);
@@ -306,6 +306,31 @@ void read_limits(Checker& c, const json::object& o, PluginManifest& m) {
     } else {
       c.warn(fmt::format("limits.{}", std::string_view(key)), "unknown limit, ignored");
     }
+  }
+}
+
+void read_competencies(Checker& c, const json::object& o, PluginManifest& m) {
+  auto it = o.find("competencies");
+  if (it == o.end() || it->value().is_null()) return;
+  if (!it->value().is_array()) {
+    c.fail("competencies", fmt::format("expected a list of competencies, got {}", Checker::describe(it->value())));
+    return;
+  }
+  std::set<std::string> ids;
+  std::size_t i = 0;
+  for (const auto& v : it->value().get_array()) {
+    auto field = fmt::format("competencies[{}]", i++);
+    auto competency = Competency::from_json(v);
+    if (!competency) {
+      c.fail(field, competency.error().message);
+      continue;
+    }
+    if (!ids.insert(competency->id).second) {
+      c.fail(field, fmt::format("competency '{}' is declared twice", competency->id));
+      continue;
+    }
+    competency->plugin = m.id;
+    m.competencies.push_back(std::move(*competency));
   }
 }
 
@@ -594,6 +619,7 @@ Result<ManifestLoad> parse_manifest(std::string_view text, const std::filesystem
     }
   }
   read_tools(c, o, m);
+  read_competencies(c, o, m);
   read_routes(c, o, m);
   for (const auto& [key, v] : o)
     if (!kKnownFields.contains(std::string_view(key))) c.warn(key, "unknown field, ignored");

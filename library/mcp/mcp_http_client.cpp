@@ -12,137 +12,32 @@
 #include <mutex>
 #include <thread>
 
+#include "net/http_connection.hpp"
 #include "sandbox/wire.hpp"
 
 namespace xcore::inline v1::mcp {
 
-// ---- SSE framing -------------------------------------------------------------------------------------
-
-bool SseReader::feed(std::string_view bytes) {
-  pending_.append(bytes);
-  std::size_t start = 0;
-  for (auto end = pending_.find('\n', start); end != std::string::npos; end = pending_.find('\n', start)) {
-    std::string_view l(pending_.data() + start, end - start);
-    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
-    start = end + 1;
-    if (!line(l)) {
-      pending_.erase(0, start);
-      return false;
-    }
-  }
-  pending_.erase(0, start);
-  return true;
-}
-
-bool SseReader::line(std::string_view l) {
-  if (l.empty()) {  // an event ends: dispatch what its data lines said
-    if (!has_data_) return true;
-    has_data_ = false;
-    std::string data = std::move(data_);
-    data_.clear();
-    return on_data_(data);
-  }
-  if (l.front() == ':') return true;  // a comment (keep-alive)
-  const auto colon = l.find(':');
-  const auto field = l.substr(0, colon);
-  auto value = colon == std::string_view::npos ? std::string_view() : l.substr(colon + 1);
-  if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-  if (field == "data") {
-    if (has_data_) data_ += '\n';
-    data_ += value;
-    has_data_ = true;
-  } else if (field == "id") {
-    last_id_ = std::string(value);
-  } else if (field == "retry" && !value.empty() && value.size() < 10 && value.find_first_not_of("0123456789") == std::string_view::npos) {
-    retry_ = std::chrono::milliseconds(std::stol(std::string(value)));
-  }
-  return true;
-}
-
 // ---- the client --------------------------------------------------------------------------------------
 
-namespace {
-
-struct Target {
-  std::string origin;  // scheme://host[:port], as httplib::Client takes it
-  std::string host;
-  std::string path;
-};
-
-Result<Target> parse_url(std::string_view url) {
-  Target t;
-  const auto scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos) return Error{ErrorCode::invalid_argument, fmt::format("url '{}': expected http://host[:port]/path or https://...", url)};
-  const auto scheme = url.substr(0, scheme_end);
-  if (scheme != "http" && scheme != "https") return Error{ErrorCode::invalid_argument, fmt::format("url '{}': the scheme must be http or https", url)};
-  auto rest = url.substr(scheme_end + 3);
-  const auto slash = rest.find('/');
-  const auto authority = rest.substr(0, slash);
-  if (authority.empty() || authority.find('@') != std::string_view::npos)
-    return Error{ErrorCode::invalid_argument, fmt::format("url '{}': expected a host (and no user info)", url)};
-  t.origin = fmt::format("{}://{}", scheme, authority);
-  t.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
-  if (authority.front() == '[') t.host = std::string(authority.substr(1, authority.find(']') - 1));
-  else t.host = std::string(authority.substr(0, authority.find(':')));
-  return t;
-}
-
-std::chrono::milliseconds until(std::chrono::system_clock::time_point deadline) {
-  return std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::system_clock::now()));
-}
-
-}  // namespace
 
 struct HttpClient::Impl {
   HttpClientOptions options;
-  Target target;
+  net::HttpTarget target;
   mutable std::mutex mutex;
   std::string session_id, protocol;
   bool connected = false;
   std::atomic<std::uint64_t> next_id{1};
-  // A keep-alive connection with the socket it uses now, so that another thread can interrupt a request by
-  // shutting the socket down (a blocked read then returns). httplib's own stop() is not used: its locking is
-  // split between the header and Debian's library.
-  struct Connection {
-    std::unique_ptr<httplib::Client> http;
-    std::shared_ptr<std::atomic<int>> socket = std::make_shared<std::atomic<int>>(-1);
-    httplib::Client* operator->() const { return http.get(); }
-    void interrupt() const {
-      if (const int s = socket->load(); s >= 0) ::shutdown(s, SHUT_RDWR);
-    }
-  };
-  std::vector<Connection> idle;  // one request at a time each
 
   // The server's own stream.
   std::thread listener;
   std::condition_variable stop_cv;
   bool stopping = false;
-  const Connection* listening = nullptr;  // under mutex: interrupted by the destructor
+  const net::HttpConnection* listening = nullptr;  // under mutex: interrupted by the destructor
   bool first_attempt_done = false;        // under mutex: the stream's first GET was answered (or failed)
 
-  Connection take() {
-    {
-      std::lock_guard lock(mutex);
-      if (!idle.empty()) {
-        auto c = std::move(idle.back());
-        idle.pop_back();
-        return c;
-      }
-    }
-    Connection c;
-    c.http = std::make_unique<httplib::Client>(target.origin);
-    c->set_keep_alive(true);
-    c->set_tcp_nodelay(true);
-    c->set_socket_options([socket = c.socket](int s) { socket->store(s); });
-    c->set_connection_timeout(std::chrono::duration_cast<std::chrono::seconds>(options.connect_timeout).count(),
-                              static_cast<long>((options.connect_timeout.count() % 1000) * 1000));
-    if (!options.pinned_address.empty()) c->set_hostname_addr_map({{target.host, options.pinned_address}});
-    return c;
-  }
-  void give(Connection c) {
-    std::lock_guard lock(mutex);
-    if (idle.size() < 8) idle.push_back(std::move(c));
-  }
+  std::optional<net::HttpConnectionPool> pool;  // set when the URL is one this client takes
+  net::HttpConnection take() { return pool->take(); }
+  void give(net::HttpConnection c) { pool->give(std::move(c)); }
 
   httplib::Headers headers(std::string_view accept) const {
     httplib::Headers h{{"Accept", std::string(accept)}};
@@ -200,8 +95,8 @@ struct HttpClient::Impl {
                            std::optional<std::chrono::system_clock::time_point> deadline, std::stop_token cancel, const RequestHandlers& handlers,
                            bool& session_gone) {
     auto client = take();
-    const auto budget = deadline ? until(*deadline) : std::chrono::milliseconds(std::chrono::minutes(10));
-    client->set_read_timeout(std::chrono::duration_cast<std::chrono::seconds>(budget).count(), static_cast<long>((budget.count() % 1000) * 1000));
+    const auto budget = deadline ? net::time_left(*deadline) : std::chrono::milliseconds(std::chrono::minutes(10));
+    client.set_read_budget(budget);
     Exchange x;
     SseReader sse([&](std::string_view data) {
       boost::system::error_code ec;
@@ -408,14 +303,16 @@ struct HttpClient::Impl {
 };
 
 Result<std::string> url_host(std::string_view url) {
-  XCORE_ASSIGN_OR_RETURN(auto t, parse_url(url));
+  XCORE_ASSIGN_OR_RETURN(auto t, net::parse_http_url(url));
   return std::move(t.host);
 }
 
 HttpClient::HttpClient(HttpClientOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
-  auto t = parse_url(impl_->options.url);
-  if (t) impl_->target = std::move(*t);
+  if (auto t = net::parse_http_url(impl_->options.url)) {
+    impl_->target = *t;
+    impl_->pool.emplace(std::move(*t), impl_->options.connect_timeout, impl_->options.pinned_address);
+  }
 }
 
 HttpClient::~HttpClient() {
@@ -440,7 +337,7 @@ HttpClient::~HttpClient() {
 }
 
 Result<json::value> HttpClient::connect() {
-  XCORE_TRY(parse_url(impl_->options.url));
+  XCORE_TRY(net::parse_http_url(impl_->options.url));
   return impl_->connect();
 }
 

@@ -8,7 +8,6 @@
 #include <grp.h>
 #include <pwd.h>
 #include <spawn.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,6 +26,7 @@
 
 #include "core/thread_name.hpp"
 #include "jsonrpc/rpc_peer.hpp"
+#include "core/random_token.hpp"
 #include "sandbox/cgroup.hpp"
 #include "sandbox/child_process.hpp"
 #include "sandbox/identity.hpp"
@@ -207,7 +207,7 @@ class SandboxRunner final : public Runner {
   struct Serving {
     SandboxRunner& runner;
     const std::string token;
-    Serving(SandboxRunner& r, const CallContext& ctx) : runner(r), token(serving_token()) {
+    Serving(SandboxRunner& r, const CallContext& ctx) : runner(r), token(random_token()) {
       std::lock_guard lock(runner.serving_mutex_);
       runner.serving_.emplace(token, ctx);
     }
@@ -223,17 +223,6 @@ class SandboxRunner final : public Runner {
     auto found = serving_.find(std::string(it->value().get_string()));
     return found == serving_.end() ? CallContext{} : found->second;
   }
-  // From the kernel's generator: the process sees its own tokens and must not be able to work out others'.
-  static std::string serving_token() {
-    std::uint64_t r[2] = {0, 0};
-    for (std::size_t got = 0; got < sizeof r;) {
-      const auto n = ::getrandom(reinterpret_cast<char*>(r) + got, sizeof r - got, 0);
-      if (n > 0) got += static_cast<std::size_t>(n);
-      else if (errno != EINTR) std::abort();  // no randomness: nothing here can be trusted
-    }
-    return fmt::format("{:016x}{:016x}", r[0], r[1]);
-  }
-
   // A snapshot: the lock is only ever held for bookkeeping, never across a spawn, a handshake or a wait.
   json::object describe() const override {
     std::shared_ptr<Child> c;

@@ -14,6 +14,7 @@ packages=(
   "@modelcontextprotocol/conformance@0.1.13"
   "@redocly/cli@2.77.0"
   "playwright-core@1.65.2"
+  "@dwmkerr/mock-llm@0.1.29"
 )
 stamp="$dir/.installed-$(printf '%s\n' "${packages[@]}" | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then

@@ -17,9 +17,9 @@
 #include <map>
 
 #include "crypto.hpp"
+#include "support/process.hpp"
 #include "support/test_support.hpp"
 
-extern char** environ;
 
 namespace xcore_test {
 namespace json = boost::json;
@@ -34,25 +34,6 @@ inline std::string jwt_key() {
   std::string raw;
   for (std::size_t i = 0; i < kMasterKey.size(); i += 2) raw.push_back(static_cast<char>(std::stoi(kMasterKey.substr(i, 2), nullptr, 16)));
   return xcore::server::hmac_sha256(raw, "xcore jwt signing key v1");
-}
-
-// Starts `args` with exactly `env`, its stdout (and stderr, when `log_file` is empty and `both` is set) on
-// `out_fd`, stderr to `log_file` when given. Returns its pid.
-inline pid_t spawn_process(std::vector<std::string> args, std::vector<std::string> env, int out_fd, const fs::path& log_file = {}, bool both = false) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-  if (!log_file.empty()) posix_spawn_file_actions_addopen(&fa, 2, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  else if (both) posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid = -1;
-  REQUIRE(::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) == 0);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
 }
 
 // One xcore-server process. Its stdout is read until it says where it listens.
