@@ -179,6 +179,32 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
           }
         }
       }
+      else if (key == "providers") {
+        if (!v.IsSequence()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'providers' must be a list of {{name, base_url, default_model, ...}}", file.string())};
+        c.providers.clear();
+        for (const auto& entry : v) {
+          if (!entry.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: each of 'providers' must be a mapping", file.string())};
+          json::object o;
+          std::string key_env;
+          for (const auto& g : entry) {
+            const auto which = g.first.as<std::string>();
+            if (which == "api_key_env") key_env = g.second.as<std::string>();
+            else if (which == "timeout_ms" || which == "max_retries") o[which] = g.second.as<std::int64_t>();
+            else o[which] = g.second.as<std::string>();
+          }
+          auto spec = ProviderSpec::from_json(o);
+          if (!spec) return Error{ErrorCode::invalid_argument, fmt::format("{}: providers[{}]: {}", file.string(), c.providers.size(), spec.error().message)};
+          if (spec->name.empty()) return Error{ErrorCode::invalid_argument, fmt::format("{}: providers[{}].name: missing", file.string(), c.providers.size())};
+          if (!key_env.empty()) {
+            const char* key = std::getenv(key_env.c_str());
+            if (!key || !*key)
+              return Error{ErrorCode::invalid_argument, fmt::format("{}: providers[{}].api_key_env: the environment variable {} is not set", file.string(), c.providers.size(), key_env)};
+            spec->api_key = key;
+          }
+          c.providers.push_back(std::move(*spec));
+        }
+      }
+      else if (key == "agent_runs_kept") c.agent_runs_kept = v.as<int>();
       else if (key == "sandbox_uids") c.sandbox_uids = v.as<std::string>();
       else if (key == "max_header_bytes") c.max_header_bytes = v.as<std::size_t>();
       else if (key == "password_hashes") c.password_hashes = v.as<int>();
@@ -227,6 +253,13 @@ Result<void> apply_env(ServerConfig& c) {
   XCORE_TRY(number("XCORE_MCP_MAX_STREAMS", c.mcp_max_streams));
   if (const char* v = env("XCORE_MCP_CONFORMANCE")) c.mcp_conformance = std::string_view(v) == "1" || std::string_view(v) == "true";
   if (const char* v = env("XCORE_REMOTE_ALLOWED_HOSTS")) c.remote_allowed_hosts = split_list(v);
+  if (c.providers.empty()) {
+    ProviderSpec lmstudio;
+    lmstudio.name = "lmstudio";
+    c.providers.push_back(std::move(lmstudio));
+  }
+  if (const char* v = env("XCORE_PROVIDER_URL")) c.providers.front().base_url = v;
+  if (const char* v = env("XCORE_PROVIDER_MODEL")) c.providers.front().default_model = v;
   if (const char* v = env("XCORE_REMOTE_ALLOW_PRIVATE")) c.remote_allow_private = std::string_view(v) == "1" || std::string_view(v) == "true";
   if (const char* v = env("XCORE_GRANT_FS")) {
     c.grant_fs.clear();

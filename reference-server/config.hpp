@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <xcore/error.hpp>
+#include <xcore/models.hpp>
 
 namespace xcore::server {
 
@@ -77,6 +78,14 @@ struct ServerConfig {
   // YAML: remote_plugins: {allowed_hosts: [...], allow_private: false}.
   std::vector<std::string> remote_allowed_hosts;
   bool remote_allow_private = false;
+  // Model providers every tenant has besides its own (POST /api/v1/providers), by name; an agent naming no
+  // provider uses the tenant's "default", else the first of these. A key comes from the environment variable
+  // the entry names. YAML: providers: [{name, base_url, default_model, timeout_ms, max_retries, api_key_env}].
+  // Without any: "lmstudio" at LM Studio's http://localhost:1234/v1 (XCORE_PROVIDER_URL, XCORE_PROVIDER_MODEL
+  // change the first).
+  std::vector<ProviderSpec> providers;
+  // Agent runs' transcripts are served to the tenant; runs kept per agent.
+  int agent_runs_kept = 200;
   // Every answer is checked against its route's entry (declared status, body schema): a mismatch becomes a
   // 500 naming it. For tests and development: it costs a validation per answer.
   bool check_answers = false;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <xcore/agents.hpp>
 #include <xcore/error.hpp>
 #include <xcore/manager.hpp>
 #include <xcore/scheduler.hpp>
@@ -106,6 +107,18 @@ class Database {
   // Retention: rows older than `before` (unix seconds) go, and each tenant keeps its newest `keep` rows.
   void prune_audit(std::int64_t before, std::int64_t keep);
   Result<std::vector<AuditRow>> audit_log(const std::string& tenant, int limit);
+
+  // Definitions a tenant keeps as JSON by kind and name (model providers, agents); sqlite_agent_store.cpp.
+  // create: already_exists when the name is taken; otherwise the row must exist (not_found).
+  Result<void> put_definition(const std::string& tenant, std::string_view kind, const std::string& name, const json::object& spec, bool create);
+  Result<std::optional<json::object>> definition(const std::string& tenant, std::string_view kind, const std::string& name);
+  Result<std::vector<json::object>> definitions(const std::string& tenant, std::string_view kind);  // by name
+  Result<void> delete_definition(const std::string& tenant, std::string_view kind, const std::string& name);
+  // The agent runtime's store: runs (with their pending approvals) and transcripts, every statement by tenant.
+  std::shared_ptr<AgentRunStore> agent_run_store();
+  // Retention: the agent's newest `keep` finished runs stay (with their transcripts); runs under way or
+  // awaiting approval always do.
+  Result<void> prune_agent_runs(const std::string& tenant, const std::string& agent, std::int64_t keep);
 
   // The scheduler's store for one tenant's jobs and runs.
   std::shared_ptr<JobStore> job_store(const std::string& tenant);

@@ -125,6 +125,32 @@ CREATE INDEX audit_log_by_time ON audit_log(at);
 ALTER TABLE tenants ADD COLUMN sandbox_uid INTEGER;
 CREATE UNIQUE INDEX tenants_by_sandbox_uid ON tenants(sandbox_uid);
 )sql",
+    R"sql(
+CREATE TABLE definitions(
+  tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  kind TEXT NOT NULL,
+  name TEXT NOT NULL,
+  spec TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (tenant, kind, name));
+CREATE TABLE agent_runs(
+  tenant TEXT NOT NULL,
+  id TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  status TEXT NOT NULL,
+  started_ms INTEGER NOT NULL,
+  record TEXT NOT NULL,
+  PRIMARY KEY (tenant, id));
+CREATE INDEX agent_runs_by_agent ON agent_runs(tenant, agent, started_ms);
+CREATE INDEX agent_runs_by_status ON agent_runs(status);
+CREATE TABLE agent_events(
+  tenant TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  record TEXT NOT NULL,
+  PRIMARY KEY (tenant, run_id, seq));
+)sql",
 };
 
 }  // namespace

@@ -61,7 +61,10 @@ json::object success_responses(const RouteSpec& r) {
     const bool is_json = a.content_type == "application/json";
     json::value schema = !is_json ? json::value(json::object{{"type", "string"}}) : a.schema.is_null() ? json::value(json::object{}) : a.schema;
     std::string media = a.content_type.substr(0, a.content_type.find(';'));
-    out[std::to_string(a.status)] = json::object{{"description", r.summary}, {"content", json::object{{media, json::object{{"schema", std::move(schema)}}}}}};
+    // One status may come in several media types (JSON, or an event stream when asked for).
+    auto& response = out[std::to_string(a.status)];
+    if (!response.is_object()) response = json::object{{"description", r.summary}, {"content", json::object{}}};
+    response.as_object()["content"].as_object()[media] = json::object{{"schema", std::move(schema)}};
   }
   return out;
 }

@@ -1,4 +1,4 @@
-// Where a tenant's `url:` plugins may connect. A plugin registered over the API names a URL of its
+// Where a tenant's `url:` plugins (and the model providers it registers) may connect. A plugin registered over the API names a URL of its
 // admin's choosing, and the server would connect there from inside the operator's network: the host must
 // match remote_plugins.allowed_hosts, and every address it resolves to must be a public one unless
 // remote_plugins.allow_private says otherwise (loopback, private, link-local, metadata services...). The
@@ -46,14 +46,17 @@ bool private_address(std::string_view address) {
 
 Result<std::string> Server::Impl::remote_address(const std::string& tenant, const PluginManifest& m, std::string_view host) const {
   if (m.dir().parent_path() != dynamic_dir(tenant)) return std::string();  // the operator's own plugin
+  return outbound_address(host, "plugins registered over the API");
+}
+
+Result<std::string> Server::Impl::outbound_address(std::string_view host, std::string_view whose) const {
   if (config.remote_allowed_hosts.empty())
     return Error{ErrorCode::permission_denied,
-                 fmt::format("'{}' may not be reached: no host is allowed for plugins registered over the API (the setting remote_plugins.allowed_hosts)", host)};
+                 fmt::format("'{}' may not be reached: no host is allowed for {} (the setting remote_plugins.allowed_hosts)", host, whose)};
   const bool listed = std::any_of(config.remote_allowed_hosts.begin(), config.remote_allowed_hosts.end(),
                                   [&](const std::string& pattern) { return glob_match(pattern, host); });
   if (!listed)
-    return Error{ErrorCode::permission_denied,
-                 fmt::format("'{}' is not among the hosts plugins registered over the API may reach ({})", host, fmt::join(config.remote_allowed_hosts, ", "))};
+    return Error{ErrorCode::permission_denied, fmt::format("'{}' is not among the hosts {} may reach ({})", host, whose, fmt::join(config.remote_allowed_hosts, ", "))};
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -75,8 +78,8 @@ Result<std::string> Server::Impl::remote_address(const std::string& tenant, cons
     for (const auto& a : addresses)
       if (private_address(a))
         return Error{ErrorCode::permission_denied,
-                     fmt::format("'{}' resolves to {}, a loopback, private or link-local address: plugins registered over the API reach public "
-                                 "addresses only (the setting remote_plugins.allow_private)", host, a)};
+                     fmt::format("'{}' resolves to {}, a loopback, private or link-local address: {} reach public "
+                                 "addresses only (the setting remote_plugins.allow_private)", host, a, whose)};
   return addresses.front();
 }
 

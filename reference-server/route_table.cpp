@@ -28,6 +28,10 @@ constexpr PathParameter kParameters[] = {
     {"user", "[A-Za-z0-9._@-]{1,64}", "a user's name"},
     {"token", "[0-9]{1,18}", "an API token's id"},
     {"task", "[A-Za-z0-9._:-]{1,128}", "a scheduled task's id"},
+    {"provider", kName, "a model provider's name"},
+    {"agent", kName, "an agent's name"},
+    {"run", "[0-9a-f]{32}", "an agent run's id"},
+    {"approval", "[0-9a-f]{32}", "a pending approval's id"},
     // The rest of a plugin route's path, slashes included; empty for the plugin's root.
     {"path", "(?:/[^?#]*)?", "the path below the plugin, as its manifest declares it"},
 };
@@ -162,7 +166,7 @@ std::vector<int> RouteSpec::error_statuses() const {
   return out;
 }
 
-Result<void> RouteSpec::check_answer(int status, const json::value& body) const {
+Result<void> RouteSpec::check_answer(int status, const json::value& body, std::string_view content_type) const {
   auto refuse = [&](std::string why) { return Error{ErrorCode::internal, fmt::format("the answer of {} {} does not match its route entry: {}", method, path, why)}; };
   if (status >= 400) {
     const auto declared = error_statuses();
@@ -171,8 +175,11 @@ Result<void> RouteSpec::check_answer(int status, const json::value& body) const 
     if (auto valid = error_validator().validate(body, "error body"); !valid) return refuse(valid.error().message);
     return ok();
   }
+  const auto media = content_type.substr(0, content_type.find(';'));
+  const bool several = std::count_if(answers.begin(), answers.end(), [&](const RouteAnswer& a) { return a.status == status; }) > 1;
   for (const auto& a : answers) {
     if (a.status != status) continue;
+    if (several && std::string_view(a.content_type).substr(0, a.content_type.find(';')) != media) continue;
     if (!a.validator) return ok();
     if (auto valid = a.validator->validate(body, "answer"); !valid) return refuse(valid.error().message);
     return ok();

@@ -101,7 +101,8 @@ struct RouteSpec {
   std::vector<int> error_statuses() const;
   // Whether an answer is one the table declares: a declared error status, or a success status whose
   // body matches its schema. The error names the route, the status and what did not match.
-  Result<void> check_answer(int status, const json::value& body) const;
+  // `content_type`: the answer's; a route may answer one status in several (JSON, or an event stream).
+  Result<void> check_answer(int status, const json::value& body, std::string_view content_type = "application/json") const;
 };
 
 // Fills parameters and regex from the template; an unknown parameter name is a bug (aborts, naming it).

@@ -23,13 +23,6 @@ std::string_view header(const httplib::Request& req, const char* name) {
   return it == req.headers.end() ? std::string_view() : std::string_view(it->second);
 }
 
-// Whether the client takes an SSE answer (it must list text/event-stream in Accept, as MCP asks).
-bool accepts_event_stream(const httplib::Request& req) {
-  for (auto [it, end] = req.headers.equal_range("Accept"); it != end; ++it)
-    if (it->second.find("text/event-stream") != std::string::npos) return true;
-  return false;
-}
-
 // Whether anything may reach the client while its tools/call runs.
 bool client_listens(const mcp::ClientSession& client, const json::value& params) {
   if (client.log_level() >= 0 || client.can("sampling") || client.can("elicitation") || client.can("roots")) return true;
@@ -261,10 +254,7 @@ void Server::Impl::add_mcp_routes() {
       // from timing the stream out.
       auto* connection = HttpServer::current();
       const int socket = connection ? connection->socket() : -1;
-      auto client_left = [socket] {
-        pollfd p{socket, POLLRDHUP, 0};
-        return socket >= 0 && ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
-      };
+      auto client_left = [socket] { return client_hung_up(socket); };
       bool open = write(": stream open\n\n");
       for (int quiet = 0; open;) {
         auto lines = stream->take(std::chrono::seconds(1));

@@ -53,6 +53,7 @@ void Server::Impl::add_routes() {
   add_plugin_routes();
   add_task_routes();
   add_mcp_routes();
+  add_agent_routes();
   // Each route says what it answers: one without is a bug in the table, found at start.
   for (const auto& r : routes) {
     // A route that only says "not here" (405, naming the methods that are) has no success to declare.
@@ -73,7 +74,7 @@ void Server::Impl::check_answer(const RouteSpec& spec, httplib::Response& res, c
       body = json::parse(res.body, ec);
       if (ec) checked = Error{ErrorCode::internal, fmt::format("the answer of {} {} is not JSON: {}", spec.method, spec.path, ec.message())};
     }
-    if (checked) checked = spec.check_answer(res.status, body);
+    if (checked) checked = spec.check_answer(res.status, body, res.get_header_value("Content-Type"));
     if (checked) return;
     log(LogLevel::error, "http", fmt::format("request {}: {}", request_id, checked.error().message));
     res.headers.erase("Content-Type");
@@ -220,6 +221,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   XCORE_TRY(s.load_trusted_keys());
   XCORE_TRY(s.open_store());
   XCORE_TRY(s.first_start());
+  XCORE_TRY(s.start_agents());  // before the tenants' Schedulers, whose tasks may run agents
   s.http.set_tcp_nodelay(true);  // keep-alive answers would otherwise wait on Nagle and delayed ACKs
   s.http.set_payload_max_length(s.config.max_body_bytes);
   // httplib's own refusals (no route, body too large, malformed request) in the API's error shape, with
@@ -255,6 +257,8 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   if (!s.http.widen_backlog()) return Error{ErrorCode::unavailable, fmt::format("cannot set the listen backlog to {}: {}", s.config.http.listen_backlog, std::strerror(errno))};
   // Plugins start after the port is bound (readyz says when), before requests are served.
   XCORE_TRY(s.start_tenants());
+  // Runs a crash left under way end as failed (their tenants' hooks hear it); those awaiting approval wait on.
+  if (auto r = s.agents->restore(); !r) return Error{ErrorCode::unavailable, fmt::format("cannot restore the agent runs: {}", r.error().message)};
   s.ready = true;
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

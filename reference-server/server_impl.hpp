@@ -7,6 +7,7 @@
 
 #include <boost/json.hpp>
 #include <fcntl.h>
+#include <poll.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -66,6 +67,19 @@ inline Result<std::string> decode_key(const std::string& text) {
   return Error{ErrorCode::invalid_argument, "the master key must be 32 bytes, as 64 hex digits or base64url"};
 }
 
+// Whether the client takes an SSE answer (it lists text/event-stream in Accept).
+inline bool accepts_event_stream(const httplib::Request& req) {
+  for (auto [it, end] = req.headers.equal_range("Accept"); it != end; ++it)
+    if (it->second.find("text/event-stream") != std::string::npos) return true;
+  return false;
+}
+
+// Whether the client of a long answer (a stream) has closed its end of `socket`.
+inline bool client_hung_up(int socket) {
+  pollfd p{socket, POLLRDHUP, 0};
+  return socket >= 0 && ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 // ---- the server ------------------------------------------------------------------------------------------
 
 struct Server::Impl {
@@ -120,9 +134,18 @@ struct Server::Impl {
     }
     park_wake.notify_all();
     if (parker.joinable()) parker.join();
+    if (agents) agents->shutdown();  // runs end (cancelled); those waiting for approval stay in the store
+    // The Schedulers first: their runs call into the Managers (running ones finish, and may still lease
+    // one, so the lock is not held while they end).
+    std::map<std::string, std::unique_ptr<Scheduler>> ending;
+    {
+      std::unique_lock lock(tenants_mutex);
+      ending = std::move(schedulers);
+    }
+    ending.clear();
+    agents.reset();
     std::unique_lock lock(tenants_mutex);
-    schedulers.clear();  // first: their runs call into the Managers (running ones finish)
-    tenants.clear();     // each Manager unloads its plugins, dependents first
+    tenants.clear();  // each Manager unloads its plugins, dependents first
   }
 
   void log(LogLevel level, std::string_view source, std::string_view message) const {
@@ -195,6 +218,8 @@ struct Server::Impl {
   Result<void> grant_policy(const std::string& tenant, const PluginManifest& m) const;
   // Where a tenant's `url:` plugin may connect (remote_hosts.cpp): the address to pin, or why not.
   Result<std::string> remote_address(const std::string& tenant, const PluginManifest& m, std::string_view host) const;
+  // The policy itself, for anything a tenant names that the server then connects to (`whose` in messages).
+  Result<std::string> outbound_address(std::string_view host, std::string_view whose) const;
 
   // The signature policy (ServerConfig::trusted_keys), checked before each load like the grant policy: a
   // trusted-mode plugin not signed by a trusted key is made sandboxed or refused, and one whose files no
@@ -553,6 +578,28 @@ struct Server::Impl {
   void add_plugin_routes();   // plugins, tools, actions, plugin-contributed routes, hooks: routes_plugins.cpp
   void add_task_routes();     // scheduled tasks and webhooks: routes_tasks.cpp
   void add_mcp_routes();      // MCP over Streamable HTTP at /mcp: routes_mcp.cpp
+  void add_agent_routes();    // providers, competencies, agents, runs, approvals: routes_agents.cpp
+
+  // ---- agents (agents.cpp) -------------------------------------------------------------------------------
+  // One runtime for every tenant: a run leases its tenant's Manager (tools, competencies, hooks) while it
+  // lasts; runs, transcripts and pending approvals are in the database.
+  std::unique_ptr<AgentRuntime> agents;
+  Result<void> start_agents();
+  // The tenant's provider by name (its own, then the settings'), the key read from its secret, and the
+  // address it may be reached at pinned (tenant providers obey the remote_plugins policy).
+  Result<ProviderSpec> provider_named(const std::string& tenant, const std::string& name);
+  Result<std::shared_ptr<ModelClient>> model_for(const AgentSpec& agent);
+  Result<Principal> owner_principal(std::string_view tenant, std::string_view owner);
+  Result<AgentSpec> agent_named(const std::string& tenant, const std::string& name);
+  // The agent as `who` may run it: held to who's permissions too, unless who is its owner acting with a
+  // full credential.
+  static AgentSpec held_to(AgentSpec agent, const Principal& who);
+  // A task's agent target (SchedulerOptions::agents): runs until the end or an approval to wait for.
+  Result<json::value> run_agent_task(const JobSpec& job, std::string task, std::string_view reason);
+  // Live transcripts: a counter bumped on every event, waited on by the event streams.
+  std::mutex agent_events_mutex;
+  std::condition_variable agent_events_cv;
+  std::uint64_t agent_events_count = 0;
   Result<Reply> mcp_post(Call& c);
   Result<void> mcp_origin_allowed(const httplib::Request& req) const;
   Result<void> mcp_caller_allowed(const Call& c) const;

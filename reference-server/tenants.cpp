@@ -142,6 +142,7 @@ Result<void> Server::Impl::open_tenant(const std::string& tenant, bool register_
   so.manager_lease = [this, tenant] { return wake_tenant(tenant); };
   so.history_per_job = config.task_history;
   so.threads = scheduler_threads;  // every tenant's tasks on the same timer and pool
+  so.agents = [this](const JobSpec& job, std::string task, std::string_view reason) { return run_agent_task(job, std::move(task), reason); };
   so.log = [this, tenant](LogLevel level, std::string_view source, std::string_view message) { log(level, fmt::format("{}/{}", tenant, source), message); };
   auto scheduler = std::make_unique<Scheduler>(std::move(so));
   if (auto r = scheduler->restore(); !r) return Error{ErrorCode::unavailable, fmt::format("tenant '{}': cannot restore its tasks: {}", tenant, r.error().message)};

@@ -74,7 +74,8 @@ TEST_CASE("roles and token scopes: every route of the table refuses exactly thos
   // Parameters that exist (or harmlessly do not): the point is whether the role gets past the gate.
   const std::map<std::string, std::vector<std::string>> values{
       {"plugins", {"audit", "x"}}, {"tools", {"echo"}},      {"app", {"core", "echo"}},        {"secrets", {"k1"}},
-      {"users", {"nobody-here"}},  {"tokens", {"999999"}},   {"tasks", {"no-such-task"}},      {"webhooks", {"default", "none"}}};
+      {"users", {"nobody-here"}},  {"tokens", {"999999"}},   {"tasks", {"no-such-task"}},      {"webhooks", {"default", "none"}},
+      {"providers", {"none"}},     {"agents", {"nobody", "0123456789abcdef0123456789abcdef"}},   {"approvals", {"0123456789abcdef0123456789abcdef"}}};
   const auto ops = operations(api);
   CHECK(ops.size() >= 50);  // plugins' own routes are listed per plugin, and the examples declare none
   for (const auto& op : ops) {
@@ -130,7 +131,7 @@ TEST_CASE("roles and token scopes: every route of the table refuses exactly thos
 
 TEST_CASE("tenant isolation: every route naming a resource answers another tenant's admin with 404") {
   TempDir tmp;
-  ServerProcess server(tmp / "var");
+  ServerProcess server(tmp / "var", {"XCORE_REMOTE_ALLOWED_HOSTS=127.0.0.1", "XCORE_REMOTE_ALLOW_PRIVATE=1"});
   Api api(server.port());
   auto admin = api.login("admin", kAdminPassword);  // tenant A: default
   // A's resources: a task, a secret, an API token, a user, a dynamic plugin of its own.
@@ -145,6 +146,12 @@ TEST_CASE("tenant isolation: every route naming a resource answers another tenan
   add_user(api, admin, "alice", "operator");
   auto dyn = api.send("POST", "/api/v1/plugins/dynamic", R"({"id":"a-dyn","version":"1.0.0","command":["/bin/true"],"enable":false})", admin);
   REQUIRE_MESSAGE(dyn.status == 201, json::serialize(dyn.body));
+  // A model provider, an agent and one of its runs (it fails: nothing answers at the provider's address).
+  REQUIRE(api.send("POST", "/api/v1/providers", R"({"name":"a-prov","base_url":"http://127.0.0.1:9/v1"})", admin).status == 201);
+  REQUIRE(api.send("POST", "/api/v1/agents", R"({"name":"a-agent","provider":"a-prov","tools":["*"]})", admin).status == 201);
+  auto run = api.send("POST", "/api/v1/agents/a-agent/run", R"({"input":"hello"})", admin);
+  REQUIRE_MESSAGE(run.status == 202, json::serialize(run.body));
+  const std::string run_id(run.body.at("id").as_string());
 
   // Tenant B's admin.
   REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
@@ -153,7 +160,8 @@ TEST_CASE("tenant isolation: every route naming a resource answers another tenan
 
   const std::map<std::string, std::vector<std::string>> values{
       {"plugins", {"a-dyn", "x"}}, {"tools", {"a-dyn.anything"}}, {"app", {"a-dyn", "anything"}}, {"secrets", {"webhook_a"}},
-      {"users", {"alice"}},        {"tokens", {token_id}},        {"tasks", {task_id}}};
+      {"users", {"alice"}},        {"tokens", {token_id}},        {"tasks", {task_id}},
+      {"providers", {"a-prov"}},   {"agents", {"a-agent", run_id}}, {"approvals", {"0123456789abcdef0123456789abcdef"}}};
   int walked = 0;
   for (const auto& op : operations(api)) {
     if (!has_parameters(op)) continue;
@@ -182,4 +190,6 @@ TEST_CASE("tenant isolation: every route naming a resource answers another tenan
   auto tokens = json::serialize(api.send("GET", "/api/v1/tokens", "", admin).body);
   CHECK(tokens.find("\"revoked\":false") != std::string::npos);
   CHECK(api.login("alice", "password-123").size() > 20);
+  CHECK(api.send("GET", "/api/v1/agents/a-agent/runs/" + run_id, "", admin).status == 200);
+  CHECK(api.send("GET", "/api/v1/providers", "", b).body.at("providers").as_array().size() == 1);  // the settings' only
 }

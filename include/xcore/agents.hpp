@@ -44,6 +44,8 @@ struct AgentSpec {
   std::string name;      // [A-Za-z0-9_.-], unique per tenant
   std::string provider;  // a provider's name; empty: the host's default
   std::string model;     // empty: the provider's default model
+  // More providers tried in turn when the first fails: "name" or "name/model".
+  std::vector<std::string> fallback;
   std::string system;    // the system prompt
   // The tools it may call: names ("echo", "core.echo"), "category:<c>", "plugin:<p>" or patterns ("core.*").
   std::vector<std::string> tools;
@@ -54,10 +56,15 @@ struct AgentSpec {
   std::optional<double> temperature;
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};  // per run, approvals' waiting excluded
   ApprovalPolicy approval;
-  std::string owner;   // the user it acts for (a host's user id); set by the host, never by the caller
+  // Set by the host, never taken from a caller: the user it acts for (a host's user id), and the permission
+  // sets it is also held to: what a scoped API token that made it held, what the caller who started a run
+  // held. The agent never holds more than any of them.
+  std::string owner;
+  std::vector<std::vector<std::string>> limits;
   std::string tenant;
 
-  // The API form; `owner` and `tenant` are not read (the host sets them). Errors name the field.
+  // The API form, also what a run keeps of its agent (owner, limits and tenant included: a host refuses them
+  // in what a caller sends). Errors name the field.
   static Result<AgentSpec> from_json(const json::value& v);
   json::object to_json() const;
 };
@@ -139,10 +146,19 @@ class AgentRunStore {
 
 std::shared_ptr<AgentRunStore> make_memory_agent_run_store();
 
+// Where a run finds its tools and competencies, held for the run (a host whose tenants' Managers come and go
+// keeps the tenant's alive through these).
+struct AgentTools {
+  std::shared_ptr<ToolRegistry> tools;
+  std::shared_ptr<CompetencyRegistry> competencies;  // may be null
+  std::shared_ptr<HookBus> hooks;                    // where the agent.* hooks go; may be null
+};
+
 struct AgentRuntimeOptions {
-  ToolRegistry* tools = nullptr;                // required
+  ToolRegistry* tools = nullptr;                // the tools of every run, unless `lease` is set
   CompetencyRegistry* competencies = nullptr;   // optional: agents naming competencies need it
-  HookBus* hooks = nullptr;                     // optional: the agent.* hooks
+  std::function<Result<AgentTools>(std::string_view tenant)> lease;  // instead of tools/competencies
+  HookBus* hooks = nullptr;                     // optional: the agent.* hooks (unless `lease` gives a bus)
   // The model client for an agent (its provider, or the host's default; a host may give a fallback chain).
   std::function<Result<std::shared_ptr<ModelClient>>(const AgentSpec& agent)> models;
   // The principal of the agent's owner now, for a run resumed after a restart (permissions may have
@@ -167,7 +183,10 @@ struct RunRequest {
 class AgentRuntime {
  public:
   explicit AgentRuntime(AgentRuntimeOptions options);
-  ~AgentRuntime();  // cancels the runs under way and waits for them
+  ~AgentRuntime();  // shutdown()
+  // Cancels the runs under way, refuses new ones and waits for the runs on the runtime's threads. Runs
+  // awaiting approval stay so in the store.
+  void shutdown();
   AgentRuntime(const AgentRuntime&) = delete;
   AgentRuntime& operator=(const AgentRuntime&) = delete;
 

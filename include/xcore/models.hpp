@@ -107,6 +107,9 @@ struct ModelClientOptions {
   // How a retry waits (default: sleeps, woken early by the request's cancellation). Tests inject one.
   std::function<void(std::chrono::milliseconds delay, std::stop_token cancel)> sleep;
   std::chrono::milliseconds connect_timeout{5000};
+  // Connect to this address for the base URL's host (a host's policy resolved and checked it). Empty:
+  // resolve as usual.
+  std::string pinned_address;
 };
 
 // OpenAI's POST {base_url}/chat/completions, over http or https (OpenSSL). Retries connection errors, 429

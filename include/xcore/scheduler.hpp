@@ -54,13 +54,13 @@ struct Trigger {
 };
 
 struct JobTarget {
-  enum class Kind : std::uint8_t { tool, action, callback };
+  enum class Kind : std::uint8_t { tool, action, callback, agent };
   Kind kind = Kind::tool;
-  std::string name;       // tool name, action name, or callback name
+  std::string name;       // tool name, action name, callback name, or agent name
   std::string plugin;     // action: the plugin
-  json::value arguments;  // tool arguments, action params, or callback input
+  json::value arguments;  // tool arguments, action params, callback input, or the agent's task (a string)
   // {"tool":"echo","arguments":{...}} | {"plugin":"core","action":"echo","params":{...}} |
-  // {"callback":"cleanup","input":{...}}
+  // {"callback":"cleanup","input":{...}} | {"agent":"reporter","input":"Summarise yesterday's errors"}
   static Result<JobTarget> from_json(const json::value& v);
   json::object to_json() const;
 };
@@ -168,6 +168,10 @@ struct SchedulerOptions {
   // for the run (and may start it). Plugins' own schedules join through attach_plugins().
   std::function<Result<std::shared_ptr<Manager>>()> manager_lease;
   std::map<std::string, JobCallback> callbacks;  // callback targets by name
+  // Runs an agent target: the job (its run_as and tenant), the task (the target's input, and a webhook's
+  // body after it), and why it runs ("schedule", "webhook", "manual"). Its result is the run's. Without it,
+  // agent targets fail.
+  std::function<Result<json::value>(const JobSpec& job, std::string task, std::string_view reason)> agents;
   std::shared_ptr<SchedulerThreads> threads;  // who ticks and runs jobs; default: SchedulerThreads::shared()
   bool run_inline = false;              // jobs run inside tick() or run_now(), on the caller's thread (tests)
   std::size_t history_per_job = 100;    // runs kept per job

@@ -98,15 +98,29 @@ std::optional<AgentRunStatus> agent_run_status_from_string(std::string_view s) n
 Result<AgentSpec> AgentSpec::from_json(const json::value& v) {
   if (!v.is_object()) return Error{ErrorCode::invalid_argument, "agent: expected an object"};
   Reader r{v.as_object(), "agent"};
-  XCORE_TRY(r.only({"name", "provider", "model", "system", "tools", "competencies", "max_steps", "max_tokens", "token_budget", "temperature",
-                    "timeout_ms", "approval", "owner", "tenant"}));
+  XCORE_TRY(r.only({"name", "provider", "model", "fallback", "system", "tools", "competencies", "max_steps", "max_tokens", "token_budget",
+                    "temperature", "timeout_ms", "approval", "owner", "limits", "tenant"}));
   AgentSpec a;
   XCORE_TRY(r.text("name", a.name));
   if (a.name.empty() || !is_valid_tool_name(a.name))
     return Error{ErrorCode::invalid_argument, fmt::format("agent.name: '{}' must be 1-128 of A-Z a-z 0-9 _ . -", a.name)};
   XCORE_TRY(r.text("provider", a.provider));
   XCORE_TRY(r.text("model", a.model));
+  XCORE_TRY(r.list("fallback", a.fallback));
   XCORE_TRY(r.text("system", a.system));
+  XCORE_TRY(r.text("owner", a.owner));
+  XCORE_TRY(r.text("tenant", a.tenant));
+  if (const auto* limits = r.get("limits")) {
+    if (!limits->is_array()) return Error{ErrorCode::invalid_argument, "agent.limits: expected a list of permission lists"};
+    for (const auto& l : limits->as_array()) {
+      if (!l.is_array()) return Error{ErrorCode::invalid_argument, "agent.limits: expected a list of permission lists"};
+      auto& set = a.limits.emplace_back();
+      for (const auto& p : l.as_array()) {
+        if (!p.is_string()) return Error{ErrorCode::invalid_argument, "agent.limits: expected a list of permission lists"};
+        set.emplace_back(p.as_string());
+      }
+    }
+  }
   XCORE_TRY(r.list("tools", a.tools));
   XCORE_TRY(r.list("competencies", a.competencies));
   XCORE_ASSIGN_OR_RETURN(auto steps, r.integer("max_steps", 1, 200));
@@ -137,6 +151,7 @@ json::object AgentSpec::to_json() const {
   json::object o{{"name", name},
                  {"provider", provider},
                  {"model", model},
+                 {"fallback", strings(fallback)},
                  {"system", system},
                  {"tools", strings(tools)},
                  {"competencies", strings(competencies)},
@@ -147,6 +162,11 @@ json::object AgentSpec::to_json() const {
   o["token_budget"] = token_budget ? json::value(*token_budget) : json::value(nullptr);
   o["temperature"] = temperature ? json::value(*temperature) : json::value(nullptr);
   if (!owner.empty()) o["owner"] = owner;
+  if (!limits.empty()) {
+    json::array l;
+    for (const auto& set : limits) l.push_back(strings(set));
+    o["limits"] = std::move(l);
+  }
   return o;
 }
 

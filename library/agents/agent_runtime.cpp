@@ -26,6 +26,11 @@ namespace {
 using Clock = std::chrono::system_clock;
 using Key = std::pair<std::string, std::string>;  // (tenant, run id)
 
+std::string function_name_of(std::string name) {
+  std::replace(name.begin(), name.end(), '.', '_');  // OpenAI function names: [a-zA-Z0-9_-]
+  return name;
+}
+
 // A tool the agent may call: the name the model sees, the registry's qualified name, whether it waits.
 struct AllowedTool {
   std::string function_name;
@@ -38,8 +43,11 @@ struct Toolset {
   json::array functions;  // OpenAI form
   std::vector<AllowedTool> tools;
   const AllowedTool* find(std::string_view function_name) const {
+    // The name offered, or the tool's qualified name as written or as a function name ("core.echo", "core_echo").
     for (const auto& t : tools)
       if (t.function_name == function_name || t.qualified == function_name) return &t;
+    for (const auto& t : tools)
+      if (function_name_of(t.qualified) == function_name) return &t;
     return nullptr;
   }
   std::vector<std::string> names() const {
@@ -64,16 +72,12 @@ bool selected(const ToolInfo& t, const std::vector<std::string>& selectors) {
 
 bool owner_may_call(const Principal& owner, const ToolInfo& t) {
   if (owner.unrestricted()) return true;
-  if (!owner.holds("tools.call:" + t.qualified_name) && !owner.holds("tools.call:" + t.exposed_name)) return false;
+  if (!owner.allows("tools.call:" + t.qualified_name) && !owner.allows("tools.call:" + t.exposed_name)) return false;
   for (const auto& need : t.spec.permissions)
     if (!owner.allows(need)) return false;
   return true;
 }
 
-std::string function_name_of(std::string name) {
-  std::replace(name.begin(), name.end(), '.', '_');  // OpenAI function names: [a-zA-Z0-9_-]
-  return name;
-}
 
 // What the model reads back for a call: the structured result as JSON, else the text blocks; failures say so.
 std::string result_text(const Result<ToolResult>& r) {
@@ -127,11 +131,20 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- tools the agent may call -------------------------------------------------------------------------
 
-  Result<Toolset> toolset(const AgentSpec& agent, const Principal& owner) const {
+  // The run's tools: leased from the host, or the ones given (not owned: the host keeps them alive).
+  Result<AgentTools> lease(std::string_view tenant) const {
+    if (o.lease) return o.lease(tenant);
+    if (!o.tools) return Error{ErrorCode::failed_precondition, "the agent runtime has no tool registry"};
+    return AgentTools{std::shared_ptr<ToolRegistry>(std::shared_ptr<ToolRegistry>(), o.tools),
+                      std::shared_ptr<CompetencyRegistry>(std::shared_ptr<CompetencyRegistry>(), o.competencies),
+                      std::shared_ptr<HookBus>(std::shared_ptr<HookBus>(), o.hooks)};
+  }
+
+  Result<Toolset> toolset(const AgentSpec& agent, const Principal& owner, const AgentTools& held) const {
     std::vector<std::string> selectors = agent.tools;
     if (!agent.competencies.empty()) {
-      if (!o.competencies) return Error{ErrorCode::failed_precondition, fmt::format("agent '{}' names competencies, but this host has none", agent.name)};
-      XCORE_ASSIGN_OR_RETURN(auto enabled, o.competencies->tools_for(agent.competencies, agent.tenant));
+      if (!held.competencies) return Error{ErrorCode::failed_precondition, fmt::format("agent '{}' names competencies, but this host has none", agent.name)};
+      XCORE_ASSIGN_OR_RETURN(auto enabled, held.competencies->tools_for(agent.competencies, agent.tenant));
       selectors.insert(selectors.end(), enabled.begin(), enabled.end());
     }
     Toolset set;
@@ -139,7 +152,7 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
     ToolFilter filter;
     filter.tenant = agent.tenant;
     std::set<std::string> taken;
-    for (const auto& t : o.tools->list(filter)) {
+    for (const auto& t : held.tools->list(filter)) {
       if (!selected(t, selectors) || !owner_may_call(owner, t)) continue;
       auto fname = function_name_of(t.exposed_name);
       if (!taken.insert(fname).second) continue;
@@ -152,6 +165,21 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
       set.tools.push_back(std::move(allowed));
     }
     return set;
+  }
+
+  // The owner as the agent may act for them: held to each of the agent's limits too (a chain of principals,
+  // every link of which must allow what is done).
+  static Principal acting_owner(const AgentSpec& agent, const Principal& owner) {
+    Principal acting = owner;
+    for (const auto& set : agent.limits) {
+      Principal capped;
+      capped.kind = Principal::Kind::api_token;
+      capped.id = fmt::format("a limit on {}", owner.id);
+      capped.permissions = set;
+      capped.on_behalf_of = std::make_shared<const Principal>(std::move(acting));
+      acting = std::move(capped);
+    }
+    return acting;
   }
 
   // The agent's own principal: exactly its tools, on behalf of its owner (a tool's required permissions must
@@ -196,8 +224,14 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
   }
 
   HookOutcome emit(std::string_view hook, json::object payload, std::string_view tenant) {
-    if (!o.hooks || !o.hooks->has_subscribers(hook)) return {};
-    return o.hooks->emit(hook, payload, tenant);
+    std::shared_ptr<HookBus> bus;
+    if (o.lease) {
+      if (auto held = o.lease(tenant)) bus = held->hooks;
+    } else {
+      bus = std::shared_ptr<HookBus>(std::shared_ptr<HookBus>(), o.hooks);
+    }
+    if (!bus || !bus->has_subscribers(hook)) return {};
+    return bus->emit(hook, payload, tenant);
   }
 
   void finish(AgentRun& run, AgentRunStatus status, std::optional<Error> error, Clock::time_point resumed_at) {
@@ -226,9 +260,9 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
     std::int64_t latency_ms = 0;
   };
 
-  CallOutcome invoke(const AllowedTool& tool, const json::value& arguments, const CallContext& ctx) {
+  static CallOutcome invoke(ToolRegistry& tools, const AllowedTool& tool, const json::value& arguments, const CallContext& ctx) {
     const auto t0 = std::chrono::steady_clock::now();
-    auto r = o.tools->invoke(tool.qualified, arguments, ctx);
+    auto r = tools.invoke(tool.qualified, arguments, ctx);
     CallOutcome out{result_text(r), !r || r->is_error, 0};
     out.latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
     return out;
@@ -241,10 +275,14 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
   void execute(AgentRun& run, const AgentSpec& agent, const Principal& owner, std::stop_token cancel, bool stream_text,
                std::vector<std::pair<PendingApproval, std::optional<std::string>>> decided = {}) {
     const auto resumed_at = now();
-    auto toolset_r = toolset(agent, owner);
+    auto held = lease(run.tenant);
+    if (!held) return finish(run, AgentRunStatus::failed, held.error(), resumed_at);
+    auto& tools = *held->tools;
+    const auto acting = acting_owner(agent, owner);
+    auto toolset_r = toolset(agent, acting, *held);
     if (!toolset_r) return finish(run, AgentRunStatus::failed, toolset_r.error(), resumed_at);
     const auto set = std::move(*toolset_r);
-    const auto principal = agent_principal(agent, owner, set);
+    const auto principal = agent_principal(agent, acting, set);
     auto model_r = o.models ? o.models(agent) : Result<std::shared_ptr<ModelClient>>(Error{ErrorCode::failed_precondition, "no model providers are configured"});
     if (!model_r) return finish(run, AgentRunStatus::failed, model_r.error(), resumed_at);
     auto model = *model_r;
@@ -264,7 +302,7 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
       CallOutcome out;
       if (denial) out = {*denial, true, 0};
       else if (!tool) out = {fmt::format("error: tool '{}' is no longer available to this agent", approval.tool), true, 0};
-      else out = invoke(*tool, approval.arguments, context());
+      else out = invoke(tools, *tool, approval.arguments, context());
       record(run, "tool_result", run.steps, json::object{{"id", approval.call_id}, {"name", approval.tool}, {"result", out.text}, {"is_error", out.error}, {"latency_ms", out.latency_ms}});
       run.messages.push_back(ChatMessage::tool(approval.call_id, out.text));
     }
@@ -378,7 +416,7 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
         for (std::size_t i = from; i < std::min(planned.size(), from + width); ++i) {
           if (planned[i].outcome) continue;
           batch.emplace_back([&, i] {
-            planned[i].outcome = invoke(*planned[i].tool, planned[i].arguments, context());
+            planned[i].outcome = invoke(tools, *planned[i].tool, planned[i].arguments, context());
           });
         }
         for (auto& t : batch) {
@@ -460,6 +498,10 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
   }
 
   Result<AgentRun> begin(const AgentSpec& agent_in, const Principal& owner, RunRequest& request) {
+    {
+      std::lock_guard lock(mutex);
+      if (closing) return Error{ErrorCode::unavailable, "the agent runtime is shutting down"};
+    }
     AgentSpec agent = agent_in;
     if (!request.tenant.empty()) agent.tenant = request.tenant;
     AgentRun run;
@@ -472,6 +514,7 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
     run.started = now();
     run.agent_spec = agent.to_json();
     run.agent_spec["tenant"] = agent.tenant;
+    run.agent_spec["owner"] = run.owner;
     // agent.before_run may refuse the run or rewrite its input.
     auto before = emit("agent.before_run", json::object{{"run_id", run.id}, {"agent", agent.name}, {"input", run.input}, {"trigger", run.trigger}, {"owner", run.owner}},
                        agent.tenant);
@@ -488,12 +531,7 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // The agent as the run began (its spec is kept with the run).
-  static Result<AgentSpec> spec_of(const AgentRun& run) {
-    XCORE_ASSIGN_OR_RETURN(auto spec, AgentSpec::from_json(run.agent_spec));
-    if (auto o = run.agent_spec.find("owner"); o != run.agent_spec.end() && o->value().is_string()) spec.owner = std::string(o->value().as_string());
-    if (auto t = run.agent_spec.find("tenant"); t != run.agent_spec.end() && t->value().is_string()) spec.tenant = std::string(t->value().as_string());
-    return spec;
-  }
+  static Result<AgentSpec> spec_of(const AgentRun& run) { return AgentSpec::from_json(run.agent_spec); }
 };
 
 AgentRuntime::AgentRuntime(AgentRuntimeOptions options) : impl_(std::make_shared<Impl>()) {
@@ -507,7 +545,9 @@ AgentRuntime::AgentRuntime(AgentRuntimeOptions options) : impl_(std::make_shared
   }
 }
 
-AgentRuntime::~AgentRuntime() {
+AgentRuntime::~AgentRuntime() { shutdown(); }
+
+void AgentRuntime::shutdown() {
   std::list<Impl::Worker> workers;
   {
     std::lock_guard lock(impl_->mutex);
@@ -539,12 +579,12 @@ Result<void> AgentRuntime::restore() {
 }
 
 Result<json::array> AgentRuntime::visible_tools(const AgentSpec& agent, const Principal& owner) const {
-  XCORE_ASSIGN_OR_RETURN(auto set, impl_->toolset(agent, owner));
+  XCORE_ASSIGN_OR_RETURN(auto held, impl_->lease(agent.tenant));
+  XCORE_ASSIGN_OR_RETURN(auto set, impl_->toolset(agent, Impl::acting_owner(agent, owner), held));
   return std::move(set.functions);
 }
 
 Result<AgentRun> AgentRuntime::run(const AgentSpec& agent, const Principal& owner, RunRequest request) {
-  if (!impl_->o.tools) return Error{ErrorCode::failed_precondition, "the agent runtime has no tool registry"};
   XCORE_ASSIGN_OR_RETURN(auto run, impl_->begin(agent, owner, request));
   AgentSpec spec = agent;
   spec.tenant = run.tenant;
@@ -553,7 +593,6 @@ Result<AgentRun> AgentRuntime::run(const AgentSpec& agent, const Principal& owne
 }
 
 Result<std::string> AgentRuntime::start(const AgentSpec& agent, const Principal& owner, RunRequest request) {
-  if (!impl_->o.tools) return Error{ErrorCode::failed_precondition, "the agent runtime has no tool registry"};
   XCORE_ASSIGN_OR_RETURN(auto run, impl_->begin(agent, owner, request));
   AgentSpec spec = agent;
   spec.tenant = run.tenant;
@@ -613,6 +652,10 @@ Result<std::vector<PendingApproval>> AgentRuntime::approvals(std::string_view te
 
 Result<PendingApproval> AgentRuntime::decide(std::string_view tenant, std::string_view approval_id, bool approve, const Principal& who, std::string_view who_name,
                                              std::string_view note) {
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->closing) return Error{ErrorCode::unavailable, "the agent runtime is shutting down"};
+  }
   // Decisions are serialized: one approval cannot be used twice, and a run resumes once.
   std::lock_guard decide_lock(impl_->decide_mutex);
   XCORE_ASSIGN_OR_RETURN(auto runs, impl_->o.store->unfinished());

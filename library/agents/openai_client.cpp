@@ -131,7 +131,7 @@ struct StreamedAnswer {
 class OpenAIClient final : public ModelClient {
  public:
   OpenAIClient(ProviderSpec p, ModelClientOptions o, net::HttpTarget target)
-      : provider_(std::move(p)), options_(std::move(o)), pool_(target, options_.connect_timeout) {
+      : provider_(std::move(p)), options_(std::move(o)), pool_(target, options_.connect_timeout, options_.pinned_address) {
     path_ = target.path;
     if (path_.empty() || path_.back() != '/') path_ += '/';
     path_ += "chat/completions";

@@ -188,7 +188,7 @@ struct Scheduler::Impl {
     return Error{ErrorCode::failed_precondition, fmt::format("this scheduler has no Manager to call {}", what)};
   }
 
-  Result<json::value> execute(const JobSpec& spec, const json::value& input, const std::string& run_id) {
+  Result<json::value> execute(const JobSpec& spec, const json::value& input, const std::string& run_id, std::string_view reason) {
     CallContext ctx;
     ctx.tenant = spec.tenant;
     ctx.user = "scheduler";
@@ -217,6 +217,15 @@ struct Scheduler::Impl {
         if (it == options.callbacks.end()) return Error{ErrorCode::not_found, fmt::format("no callback '{}'", spec.target.name)};
         return it->second(args, spec);
       }
+      case JobTarget::Kind::agent: {
+        if (!options.agents) return Error{ErrorCode::failed_precondition, fmt::format("this scheduler runs no agents (task '{}')", spec.name)};
+        std::string task = spec.target.arguments.is_string() ? std::string(spec.target.arguments.get_string()) : std::string();
+        // A webhook's body follows the task, as data for the agent to work on.
+        if (!input.is_null())
+          task += fmt::format("{}The webhook's body:\n{}", task.empty() ? "" : "\n\n",
+                              input.is_string() ? std::string(input.get_string()) : xcore::json_text::serialize(input));
+        return options.agents(spec, std::move(task), reason);
+      }
     }
     return Error{ErrorCode::internal, "unknown target"};
   }
@@ -224,7 +233,7 @@ struct Scheduler::Impl {
   void run_task(Task& t) {
     Result<json::value> r = Error{ErrorCode::internal, "not run"};
     try {
-      r = execute(*t.spec, t.input, t.run.id);
+      r = execute(*t.spec, t.input, t.run.id, t.run.reason);
     } catch (const std::exception& e) {
       r = Error{ErrorCode::internal, e.what()};
     }

@@ -194,7 +194,7 @@ std::optional<SysSeconds> Trigger::next_after(SysSeconds after, std::uint64_t se
 }
 
 Result<JobTarget> JobTarget::from_json(const json::value& v) {
-  if (!v.is_object()) return bad("target", "expected {tool, arguments} or {plugin, action, params} or {callback, input}");
+  if (!v.is_object()) return bad("target", "expected {tool, arguments} or {plugin, action, params} or {callback, input} or {agent, input}");
   const auto& o = v.get_object();
   JobTarget t;
   if (member(o, "tool")) {
@@ -212,8 +212,16 @@ Result<JobTarget> JobTarget::from_json(const json::value& v) {
     t.kind = Kind::callback;
     XCORE_ASSIGN_OR_RETURN(t.name, text(o, "callback", "target.callback"));
     if (auto* a = member(o, "input")) t.arguments = *a;
+  } else if (member(o, "agent")) {
+    t.kind = Kind::agent;
+    XCORE_ASSIGN_OR_RETURN(t.name, text(o, "agent", "target.agent"));
+    t.arguments = "";
+    if (auto* a = member(o, "input")) {
+      if (!a->is_string()) return bad("target.input", "expected the agent's task as a string");
+      t.arguments = *a;
+    }
   } else {
-    return bad("target", "name a 'tool', an 'action' (with its 'plugin') or a 'callback'");
+    return bad("target", "name a 'tool', an 'action' (with its 'plugin'), a 'callback' or an 'agent'");
   }
   if (t.name.empty()) return bad("target", "the name is empty");
   return t;
@@ -227,6 +235,8 @@ json::object JobTarget::to_json() const {
       return json::object{{"plugin", plugin}, {"action", name}, {"params", arguments}};
     case Kind::callback:
       return json::object{{"callback", name}, {"input", arguments}};
+    case Kind::agent:
+      return json::object{{"agent", name}, {"input", arguments}};
   }
   return {};
 }
