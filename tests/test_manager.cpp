@@ -889,3 +889,32 @@ TEST_CASE("a plugin's own failure is plugin_error naming the tool or action and 
   CHECK(action.error().message == "action 'probe/boom' failed: kaboom");
   CHECK(xcore::http_status(action.error().code) == 502);
 }
+
+TEST_CASE("competencies a manifest declares are registered while its plugin is enabled, and go with it") {
+  Host h({test_plugins() / "probe"});
+  const auto manifest = h.plugins / "probe" / "plugin.yaml";
+  std::string text = read_file(manifest);
+  write_file(manifest, text + "competencies:\n  - {id: probing, name: Probing, category: diagnostics, level: 3, tools: [\"probe.*\"]}\n"
+                              "  - {id: deep-probing, category: diagnostics, level: 5, prerequisites: [probing], tools: [probe.hold]}\n");
+  h->discover();
+  CHECK(h->competencies().list().empty());
+  REQUIRE(h->enable("probe"));
+  auto listed = h->competencies().list();
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0].id == "deep-probing");
+  CHECK(listed[0].plugin == "probe");
+  CHECK(*h->competencies().tools_for({"deep-probing"}) == std::vector<std::string>{"probe.hold", "probe.*"});
+  REQUIRE(h->disable("probe"));
+  CHECK(h->competencies().list().empty());
+  REQUIRE(h->enable("probe"));
+  CHECK(h->competencies().list().size() == 2);
+  REQUIRE(h->unload("probe"));
+  CHECK(h->competencies().list().empty());
+
+  // A malformed one refuses the manifest, naming the entry and the field.
+  write_file(manifest, text + "competencies:\n  - {id: x, level: 7}\n");
+  auto report = h->discover();
+  REQUIRE(report.problems.size() == 1);
+  CHECK_MESSAGE(report.problems[0].message.find("competencies[0]") != std::string::npos, report.problems[0].message);
+  CHECK(report.problems[0].message.find("competency.level: expected an integer from 1 to 5") != std::string::npos);
+}

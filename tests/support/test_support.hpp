@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <unistd.h>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -71,6 +72,11 @@ inline void write_file(const fs::path& p, const std::string& text) {
   std::FILE* f = std::fopen(p.c_str(), "wb");
   std::fwrite(text.data(), 1, text.size(), f);
   std::fclose(f);
+}
+
+inline std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 struct CapturedLog {
