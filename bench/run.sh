@@ -24,4 +24,6 @@ echo "running bench/mcp_load.sh" >&2
 bash bench/mcp_load.sh >> bench/RESULTS.md
 echo "running bench/remote_mcp.sh" >&2
 bash bench/remote_mcp.sh >> bench/RESULTS.md
+echo "running bench/agents.sh" >&2
+bash bench/agents.sh >> bench/RESULTS.md
 cat bench/RESULTS.md

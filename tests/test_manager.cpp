@@ -918,3 +918,24 @@ TEST_CASE("competencies a manifest declares are registered while its plugin is e
   CHECK_MESSAGE(report.problems[0].message.find("competencies[0]") != std::string::npos, report.problems[0].message);
   CHECK(report.problems[0].message.find("competency.level: expected an integer from 1 to 5") != std::string::npos);
 }
+
+TEST_CASE("a plugin declares competencies at run time: they last while this load is enabled") {
+  Host h({test_plugins() / "probe"});
+  REQUIRE(h->enable("probe"));
+  auto declared = h.action("probe", "call_host",
+                           R"({"service":"declare_competency","request":{"competency":{"id":"holding","category":"diagnostics","level":2,"tools":["probe.hold"]}}})");
+  REQUIRE_MESSAGE(declared, declared.error().message);
+  auto listed = h->competencies().list();
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].plugin == "probe");
+  CHECK(listed[0].level == 2);
+  REQUIRE(h->disable("probe"));
+  CHECK(h->competencies().list().empty());
+  REQUIRE(h->enable("probe"));
+  CHECK(h->competencies().list().size() == 1);  // the same load: still declared
+  auto bad = h.action("probe", "call_host", R"({"service":"declare_competency","request":{"competency":{"id":"x","colour":"red"}}})");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("competency.colour: unknown field") != std::string::npos);
+  REQUIRE(h->reload("probe"));
+  CHECK(h->competencies().list().empty());  // a new load declares its own
+}

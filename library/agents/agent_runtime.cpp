@@ -409,20 +409,21 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
         }
         planned.push_back(std::move(p));
       }
-      // The calls to run go at once, at most parallel_tool_calls together.
+      // The calls to run go at once, at most parallel_tool_calls together; the first of each batch on this
+      // thread (a step with one call starts no thread).
+      std::vector<std::size_t> to_run;
+      for (std::size_t i = 0; i < planned.size(); ++i)
+        if (!planned[i].outcome) to_run.push_back(i);
       const std::size_t width = std::max(1u, o.parallel_tool_calls);
-      for (std::size_t from = 0; from < planned.size(); from += width) {
-        std::vector<std::thread> batch;
-        for (std::size_t i = from; i < std::min(planned.size(), from + width); ++i) {
-          if (planned[i].outcome) continue;
-          batch.emplace_back([&, i] {
-            planned[i].outcome = invoke(tools, *planned[i].tool, planned[i].arguments, context());
-          });
+      for (std::size_t from = 0; from < to_run.size(); from += width) {
+        const std::size_t end = std::min(to_run.size(), from + width);
+        std::vector<std::thread> helpers;
+        for (std::size_t k = from + 1; k < end; ++k) {
+          helpers.emplace_back([&, i = to_run[k]] { planned[i].outcome = invoke(tools, *planned[i].tool, planned[i].arguments, context()); });
+          name_thread(helpers.back(), "xcore-agent-tool");
         }
-        for (auto& t : batch) {
-          name_thread(t, "xcore-agent-tool");
-          t.join();
-        }
+        planned[to_run[from]].outcome = invoke(tools, *planned[to_run[from]].tool, planned[to_run[from]].arguments, context());
+        for (auto& t : helpers) t.join();
       }
       for (const auto& p : planned) {
         record(run, "tool_result", step,

@@ -187,16 +187,37 @@ Result<void> GenerationServices::unregister_tool(std::string_view name) {
   return g ? core_.tools_changed(manifest_.id, *g) : ok();
 }
 
+Result<void> GenerationServices::declare_competency(Competency competency) {
+  competency.plugin = manifest_.id;
+  competency.tenant.clear();
+  {
+    std::lock_guard lock(mutex_);
+    std::erase_if(runtime_competencies_, [&](const Competency& c) { return c.id == competency.id; });
+    runtime_competencies_.push_back(std::move(competency));
+  }
+  if (auto g = gen_.lock()) core_.competencies_changed(manifest_.id, *g);
+  return ok();
+}
+
+std::vector<Competency> GenerationServices::runtime_competencies() const {
+  std::lock_guard lock(mutex_);
+  return runtime_competencies_;
+}
+
 void GenerationServices::reset_plugin_state() {
   drop_subscriptions();
-  bool had_tools;
+  bool had_tools, had_competencies;
   {
     std::lock_guard lock(mutex_);
     had_tools = !runtime_tools_.empty();
     runtime_tools_.clear();
+    had_competencies = !runtime_competencies_.empty();
+    runtime_competencies_.clear();
   }
   if (had_tools)
     if (auto g = gen_.lock()) (void)core_.tools_changed(manifest_.id, *g);
+  if (had_competencies)
+    if (auto g = gen_.lock()) core_.competencies_changed(manifest_.id, *g);
 }
 
 void GenerationServices::runner_failed(const Error& why) {

@@ -44,6 +44,8 @@ class GenerationServices final : public PluginServices {
   Result<void> schedule_job(const json::value& job);
   Result<void> unschedule_job(std::string_view name);
   Result<void> register_route(const json::value& route);
+  Result<void> declare_competency(Competency competency);
+  std::vector<Competency> runtime_competencies() const;
   std::vector<PluginRoute> routes() const;  // registered at run time
 
   void reset_plugin_state() override;
@@ -65,6 +67,7 @@ class GenerationServices final : public PluginServices {
   std::vector<Subscription> subscriptions_;
   std::vector<ToolSpec> runtime_tools_;
   std::vector<PluginRoute> runtime_routes_;
+  std::vector<Competency> runtime_competencies_;
 };
 
 struct Generation {

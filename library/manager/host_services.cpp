@@ -106,6 +106,12 @@ const HostService kServices[] = {
        XCORE_TRY(s.register_route(field(r, "route")));
        return done();
      }},
+    {host_service::declare_competency,
+     [](GenerationServices& s, const json::object& r, const CallContext&) -> Result<json::value> {
+       XCORE_ASSIGN_OR_RETURN(auto competency, Competency::from_json(field(r, "competency")));
+       XCORE_TRY(s.declare_competency(std::move(competency)));
+       return done();
+     }},
     {host_service::progress,
      [](GenerationServices&, const json::object& r, const CallContext& ctx) -> Result<json::value> {
        XCORE_ASSIGN_OR_RETURN(auto done, number(r, host_service::progress, "progress"));

@@ -27,6 +27,8 @@ struct ManagerCore {
   // A route's role is one the host defined (ManagerOptions::route_roles).
   virtual Result<void> check_route(std::string_view plugin, const PluginRoute& route) const = 0;
   virtual Result<void> unschedule_job(std::string_view plugin, std::string_view name) = 0;
+  // A generation declared competencies at run time: registered again if it is current and enabled.
+  virtual void competencies_changed(const std::string& plugin, Generation& gen) = 0;
 };
 
 }  // namespace xcore::inline v1

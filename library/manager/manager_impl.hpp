@@ -105,8 +105,9 @@ struct Manager::Impl final : ManagerCore {
   HookBus hook_bus;
   ToolRegistry tool_registry{&hook_bus};
   CompetencyRegistry competency_registry;
-  // The competencies an enabled plugin declared are registered; one taken by another plugin is logged.
-  void register_competencies(const PluginManifest& m);
+  // The competencies an enabled plugin declared (its manifest's, and those its generation declared at run
+  // time) are registered; one taken by another plugin is logged.
+  void register_competencies(Generation& gen);
 
   mutable std::shared_mutex catalogue_mutex;
   StringMap<SlotPtr> catalogue;
@@ -367,6 +368,7 @@ struct Manager::Impl final : ManagerCore {
   void runner_failed(const std::string& plugin, Generation& gen, const Error& why) override;
 
   Result<void> tools_changed(const std::string& plugin, Generation& gen) override;
+  void competencies_changed(const std::string& plugin, Generation& gen) override;
 
   // ---- generations -----------------------------------------------------------------------------------
 

@@ -204,9 +204,25 @@ Result<void> Manager::Impl::load_locked(std::string_view id, LoadChain& chain) {
   return ok();
 }
 
-void Manager::Impl::register_competencies(const PluginManifest& m) {
-  for (const auto& c : m.competencies)
-    if (auto r = competency_registry.add(c); !r) log(LogLevel::warn, m.id, fmt::format("competency '{}' not registered: {}", c.id, r.error().message));
+void Manager::Impl::register_competencies(Generation& gen) {
+  auto all = gen.manifest.competencies;
+  if (gen.services)
+    for (auto& c : gen.services->runtime_competencies()) {
+      std::erase_if(all, [&](const Competency& m) { return m.id == c.id; });
+      all.push_back(std::move(c));
+    }
+  for (const auto& c : all)
+    if (auto r = competency_registry.add(c); !r) log(LogLevel::warn, gen.manifest.id, fmt::format("competency '{}' not registered: {}", c.id, r.error().message));
+}
+
+void Manager::Impl::competencies_changed(const std::string& plugin, Generation& gen) {
+  auto slot = find(plugin);
+  if (!slot) return;
+  std::lock_guard lock(slot->publish_mutex);
+  // Not current, or not enabled: enabling (or the reload's swap) registers them.
+  if (slot->current.load().get() != &gen || !slot->enabled.load(std::memory_order_acquire)) return;
+  competency_registry.remove_plugin(plugin);
+  register_competencies(gen);
 }
 
 Result<void> Manager::Impl::enable_locked(std::string_view id) {
@@ -235,8 +251,8 @@ Result<void> Manager::Impl::enable_locked(std::string_view id) {
     detail::PluginTools::set_enabled(tool_registry, slot->id, true);
     gen->hooks_active->store(true, std::memory_order_release);
     set_state(*slot, PluginState::enabled);
+    register_competencies(*gen);
   }
-  register_competencies(gen->manifest);
   queue_event("plugin.enabled", plugin_event(*slot));
   return ok();
 }
@@ -258,8 +274,8 @@ Result<void> Manager::Impl::disable_locked(std::string_view id, bool cascade) {
     slot->enabled.store(false, std::memory_order_release);
     detail::PluginTools::set_enabled(tool_registry, slot->id, false);
     gen->hooks_active->store(false, std::memory_order_release);
+    competency_registry.remove_plugin(slot->id);
   }
-  competency_registry.remove_plugin(slot->id);
   if (auto r = gen->runner->on_disable(); !r) log(LogLevel::warn, slot->id, r.error().message);
   set_state(*slot, PluginState::disabled);
   queue_event("plugin.disabled", plugin_event(*slot));
@@ -368,8 +384,9 @@ Result<void> Manager::Impl::reload_locked(std::string_view id) {
   }
   slot->apply_limits(gen->manifest.limits, default_concurrency(gen->manifest));
   if (enabled) {
+    std::lock_guard lock(slot->publish_mutex);
     competency_registry.remove_plugin(id);
-    register_competencies(gen->manifest);
+    register_competencies(*gen);
   }
   retire(std::move(old), enabled);
   log(LogLevel::info, id, fmt::format("reloaded: version {} (generation {})", m.version.to_string(), gen->number));

@@ -30,6 +30,9 @@ inline constexpr std::string_view secret = "secret";                    // {name
 inline constexpr std::string_view schedule = "schedule";                // {job} -> {}
 inline constexpr std::string_view unschedule = "unschedule";            // {name} -> {}
 inline constexpr std::string_view register_route = "register_route";    // {route} -> {}
+// A competency for agents ({id, name, category, level, prerequisites, tools}), while this load of the plugin
+// is enabled; declaring an id again replaces it.
+inline constexpr std::string_view declare_competency = "declare_competency";  // {competency} -> {}
 // To the caller of the call being served (CallContext::peer); without one they reach nobody.
 inline constexpr std::string_view progress = "progress";              // {progress, total?, message?} -> {delivered}
 inline constexpr std::string_view caller_log = "caller_log";          // {level, data, logger?} -> {delivered}

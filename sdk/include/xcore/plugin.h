@@ -157,7 +157,8 @@ typedef struct xcore_host_api {
    * answer, a JSON value. Services added after 1.2 are reached only through here, so the table stops
    * growing. The services of the members above are also callable by name: "emit_hook", "call_tool",
    * "call_action", "config", "register_tool", "unregister_tool", "secret", "schedule", "unschedule",
-   * "register_route" (see the SDK's Host for their requests). XCORE_E_NOT_FOUND: no such service. */
+   * "register_route"; and by name only: "progress", "caller_log", "client_request" (1.3),
+   * "declare_competency" (see the SDK's Host for their requests). XCORE_E_NOT_FOUND: no such service. */
   int32_t (*call_host)(void* host, xcore_str service, xcore_str request_json, const xcore_call_context* ctx,
                        xcore_sink* out);
 } xcore_host_api;

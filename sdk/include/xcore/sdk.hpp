@@ -458,6 +458,11 @@ class Host {
   json::value ask_client(const Context& ctx, std::string_view method, const json::object& params) const {
     return call("client_request", json::object{{"method", method}, {"params", params}}, ctx);
   }
+  // A competency for agents, registered while this load of the plugin is enabled: {"id", "name",
+  // "description", "category", "level" (1-5), "prerequisites": [ids], "tools": [names or patterns]}. An
+  // agent given it may call those tools. Declaring an id again replaces it. (Static ones go in the
+  // manifest's `competencies:`.)
+  void declare_competency(const json::object& competency) const { call("declare_competency", json::object{{"competency", competency}}); }
   const xcore_host_api* raw() const { return api_; }
 
  private:
