@@ -41,19 +41,23 @@ import json, statistics, sys
 work, runs, reps = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = [json.loads(l) for l in open(f"{work}/agents.jsonl")]
 med = lambda k: statistics.median(r[k] for r in rows)
-a, h, t = med("agent_run_us"), med("direct_http_us"), med("direct_tools_us")
+a, h, t, c, l = med("agent_run_us"), med("direct_http_us"), med("direct_tools_us"), med("model_client_us"), med("loop_us")
 own = a - h - t
 print(f"""
 ## Agent step overhead
 
 `bench/agents.sh` (RUNS={runs} REPS={reps}): an agent run of 5 tool steps against mock-llm (6 chat-completion
 requests on loopback), beside the same 6 requests sent directly over one keep-alive connection and 5 direct
-invocations of the same tool, interleaved in one process; medians of the processes' medians.
+invocations of the same tool, interleaved in one process; medians of the processes' medians. The last two rows
+split xcore's share: the same 6 requests through xcore's model client alone (serialising the conversation,
+parsing the answers), and the run's time outside the model client (the loop: tools, transcript, store).
 
 | what | time per run | share of the agent run |
 |---|---:|---:|
 | agent run (5 tool steps) | {a/1000:.2f} ms | 100% |
 | the same 6 requests, direct (baseline) | {h/1000:.2f} ms | {100*h/a:.1f}% |
 | 5 tool invocations, direct (baseline) | {t/1000:.3f} ms | {100*t/a:.2f}% |
-| xcore's own share (the rest) | {own/1000:.2f} ms | {100*own/a:.1f}% |""")
+| xcore's own share (the rest) | {own/1000:.2f} ms | {100*own/a:.1f}% |
+| of which: model client beyond direct HTTP | {(c-h)/1000:.2f} ms | {100*(c-h)/a:.1f}% |
+| of which: the loop, outside the model client | {l/1000:.2f} ms | {100*l/a:.1f}% |""")
 PY

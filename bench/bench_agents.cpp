@@ -32,18 +32,22 @@ class RecordingClient final : public xcore::ModelClient {
   std::string_view name() const override { return inner_->name(); }
   xcore::Result<xcore::ChatResponse> complete(const xcore::ChatRequest& r) override {
     if (recording) {
+      requests.push_back(r);
       json::array messages;
       for (const auto& m : r.messages) messages.push_back(m.to_json());
       json::object body{{"model", r.model.empty() ? "bench-model" : r.model}, {"messages", std::move(messages)}};
       if (!r.tools.empty()) body["tools"] = r.tools;
       bodies.push_back(json::serialize(body));
     }
-    return inner_->complete(r);
+    const auto t0 = Clock::now();
+    auto answer = inner_->complete(r);
+    in_client_us += std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+    return answer;
   }
+  double in_client_us = 0;  // time spent in the model client, summed
   bool recording = false;
   std::vector<std::string> bodies;
-
- private:
+  std::vector<xcore::ChatRequest> requests;
   std::shared_ptr<xcore::ModelClient> inner_;
 };
 
@@ -96,6 +100,11 @@ int main(int argc, char** argv) {
   run_once();
   client->recording = false;
   const auto bodies = client->bodies;
+  const auto requests = client->requests;
+  auto client_only = [&] {  // the same requests through xcore's model client, without the loop
+    for (const auto& r : requests)
+      if (!client->inner_->complete(r)) std::exit(1);
+  };
 
   httplib::Client http(base.substr(0, base.find('/', base.find("://") + 3)));
   http.set_keep_alive(true);
@@ -121,8 +130,9 @@ int main(int argc, char** argv) {
     run_once();
     direct_round_trips();
     direct_tools();
+    client_only();
   }
-  std::vector<double> agent_us, http_us, tool_us;
+  std::vector<double> agent_us, http_us, tool_us, client_us, loop_us;
   auto time = [](auto&& f) {
     const auto t0 = Clock::now();
     f();
@@ -130,11 +140,14 @@ int main(int argc, char** argv) {
   };
   // Interleaved, so that the machine's noise falls on all three alike.
   for (int i = 0; i < runs; ++i) {
+    client->in_client_us = 0;
     agent_us.push_back(time(run_once));
+    loop_us.push_back(agent_us.back() - client->in_client_us);
     http_us.push_back(time(direct_round_trips));
     tool_us.push_back(time(direct_tools));
+    client_us.push_back(time(client_only));
   }
-  std::printf("{\"agent_run_us\":%.1f,\"direct_http_us\":%.1f,\"direct_tools_us\":%.1f,\"requests\":%zu}\n", median(agent_us), median(http_us), median(tool_us),
-              bodies.size());
+  std::printf("{\"agent_run_us\":%.1f,\"direct_http_us\":%.1f,\"direct_tools_us\":%.1f,\"model_client_us\":%.1f,\"loop_us\":%.1f,\"requests\":%zu}\n",
+              median(agent_us), median(http_us), median(tool_us), median(client_us), median(loop_us), bodies.size());
   return 0;
 }

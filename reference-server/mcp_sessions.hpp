@@ -67,7 +67,7 @@ class McpSessions {
 
   McpSessions(std::chrono::seconds idle, std::size_t per_principal, std::size_t max_streams = 16,
               std::function<Clock::time_point()> clock = Clock::now)
-      : idle_(idle), per_principal_(per_principal), max_streams_(max_streams), clock_(std::move(clock)) {}
+      : idle_(idle), per_principal_(per_principal), clock_(std::move(clock)), max_streams_(max_streams) {}
 
   // The session's stream, opened: not_found without such a session (for this caller), conflict when it has
   // one open, resource_exhausted when the server holds max_streams (each holds a worker thread).

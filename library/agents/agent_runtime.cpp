@@ -308,6 +308,13 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
     }
     run.pending.clear();
 
+    ChatRequest request;
+    request.model = agent.model;
+    request.tools = set.functions;
+    request.max_tokens = agent.max_tokens;
+    request.temperature = agent.temperature;
+    request.deadline = deadline;
+    request.cancel = cancel;
     while (true) {
       if (cancel.stop_requested()) return finish(run, AgentRunStatus::cancelled, Error{ErrorCode::cancelled, "the run was cancelled"}, resumed_at);
       if (now() >= deadline)
@@ -319,19 +326,14 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
         return finish(run, AgentRunStatus::failed,
                       Error{ErrorCode::resource_exhausted, fmt::format("the token budget ({}) is spent: {} tokens used", *agent.token_budget, run.usage.total())}, resumed_at);
 
-      ChatRequest request;
-      request.model = agent.model;
-      request.messages = run.messages;
-      request.tools = set.functions;
-      request.max_tokens = agent.max_tokens;
-      request.temperature = agent.temperature;
-      request.deadline = deadline;
-      request.cancel = cancel;
+      // The conversation is lent to the request, not copied.
+      request.messages = std::move(run.messages);
       const unsigned step = run.steps + 1;
       if (stream_text) request.on_text = [&](std::string_view text) { record(run, "text", step, json::object{{"text", text}}); };
       const auto t0 = std::chrono::steady_clock::now();
       auto answer = model->complete(request);
-      const auto latency = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+      const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+      run.messages = std::move(request.messages);
       if (!answer) {
         const auto status = answer.error().code == ErrorCode::cancelled ? AgentRunStatus::cancelled : AgentRunStatus::failed;
         return finish(run, status, answer.error(), resumed_at);
@@ -351,7 +353,8 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
       data["finish_reason"] = answer->finish_reason;
       data["prompt_tokens"] = answer->usage.prompt;
       data["completion_tokens"] = answer->usage.completion;
-      data["latency_ms"] = latency;
+      data["latency_ms"] = latency / 1000;
+      data["latency_us"] = latency;
       data["model"] = answer->model;
       data["provider"] = answer->provider;
       data["attempts"] = answer->attempts;
