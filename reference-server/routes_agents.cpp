@@ -152,7 +152,7 @@ void Server::Impl::add_agent_routes() {
 
   // ---- runs
   route("POST", "/api/v1/agents/{agent}/run", Role::operator_,
-        "run an agent now ({input}); ?wait=<seconds> answers once the run ends or waits for approval (at most 300 s)", [this](Call& c) -> Result<Reply> {
+        "run an agent now ({input, stream?}); ?wait=<seconds> answers once the run ends or waits for approval (at most 300 s)", [this](Call& c) -> Result<Reply> {
     XCORE_ASSIGN_OR_RETURN(auto agent, agent_named(c.who.tenant, c.arg(1)));
     if (!c.body.is_object() || !c.body.get_object().contains("input") || !c.body.at("input").is_string())
       return Error{ErrorCode::invalid_argument, "expected {\"input\": \"the task\"}"};
@@ -160,6 +160,7 @@ void Server::Impl::add_agent_routes() {
     RunRequest request;
     request.input = std::string(c.body.at("input").as_string());
     request.trigger = "manual";
+    if (const auto* stream = c.body.get_object().if_contains("stream"); stream && stream->is_bool()) request.stream_text = stream->as_bool();
     request.tenant = c.who.tenant;
     XCORE_ASSIGN_OR_RETURN(auto id, agents->start(held_to(std::move(agent), c.who.principal), owner, std::move(request)));
     audit->record(AuditRow{0, 0, c.who.tenant, c.who.user, "agent run", c.arg(1), id, c.request_id});
@@ -169,7 +170,7 @@ void Server::Impl::add_agent_routes() {
       return Reply{200, run.to_json()};
     }
     return Reply{202, json::object{{"id", id}, {"agent", c.arg(1)}, {"status", "running"}}};
-  }).body(R"json({"type":"object","properties":{"input":{"type":"string","description":"the task (required)"}}})json")
+  }).body(R"json({"type":"object","properties":{"input":{"type":"string","description":"the task (required)"},"stream":{"type":"boolean","description":"ask the model to stream: its text arrives as 'text' events"}}})json")
     .returns(200, kRunSchema).returns(202, kRunSchema).errors({404, 412});
   route("GET", "/api/v1/agents/{agent}/runs", Role::viewer, "an agent's runs, newest first (?limit=)", [this](Call& c) -> Result<Reply> {
     std::size_t limit = 50;

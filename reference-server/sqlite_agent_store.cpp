@@ -153,6 +153,12 @@ class SqliteAgentRunStore final : public AgentRunStore {
     }));
     return out;
   }
+  Result<std::vector<AgentRun>> waiting(std::string_view tenant) override {
+    std::vector<AgentRun> found;
+    XCORE_TRY(select("SELECT tenant, record FROM agent_runs WHERE tenant = ? AND status = 'awaiting_approval' ORDER BY started_ms LIMIT ?",
+                     {std::string(tenant)}, 100000, found));
+    return found;
+  }
   Result<std::vector<AgentRun>> unfinished() override {
     std::vector<AgentRun> found;
     XCORE_TRY(select("SELECT tenant, record FROM agent_runs WHERE status IN ('running', 'awaiting_approval') ORDER BY started_ms", {}, 100000, found));

@@ -20,7 +20,10 @@ namespace json = boost::json;
 namespace {
 
 // The final answer does not quote the last message: a tool's JSON result would break mock-llm's template.
-const std::string kRules = R"(rules:
+const std::string kRules = R"(streaming:
+  chunkSize: 8
+  chunkIntervalMs: 1
+rules:
   - path: "/v1/chat/completions"
     response:
       status: 200
@@ -241,4 +244,34 @@ TEST_CASE("refusals: a provider beyond the outbound policy, a key in the body, s
   CHECK(shown.body.at("visible_tools").at(0).at("function").at("name") == "echo");
   CHECK(api.send("DELETE", "/api/v1/agents/wide", "", admin).status == 200);
   CHECK(api.send("GET", "/api/v1/agents/wide", "", admin).status == 404);
+}
+
+TEST_CASE("over the API: a waiting run is cancelled and its approval goes; a streamed run records its text as it came") {
+  MockLlm llm(kRules);
+  TempDir tmp;
+  ServerProcess server(tmp / "var", reach_loopback());
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  add_provider(api, admin, llm);
+  REQUIRE(api.send("POST", "/api/v1/agents", R"({"name":"careful","provider":"mock","tools":["core.echo"],"approval":{"tools":["core.*"]}})", admin).status == 201);
+  auto ran = api.send("POST", "/api/v1/agents/careful/run?wait=60", R"({"input":"echo please"})", admin);
+  REQUIRE(ran.status == 200);
+  REQUIRE(ran.body.at("status") == "awaiting_approval");
+  const std::string id(ran.body.at("id").as_string());
+  auto cancelled = api.send("POST", "/api/v1/agents/careful/runs/" + id + "/cancel", "{}", admin);
+  CHECK_MESSAGE(cancelled.status == 202, json::serialize(cancelled.body));
+  auto run = settled_run(api, admin, "careful", id);
+  CHECK(run.at("status") == "cancelled");
+  CHECK(api.send("GET", "/api/v1/approvals", "", admin).body.at("approvals").as_array().empty());
+  CHECK(api.send("POST", "/api/v1/agents/careful/runs/" + id + "/cancel", "{}", admin).status == 412);  // ended already
+
+  auto streamed = api.send("POST", "/api/v1/agents/careful/run?wait=60", R"({"input":"just say something long enough to stream","stream":true})", admin);
+  REQUIRE(streamed.status == 200);
+  CHECK(streamed.body.at("status") == "succeeded");
+  auto full = api.send("GET", "/api/v1/agents/careful/runs/" + std::string(streamed.body.at("id").as_string()), "", admin);
+  std::string joined;
+  for (const auto& e : full.body.at("transcript").as_array())
+    if (e.at("type") == "text") joined += e.at("data").at("text").as_string();
+  CHECK(json::value(joined) == streamed.body.at("output"));
+  CHECK(joined.size() > 8);
 }

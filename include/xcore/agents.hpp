@@ -140,8 +140,10 @@ class AgentRunStore {
   virtual Result<std::vector<AgentRun>> runs(std::string_view tenant, std::string_view agent, std::size_t limit) = 0;  // newest first
   virtual Result<void> append_event(std::string_view tenant, std::string_view run_id, const AgentEvent& event) = 0;
   virtual Result<std::vector<AgentEvent>> events(std::string_view tenant, std::string_view run_id, std::uint64_t after_seq = 0) = 0;
-  // Runs left `running` by a crash (they become failed at restore) and runs awaiting approval (kept).
+  // Every tenant's runs left `running` by a crash (they become failed at restore) and runs awaiting approval.
   virtual Result<std::vector<AgentRun>> unfinished() = 0;
+  // One tenant's runs awaiting approval, oldest first.
+  virtual Result<std::vector<AgentRun>> waiting(std::string_view tenant) = 0;
 };
 
 std::shared_ptr<AgentRunStore> make_memory_agent_run_store();

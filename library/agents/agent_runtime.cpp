@@ -642,10 +642,10 @@ Result<AgentRun> AgentRuntime::wait(std::string_view tenant, std::string_view ru
 }
 
 Result<std::vector<PendingApproval>> AgentRuntime::approvals(std::string_view tenant) const {
-  XCORE_ASSIGN_OR_RETURN(auto runs, impl_->o.store->unfinished());
+  XCORE_ASSIGN_OR_RETURN(auto runs, impl_->o.store->waiting(tenant));
   std::vector<PendingApproval> out;
   for (const auto& r : runs)
-    if (r.tenant == tenant && r.status == AgentRunStatus::awaiting_approval)
+    if (r.tenant == tenant)
       for (auto a : r.pending) {
         a.tenant = r.tenant;
         out.push_back(std::move(a));
@@ -662,7 +662,7 @@ Result<PendingApproval> AgentRuntime::decide(std::string_view tenant, std::strin
   }
   // Decisions are serialized: one approval cannot be used twice, and a run resumes once.
   std::lock_guard decide_lock(impl_->decide_mutex);
-  XCORE_ASSIGN_OR_RETURN(auto runs, impl_->o.store->unfinished());
+  XCORE_ASSIGN_OR_RETURN(auto runs, impl_->o.store->waiting(tenant));
   std::optional<AgentRun> run;
   std::optional<PendingApproval> approval;
   for (auto& r : runs) {

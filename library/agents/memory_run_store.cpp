@@ -43,6 +43,14 @@ class MemoryAgentRunStore final : public AgentRunStore {
         if (e.seq > after_seq) out.push_back(e);
     return out;
   }
+  Result<std::vector<AgentRun>> waiting(std::string_view tenant) override {
+    std::lock_guard lock(mutex_);
+    std::vector<AgentRun> out;
+    for (const auto& [key, r] : runs_)
+      if (r.tenant == tenant && r.status == AgentRunStatus::awaiting_approval) out.push_back(r);
+    std::sort(out.begin(), out.end(), [](const AgentRun& a, const AgentRun& b) { return a.started < b.started; });
+    return out;
+  }
   Result<std::vector<AgentRun>> unfinished() override {
     std::lock_guard lock(mutex_);
     std::vector<AgentRun> out;
