@@ -185,10 +185,11 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
         for (const auto& entry : v) {
           if (!entry.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: each of 'providers' must be a mapping", file.string())};
           json::object o;
-          std::string key_env;
+          std::string key_env, ca_file;
           for (const auto& g : entry) {
             const auto which = g.first.as<std::string>();
             if (which == "api_key_env") key_env = g.second.as<std::string>();
+            else if (which == "ca_file") ca_file = g.second.as<std::string>();
             else if (which == "timeout_ms" || which == "max_retries") o[which] = g.second.as<std::int64_t>();
             else o[which] = g.second.as<std::string>();
           }
@@ -201,6 +202,7 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
               return Error{ErrorCode::invalid_argument, fmt::format("{}: providers[{}].api_key_env: the environment variable {} is not set", file.string(), c.providers.size(), key_env)};
             spec->api_key = key;
           }
+          spec->ca_file = ca_file;
           c.providers.push_back(std::move(*spec));
         }
       }

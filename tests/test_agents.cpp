@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "support/mock_llm.hpp"
+#include "support/test_support.hpp"
 
 using namespace xcore;
 using xcore_test::MockLlm;
@@ -655,4 +656,35 @@ TEST_CASE("agents, providers and runs read from JSON name the field that is wron
             .error()
             .message.find("provider 'p': base_url 'ftp://x': the scheme must be http or https") == 0);
   CHECK(ChatMessage::from_json(json::parse(R"({"role":"wizard"})")).error().message == "message.role: 'wizard' is not system, user, assistant or tool");
+}
+
+// https providers: the certificate is verified, against the CA given or the system's.
+TEST_CASE("an https provider is reached when its certificate verifies, and refused naming the CA otherwise") {
+  xcore_test::TempDir tmp;
+  const auto cert = (tmp / "cert.pem").string(), key = (tmp / "key.pem").string();
+  const auto made = xcore_test::run_command("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " + key +
+                                            " -out " + cert + " 2>&1");
+  REQUIRE_MESSAGE(std::filesystem::exists(cert), made);
+  httplib::SSLServer server(cert.c_str(), key.c_str());
+  REQUIRE(server.is_valid());
+  server.Post("/v1/chat/completions", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"choices":[{"message":{"role":"assistant","content":"over tls"},"finish_reason":"stop"}]})", "application/json");
+  });
+  const int port = server.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { server.listen_after_bind(); });
+  ProviderSpec p;
+  p.name = "tls";
+  p.base_url = "https://127.0.0.1:" + std::to_string(port) + "/v1";
+  p.max_retries = 0;
+  ChatRequest r;
+  r.messages = {ChatMessage::user("hi")};
+  auto unknown_ca = (*make_openai_client(p))->complete(r);
+  REQUIRE_FALSE(unknown_ca);
+  CHECK_MESSAGE(unknown_ca.error().message.find("did not verify") != std::string::npos, unknown_ca.error().message);
+  p.ca_file = cert;
+  auto trusted = (*make_openai_client(p))->complete(r);
+  CHECK_MESSAGE(trusted, (trusted ? "" : trusted.error().message));
+  if (trusted) CHECK(trusted->message.content == "over tls");
+  server.stop();
+  serving.join();
 }

@@ -96,6 +96,7 @@ struct ProviderSpec {
   std::chrono::milliseconds retry_backoff{500};        // first delay, doubled each retry (with jitter)
   std::chrono::milliseconds max_retry_delay{30000};    // no wait longer, Retry-After included
   std::vector<std::pair<std::string, std::string>> headers;
+  std::string ca_file;  // https: CA certificates (PEM) to verify it against; set by the host, never read from JSON
 
   // {"name","base_url","api_key_secret","default_model","timeout_ms","max_retries"}; never the key itself.
   json::object to_json() const;
@@ -110,6 +111,9 @@ struct ModelClientOptions {
   // Connect to this address for the base URL's host (a host's policy resolved and checked it). Empty:
   // resolve as usual.
   std::string pinned_address;
+  // https: the provider's certificate is always verified (name and chain), against this PEM file of CA
+  // certificates when set, else the system's.
+  std::string ca_file;
 };
 
 // OpenAI's POST {base_url}/chat/completions, over http or https (OpenSSL). Retries connection errors, 429

@@ -131,7 +131,7 @@ struct StreamedAnswer {
 class OpenAIClient final : public ModelClient {
  public:
   OpenAIClient(ProviderSpec p, ModelClientOptions o, net::HttpTarget target)
-      : provider_(std::move(p)), options_(std::move(o)), pool_(target, options_.connect_timeout, options_.pinned_address) {
+      : provider_(std::move(p)), options_(std::move(o)), pool_(target, options_.connect_timeout, options_.pinned_address, options_.ca_file) {
     path_ = target.path;
     if (path_.empty() || path_.back() != '/') path_ += '/';
     path_ += "chat/completions";
@@ -266,6 +266,13 @@ class OpenAIClient final : public ModelClient {
     }
     if (!res && status == 0) {
       a.error = Error{ErrorCode::unavailable, fmt::format("cannot reach provider '{}' at {}: {}", provider_.name, provider_.base_url, httplib::to_string(res.error()))};
+      if (res.error() == httplib::Error::SSLServerVerification) {
+        // Not the network's fault: retrying will not help, and the message should say what to fix.
+        a.error = Error{ErrorCode::unavailable, fmt::format("provider '{}' at {}: its TLS certificate did not verify (OpenSSL verify result {}); "
+                                                            "give the CA that signed it (ca_file)", provider_.name, provider_.base_url,
+                                                            connection->get_openssl_verify_result())};
+        return a;
+      }
       if (res.error() == httplib::Error::Read && r.deadline && Clock::now() >= *r.deadline) a.error = timed_out();
       a.retriable = true;
       return a;
@@ -366,6 +373,7 @@ class FallbackClient final : public ModelClient {
 Result<std::shared_ptr<ModelClient>> make_openai_client(ProviderSpec provider, ModelClientOptions options) {
   if (provider.name.empty()) return Error{ErrorCode::invalid_argument, "provider.name: missing"};
   XCORE_ASSIGN_OR_RETURN(auto target, net::parse_http_url(provider.base_url, fmt::format("provider '{}': base_url", provider.name)));
+  if (options.ca_file.empty()) options.ca_file = provider.ca_file;
   return std::shared_ptr<ModelClient>(std::make_shared<OpenAIClient>(std::move(provider), std::move(options), std::move(target)));
 }
 

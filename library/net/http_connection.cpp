@@ -55,6 +55,8 @@ HttpConnection HttpConnectionPool::take() {
   c->set_connection_timeout(std::chrono::duration_cast<std::chrono::seconds>(connect_timeout_).count(),
                             static_cast<long>((connect_timeout_.count() % 1000) * 1000));
   if (!pinned_address_.empty()) c->set_hostname_addr_map({{target_.host, pinned_address_}});
+  c->enable_server_certificate_verification(true);
+  if (!ca_file_.empty()) c->set_ca_cert_path(ca_file_);
   return c;
 }
 

@@ -47,8 +47,9 @@ struct HttpConnection {
 class HttpConnectionPool {
  public:
   HttpConnectionPool() = default;
-  HttpConnectionPool(HttpTarget target, std::chrono::milliseconds connect_timeout, std::string pinned_address = {})
-      : target_(std::move(target)), connect_timeout_(connect_timeout), pinned_address_(std::move(pinned_address)) {}
+  // https: the server's certificate is always verified, against `ca_file` when set, else the system's CAs.
+  HttpConnectionPool(HttpTarget target, std::chrono::milliseconds connect_timeout, std::string pinned_address = {}, std::string ca_file = {})
+      : target_(std::move(target)), connect_timeout_(connect_timeout), pinned_address_(std::move(pinned_address)), ca_file_(std::move(ca_file)) {}
   HttpConnection take();
   void give(HttpConnection c);  // after a request that left the connection usable
   const HttpTarget& target() const noexcept { return target_; }
@@ -57,6 +58,7 @@ class HttpConnectionPool {
   HttpTarget target_;
   std::chrono::milliseconds connect_timeout_{5000};
   std::string pinned_address_;
+  std::string ca_file_;
   std::mutex mutex_;
   std::vector<HttpConnection> idle_;
 };
