@@ -8,16 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-200}
 reps=${REPS:-3}
-peers=${XCORE_PEERS_DIR:-/var/cache/xcore/mcp-peers}
-mock=$peers/node_modules/@dwmkerr/mock-llm/dist/main.js
-[[ -f $mock ]] || { echo "mock-llm is not in $peers: run tests/peers/install.sh" >&2; exit 1; }
-work=$(mktemp -d)
-pid=
-cleanup() {
-  [[ -n $pid ]] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/peers.sh
+mock=$(peer_script @dwmkerr/mock-llm/dist/main.js)
 # A tool call while fewer than 5 results came back, then the answer.
 cat > "$work/rules.yaml" <<'YAML'
 rules:
@@ -31,10 +23,8 @@ rules:
       status: 200
       content: '{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c{{jmes request length(body.messages)}}","type":"function","function":{"name":"add","arguments":"{\"a\":1,\"b\":2}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":50,"completion_tokens":9}}'
 YAML
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PORT=$port HOST=127.0.0.1 node "$mock" --config "$work/rules.yaml" >"$work/mock.out" 2>&1 &
-pid=$!
-for _ in $(seq 100); do grep -q "server running" "$work/mock.out" 2>/dev/null && break; sleep 0.1; done
+port=$(free_port)
+start_peer "$work/mock.out" "server running" env PORT="$port" HOST=127.0.0.1 node "$mock" --config "$work/rules.yaml"
 for r in $(seq "$reps"); do build/bench/bench_agents "http://127.0.0.1:$port/v1" "$runs" >>"$work/agents.jsonl"; done
 python3 - "$work" "$runs" "$reps" <<'PY'
 import json, statistics, sys

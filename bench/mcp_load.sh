@@ -10,30 +10,18 @@ cd "$(dirname "$0")/.."
 duration=${DURATION:-10}
 reps=${REPS:-3}
 server=${SERVER:-build/reference-server/xcore-server}
-peers=${XCORE_PEERS_DIR:-/var/cache/xcore/mcp-peers}
-everything=$peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js
-[[ -f $everything ]] || { echo "server-everything is not in $peers: run tests/peers/install.sh" >&2; exit 1; }
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/peers.sh
+everything=$(peer_script @modelcontextprotocol/server-everything/dist/index.js)
 
-XCORE_ADMIN_PASSWORD=bench-password-1 "$server" --listen 127.0.0.1:0 --data-dir "$work/var" --threads 32 \
-  --env-file /dev/null >"$work/out" 2>"$work/err" &
-pids+=($!)
-for _ in $(seq 100); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
+start_peer "$work/out" "listening on" env XCORE_ADMIN_PASSWORD=bench-password-1 "$server" --listen 127.0.0.1:0 --data-dir "$work/var" \
+  --threads 32 --env-file /dev/null
 xport=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/out" | cut -d: -f3)
 token=$(curl -sf "http://127.0.0.1:$xport/api/v1/auth/login" -d '{"username":"admin","password":"bench-password-1"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
 # The reference server on a free port of its own.
-eport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PORT=$eport node "$everything" streamableHttp >"$work/everything.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q "listening" "$work/everything.out" 2>/dev/null && break; sleep 0.1; done
+eport=$(free_port)
+start_peer "$work/everything.out" "listening" env PORT="$eport" node "$everything" streamableHttp
 
 initialize() {  # url, extra curl args... -> the session id
   local url=$1

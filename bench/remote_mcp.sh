@@ -8,20 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${CALLS:-2000}
 reps=${REPS:-3}
-peers=${XCORE_PEERS_DIR:-/var/cache/xcore/mcp-peers}
-everything=$peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js
-[[ -f $everything ]] || { echo "server-everything is not in $peers: run tests/peers/install.sh" >&2; exit 1; }
-work=$(mktemp -d)
-pid=
-cleanup() {
-  [[ -n $pid ]] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
-  rm -rf "$work"
-}
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PORT=$port node "$everything" streamableHttp >"$work/everything.out" 2>&1 &
-pid=$!
-for _ in $(seq 100); do grep -q "listening" "$work/everything.out" 2>/dev/null && break; sleep 0.1; done
+source bench/peers.sh
+everything=$(peer_script @modelcontextprotocol/server-everything/dist/index.js)
+port=$(free_port)
+start_peer "$work/everything.out" "listening" env PORT="$port" node "$everything" streamableHttp
 url="http://127.0.0.1:$port/mcp"
 # The SDK resolves from the peers' node_modules: the script runs from there.
 mkdir -p "$peers/run"

@@ -27,6 +27,19 @@ inline bool is_constraint(const SQLite::Exception& e) { return (e.getErrorCode()
 // The schema, one migration per version (database_migrations.cpp).
 Result<int> migrate(SQLite::Database& db, const std::filesystem::path& file);
 
+// For the stores (jobs, agent runs): runs `f` under the connection's lock; a failure is `unavailable`, which
+// their callers (a scheduler, an agent run) report and go on from.
+template <class F>
+Result<void> run_locked(Database::Impl& db, F&& f) {
+  std::lock_guard lock(db.mutex);
+  try {
+    f();
+    return ok();
+  } catch (const std::exception& e) {
+    return Error{ErrorCode::unavailable, fmt::format("database: {}", e.what())};
+  }
+}
+
 // Runs `fn` under the connection's lock, turning SQLite's exceptions into errors.
 #define XCORE_DB(...)                                       \
   std::lock_guard lock(impl_->mutex);                        \

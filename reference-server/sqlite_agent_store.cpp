@@ -186,13 +186,7 @@ class SqliteAgentRunStore final : public AgentRunStore {
   }
   template <class F>
   Result<void> guarded(F&& f) {
-    std::lock_guard lock(db_.mutex);
-    try {
-      f();
-      return ok();
-    } catch (const std::exception& e) {
-      return Error{ErrorCode::unavailable, fmt::format("database: {}", e.what())};
-    }
+    return run_locked(db_, std::forward<F>(f));
   }
   Database::Impl& db_;
 };

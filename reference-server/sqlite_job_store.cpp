@@ -153,13 +153,7 @@ class SqliteJobStore final : public JobStore {
  private:
   template <class F>
   Result<void> guarded(F&& f) {
-    std::lock_guard lock(db_.mutex);
-    try {
-      f();
-      return ok();
-    } catch (const std::exception& e) {
-      return Error{ErrorCode::unavailable, fmt::format("database: {}", e.what())};
-    }
+    return run_locked(db_, std::forward<F>(f));
   }
   static void bind_time(SQLite::Statement& s, int i, std::optional<SysSeconds> t) {
     if (t) s.bind(i, static_cast<std::int64_t>(t->time_since_epoch().count()));
