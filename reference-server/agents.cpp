@@ -30,8 +30,9 @@ Result<void> Server::Impl::start_agents() {
   return ok();
 }
 
-Result<ProviderSpec> Server::Impl::provider_named(const std::string& tenant, const std::string& name) {
+Result<ProviderSpec> Server::Impl::provider_named(const std::string& tenant, const std::string& name, bool* own) {
   XCORE_ASSIGN_OR_RETURN(auto row, db->definition(tenant, "provider", name));
+  if (own) *own = row.has_value();
   if (!row) {
     for (const auto& p : config.providers)
       if (p.name == name) return p;  // the operator's own: not held to the outbound policy
@@ -61,9 +62,9 @@ Result<std::shared_ptr<ModelClient>> Server::Impl::model_for(const AgentSpec& ag
   }
   std::vector<ModelRoute> routes;
   for (const auto& [name, model] : wanted) {
-    XCORE_ASSIGN_OR_RETURN(auto spec, provider_named(agent.tenant, name));
+    bool own = false;
+    XCORE_ASSIGN_OR_RETURN(auto spec, provider_named(agent.tenant, name, &own));
     ModelClientOptions options;
-    XCORE_ASSIGN_OR_RETURN(auto own, db->definition(agent.tenant, "provider", name));
     if (own) {
       XCORE_ASSIGN_OR_RETURN(auto host, mcp::url_host(spec.base_url));
       XCORE_ASSIGN_OR_RETURN(options.pinned_address, outbound_address(host, "model providers registered over the API"));

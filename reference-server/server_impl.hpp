@@ -587,7 +587,8 @@ struct Server::Impl {
   Result<void> start_agents();
   // The tenant's provider by name (its own, then the settings'), the key read from its secret, and the
   // address it may be reached at pinned (tenant providers obey the remote_plugins policy).
-  Result<ProviderSpec> provider_named(const std::string& tenant, const std::string& name);
+  // `own`, when given, says whether it is the tenant's (held to the outbound policy) or the settings'.
+  Result<ProviderSpec> provider_named(const std::string& tenant, const std::string& name, bool* own = nullptr);
   Result<std::shared_ptr<ModelClient>> model_for(const AgentSpec& agent);
   Result<Principal> owner_principal(std::string_view tenant, std::string_view owner);
   Result<AgentSpec> agent_named(const std::string& tenant, const std::string& name);

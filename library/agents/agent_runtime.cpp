@@ -104,7 +104,7 @@ json::object tool_calls_json(const std::vector<ModelToolCall>& calls) {
 
 }  // namespace
 
-struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
+struct AgentRuntime::Impl {
   AgentRuntimeOptions o;
 
   struct Live {
@@ -217,6 +217,16 @@ struct AgentRuntime::Impl : std::enable_shared_from_this<Impl> {
     e.at = now();
     if (auto r = o.store->append_event(run.tenant, run.id, e); !r) log(LogLevel::error, fmt::format("run {}: event not stored: {}", run.id, r.error().message));
     if (o.on_event) o.on_event(run, e);
+  }
+
+  // A run read back from the store (after a restart, or paused) goes on numbering its events after the
+  // last one stored.
+  Result<void> continue_numbering(const AgentRun& run) {
+    XCORE_ASSIGN_OR_RETURN(auto events, o.store->events(run.tenant, run.id));
+    std::lock_guard lock(mutex);
+    auto& seq = next_seq[{run.tenant, run.id}];
+    seq = std::max(seq, events.empty() ? std::uint64_t{0} : events.back().seq);
+    return ok();
   }
 
   void save(const AgentRun& run) {
@@ -570,11 +580,7 @@ Result<void> AgentRuntime::restore() {
       std::lock_guard lock(impl_->mutex);
       if (impl_->live.contains({run.tenant, run.id})) continue;
     }
-    XCORE_ASSIGN_OR_RETURN(auto events, impl_->o.store->events(run.tenant, run.id));
-    {
-      std::lock_guard lock(impl_->mutex);
-      impl_->next_seq[{run.tenant, run.id}] = events.empty() ? 0 : events.back().seq;
-    }
+    XCORE_TRY(impl_->continue_numbering(run));
     impl_->finish(run, AgentRunStatus::failed, Error{ErrorCode::unavailable, "the host stopped while the run was under way"}, run.ended == Clock::time_point{} ? impl_->now() : run.ended);
     std::lock_guard lock(impl_->mutex);
     impl_->next_seq.erase({run.tenant, run.id});
@@ -620,12 +626,8 @@ Result<void> AgentRuntime::cancel(std::string_view tenant, std::string_view run_
   if (!stored) return Error{ErrorCode::not_found, fmt::format("no run '{}'", run_id)};
   if (stored->status != AgentRunStatus::awaiting_approval)
     return Error{ErrorCode::failed_precondition, fmt::format("run '{}' is {}; only a running or waiting run can be cancelled", run_id, to_string(stored->status))};
-  XCORE_ASSIGN_OR_RETURN(auto events, impl_->o.store->events(tenant, run_id));
-  {
-    std::lock_guard lock(impl_->mutex);
-    impl_->next_seq[{stored->tenant, stored->id}] = events.empty() ? 0 : events.back().seq;
-  }
   stored->tenant = std::string(tenant);
+  XCORE_TRY(impl_->continue_numbering(*stored));
   impl_->finish(*stored, AgentRunStatus::cancelled, Error{ErrorCode::cancelled, "the run was cancelled while it waited for approval"}, impl_->now());
   impl_->untrack(*stored);
   return ok();
@@ -688,12 +690,7 @@ Result<PendingApproval> AgentRuntime::decide(std::string_view tenant, std::strin
   // Used up now, whatever follows.
   auto& pending = run->pending;
   pending.erase(std::remove_if(pending.begin(), pending.end(), [&](const auto& a) { return a.id == approval_id; }), pending.end());
-  XCORE_ASSIGN_OR_RETURN(auto events, impl_->o.store->events(tenant, run->id));
-  {
-    std::lock_guard lock(impl_->mutex);
-    auto& seq = impl_->next_seq[{run->tenant, run->id}];
-    seq = std::max(seq, events.empty() ? std::uint64_t{0} : events.back().seq);
-  }
+  XCORE_TRY(impl_->continue_numbering(*run));
   std::optional<std::string> denial;
   if (!approve) denial = fmt::format("error: the call was denied by {}{}{}", who_name.empty() ? who.describe() : std::string(who_name), note.empty() ? "" : ": ", note);
   // Decisions waiting for the run's last one are kept in the run's events; the answers go in the order taken.
