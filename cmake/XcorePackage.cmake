@@ -28,9 +28,9 @@ install(FILES
 # link line; a static libxcore needs its private dependencies there too, a shared one carries them.
 if(BUILD_SHARED_LIBS)
   set(XCORE_PC_LIBS "-lboost_json -lpthread")
-  set(XCORE_PC_LIBS_PRIVATE "-lfmt -lyaml-cpp -lcpp-httplib -ldl")
+  set(XCORE_PC_LIBS_PRIVATE "-lfmt -lyaml-cpp -lcpp-httplib -lssl -lcrypto -ldl")
 else()
-  set(XCORE_PC_LIBS "-lboost_json -lpthread -lfmt -lyaml-cpp -lcpp-httplib -ldl")
+  set(XCORE_PC_LIBS "-lboost_json -lpthread -lfmt -lyaml-cpp -lcpp-httplib -lssl -lcrypto -ldl")
   set(XCORE_PC_LIBS_PRIVATE "")
 endif()
 configure_file(${PROJECT_SOURCE_DIR}/cmake/xcore.pc.in ${PROJECT_BINARY_DIR}/xcore.pc @ONLY)

@@ -26,6 +26,7 @@ inline pid_t spawn_process(std::vector<std::string> args, std::vector<std::strin
   posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
   if (!log_file.empty()) posix_spawn_file_actions_addopen(&fa, 2, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   else if (both) posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // a peer inherits none of the test's sockets
   std::vector<char*> argv, envp;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
