@@ -15,8 +15,6 @@
 
 namespace xcore::server {
 
-namespace {
-
 Result<void> parse_listen(const std::string& text, ServerConfig& c) {
   auto colon = text.rfind(':');
   if (colon == std::string::npos) return Error{ErrorCode::invalid_argument, fmt::format("listen: expected HOST:PORT, got '{}'", text)};
@@ -32,6 +30,8 @@ Result<void> parse_listen(const std::string& text, ServerConfig& c) {
   if (c.host.empty()) return Error{ErrorCode::invalid_argument, fmt::format("listen: '{}' has no host", text)};
   return ok();
 }
+
+namespace {
 
 std::vector<std::filesystem::path> split_paths(const std::string& text) {
   std::vector<std::filesystem::path> out;
@@ -206,6 +206,16 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
           c.providers.push_back(std::move(*spec));
         }
       }
+      else if (key == "nodes") {
+        if (!v.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'nodes' must be a mapping with listen, tls_cert_file, tls_key_file", file.string())};
+        for (const auto& g : v) {
+          const auto which = g.first.as<std::string>();
+          if (which == "listen") c.node_listen = g.second.as<std::string>();
+          else if (which == "tls_cert_file") c.node_tls_cert_file = g.second.as<std::string>();
+          else if (which == "tls_key_file") c.node_tls_key_file = g.second.as<std::string>();
+          else return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting 'nodes.{}' (expected listen, tls_cert_file, tls_key_file)", file.string(), which)};
+        }
+      }
       else if (key == "agent_runs_kept") c.agent_runs_kept = v.as<int>();
       else if (key == "sandbox_uids") c.sandbox_uids = v.as<std::string>();
       else if (key == "max_header_bytes") c.max_header_bytes = v.as<std::size_t>();
@@ -243,6 +253,7 @@ Result<void> apply_env(ServerConfig& c) {
   };
   if (const char* v = env("XCORE_LISTEN")) XCORE_TRY(parse_listen(v, c));
   if (const char* v = env("XCORE_DATA_DIR")) c.data_dir = v;
+  if (const char* v = env("XCORE_NODE_LISTEN")) c.node_listen = v;
   if (const char* v = env("XCORE_PLUGINS")) c.plugin_dirs = split_paths(v);
   if (const char* v = env("XCORE_SANDBOX_UIDS")) c.sandbox_uids = v;
   if (const char* v = env("XCORE_TRUSTED_KEYS")) {
@@ -312,6 +323,8 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   std::size_t threads = 0, max_threads = 0;
   app.add_option("--config", config_file, "YAML settings file");
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0: any free port)");
+  std::string node_listen;
+  app.add_option("--node-listen", node_listen, "HOST:PORT where remote nodes dial in (WebSocket; port 0: any free port)");
   app.add_option("--data-dir", data_dir, "folder for the database, keys and plugin data");
   app.add_option("--plugins", plugins, "plugin folder (repeatable)");
   std::vector<std::string> trusted_keys;
@@ -337,6 +350,11 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   XCORE_TRY(apply_env(c));
   if (!listen.empty()) XCORE_TRY(parse_listen(listen, c));
   if (!data_dir.empty()) c.data_dir = data_dir;
+  if (!node_listen.empty()) c.node_listen = node_listen;
+  if (!c.node_listen.empty()) {
+    ServerConfig probe;  // the same HOST:PORT rules as --listen
+    if (auto p = parse_listen(c.node_listen, probe); !p) return Error{ErrorCode::invalid_argument, fmt::format("node listen: {}", p.error().message)};
+  }
   if (!plugins.empty()) c.plugin_dirs.assign(plugins.begin(), plugins.end());
   if (!trusted_keys.empty()) c.trusted_keys = trusted_keys;
   if (c.unsigned_plugins != "sandbox" && c.unsigned_plugins != "refuse")

@@ -84,6 +84,11 @@ struct ServerConfig {
   // Without any: "lmstudio" at LM Studio's http://localhost:1234/v1 (XCORE_PROVIDER_URL, XCORE_PROVIDER_MODEL
   // change the first).
   std::vector<ProviderSpec> providers;
+  // Remote nodes (xcore-node) dial in here: a listener of its own beside the HTTP API, "HOST:PORT"
+  // (port 0: any free port, printed at start); empty: no nodes. With a certificate and key, nodes dial wss://.
+  // YAML: nodes: {listen, tls_cert_file, tls_key_file}; --node-listen; XCORE_NODE_LISTEN.
+  std::string node_listen;
+  std::string node_tls_cert_file, node_tls_key_file;
   // Agent runs' transcripts are served to the tenant; runs kept per agent.
   int agent_runs_kept = 200;
   // Every answer is checked against its route's entry (declared status, body schema): a mismatch becomes a
@@ -91,6 +96,9 @@ struct ServerConfig {
   bool check_answers = false;
   bool verbose = false;
 };
+
+// "HOST:PORT" into c.host and c.port; errors name what is wrong.
+Result<void> parse_listen(const std::string& text, ServerConfig& c);
 
 // Reads the layers above. `--help` prints usage and returns an error with an empty message.
 Result<ServerConfig> load_config(int argc, char** argv);

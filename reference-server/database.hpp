@@ -24,6 +24,13 @@ struct UserRow {
   std::int64_t generation = 1;  // bumped by every role or password change: older tokens end
 };
 
+struct NodeRow {
+  std::string tenant, name;
+  json::object spec;  // {labels, policy, created_by}
+  std::int64_t created_at = 0, last_seen = 0;
+  std::string version;
+};
+
 struct TokenRow {
   std::int64_t id = 0;
   std::string tenant, name, role, created_by;
@@ -110,6 +117,16 @@ class Database {
 
   // Definitions a tenant keeps as JSON by kind and name (model providers, agents); sqlite_agent_store.cpp.
   // create: already_exists when the name is taken; otherwise the row must exist (not_found).
+  // Remote nodes: a row per node of a tenant, found by its token's hash when it dials in.
+  Result<void> create_node(const NodeRow& n, const std::string& token_hash);
+  Result<std::optional<NodeRow>> node(const std::string& tenant, const std::string& name);
+  Result<std::vector<NodeRow>> nodes(const std::string& tenant);
+  Result<std::optional<NodeRow>> node_by_token(const std::string& token_hash);
+  Result<void> set_node_token(const std::string& tenant, const std::string& name, const std::string& token_hash);
+  Result<void> set_node_spec(const std::string& tenant, const std::string& name, const json::object& spec);
+  Result<void> node_seen(const std::string& tenant, const std::string& name, std::int64_t at, const std::string& version);
+  Result<void> delete_node(const std::string& tenant, const std::string& name);
+
   Result<void> put_definition(const std::string& tenant, std::string_view kind, const std::string& name, const json::object& spec, bool create);
   Result<std::optional<json::object>> definition(const std::string& tenant, std::string_view kind, const std::string& name);
   Result<std::vector<json::object>> definitions(const std::string& tenant, std::string_view kind);  // by name

@@ -151,6 +151,17 @@ CREATE TABLE agent_events(
   record TEXT NOT NULL,
   PRIMARY KEY (tenant, run_id, seq));
 )sql",
+    R"sql(
+CREATE TABLE nodes(
+  tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  spec TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL DEFAULT 0,
+  version TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (tenant, name));
+)sql",
 };
 
 }  // namespace

@@ -30,6 +30,7 @@ constexpr PathParameter kParameters[] = {
     {"task", "[A-Za-z0-9._:-]{1,128}", "a scheduled task's id"},
     {"provider", kName, "a model provider's name"},
     {"agent", kName, "an agent's name"},
+    {"node", "[a-z0-9][a-z0-9-]{0,39}", "a remote node's name"},
     {"run", "[0-9a-f]{32}", "an agent run's id"},
     {"approval", "[0-9a-f]{32}", "a pending approval's id"},
     // The rest of a plugin route's path, slashes included; empty for the plugin's root.

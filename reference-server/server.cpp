@@ -54,6 +54,7 @@ void Server::Impl::add_routes() {
   add_task_routes();
   add_mcp_routes();
   add_agent_routes();
+  add_node_routes();
   // Each route says what it answers: one without is a bug in the table, found at start.
   for (const auto& r : routes) {
     // A route that only says "not here" (405, naming the methods that are) has no success to declare.
@@ -257,6 +258,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   if (!s.http.widen_backlog()) return Error{ErrorCode::unavailable, fmt::format("cannot set the listen backlog to {}: {}", s.config.http.listen_backlog, std::strerror(errno))};
   // Plugins start after the port is bound (readyz says when), before requests are served.
   XCORE_TRY(s.start_tenants());
+  XCORE_TRY(s.start_nodes());  // after the tenants: a node's tools go into its tenant's Manager
   // Runs a crash left under way end as failed (their tenants' hooks hear it); those awaiting approval wait on.
   if (auto r = s.agents->restore(); !r) return Error{ErrorCode::unavailable, fmt::format("cannot restore the agent runs: {}", r.error().message)};
   s.ready = true;
@@ -265,6 +267,8 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
 
 Result<void> Server::run() {
   std::printf("xcore-server: listening on http://%s:%d\n", impl_->config.host.c_str(), impl_->bound_port);
+  if (impl_->nodes) std::printf("xcore-server: nodes dial %s://%s/nodes\n", impl_->config.node_tls_cert_file.empty() ? "ws" : "wss",
+                                fmt::format("{}:{}", impl_->config.node_listen.substr(0, impl_->config.node_listen.rfind(':')), impl_->node_port).c_str());
   std::fflush(stdout);
   if (!impl_->http.listen_after_bind()) return Error{ErrorCode::unavailable, "the listener failed"};
   return ok();

@@ -128,6 +128,7 @@ struct Server::Impl {
   ~Impl() {
     mcp_sessions.close_streams();  // their connections would hold the shutdown up
     http.shutdown();
+    nodes.reset();  // nodes drop; their tools leave the tenants' registries before the Managers go
     {
       std::lock_guard lock(park_mutex);
       park_stop = true;
@@ -153,6 +154,13 @@ struct Server::Impl {
     std::fprintf(stderr, "%s %.*s: %.*s\n", std::string(to_string(level)).c_str(), static_cast<int>(source.size()), source.data(),
                  static_cast<int>(message.size()), message.data());
   }
+
+  // Remote nodes (nodes.cpp): the WebSocket listener they dial, when config.node_listen is set.
+  std::unique_ptr<NodeHub> nodes;
+  int node_port = 0;
+  Result<void> start_nodes();
+  void add_node_routes();
+  json::object node_json(const NodeRow& row) const;
 
   // ---- start-up ----------------------------------------------------------------------------------------
 

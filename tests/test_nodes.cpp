@@ -18,26 +18,18 @@
 
 #include "net/websocket.hpp"
 #include "nodes/command_policy.hpp"
+#include "support/node_process.hpp"
 #include "support/process.hpp"
 #include "support/test_support.hpp"
 
 using namespace xcore;
 using xcore_test::J;
 using xcore_test::TempDir;
+using xcore_test::NodeProcess;
+using xcore_test::eventually;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Waits (bounded) for `ready`; the node's own timing decides how long, never a fixed sleep.
-template <class F>
-bool eventually(F ready, std::chrono::milliseconds limit = std::chrono::seconds(15)) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (ready()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return ready();
-}
 
 // A host for nodes: one tool registry per tenant, tokens by value.
 struct Host {
@@ -85,28 +77,6 @@ struct Host {
     return *registries[tenant];
   }
   std::string url() const { return fmt::format("ws://127.0.0.1:{}/nodes", hub->port()); }
-};
-
-// A real xcore-node process, ended (by its pid) when this goes.
-struct NodeProcess {
-  pid_t pid = -1;
-  fs::path log;
-  NodeProcess(const std::string& url, const std::string& token, const std::string& name, const fs::path& log_file, std::vector<std::string> extra = {}) : log(log_file) {
-    std::vector<std::string> args{XCORE_NODE_PATH, "--server", url, "--token", token, "--name", name, "--backoff-max-ms", "400"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-    pid = xcore_test::spawn_process(args, {"PATH=/usr/bin:/bin"}, devnull, log_file);
-    ::close(devnull);
-  }
-  void kill(int sig = SIGKILL) {
-    if (pid <= 0) return;
-    ::kill(pid, sig);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-  }
-  ~NodeProcess() { kill(); }
-  std::string output() const { return xcore_test::read_file(log); }
 };
 
 CallContext caller(const std::string& tenant) {

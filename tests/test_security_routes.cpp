@@ -75,7 +75,8 @@ TEST_CASE("roles and token scopes: every route of the table refuses exactly thos
   const std::map<std::string, std::vector<std::string>> values{
       {"plugins", {"audit", "x"}}, {"tools", {"echo"}},      {"app", {"core", "echo"}},        {"secrets", {"k1"}},
       {"users", {"nobody-here"}},  {"tokens", {"999999"}},   {"tasks", {"no-such-task"}},      {"webhooks", {"default", "none"}},
-      {"providers", {"none"}},     {"agents", {"nobody", "0123456789abcdef0123456789abcdef"}},   {"approvals", {"0123456789abcdef0123456789abcdef"}}};
+      {"providers", {"none"}},     {"agents", {"nobody", "0123456789abcdef0123456789abcdef"}},   {"approvals", {"0123456789abcdef0123456789abcdef"}},
+      {"nodes", {"no-node"}}};
   const auto ops = operations(api);
   CHECK(ops.size() >= 50);  // plugins' own routes are listed per plugin, and the examples declare none
   for (const auto& op : ops) {
@@ -152,6 +153,7 @@ TEST_CASE("tenant isolation: every route naming a resource answers another tenan
   auto run = api.send("POST", "/api/v1/agents/a-agent/run", R"({"input":"hello"})", admin);
   REQUIRE_MESSAGE(run.status == 202, json::serialize(run.body));
   const std::string run_id(run.body.at("id").as_string());
+  REQUIRE(api.send("POST", "/api/v1/nodes", R"({"name":"a-node"})", admin).status == 201);
 
   // Tenant B's admin.
   REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
@@ -161,7 +163,8 @@ TEST_CASE("tenant isolation: every route naming a resource answers another tenan
   const std::map<std::string, std::vector<std::string>> values{
       {"plugins", {"a-dyn", "x"}}, {"tools", {"a-dyn.anything"}}, {"app", {"a-dyn", "anything"}}, {"secrets", {"webhook_a"}},
       {"users", {"alice"}},        {"tokens", {token_id}},        {"tasks", {task_id}},
-      {"providers", {"a-prov"}},   {"agents", {"a-agent", run_id}}, {"approvals", {"0123456789abcdef0123456789abcdef"}}};
+      {"providers", {"a-prov"}},   {"agents", {"a-agent", run_id}}, {"approvals", {"0123456789abcdef0123456789abcdef"}},
+      {"nodes", {"a-node"}}};
   int walked = 0;
   for (const auto& op : operations(api)) {
     if (!has_parameters(op)) continue;
@@ -191,5 +194,6 @@ TEST_CASE("tenant isolation: every route naming a resource answers another tenan
   CHECK(tokens.find("\"revoked\":false") != std::string::npos);
   CHECK(api.login("alice", "password-123").size() > 20);
   CHECK(api.send("GET", "/api/v1/agents/a-agent/runs/" + run_id, "", admin).status == 200);
+  CHECK(api.send("GET", "/api/v1/nodes/a-node", "", admin).status == 200);
   CHECK(api.send("GET", "/api/v1/providers", "", b).body.at("providers").as_array().size() == 1);  // the settings' only
 }

@@ -27,6 +27,9 @@ class ToolRegistry;
 struct NodeIdentity {
   std::string tenant;
   std::string name;  // becomes its tools' prefix: 1-40 of [a-z0-9-]
+  // The host's command policy for the node ({"rules": [...]}, see xcore-node), sent to it when it connects:
+  // a command runs only if the node's own policy and this one both let it. Empty: the node's alone.
+  json::object policy;
 };
 
 struct NodeInfo {
@@ -83,6 +86,9 @@ class NodeHub {
   std::vector<NodeInfo> online(std::string_view tenant) const;
   std::optional<NodeInfo> find(std::string_view tenant, std::string_view name) const;
   bool any_online(std::string_view tenant) const;
+  // Sends a connected node the host's new command policy (see NodeIdentity::policy); false when it is not
+  // connected (it gets the policy authenticate returns when it next connects).
+  bool set_policy(std::string_view tenant, std::string_view name, const json::object& policy);
   // Drops a node (its token was revoked, it was deleted): true when it was connected.
   bool disconnect(std::string_view tenant, std::string_view name, std::string_view reason);
 

@@ -13,4 +13,5 @@
 #include <xcore/scheduler.hpp>
 #include <xcore/semver.hpp>
 #include <xcore/tools.hpp>
+#include <xcore/nodes.hpp>
 #include <xcore/version.hpp>

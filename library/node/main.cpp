@@ -107,7 +107,8 @@ class Workers {
 // One connection's life: serve the host's requests until the link ends.
 class Session {
  public:
-  Session(const Settings& settings, Manager& manager, Workers& workers) : settings_(settings), manager_(manager), workers_(workers) {}
+  Session(const Settings& settings, Manager& manager, Workers& workers, std::shared_ptr<node::HostPolicy> host_policy)
+      : settings_(settings), manager_(manager), workers_(workers), host_policy_(std::move(host_policy)) {}
 
   // Returns when the link has ended (or `stop` was requested), with why.
   Error serve(std::shared_ptr<net::WsLink> link, std::stop_token stop) {
@@ -124,6 +125,7 @@ class Session {
       workers_.post([this, m = std::move(m), cancel] { answer(m, cancel->get_token()); });
     };
     h.on_notification = [this](const std::string& method, const json::value& params) {
+      if (method == "xcore/node/policy") return take_policy(params);
       if (method != "notifications/cancelled" || !params.is_object()) return;
       const auto* id = params.get_object().if_contains("requestId");
       if (!id) return;
@@ -157,6 +159,20 @@ class Session {
   }
 
  private:
+  // The host's command policy: kept until the host sends another (a malformed one refuses every command).
+  void take_policy(const json::value& params) {
+    const auto* p = params.is_object() ? params.get_object().if_contains("policy") : nullptr;
+    auto policy = p ? nodes::CommandPolicy::from_json(*p) : Result<nodes::CommandPolicy>(Error{ErrorCode::invalid_argument, "no policy"});
+    std::lock_guard lock(host_policy_->mutex);
+    if (policy) {
+      host_policy_->policy = std::move(*policy);
+      log(LogLevel::info, "xcore-node", fmt::format("the host's command policy: {} rules", host_policy_->policy->rules.size()));
+    } else {
+      host_policy_->policy = nodes::CommandPolicy{};  // no rules: nothing runs
+      log(LogLevel::warn, "xcore-node", fmt::format("the host sent a command policy that does not read ({}): commands are refused", policy.error().message));
+    }
+  }
+
   void answer(const jsonrpc::Message& m, std::stop_token cancel) {
     mcp::ServerOptions so;
     so.name = "xcore-node";
@@ -191,6 +207,7 @@ class Session {
   const Settings& settings_;
   Manager& manager_;
   Workers& workers_;
+  std::shared_ptr<node::HostPolicy> host_policy_;
   std::mutex rpc_mutex_;
   std::shared_ptr<nodes::WsRpc> rpc_;
   std::mutex calls_mutex_;
@@ -243,7 +260,7 @@ int run(const Settings& s) {
   }
 
   Workers workers(s.workers);
-  Session session(s, manager, workers);
+  Session session(s, manager, workers, no.host_policy);
   std::vector<Subscription> subs;
   for (const char* event : {"plugin.enabled", "plugin.disabled", "plugin.reloaded", "plugin.unloaded"})
     if (auto sub = manager.hooks().subscribe(event, [&session](const HookEvent&) {

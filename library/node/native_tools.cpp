@@ -149,6 +149,22 @@ Result<ToolResult> exec_command(const NativeToolsOptions& o, const json::value& 
     XCORE_ASSIGN_OR_RETURN(cwd, confined(o.roots, std::string(c->get_string()), false));
   }
   XCORE_ASSIGN_OR_RETURN(auto decision, nodes::decide(o.policy, argv, cwd));
+  std::optional<nodes::CommandPolicy> host_policy;
+  {
+    std::lock_guard lock(o.host_policy->mutex);
+    host_policy = o.host_policy->policy;
+  }
+  if (host_policy && decision.verdict != nodes::CommandDecision::Verdict::deny) {
+    // Both policies must let it run; the stricter verdict stands.
+    XCORE_ASSIGN_OR_RETURN(auto host, nodes::decide(*host_policy, argv, cwd));
+    if (host.verdict == nodes::CommandDecision::Verdict::deny) {
+      decision.verdict = host.verdict;
+      decision.reason = fmt::format("the host's policy: {}", host.reason);
+    } else if (host.verdict == nodes::CommandDecision::Verdict::approve) {
+      decision.verdict = host.verdict;
+      decision.reason = fmt::format("the host's policy: {}", host.reason);
+    }
+  }
   if (decision.verdict == nodes::CommandDecision::Verdict::deny) return Error{ErrorCode::permission_denied, fmt::format("refused: {}", decision.reason)};
   if (decision.verdict == nodes::CommandDecision::Verdict::approve)
     return Error{ErrorCode::permission_denied, fmt::format("{} needs a person's approval ({}), which this node cannot take; allow it, or leave it to an agent's approval policy", decision.executable.string(), decision.reason)};

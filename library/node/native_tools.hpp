@@ -4,6 +4,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include <xcore/tools.hpp>
@@ -12,10 +15,17 @@
 
 namespace xcore::node {
 
+// The host's command policy, as it last sent it (xcore/node/policy): a command must pass it too.
+struct HostPolicy {
+  std::mutex mutex;
+  std::optional<nodes::CommandPolicy> policy;
+};
+
 struct NativeToolsOptions {
   std::vector<std::filesystem::path> roots;  // read_file, write_file, list_directory stay under these
   bool exec = false;                         // exec_command is served only when set
-  nodes::CommandPolicy policy;
+  nodes::CommandPolicy policy;  // the node's own
+  std::shared_ptr<HostPolicy> host_policy = std::make_shared<HostPolicy>();
   std::chrono::milliseconds exec_timeout{30000};  // the longest a command may take (a call may ask less)
   std::size_t output_cap = 1u << 20;              // bytes kept of stdout and of stderr each
   std::size_t max_file = 8u << 20;                // bytes read_file returns at most

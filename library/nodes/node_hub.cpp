@@ -257,16 +257,38 @@ bool NodeHub::any_online(std::string_view tenant) const {
   return false;
 }
 
+bool NodeHub::set_policy(std::string_view tenant, std::string_view name, const json::object& policy) {
+  std::shared_ptr<nodes::RemoteNode> n;
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto it = impl_->online.find(key_of(tenant, name));
+    if (it == impl_->online.end()) return false;
+    n = it->second;
+  }
+  return static_cast<bool>(n->send_policy(policy));
+}
+
 bool NodeHub::disconnect(std::string_view tenant, std::string_view name, std::string_view reason) {
-  std::vector<std::shared_ptr<nodes::RemoteNode>> found;
+  std::shared_ptr<nodes::RemoteNode> was_online, joining;
   {
     std::lock_guard lock(impl_->mutex);
     const auto key = key_of(tenant, name);
-    if (auto it = impl_->online.find(key); it != impl_->online.end()) found.push_back(it->second);
-    if (auto it = impl_->joining.find(key); it != impl_->joining.end()) found.push_back(it->second);
+    // Out of the maps now, not when the closing handshake is over: whoever asked sees it gone at once.
+    if (auto it = impl_->online.find(key); it != impl_->online.end()) {
+      was_online = it->second;
+      impl_->online.erase(it);
+    }
+    if (auto it = impl_->joining.find(key); it != impl_->joining.end()) {
+      joining = it->second;
+      impl_->joining.erase(it);
+    }
   }
-  for (auto& n : found) n->close(reason);
-  return !found.empty();
+  if (joining) joining->close(reason);
+  if (!was_online) return joining != nullptr;
+  was_online->close(reason);
+  if (impl_->options.on_change)
+    impl_->options.on_change(was_online->info(), false, Error{ErrorCode::unavailable, fmt::format("dropped by the host: {}", reason)});
+  return true;
 }
 
 }  // namespace xcore::inline v1

@@ -74,6 +74,7 @@ void RemoteNode::handshake(std::function<void(Result<void>)> ready) {
             if (l.is_string() && info_.labels.size() < 64) info_.labels.emplace_back(std::string(l.get_string()).substr(0, 128));
   }
   (void)rpc_->notify("notifications/initialized", json::object{});
+  if (!identity_.policy.empty()) (void)send_policy(identity_.policy);
   auto specs = wire::list_tool_pages(identity_.name, [&](const json::object& params) { return rpc_->call("tools/list", params, deadline); });
   if (!specs) return ready(Error{specs.error().code, fmt::format("tools/list: {}", specs.error().message)});
   ready(publish(std::move(*specs)));
@@ -167,6 +168,10 @@ void RemoteNode::close(std::string_view reason) {
   if (rpc_) rpc_->close(reason);
   std::lock_guard lock(mutex_);
   tools_.clear();  // gone now, not when the closing handshake is over
+}
+
+Result<void> RemoteNode::send_policy(const json::object& policy) {
+  return rpc_->notify("xcore/node/policy", json::object{{"policy", policy}});
 }
 
 void RemoteNode::expire(WsRpc::Clock::time_point now) {

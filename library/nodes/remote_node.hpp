@@ -35,6 +35,8 @@ class RemoteNode : public std::enable_shared_from_this<RemoteNode> {
   // when the link ends. Both run on the link's I/O thread or the expiring timer's.
   void open(std::shared_ptr<net::WsLink> link, std::function<void(Result<void>)> ready, std::function<void(const Error&)> closed);
   void close(std::string_view reason);
+  // The host's command policy, to the node (xcore/node/policy).
+  Result<void> send_policy(const json::object& policy);
   void expire(WsRpc::Clock::time_point now);
   NodeInfo info() const;
   const NodeIdentity& identity() const noexcept { return identity_; }

@@ -1,0 +1,172 @@
+// Remote nodes through xcore-server: created over the API (token shown once), a real xcore-node dialling the
+// server's node address, its tools listed and called through the API and /mcp, other tenants seeing
+// nothing, token rotation and deletion dropping it, a server restart it comes back from by itself, and the
+// server's command policy narrowing the node's own.
+#include <doctest/doctest.h>
+
+#include <fmt/format.h>
+
+#include "support/node_process.hpp"
+#include "support/server_harness.hpp"
+
+using namespace xcore_test;
+namespace json = boost::json;
+
+namespace {
+
+struct NodeServer {
+  int node_port = free_port();
+  std::vector<std::string> env() const { return {fmt::format("XCORE_NODE_LISTEN=127.0.0.1:{}", node_port)}; }
+  std::string url() const { return fmt::format("ws://127.0.0.1:{}/nodes", node_port); }
+};
+
+std::string create_node(Api& api, const std::string& admin, const std::string& body) {
+  auto r = api.send("POST", "/api/v1/nodes", body, admin);
+  REQUIRE_MESSAGE(r.status == 201, json::serialize(r.body));
+  std::string token(r.body.at("token").as_string());
+  CHECK(token.starts_with("xcn_"));
+  return token;
+}
+
+bool online(Api& api, const std::string& token, const std::string& node) {
+  auto r = api.send("GET", "/api/v1/nodes/" + node, "", token);
+  return r.status == 200 && r.body.at("online") == true;
+}
+
+json::value invoke(Api& api, const std::string& token, const std::string& tool, const std::string& args, int expect = 200) {
+  auto r = api.send("POST", "/api/v1/tools/" + tool + "/invoke", args, token);
+  REQUIRE_MESSAGE(r.status == expect, json::serialize(r.body));
+  return r.body;
+}
+
+}  // namespace
+
+TEST_CASE("a node made over the API serves its tools through the API and /mcp, to its tenant only") {
+  TempDir tmp;
+  std::filesystem::create_directories(tmp / "root");
+  write_file(tmp / "root/hello.txt", "from the edge");
+  NodeServer ns;
+  ServerProcess server(tmp / "var", ns.env());
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+
+  CHECK(api.send("POST", "/api/v1/nodes", R"({"name":"Bad Name"})", admin).status == 400);
+  CHECK(api.send("POST", "/api/v1/nodes", R"({"name":"edge1","token":"mine"})", admin).status == 400);
+  auto token = create_node(api, admin, R"({"name":"edge1","labels":["lab"]})");
+  CHECK(api.send("POST", "/api/v1/nodes", R"({"name":"edge1"})", admin).status == 409);
+  auto listed = api.send("GET", "/api/v1/nodes", "", admin);
+  REQUIRE(listed.status == 200);
+  REQUIRE(listed.body.at("nodes").as_array().size() == 1);
+  CHECK(listed.body.at("nodes").at(0).at("online") == false);
+  CHECK_FALSE(listed.body.at("nodes").at(0).as_object().contains("token"));  // shown once, stored hashed
+
+  NodeProcess node(ns.url(), token, "edge1", tmp / "node.log", {"--root", (tmp / "root").string(), "--label", "gpu"});
+  REQUIRE_MESSAGE(eventually([&] { return online(api, admin, "edge1"); }), node.output());
+  auto got = api.send("GET", "/api/v1/nodes/edge1", "", admin);
+  CHECK(got.body.at("labels") == json::array{"lab"});
+  CHECK(got.body.at("node_labels") == json::array{"gpu"});
+  CHECK(got.body.at("version").as_string().size() > 0);
+  const auto& tools = got.body.at("tools").as_array();
+  CHECK(std::find(tools.begin(), tools.end(), json::value("edge1.read_file")) != tools.end());
+  auto catalogue = api.send("GET", "/api/v1/tools", "", admin);
+  CHECK(json::serialize(catalogue.body).find("\"edge1.read_file\"") != std::string::npos);
+
+  auto r = invoke(api, admin, "edge1.read_file", R"({"path":"hello.txt"})");
+  CHECK(r.at("structuredContent").at("content") == "from the edge");
+  auto outside = invoke(api, admin, "edge1.read_file", R"({"path":"/etc/passwd"})");
+  CHECK(outside.at("isError") == true);
+
+  // Through /mcp, as any MCP client would.
+  httplib::Client mcp("127.0.0.1", server.port());
+  httplib::Headers h{{"Authorization", "Bearer " + admin}, {"Accept", "application/json, text/event-stream"}};
+  auto init = mcp.Post("/mcp", h, R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})", "application/json");
+  REQUIRE(init);
+  REQUIRE(init->status == 200);
+  h.emplace("Mcp-Session-Id", init->get_header_value("Mcp-Session-Id"));
+  h.emplace("MCP-Protocol-Version", "2025-11-25");
+  auto call = mcp.Post("/mcp", h, R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"edge1.system_stats","arguments":{}}})", "application/json");
+  REQUIRE(call);
+  CHECK_MESSAGE(call->body.find("\"hostname\"") != std::string::npos, call->body);
+
+  // Another tenant's admin: no node, no tool.
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
+  add_user(api, admin, "boss", "admin", "acme");
+  auto boss = api.login("boss", "password-123", "acme");
+  CHECK(api.send("GET", "/api/v1/nodes", "", boss).body.at("nodes").as_array().empty());
+  CHECK(api.send("GET", "/api/v1/nodes/edge1", "", boss).status == 404);
+  CHECK(api.send("DELETE", "/api/v1/nodes/edge1", "", boss).status == 404);
+  CHECK(api.send("POST", "/api/v1/nodes/edge1/token", "", boss).status == 404);
+  CHECK(api.send("POST", "/api/v1/tools/edge1.read_file/invoke", R"({"path":"hello.txt"})", boss).status == 404);
+  // A viewer reads, and may not create.
+  add_user(api, admin, "watcher", "viewer");
+  auto viewer = api.login("watcher", "password-123");
+  CHECK(api.send("GET", "/api/v1/nodes", "", viewer).status == 200);
+  CHECK(api.send("POST", "/api/v1/nodes", R"({"name":"sneaky"})", viewer).status == 403);
+}
+
+TEST_CASE("a node's token rotated or the node deleted drops it at once; after a server restart it comes back by itself") {
+  TempDir tmp;
+  NodeServer ns;
+  auto server = std::make_unique<ServerProcess>(tmp / "var", ns.env());
+  auto api = std::make_unique<Api>(server->port());
+  auto admin = api->login("admin", kAdminPassword);
+  auto token = create_node(*api, admin, R"({"name":"edge1"})");
+  auto node = std::make_unique<NodeProcess>(ns.url(), token, "edge1", tmp / "node.log");
+  REQUIRE_MESSAGE(eventually([&] { return online(*api, admin, "edge1"); }), node->output());
+
+  // The server restarts: the node was not told, and dials again until it is back.
+  server.reset();
+  server = std::make_unique<ServerProcess>(tmp / "var", ns.env());
+  api = std::make_unique<Api>(server->port());
+  admin = api->login("admin", kAdminPassword);
+  REQUIRE_MESSAGE(eventually([&] { return online(*api, admin, "edge1"); }), node->output());
+  invoke(*api, admin, "edge1.system_stats", "{}");
+
+  auto rotated = api->send("POST", "/api/v1/nodes/edge1/token", "", admin);
+  REQUIRE(rotated.status == 200);
+  CHECK(online(*api, admin, "edge1") == false);  // dropped before the answer
+  CHECK(api->send("POST", "/api/v1/tools/edge1.system_stats/invoke", "{}", admin).status == 404);
+  CHECK(eventually([&] { return node->output().find("unknown node token") != std::string::npos; }));  // the old token is refused
+
+  node = std::make_unique<NodeProcess>(ns.url(), std::string(rotated.body.at("token").as_string()), "edge1", tmp / "node2.log");
+  REQUIRE_MESSAGE(eventually([&] { return online(*api, admin, "edge1"); }), node->output());
+  CHECK(api->send("DELETE", "/api/v1/nodes/edge1", "", admin).status == 200);
+  CHECK(api->send("GET", "/api/v1/nodes/edge1", "", admin).status == 404);
+  CHECK(api->send("POST", "/api/v1/tools/edge1.system_stats/invoke", "{}", admin).status == 404);
+  auto audit = api->send("GET", "/api/v1/audit", "", admin);
+  CHECK(json::serialize(audit.body).find("node token rotated") != std::string::npos);
+}
+
+TEST_CASE("the server's command policy for a node narrows the node's own") {
+  TempDir tmp;
+  std::filesystem::create_directories(tmp / "root");
+  write_file(tmp / "policy.json", R"({"rules": [{"allow": "/usr/bin/*"}]})");
+  NodeServer ns;
+  ServerProcess server(tmp / "var", ns.env());
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  auto bad = api.send("POST", "/api/v1/nodes", R"({"name":"edge1","policy":{"rules":[{"allow":"echo"}]}})", admin);
+  CHECK(bad.status == 400);
+  CHECK(json::serialize(bad.body).find("rules[0].allow") != std::string::npos);
+  auto token = create_node(api, admin, R"({"name":"edge1","policy":{"rules":[{"allow":"/usr/bin/echo"}]}})");
+  NodeProcess node(ns.url(), token, "edge1", tmp / "node.log",
+                   {"--root", (tmp / "root").string(), "--allow-exec", "--command-policy", (tmp / "policy.json").string()});
+  REQUIRE_MESSAGE(eventually([&] { return online(api, admin, "edge1"); }), node.output());
+
+  auto echo = invoke(api, admin, "edge1.exec_command", R"({"argv":["echo","hi"]})");
+  CHECK(echo.at("structuredContent").at("stdout") == "hi\n");
+  auto ls = invoke(api, admin, "edge1.exec_command", R"({"argv":["ls"]})");
+  CHECK(ls.at("isError") == true);
+  CHECK(json::serialize(ls).find("the host's policy") != std::string::npos);
+
+  // Changed over the API: the node has it at once.
+  auto patched = api.send("PATCH", "/api/v1/nodes/edge1", R"({"policy":{"rules":[{"allow":"/usr/bin/ls"}]}})", admin);
+  REQUIRE_MESSAGE(patched.status == 200, json::serialize(patched.body));
+  CHECK(eventually([&] { return invoke(api, admin, "edge1.exec_command", R"({"argv":["ls"]})").at("isError") == false; }, std::chrono::seconds(5)));
+  CHECK(invoke(api, admin, "edge1.exec_command", R"({"argv":["echo","hi"]})").at("isError") == true);
+  // The server allowing everything widens nothing: inline code stays refused by the node.
+  CHECK(api.send("PATCH", "/api/v1/nodes/edge1", R"({"policy":{"rules":[{"allow":"*"}]}})", admin).status == 200);
+  CHECK(eventually([&] { return invoke(api, admin, "edge1.exec_command", R"({"argv":["echo","x"]})").at("isError") == false; }, std::chrono::seconds(5)));
+  auto sh = invoke(api, admin, "edge1.exec_command", R"({"argv":["sh","-c","echo owned"]})");
+  CHECK(sh.at("isError") == true);
+}
