@@ -102,7 +102,9 @@ TEST_CASE("a node's tools join its tenant's registry as <node>.<tool>, are calle
   auto& other = host.tools("globex");
 
   NodeProcess node(host.url(), "tok-a", "edge1", tmp / "node.log", {"--root", (tmp / "root").string(), "--label", "gpu"});
-  REQUIRE_MESSAGE(eventually([&] { return acme.find("edge1.read_file", "acme").has_value(); }), node.output());
+  // Its tools are registered first, then the hub lists it online.
+  REQUIRE_MESSAGE(eventually([&] { return host.hub->find("acme", "edge1").has_value(); }), node.output());
+  CHECK(acme.find("edge1.read_file", "acme").has_value());
   CHECK_FALSE(other.find("edge1.read_file", "globex"));  // another tenant's registry never sees it
   auto info = host.hub->find("acme", "edge1");
   REQUIRE(info);

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "support/mock_llm.hpp"
 #include "support/node_process.hpp"
 #include "support/server_harness.hpp"
 
@@ -169,4 +170,44 @@ TEST_CASE("the server's command policy for a node narrows the node's own") {
   CHECK(eventually([&] { return invoke(api, admin, "edge1.exec_command", R"({"argv":["echo","x"]})").at("isError") == false; }, std::chrono::seconds(5)));
   auto sh = invoke(api, admin, "edge1.exec_command", R"({"argv":["sh","-c","echo owned"]})");
   CHECK(sh.at("isError") == true);
+}
+
+TEST_CASE("an agent run calls a node's tool like any other") {
+  const std::string rules = R"(rules:
+  - path: "/v1/chat/completions"
+    response:
+      status: 200
+      content: '{"model":"m","choices":[{"message":{"role":"assistant","content":"final: done after {{jmes request length(body.messages)}} messages"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5}}'
+  - path: "/v1/chat/completions"
+    match: "length(body.messages[?role=='tool']) == `0`"
+    response:
+      status: 200
+      content: '{"model":"m","choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"edge1_system_stats","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":20,"completion_tokens":7}}'
+)";
+  MockLlm llm(rules);
+  TempDir tmp;
+  NodeServer ns;
+  auto env = ns.env();
+  env.insert(env.end(), {"XCORE_REMOTE_ALLOWED_HOSTS=127.0.0.1", "XCORE_REMOTE_ALLOW_PRIVATE=1"});
+  ServerProcess server(tmp / "var", env);
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+  auto token = create_node(api, admin, R"({"name":"edge1"})");
+  NodeProcess node(ns.url(), token, "edge1", tmp / "node.log");
+  REQUIRE_MESSAGE(eventually([&] { return online(api, admin, "edge1"); }), node.output());
+  auto p = api.send("POST", "/api/v1/providers", json::serialize(json::object{{"name", "mock"}, {"base_url", llm.base_url()}, {"default_model", "m"}}), admin);
+  REQUIRE_MESSAGE(p.status == 201, json::serialize(p.body));
+  auto a = api.send("POST", "/api/v1/agents", R"({"name":"ops","provider":"mock","tools":["edge1.*"]})", admin);
+  REQUIRE_MESSAGE(a.status == 201, json::serialize(a.body));
+  auto shown = api.send("GET", "/api/v1/agents/ops", "", admin);
+  // Offered under its function-calling name (dots are not allowed there).
+  CHECK_MESSAGE(json::serialize(shown.body).find("\"edge1_system_stats\"") != std::string::npos, json::serialize(shown.body));
+
+  auto ran = api.send("POST", "/api/v1/agents/ops/run?wait=60", R"({"input":"how is the edge doing?"})", admin);
+  REQUIRE_MESSAGE(ran.status == 200, json::serialize(ran.body));
+  CHECK_MESSAGE(ran.body.at("status") == "succeeded", json::serialize(ran.body));
+  auto run = api.send("GET", "/api/v1/agents/ops/runs/" + std::string(ran.body.at("id").as_string()), "", admin);
+  REQUIRE(run.status == 200);
+  // The node answered: its figures are the tool's result in the conversation.
+  CHECK_MESSAGE(json::serialize(run.body.at("messages")).find("hostname") != std::string::npos, json::serialize(run.body));
 }

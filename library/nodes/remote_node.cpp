@@ -39,7 +39,7 @@ void RemoteNode::open(std::shared_ptr<net::WsLink> link, std::function<void(Resu
   WsRpc::Handlers h;
   h.on_request = [weak](jsonrpc::Message m) {
     // A node asks nothing of its host yet: every request is answered "no such method".
-    if (auto self = weak.lock()) (void)self->rpc_->respond(m.id, jsonrpc::method_not_found(m.method));
+    if (auto self = weak.lock()) (void)self->rpc()->respond(m.id, jsonrpc::method_not_found(m.method));
   };
   h.on_notification = [weak](const std::string& method, const json::value&) {
     if (method != "notifications/tools/list_changed") return;
@@ -52,13 +52,16 @@ void RemoteNode::open(std::shared_ptr<net::WsLink> link, std::function<void(Resu
     }
     closed(Error{ErrorCode::unavailable, why.message, why.details});
   };
-  rpc_ = WsRpc::open(std::move(link), std::move(h));
+  {
+    std::lock_guard lock(rpc_mutex_);
+    rpc_ = WsRpc::open(std::move(link), std::move(h));
+  }
   handshake(std::move(ready));
 }
 
 void RemoteNode::handshake(std::function<void(Result<void>)> ready) {
   auto deadline = WsRpc::Clock::now() + options_.handshake_timeout;
-  auto init = rpc_->call("initialize", wire::initialize_params("xcore", version()), deadline);
+  auto init = rpc()->call("initialize", wire::initialize_params("xcore", version()), deadline);
   if (!init) return ready(Error{init.error().code, fmt::format("initialize: {}", init.error().message)});
   if (!init->is_object()) return ready(Error{ErrorCode::invalid_argument, "initialize: the answer is not an object"});
   const auto& r = init->get_object();
@@ -73,16 +76,16 @@ void RemoteNode::handshake(std::function<void(Result<void>)> ready) {
           for (const auto& l : labels->get_array())
             if (l.is_string() && info_.labels.size() < 64) info_.labels.emplace_back(std::string(l.get_string()).substr(0, 128));
   }
-  (void)rpc_->notify("notifications/initialized", json::object{});
+  (void)rpc()->notify("notifications/initialized", json::object{});
   if (!identity_.policy.empty()) (void)send_policy(identity_.policy);
-  auto specs = wire::list_tool_pages(identity_.name, [&](const json::object& params) { return rpc_->call("tools/list", params, deadline); });
+  auto specs = wire::list_tool_pages(identity_.name, [&](const json::object& params) { return rpc()->call("tools/list", params, deadline); });
   if (!specs) return ready(Error{specs.error().code, fmt::format("tools/list: {}", specs.error().message)});
   ready(publish(std::move(*specs)));
 }
 
 Result<void> RemoteNode::publish(std::vector<ToolSpec> specs) {
   std::lock_guard lock(mutex_);
-  if (rpc_->closed()) return Error{ErrorCode::unavailable, "the node disconnected"};
+  if (rpc()->closed()) return Error{ErrorCode::unavailable, "the node disconnected"};
   std::map<std::string, std::pair<ToolSpec, ToolRegistration>> next;
   std::vector<std::string> problems;
   for (auto& spec : specs) {
@@ -130,7 +133,7 @@ void RemoteNode::refresh() {
   options_.post([self = shared_from_this()] {
     for (;;) {
       auto deadline = WsRpc::Clock::now() + self->options_.handshake_timeout;
-      auto specs = wire::list_tool_pages(self->identity_.name, [&](const json::object& params) { return self->rpc_->call("tools/list", params, deadline); });
+      auto specs = wire::list_tool_pages(self->identity_.name, [&](const json::object& params) { return self->rpc()->call("tools/list", params, deadline); });
       if (specs) {
         if (auto p = self->publish(std::move(*specs)); !p) self->log(LogLevel::warn, p.error().message);
       } else {
@@ -154,7 +157,7 @@ Result<ToolResult> RemoteNode::call(const std::string& tool, const json::value& 
   carried.trace_id = ctx.trace_id;
   carried.deadline = ctx.deadline ? *ctx.deadline : std::chrono::system_clock::now() + options_.call_timeout;
   json::object params{{"name", tool}, {"arguments", arguments}, {"_meta", wire::meta_with_context(carried)}};
-  auto r = rpc_->call("tools/call", params, deadline, ctx.cancel);
+  auto r = rpc()->call("tools/call", params, deadline, ctx.cancel);
   if (!r) {
     auto e = std::move(r).error();
     if (e.code == ErrorCode::unavailable || e.code == ErrorCode::plugin_crashed)
@@ -165,23 +168,23 @@ Result<ToolResult> RemoteNode::call(const std::string& tool, const json::value& 
 }
 
 void RemoteNode::close(std::string_view reason) {
-  if (rpc_) rpc_->close(reason);
+  if (auto r = rpc()) r->close(reason);
   std::lock_guard lock(mutex_);
   tools_.clear();  // gone now, not when the closing handshake is over
 }
 
 Result<void> RemoteNode::send_policy(const json::object& policy) {
-  return rpc_->notify("xcore/node/policy", json::object{{"policy", policy}});
+  return rpc()->notify("xcore/node/policy", json::object{{"policy", policy}});
 }
 
 void RemoteNode::expire(WsRpc::Clock::time_point now) {
-  if (rpc_) rpc_->expire(now);
+  if (auto r = rpc()) r->expire(now);
 }
 
 NodeInfo RemoteNode::info() const {
   std::lock_guard lock(mutex_);
   auto out = info_;
-  if (rpc_) out.last_seen = rpc_->last_message();
+  if (auto r = rpc()) out.last_seen = r->last_message();
   return out;
 }
 

@@ -52,6 +52,12 @@ class RemoteNode : public std::enable_shared_from_this<RemoteNode> {
   NodeIdentity identity_;
   NodeRegistry registry_;
   Options options_;
+  // Set once open() has it; the hub's timer may ask before.
+  std::shared_ptr<WsRpc> rpc() const {
+    std::lock_guard lock(rpc_mutex_);
+    return rpc_;
+  }
+  mutable std::mutex rpc_mutex_;
   std::shared_ptr<WsRpc> rpc_;
   mutable std::mutex mutex_;
   std::map<std::string, std::pair<ToolSpec, ToolRegistration>> tools_;  // by the node's own name
