@@ -22,6 +22,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/json/parse.hpp>
 #include <fmt/format.h>
 
 #include <xcore/hooks.hpp>
