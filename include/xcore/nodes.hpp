@@ -65,7 +65,9 @@ struct NodeHubOptions {
   std::chrono::milliseconds handshake_timeout{10000};  // upgrade, initialize and tools/list
   std::chrono::milliseconds idle_timeout{20000};       // silent this long (pings unanswered): dropped
   std::size_t max_message = 8u << 20;                  // bytes; a bigger message drops the node
-  std::uint32_t messages_per_second = 2000;            // sustained, per node; beyond: dropped
+  // What a node sends of itself (requests, notifications, answers to nothing asked), per second, bursts up
+  // to as many; beyond: dropped. Its answers to the host's calls are not counted.
+  std::uint32_t messages_per_second = 200;
   std::size_t max_nodes = 4096;                        // connections at once
   unsigned threads = 1;                                // I/O threads
   LogSink log;

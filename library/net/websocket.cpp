@@ -245,6 +245,7 @@ class Session final : public WsEngine::Impl::Tracked, public std::enable_shared_
 
   bool take_token() {
     auto now = std::chrono::steady_clock::now();
+    if (limits_.messages_per_second == 0) return true;
     const double rate = limits_.messages_per_second;
     tokens_ = std::min(rate, tokens_ + std::chrono::duration<double>(now - refilled_).count() * rate);
     refilled_ = now;

@@ -22,7 +22,7 @@ namespace xcore::inline v1::net {
 
 struct WsLimits {
   std::size_t max_message = 8u << 20;       // bytes of one message; a bigger one closes the link
-  std::uint32_t messages_per_second = 2000;  // sustained; bursts up to as many. Beyond: closed
+  std::uint32_t messages_per_second = 2000;  // sustained; bursts up to as many. Beyond: closed. 0: no limit
   std::size_t max_queued = 64u << 20;        // bytes waiting to be sent; send() beyond fails
   std::chrono::milliseconds handshake_timeout{10000};
   // No traffic for half of this: a ping goes out; none for all of it: the link is closed.

@@ -112,6 +112,7 @@ struct NodeHub::Impl : std::enable_shared_from_this<NodeHub::Impl> {
     ro.call_timeout = options.call_timeout;
     ro.handshake_timeout = options.handshake_timeout;
     ro.log = options.log;
+    ro.messages_per_second = options.messages_per_second;
     std::weak_ptr<Impl> weak = weak_from_this();
     ro.post = [weak](std::function<void()> job) {
       if (auto s = weak.lock()) s->post(std::move(job));
@@ -204,7 +205,7 @@ Result<std::uint16_t> NodeHub::start() {
   lo.tls_key_file = o.tls_key_file;
   lo.max_connections = o.max_nodes;
   lo.limits.max_message = o.max_message;
-  lo.limits.messages_per_second = o.messages_per_second;
+  lo.limits.messages_per_second = 0;  // WsRpc limits what a node sends of itself; answers are not limited
   lo.limits.handshake_timeout = o.handshake_timeout;
   lo.limits.idle_timeout = o.idle_timeout;
   std::weak_ptr<Impl> weak = impl_;

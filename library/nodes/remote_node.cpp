@@ -54,7 +54,7 @@ void RemoteNode::open(std::shared_ptr<net::WsLink> link, std::function<void(Resu
   };
   {
     std::lock_guard lock(rpc_mutex_);
-    rpc_ = WsRpc::open(std::move(link), std::move(h));
+    rpc_ = WsRpc::open(std::move(link), std::move(h), options_.messages_per_second);
   }
   handshake(std::move(ready));
 }

@@ -26,6 +26,7 @@ class RemoteNode : public std::enable_shared_from_this<RemoteNode> {
     std::chrono::milliseconds call_timeout{30000};
     std::chrono::milliseconds handshake_timeout{10000};
     LogSink log;
+    std::uint32_t messages_per_second = 0;  // unsolicited ones (WsRpc::open)
     std::function<void(std::function<void()>)> post;  // runs a job on the hub's threads
   };
   RemoteNode(NodeIdentity identity, NodeRegistry registry, Options options);

@@ -5,9 +5,11 @@
 
 namespace xcore::inline v1::nodes {
 
-std::shared_ptr<WsRpc> WsRpc::open(std::shared_ptr<net::WsLink> link, Handlers handlers) {
+std::shared_ptr<WsRpc> WsRpc::open(std::shared_ptr<net::WsLink> link, Handlers handlers, std::uint32_t unsolicited_per_second) {
   std::shared_ptr<WsRpc> rpc(new WsRpc(std::move(link)));
   rpc->handlers_ = std::move(handlers);
+  rpc->unsolicited_rate_ = unsolicited_per_second;
+  rpc->tokens_ = unsolicited_per_second;
   std::weak_ptr<WsRpc> weak = rpc;
   rpc->link_->start(
       [weak](std::string text) {
@@ -121,11 +123,14 @@ void WsRpc::on_message(std::string text) {
     return;
   }
   auto& m = *parsed;
+  std::optional<Callback> cb;
+  if (m.is_response() && (m.id.is_uint64() || m.id.is_int64())) cb = take(m.id.is_uint64() ? m.id.get_uint64() : static_cast<std::uint64_t>(m.id.get_int64()));
+  if (!cb && !unsolicited_allowed()) {
+    link_->close(fmt::format("more than {} messages a second that answer nothing asked", unsolicited_rate_));
+    return;
+  }
   if (m.is_response()) {
-    if (!m.id.is_uint64() && !m.id.is_int64()) return;
-    const auto id = m.id.is_uint64() ? m.id.get_uint64() : static_cast<std::uint64_t>(m.id.get_int64());
-    auto cb = take(id);
-    if (!cb) return;  // its caller gave up: dropped
+    if (!cb) return;  // its caller gave up (or it answers nothing): dropped
     if (m.kind == jsonrpc::Message::Kind::result)
       (*cb)(std::move(m.result));
     else
@@ -140,6 +145,17 @@ void WsRpc::on_message(std::string text) {
     return;
   }
   if (handlers_.on_notification) handlers_.on_notification(m.method, m.params);
+}
+
+bool WsRpc::unsolicited_allowed() {
+  if (unsolicited_rate_ == 0) return true;
+  const auto now = Clock::now();
+  const double rate = unsolicited_rate_;
+  tokens_ = std::min(rate, tokens_ + std::chrono::duration<double>(now - refilled_).count() * rate);
+  refilled_ = now;
+  if (tokens_ < 1.0) return false;
+  tokens_ -= 1.0;
+  return true;
 }
 
 void WsRpc::on_closed(const Error& why) {

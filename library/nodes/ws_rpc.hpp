@@ -35,7 +35,10 @@ class WsRpc : public std::enable_shared_from_this<WsRpc> {
   };
 
   // Starts reading the link.
-  static std::shared_ptr<WsRpc> open(std::shared_ptr<net::WsLink> link, Handlers handlers);
+  // `unsolicited_per_second`: messages the other side sends of itself (requests, notifications, answers to
+  // nothing asked) per second, bursts up to as many; beyond, the link is closed. Answers to our own calls
+  // are never limited: a busy peer answers as fast as it is asked. 0: no limit.
+  static std::shared_ptr<WsRpc> open(std::shared_ptr<net::WsLink> link, Handlers handlers, std::uint32_t unsolicited_per_second = 0);
 
   // `done` runs once: with the answer (on the I/O thread), the deadline's timeout (from expire()), or the
   // link's end.
@@ -62,6 +65,7 @@ class WsRpc : public std::enable_shared_from_this<WsRpc> {
   void on_message(std::string text);
   void on_closed(const Error& why);
   std::optional<Callback> take(std::uint64_t id);
+  bool unsolicited_allowed();  // the I/O thread's
 
   std::shared_ptr<net::WsLink> link_;
   Handlers handlers_;
@@ -69,6 +73,9 @@ class WsRpc : public std::enable_shared_from_this<WsRpc> {
   std::map<std::uint64_t, Pending> pending_;
   std::uint64_t next_id_ = 1;
   std::optional<Error> closed_why_;
+  std::uint32_t unsolicited_rate_ = 0;
+  double tokens_ = 0;
+  Clock::time_point refilled_ = Clock::now();
   std::atomic<std::chrono::system_clock::rep> last_message_{std::chrono::system_clock::now().time_since_epoch().count()};
 };
 
