@@ -177,7 +177,9 @@ int main(int argc, char** argv) {
     for (int i = 0; i < calls; ++i) {
       auto r = h.tools.invoke("edge.echo", args, ctx);
       if (!r || r->is_error) {
-        std::fprintf(stderr, "echo failed\n");
+        std::fprintf(stderr, "echo failed after %d calls: %s\n", i, r ? "isError" : r.error().message.c_str());
+        for (const auto& t : h.tools.list()) std::fprintf(stderr, "  listed: %s\n", t.qualified_name.c_str());
+        end(echo_node);
         return 1;
       }
     }
