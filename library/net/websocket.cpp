@@ -162,8 +162,6 @@ class Session final : public WsEngine::Impl::Tracked, public std::enable_shared_
           std::shared_ptr<void> keep = {})
       : engine_(std::move(engine)), keep_(std::move(keep)), ws_(std::move(ws)), limits_(limits), remote_(std::move(remote)) {
     engine_->open.fetch_add(1);
-    tokens_ = limits_.messages_per_second;
-    refilled_ = std::chrono::steady_clock::now();
   }
   ~Session() override {
     if (!finished_) engine_->open.fetch_sub(1);
@@ -223,11 +221,6 @@ class Session final : public WsEngine::Impl::Tracked, public std::enable_shared_
         finish(Error{ErrorCode::unavailable, fmt::format("{}: {}", remote_, read_failure(ec, limits_))});
         co_return;
       }
-      if (!take_token()) {
-        begin_close(websocket::close_code::policy_error, "too many messages",
-                    Error{ErrorCode::resource_exhausted, fmt::format("{} sent more than {} messages a second", remote_, limits_.messages_per_second)});
-        co_return;
-      }
       std::string text = beast::buffers_to_string(buffer.data());
       buffer.consume(n);
       if (finished_ || closing_) co_return;
@@ -241,17 +234,6 @@ class Session final : public WsEngine::Impl::Tracked, public std::enable_shared_
         }
       }
     }
-  }
-
-  bool take_token() {
-    auto now = std::chrono::steady_clock::now();
-    if (limits_.messages_per_second == 0) return true;
-    const double rate = limits_.messages_per_second;
-    tokens_ = std::min(rate, tokens_ + std::chrono::duration<double>(now - refilled_).count() * rate);
-    refilled_ = now;
-    if (tokens_ < 1.0) return false;
-    tokens_ -= 1.0;
-    return true;
   }
 
   void write_next() {
@@ -321,8 +303,6 @@ class Session final : public WsEngine::Impl::Tracked, public std::enable_shared_
   bool writing_ = false, closing_ = false, finished_ = false;  // the strand's
   std::atomic<bool> closed_{false};
   std::optional<Error> why_;
-  double tokens_ = 0;
-  std::chrono::steady_clock::time_point refilled_;
 };
 
 namespace {

@@ -4,8 +4,8 @@
 // - A WsEngine owns the I/O threads; every link it makes is served by them and closed when it goes.
 // - A link's handlers run on an I/O thread, one at a time per link, and must not block: hand work to
 //   threads of your own.
-// - Limits are the reader's: a message over max_message, or more than messages_per_second, closes the
-//   link (the peer, never the process, pays). Idle links are pinged; one that does not answer is closed.
+// - A message over max_message closes the link (the peer, never the process, pays); how many messages a
+//   peer may send is the protocol's to judge (WsRpc). Idle links are pinged; one that does not answer is closed.
 #pragma once
 
 #include <chrono>
@@ -22,7 +22,6 @@ namespace xcore::inline v1::net {
 
 struct WsLimits {
   std::size_t max_message = 8u << 20;       // bytes of one message; a bigger one closes the link
-  std::uint32_t messages_per_second = 2000;  // sustained; bursts up to as many. Beyond: closed. 0: no limit
   std::size_t max_queued = 64u << 20;        // bytes waiting to be sent; send() beyond fails
   std::chrono::milliseconds handshake_timeout{10000};
   // No traffic for half of this: a ping goes out; none for all of it: the link is closed.

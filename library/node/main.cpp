@@ -214,8 +214,6 @@ class Session {
   std::map<std::string, std::shared_ptr<std::stop_source>> calls_;
 };
 
-std::atomic<bool> stopping{false};
-
 int run(const Settings& s) {
   verbose_log = s.verbose;
   ManagerOptions mo;
@@ -287,10 +285,7 @@ int run(const Settings& s) {
     sigaddset(&set, SIGTERM);
     int sig = 0;
     sigwait(&set, &sig);
-    if (sig == SIGTERM || sig == SIGINT) {
-      stopping = true;
-      stop.request_stop();
-    }
+    if (sig == SIGTERM || sig == SIGINT) stop.request_stop();
   });
 
   std::mt19937_64 rng(std::random_device{}());
@@ -317,7 +312,6 @@ int run(const Settings& s) {
     sleep_cv.wait_for(lock, wait, [&] { return stop.stop_requested(); });
     backoff = std::min(backoff * 2, std::chrono::milliseconds(s.backoff_max_ms));
   }
-  ::kill(::getpid(), SIGTERM);  // lets the signal thread return if the loop ended otherwise
   signals.join();
   subs.clear();
   return 0;

@@ -205,7 +205,6 @@ Result<std::uint16_t> NodeHub::start() {
   lo.tls_key_file = o.tls_key_file;
   lo.max_connections = o.max_nodes;
   lo.limits.max_message = o.max_message;
-  lo.limits.messages_per_second = 0;  // WsRpc limits what a node sends of itself; answers are not limited
   lo.limits.handshake_timeout = o.handshake_timeout;
   lo.limits.idle_timeout = o.idle_timeout;
   std::weak_ptr<Impl> weak = impl_;

@@ -91,10 +91,13 @@ Result<void> RemoteNode::publish(std::vector<ToolSpec> specs) {
   for (auto& spec : specs) {
     const std::string own = spec.name;
     if (next.contains(own)) continue;
-    if (auto it = tools_.find(own); it != tools_.end() && it->second.first.to_mcp() == spec.to_mcp()) {
-      next.emplace(own, std::move(it->second));  // unchanged: it keeps its metrics
-      tools_.erase(it);
-      continue;
+    if (auto it = tools_.find(own); it != tools_.end()) {
+      if (it->second.first.to_mcp() == spec.to_mcp()) {
+        next.emplace(own, std::move(it->second));  // unchanged: it keeps its metrics
+        tools_.erase(it);
+        continue;
+      }
+      tools_.erase(it);  // changed: its old registration lets go of the name before the new one takes it
     }
     ToolSpec registered = spec;
     registered.name = fmt::format("{}.{}", identity_.name, own);
