@@ -46,11 +46,12 @@ void RemoteNode::open(std::shared_ptr<net::WsLink> link, std::function<void(Resu
     if (auto self = weak.lock()) self->refresh();
   };
   h.on_closed = [weak, closed = std::move(closed)](const Error& why) {
+    // The hub hears first, so whoever sees the tools gone also sees the node offline.
+    closed(Error{ErrorCode::unavailable, why.message, why.details});
     if (auto self = weak.lock()) {
       std::lock_guard lock(self->mutex_);
       self->tools_.clear();  // its tools go at once; calls in flight have failed with `why`
     }
-    closed(Error{ErrorCode::unavailable, why.message, why.details});
   };
   {
     std::lock_guard lock(rpc_mutex_);
