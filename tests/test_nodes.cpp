@@ -18,6 +18,7 @@
 
 #include "net/websocket.hpp"
 #include "nodes/command_policy.hpp"
+#include "support/node_host.hpp"
 #include "support/node_process.hpp"
 #include "support/process.hpp"
 #include "support/test_support.hpp"
@@ -27,57 +28,10 @@ using xcore_test::J;
 using xcore_test::TempDir;
 using xcore_test::NodeProcess;
 using xcore_test::eventually;
+using xcore_test::Host;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A host for nodes: one tool registry per tenant, tokens by value.
-struct Host {
-  std::map<std::string, std::unique_ptr<HookBus>> buses;
-  std::map<std::string, std::unique_ptr<ToolRegistry>> registries;
-  std::map<std::string, NodeIdentity> tokens;  // token -> who
-  std::mutex mutex;
-  std::vector<std::string> events;
-  std::unique_ptr<NodeHub> hub;
-
-  NodeHubOptions options(std::uint16_t port = 0) {
-    NodeHubOptions o;
-    o.port = port;
-    o.handshake_timeout = std::chrono::milliseconds(5000);
-    o.authenticate = [this](std::string_view token, std::string_view claimed) -> Result<NodeIdentity> {
-      std::lock_guard lock(mutex);
-      auto it = tokens.find(std::string(token));
-      if (it == tokens.end()) return Error{ErrorCode::unauthenticated, "unknown node token"};
-      if (it->second.name != claimed) return Error{ErrorCode::permission_denied, fmt::format("this token is node '{}''s, not '{}''s", it->second.name, claimed)};
-      return it->second;
-    };
-    o.registry_for = [this](const std::string& tenant) -> Result<NodeRegistry> {
-      std::lock_guard lock(mutex);
-      auto& r = registries[tenant];
-      if (!r) {
-        buses[tenant] = std::make_unique<HookBus>();
-        r = std::make_unique<ToolRegistry>(buses[tenant].get());
-      }
-      return NodeRegistry{r.get(), nullptr};
-    };
-    o.on_change = [this](const NodeInfo& n, bool online, const std::optional<Error>&) {
-      std::lock_guard lock(mutex);
-      events.push_back(fmt::format("{}/{} {}", n.tenant, n.name, online ? "online" : "offline"));
-    };
-    return o;
-  }
-  void start(NodeHubOptions o) {
-    hub = std::make_unique<NodeHub>(std::move(o));
-    auto port = hub->start();
-    REQUIRE_MESSAGE(port, port.error().message);
-  }
-  ToolRegistry& tools(const std::string& tenant) {
-    (void)options().registry_for(tenant);
-    std::lock_guard lock(mutex);
-    return *registries[tenant];
-  }
-  std::string url() const { return fmt::format("ws://127.0.0.1:{}/nodes", hub->port()); }
-};
 
 CallContext caller(const std::string& tenant) {
   CallContext c;
@@ -366,6 +320,43 @@ TEST_CASE("wss: the node verifies the host against a CA file or a pinned key, an
   host.hub->disconnect("acme", "edge1", "test");
   NodeProcess node(url, "tok", "edge1", tmp / "node.log", {"--pin-sha256", pin});
   CHECK_MESSAGE(eventually([&] { return tools.find("edge1.system_stats", "acme").has_value(); }), node.output());
+}
+
+TEST_CASE("an idle ws:// link outlives its connect and idle timeouts: pings keep it open") {
+  // The dial's connect timeout once stayed on the TCP stream under a ws:// link and dropped every idle
+  // node when it ran out; the pings that should keep an idle link open are what this waits on.
+  net::WsEngine engine;
+  net::WsListenOptions lo;
+  lo.limits.idle_timeout = std::chrono::milliseconds(400);
+  std::mutex mutex;
+  std::vector<std::shared_ptr<net::WsLink>> accepted;
+  auto port = engine.listen(lo, [&](const net::WsUpgrade&) -> Result<std::function<void(std::shared_ptr<net::WsLink>)>> {
+    return std::function<void(std::shared_ptr<net::WsLink>)>([&](std::shared_ptr<net::WsLink> link) {
+      link->start([](std::string) {}, [](const Error&) {});
+      std::lock_guard lock(mutex);
+      accepted.push_back(std::move(link));
+    });
+  });
+  REQUIRE(port);
+  net::WsDialOptions d;
+  d.url = fmt::format("ws://127.0.0.1:{}/nodes", *port);
+  d.connect_timeout = std::chrono::milliseconds(200);
+  d.limits.idle_timeout = std::chrono::milliseconds(400);
+  auto link = engine.dial(d);
+  REQUIRE(link);
+  std::atomic<bool> closed{false};
+  std::string why;
+  (*link)->start([](std::string) {}, [&](const Error& e) {
+    why = e.message;
+    closed = true;
+  });
+  // Bounded: several connect timeouts and idle periods pass with nothing sent but pings.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK_MESSAGE(!closed.load(), why);
+  CHECK((*link)->send(R"({"jsonrpc":"2.0","method":"still/here"})"));
+  (*link)->close("done");
+  std::lock_guard lock(mutex);
+  for (auto& a : accepted) a->close("done");
 }
 
 // ---- the command policy ----------------------------------------------------------------------------------

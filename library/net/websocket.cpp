@@ -417,6 +417,9 @@ asio::awaitable<Result<std::shared_ptr<WsEngine::Impl::Tracked>>> dial_steps(std
   tcp_stream.expires_after(options.connect_timeout);
   auto connected = co_await tcp_stream.async_connect(found, with_ec(ec));
   if (ec) co_return Error{ErrorCode::unavailable, fmt::format("{}: cannot connect: {}", options.url, ec.message())};
+  // The TCP stream's timer goes now: left running under a ws:// link, it would end it when it ran out,
+  // idle or not. The websocket's own timeouts (handshake, idle with pings) take over; TLS sets it again below.
+  tcp_stream.expires_never();
   tcp_stream.socket().set_option(tcp::no_delay(true), ec);
   set_cloexec(tcp_stream.socket().native_handle());
   const std::string remote = endpoint_text(connected);
