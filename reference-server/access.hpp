@@ -51,10 +51,11 @@ inline std::vector<std::string> role_permissions(Role r) {
     case Role::operator_:
       return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*", "resources.read:*", "prompts.get:*",
               "plugins.write", "tasks.write", "tools.call:*", "actions.call:*", "metrics.read", "agents.read", "agents.write", "providers.read",
-              "competencies.read", "approvals.read", "approvals.write", "agents.approve:*", "nodes.read"};
+              "competencies.read", "approvals.read", "approvals.write", "agents.approve:*", "nodes.read",
+              "mcp-presets.read"};
     case Role::viewer:
       return {"auth.read", "plugins.read", "tools.read", "tasks.read", "hooks.read", "routes.call:*", "resources.read:*", "prompts.get:*",
-              "agents.read", "providers.read", "competencies.read", "approvals.read", "nodes.read"};
+              "agents.read", "providers.read", "competencies.read", "approvals.read", "nodes.read", "mcp-presets.read"};
     case Role::anonymous: return {};
   }
   return {};

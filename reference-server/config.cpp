@@ -207,13 +207,20 @@ Result<void> apply_yaml(const std::filesystem::path& file, ServerConfig& c) {
         }
       }
       else if (key == "nodes") {
-        if (!v.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'nodes' must be a mapping with listen, tls_cert_file, tls_key_file", file.string())};
+        if (!v.IsMap()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'nodes' must be a mapping with listen, tls_cert_file, tls_key_file, mcp_presets", file.string())};
         for (const auto& g : v) {
           const auto which = g.first.as<std::string>();
           if (which == "listen") c.node_listen = g.second.as<std::string>();
           else if (which == "tls_cert_file") c.node_tls_cert_file = g.second.as<std::string>();
           else if (which == "tls_key_file") c.node_tls_key_file = g.second.as<std::string>();
-          else return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting 'nodes.{}' (expected listen, tls_cert_file, tls_key_file)", file.string(), which)};
+          else if (which == "mcp_presets") {
+            if (!g.second.IsSequence()) return Error{ErrorCode::invalid_argument, fmt::format("{}: 'nodes.mcp_presets' must be a list of files", file.string())};
+            for (const auto& f : g.second) {
+              std::filesystem::path preset_file = f.as<std::string>();
+              c.node_mcp_presets.push_back(preset_file.is_absolute() ? preset_file : file.parent_path() / preset_file);
+            }
+          }
+          else return Error{ErrorCode::invalid_argument, fmt::format("{}: unknown setting 'nodes.{}' (expected listen, tls_cert_file, tls_key_file, mcp_presets)", file.string(), which)};
         }
       }
       else if (key == "agent_runs_kept") c.agent_runs_kept = v.as<int>();
@@ -321,7 +328,7 @@ Result<ServerConfig> load_config(int argc, char** argv) {
   std::string listen, config_file, data_dir, env_file = ".env";
   std::vector<std::string> plugins;
   std::size_t threads = 0, max_threads = 0;
-  app.add_option("--config", config_file, "YAML settings file");
+  app.add_option("--config", config_file, "YAML settings file")->envname("XCORE_CONFIG");
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0: any free port)");
   std::string node_listen;
   app.add_option("--node-listen", node_listen, "HOST:PORT where remote nodes dial in (WebSocket; port 0: any free port)");

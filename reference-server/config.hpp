@@ -89,6 +89,9 @@ struct ServerConfig {
   // YAML: nodes: {listen, tls_cert_file, tls_key_file}; --node-listen; XCORE_NODE_LISTEN.
   std::string node_listen;
   std::string node_tls_cert_file, node_tls_key_file;
+  // MCP presets an admin may start on a node: the built-in catalogue, then these files (nodes.mcp_presets,
+  // relative to the config file), which add presets or replace those of the same name.
+  std::vector<std::filesystem::path> node_mcp_presets;
   // Agent runs' transcripts are served to the tenant; runs kept per agent.
   int agent_runs_kept = 200;
   // Every answer is checked against its route's entry (declared status, body schema): a mismatch becomes a

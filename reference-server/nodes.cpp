@@ -8,16 +8,12 @@
 namespace xcore::server {
 
 namespace {
-// A node's name becomes its tools' prefix and a path segment.
-bool valid_node_name(std::string_view n) {
-  if (n.empty() || n.size() > 40 || n.front() == '-') return false;
-  return std::all_of(n.begin(), n.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
-}
 std::string iso(std::chrono::system_clock::time_point t) { return format_iso8601(std::chrono::floor<std::chrono::seconds>(t)); }
 std::string iso(std::int64_t unix_seconds) { return format_iso8601(std::chrono::sys_seconds(std::chrono::seconds(unix_seconds))); }
 }  // namespace
 
 Result<void> Server::Impl::start_nodes() {
+  for (const auto& file : config.node_mcp_presets) XCORE_TRY(mcp_presets.add_file(file));
   if (config.node_listen.empty()) return ok();
   ServerConfig where;
   XCORE_TRY(parse_listen(config.node_listen, where));
@@ -115,7 +111,7 @@ void Server::Impl::add_node_routes() {
 
   route("POST", "/api/v1/nodes", Role::admin, "create a node ({name, labels?, policy?}); its token is shown once", [this, node_fields](Call& c) -> Result<Reply> {
     const auto* name = c.body.is_object() ? c.body.get_object().if_contains("name") : nullptr;
-    if (!name || !name->is_string() || !valid_node_name(name->get_string()))
+    if (!name || !name->is_string() || !is_node_name(name->get_string()))
       return Error{ErrorCode::invalid_argument, "name: 1-40 of a-z 0-9 - (not starting with -): it prefixes the node's tools"};
     NodeRow row;
     row.tenant = c.who.tenant;
@@ -173,6 +169,107 @@ void Server::Impl::add_node_routes() {
     out["token"] = token;
     return Reply{200, std::move(out)};
   }).returns(200, node_schema).errors({404});
+
+  add_node_mcp_routes();
+}
+
+// MCP servers on a node: presets from the catalogue (config.node_mcp_presets on top of the built-in one)
+// with the folders an admin chose, or servers already running there, by URL. The node checks them again.
+void Server::Impl::add_node_mcp_routes() {
+  const std::string preset_schema =
+      R"json({"type":"object","properties":{"name":{"type":"string"},"description":{"type":"string"},"package":{"type":"string"},"version":{"type":"string"},"mounts":{"type":"object","properties":{"min":{"type":"integer"},"max":{"type":"integer"},"writable":{"type":"boolean"}}}},"required":["name","package","version","mounts"]})json";
+  const std::string server_schema =
+      R"json({"type":"object","properties":{"id":{"type":"string"},"preset":{"type":"string"},"url":{"type":"string"},"mounts":{"type":"array","items":{"type":"string"}},"writable":{"type":"boolean"},"package":{"type":"string"},"state":{"type":"string"},"error":{"type":"string"},"tools":{"type":"array","items":{"type":"string"},"description":"as the tenant calls them, <node>.<tool>"}},"required":["id","state","tools"]})json";
+
+  // The node names its tools as it serves them; the tenant calls them "<node>.<tool>".
+  auto as_tenant_sees = [](const std::string& node, json::object server) {
+    if (auto* tools = server.if_contains("tools"); tools && tools->is_array())
+      for (auto& t : tools->as_array())
+        if (t.is_string()) t = json::value(fmt::format("{}.{}", node, std::string_view(t.get_string())));
+    return server;
+  };
+  // The node must be this tenant's before anything is asked of it.
+  auto this_tenants = [this](Call& c) -> Result<void> {
+    XCORE_ASSIGN_OR_RETURN(auto row, db->node(c.who.tenant, c.arg(1)));
+    if (!row) return Error{ErrorCode::not_found, fmt::format("no node '{}' of this tenant", c.arg(1))};
+    if (!nodes || !nodes->find(c.who.tenant, row->name)) return Error{ErrorCode::unavailable, fmt::format("node '{}' is not connected", row->name)};
+    return ok();
+  };
+
+  route("GET", "/api/v1/mcp-presets", Role::viewer, "the MCP servers a node can be asked to start, with the folders each takes", [this](Call&) -> Result<Reply> {
+    json::array out;
+    for (const auto& p : mcp_presets.list()) {
+      auto o = p.to_json();
+      o.erase("args");  // how it is started is the node's business; what it needs is shown
+      o.erase("env");
+      o["name"] = p.name;
+      out.push_back(std::move(o));
+    }
+    return Reply{200, json::object{{"presets", std::move(out)}}};
+  }).returns(200, fmt::format(R"json({{"type":"object","properties":{{"presets":{{"type":"array","items":{}}}}},"required":["presets"]}})json", preset_schema));
+
+  route("GET", "/api/v1/nodes/{node}/mcp", Role::viewer, "the MCP servers running on a node (it must be online)", [this, this_tenants, as_tenant_sees](Call& c) -> Result<Reply> {
+    XCORE_TRY(this_tenants(c));
+    XCORE_ASSIGN_OR_RETURN(auto listed, nodes->list_mcp(c.who.tenant, c.arg(1)));
+    json::array out;
+    if (auto* servers = listed.if_contains("servers"); servers && servers->is_array())
+      for (auto& s : servers->as_array())
+        if (s.is_object()) out.push_back(as_tenant_sees(c.arg(1), std::move(s.as_object())));
+    return Reply{200, json::object{{"servers", std::move(out)}}};
+  }).returns(200, fmt::format(R"json({{"type":"object","properties":{{"servers":{{"type":"array","items":{}}}}},"required":["servers"]}})json", server_schema)).errors({404, 503});
+
+  route("POST", "/api/v1/nodes/{node}/mcp", Role::admin,
+        "start an MCP server on a node: {preset, mounts, id?} from the catalogue, the mounts being folders inside the node's --root folders; "
+        "or {url, id} for one already running on the node (loopback). Its tools join as the node's",
+        [this, this_tenants, as_tenant_sees](Call& c) -> Result<Reply> {
+    XCORE_TRY(this_tenants(c));  // another tenant's node is not found, whatever the body says
+    if (!c.body.is_object()) return Error{ErrorCode::invalid_argument, "expected a JSON object: {preset, mounts} or {url, id}"};
+    const auto& b = c.body.get_object();
+    for (const auto& [k, v] : b)
+      if (k != "preset" && k != "mounts" && k != "id" && k != "url")
+        return Error{ErrorCode::invalid_argument, fmt::format("'{}' is not a field here (preset, mounts, id, url)", std::string_view(k))};
+    McpServerRequest request;
+    if (const auto* url = b.if_contains("url")) {
+      if (b.contains("preset") || b.contains("mounts")) return Error{ErrorCode::invalid_argument, "give either {preset, mounts} or {url, id}"};
+      if (!url->is_string()) return Error{ErrorCode::invalid_argument, "url: expected a string"};
+      request.url = std::string(url->get_string());
+    } else {
+      const auto* name = b.if_contains("preset");
+      if (!name || !name->is_string()) return Error{ErrorCode::invalid_argument, "preset: expected a preset's name (GET /api/v1/mcp-presets), or give url"};
+      const auto* preset = mcp_presets.find(name->get_string());
+      if (!preset) {
+        std::vector<std::string> known;
+        for (const auto& p : mcp_presets.list()) known.push_back(p.name);
+        return Error{ErrorCode::invalid_argument, fmt::format("preset: no preset '{}' (known: {})", std::string_view(name->get_string()), fmt::join(known, ", "))};
+      }
+      request.preset = *preset;
+      if (const auto* mounts = b.if_contains("mounts")) {
+        if (!mounts->is_array()) return Error{ErrorCode::invalid_argument, "mounts: expected a list of folders on the node"};
+        for (const auto& m : mounts->get_array()) {
+          if (!m.is_string()) return Error{ErrorCode::invalid_argument, "mounts: expected a list of folders on the node"};
+          request.mounts.emplace_back(m.get_string());
+        }
+      }
+    }
+    const auto* id = b.if_contains("id");
+    if (id && !id->is_string()) return Error{ErrorCode::invalid_argument, "id: expected a string"};
+    request.id = id ? std::string(id->get_string()) : request.preset ? request.preset->name : std::string();
+    if (request.id.empty()) return Error{ErrorCode::invalid_argument, "id: a server given by url needs an id (1-40 of a-z 0-9 -)"};
+    XCORE_ASSIGN_OR_RETURN(auto started, nodes->start_mcp(c.who.tenant, c.arg(1), request));
+    audit->record(AuditRow{0, 0, c.who.tenant, c.who.user, "node mcp started", c.arg(1),
+                           request.preset ? fmt::format("{} as '{}', mounts: {}", request.preset->name, request.id, fmt::join(request.mounts, ", "))
+                                          : fmt::format("{} as '{}'", request.url, request.id),
+                           c.request_id});
+    return Reply{201, as_tenant_sees(c.arg(1), std::move(started))};
+  }).body(R"json({"type":"object","properties":{"preset":{"type":"string"},"mounts":{"type":"array","items":{"type":"string"}},"id":{"type":"string"},"url":{"type":"string"}}})json")
+    .returns(201, server_schema).errors({404, 409, 503});
+
+  route("DELETE", "/api/v1/nodes/{node}/mcp/{server}", Role::admin, "stop an MCP server on a node and remove it there", [this, this_tenants](Call& c) -> Result<Reply> {
+    XCORE_TRY(this_tenants(c));
+    XCORE_TRY(nodes->stop_mcp(c.who.tenant, c.arg(1), c.arg(2)));
+    audit->record(AuditRow{0, 0, c.who.tenant, c.who.user, "node mcp stopped", c.arg(1), c.arg(2), c.request_id});
+    return Reply{200, json::object{{"deleted", c.arg(2)}}};
+  }).returns(200, R"json({"$ref":"#/components/schemas/Deleted"})json").errors({404, 503});
 }
 
 }  // namespace xcore::server

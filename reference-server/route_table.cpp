@@ -31,6 +31,7 @@ constexpr PathParameter kParameters[] = {
     {"provider", kName, "a model provider's name"},
     {"agent", kName, "an agent's name"},
     {"node", "[a-z0-9][a-z0-9-]{0,39}", "a remote node's name"},
+    {"server", "[a-z0-9][a-z0-9-]{0,39}", "an MCP server's id on a node"},
     {"run", "[0-9a-f]{32}", "an agent run's id"},
     {"approval", "[0-9a-f]{32}", "a pending approval's id"},
     // The rest of a plugin route's path, slashes included; empty for the plugin's root.

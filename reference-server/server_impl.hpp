@@ -158,7 +158,9 @@ struct Server::Impl {
   // Remote nodes (nodes.cpp): the WebSocket listener they dial, when config.node_listen is set.
   std::unique_ptr<NodeHub> nodes;
   int node_port = 0;
+  McpCatalogue mcp_presets = McpCatalogue::builtin();
   Result<void> start_nodes();
+  void add_node_mcp_routes();
   void add_node_routes();
   json::object node_json(const NodeRow& row) const;
 

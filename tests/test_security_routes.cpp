@@ -76,7 +76,7 @@ TEST_CASE("roles and token scopes: every route of the table refuses exactly thos
       {"plugins", {"audit", "x"}}, {"tools", {"echo"}},      {"app", {"core", "echo"}},        {"secrets", {"k1"}},
       {"users", {"nobody-here"}},  {"tokens", {"999999"}},   {"tasks", {"no-such-task"}},      {"webhooks", {"default", "none"}},
       {"providers", {"none"}},     {"agents", {"nobody", "0123456789abcdef0123456789abcdef"}},   {"approvals", {"0123456789abcdef0123456789abcdef"}},
-      {"nodes", {"no-node"}}};
+      {"nodes", {"no-node", "no-server"}}};
   const auto ops = operations(api);
   CHECK(ops.size() >= 50);  // plugins' own routes are listed per plugin, and the examples declare none
   for (const auto& op : ops) {
@@ -164,7 +164,7 @@ TEST_CASE("tenant isolation: every route naming a resource answers another tenan
       {"plugins", {"a-dyn", "x"}}, {"tools", {"a-dyn.anything"}}, {"app", {"a-dyn", "anything"}}, {"secrets", {"webhook_a"}},
       {"users", {"alice"}},        {"tokens", {token_id}},        {"tasks", {task_id}},
       {"providers", {"a-prov"}},   {"agents", {"a-agent", run_id}}, {"approvals", {"0123456789abcdef0123456789abcdef"}},
-      {"nodes", {"a-node"}}};
+      {"nodes", {"a-node", "a-server"}}};
   int walked = 0;
   for (const auto& op : operations(api)) {
     if (!has_parameters(op)) continue;

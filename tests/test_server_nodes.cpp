@@ -29,6 +29,11 @@ std::string create_node(Api& api, const std::string& admin, const std::string& b
   return token;
 }
 
+bool serves(Api& api, const std::string& token, const std::string& tool) {
+  auto r = api.send("GET", "/api/v1/tools", "", token);
+  return r.status == 200 && json::serialize(r.body).find("\"" + tool + "\"") != std::string::npos;
+}
+
 bool online(Api& api, const std::string& token, const std::string& node) {
   auto r = api.send("GET", "/api/v1/nodes/" + node, "", token);
   return r.status == 200 && r.body.at("online") == true;
@@ -210,4 +215,88 @@ TEST_CASE("an agent run calls a node's tool like any other") {
   REQUIRE(run.status == 200);
   // The node answered: its figures are the tool's result in the conversation.
   CHECK_MESSAGE(json::serialize(run.body.at("messages")).find("hostname") != std::string::npos, json::serialize(run.body));
+}
+
+TEST_CASE("an admin starts an MCP preset on a node over the API: its tools join the tenant's, other tenants and viewers cannot") {
+  TempDir tmp;
+  REQUIRE_MESSAGE(std::filesystem::exists(peer_script("server-memory")), "run tests/peers/install.sh first");
+  std::filesystem::create_directories(tmp / "root/notes");
+  std::filesystem::permissions(tmp / "root/notes", std::filesystem::perms::all);
+  write_file(tmp / "root/notes/todo.md", "- water the plants");
+  // An operator's presets beside the built-in ones: one more, and a bad file is refused at start.
+  write_file(tmp / "presets.yaml", "presets:\n  notes:\n    description: the notes folder, read-only\n    package: \"@modelcontextprotocol/server-filesystem\"\n"
+                                   "    version: \"2026.8.31\"\n    entry: dist/index.js\n    args: [\"{mounts}\"]\n    mounts: {min: 1, max: 1}\n");
+  write_file(tmp / "xcore.yaml", "nodes:\n  mcp_presets: [presets.yaml]\n");
+  NodeServer ns;
+  auto env = ns.env();
+  env.push_back("XCORE_CONFIG=" + (tmp / "xcore.yaml").string());
+  ServerProcess server(tmp / "var", env);
+  Api api(server.port());
+  auto admin = api.login("admin", kAdminPassword);
+
+  auto presets = api.send("GET", "/api/v1/mcp-presets", "", admin);
+  REQUIRE(presets.status == 200);
+  const auto text = json::serialize(presets.body);
+  for (const char* name : {"\"filesystem\"", "\"memory\"", "\"everything\"", "\"notes\""}) CHECK_MESSAGE(text.find(name) != std::string::npos, name);
+
+  auto token = create_node(api, admin, R"({"name":"edge1"})");
+  CHECK(api.send("POST", "/api/v1/nodes/edge1/mcp", R"({"preset":"memory"})", admin).status == 503);  // not connected
+  NodeProcess node(ns.url(), token, "edge1", tmp / "node.log",
+                   {"--root", (tmp / "root").string(), "--allow-mcp", "--mcp-cache", peers_dir().string(), "--state", (tmp / "state").string()});
+  REQUIRE_MESSAGE(eventually([&] { return online(api, admin, "edge1"); }), node.output());
+
+  auto unknown = api.send("POST", "/api/v1/nodes/edge1/mcp", R"({"preset":"postgres"})", admin);
+  CHECK(unknown.status == 400);
+  CHECK(json::serialize(unknown.body).find("no preset 'postgres' (known: everything, filesystem, memory, notes)") != std::string::npos);
+  auto outside = api.send("POST", "/api/v1/nodes/edge1/mcp", fmt::format(R"({{"preset":"notes","mounts":["{}"]}})", tmp.path().string()), admin);
+  CHECK(outside.status == 403);
+  CHECK(json::serialize(outside.body).find("outside the folders this node serves") != std::string::npos);
+
+  auto started = api.send("POST", "/api/v1/nodes/edge1/mcp", R"({"preset":"memory"})", admin);
+  REQUIRE_MESSAGE(started.status == 201, json::serialize(started.body), node.output());
+  const auto& tools = started.body.at("tools").as_array();
+  CHECK(std::find(tools.begin(), tools.end(), json::value("edge1.create_entities")) != tools.end());
+  REQUIRE_MESSAGE(eventually([&] { return serves(api, admin, "edge1.create_entities"); }), node.output());
+  auto made = invoke(api, admin, "edge1.create_entities", R"({"entities":[{"name":"plants","entityType":"chore","observations":["water weekly"]}]})");
+  CHECK_FALSE((made.as_object().contains("isError") && made.at("isError") == true));
+  auto graph = invoke(api, admin, "edge1.read_graph", "{}");
+  CHECK(json::serialize(graph).find("water weekly") != std::string::npos);
+
+  auto notes = api.send("POST", "/api/v1/nodes/edge1/mcp", fmt::format(R"({{"preset":"notes","mounts":["{}"]}})", (tmp / "root/notes").string()), admin);
+  REQUIRE_MESSAGE(notes.status == 201, json::serialize(notes.body));
+  CHECK(notes.body.at("id") == "notes");
+  CHECK(notes.body.at("writable") == false);
+  REQUIRE(eventually([&] { return serves(api, admin, "edge1.read_text_file"); }));
+  auto todo = invoke(api, admin, "edge1.read_text_file", fmt::format(R"({{"path":"{}"}})", (tmp / "root/notes/todo.md").string()));
+  CHECK(json::serialize(todo).find("water the plants") != std::string::npos);
+  // Mounted read-only: the server may try, the sandbox refuses. (Its write_file meets the node's own
+  // write_file by name, so it is served as notes.write_file.)
+  auto write = invoke(api, admin, "edge1.notes.write_file", fmt::format(R"({{"path":"{}","content":"x"}})", (tmp / "root/notes/new.md").string()));
+  CHECK(write.at("isError") == true);
+  CHECK_FALSE(std::filesystem::exists(tmp / "root/notes/new.md"));
+
+  auto listed = api.send("GET", "/api/v1/nodes/edge1/mcp", "", admin);
+  REQUIRE(listed.status == 200);
+  CHECK(listed.body.at("servers").as_array().size() == 2);
+
+  // Another tenant's admin reaches none of it; a viewer reads and may not start or stop.
+  REQUIRE(api.send("POST", "/api/v1/tenants", R"({"id":"acme"})", admin).status == 201);
+  add_user(api, admin, "boss", "admin", "acme");
+  auto boss = api.login("boss", "password-123", "acme");
+  CHECK(api.send("GET", "/api/v1/nodes/edge1/mcp", "", boss).status == 404);
+  CHECK(api.send("POST", "/api/v1/nodes/edge1/mcp", R"({"preset":"everything"})", boss).status == 404);
+  CHECK(api.send("DELETE", "/api/v1/nodes/edge1/mcp/memory", "", boss).status == 404);
+  CHECK(api.send("POST", "/api/v1/tools/edge1.read_graph/invoke", "{}", boss).status == 404);
+  add_user(api, admin, "watcher", "viewer");
+  auto viewer = api.login("watcher", "password-123");
+  CHECK(api.send("GET", "/api/v1/nodes/edge1/mcp", "", viewer).status == 200);
+  CHECK(api.send("POST", "/api/v1/nodes/edge1/mcp", R"({"preset":"everything"})", viewer).status == 403);
+  CHECK(api.send("DELETE", "/api/v1/nodes/edge1/mcp/memory", "", viewer).status == 403);
+
+  CHECK(api.send("DELETE", "/api/v1/nodes/edge1/mcp/memory", "", admin).status == 200);
+  CHECK(eventually([&] { return !serves(api, admin, "edge1.read_graph"); }));
+  CHECK(api.send("DELETE", "/api/v1/nodes/edge1/mcp/memory", "", admin).status == 404);
+  auto audit = api.send("GET", "/api/v1/audit?limit=50", "", admin);
+  CHECK(json::serialize(audit.body).find("node mcp started") != std::string::npos);
+  CHECK(json::serialize(audit.body).find("node mcp stopped") != std::string::npos);
 }

@@ -8,7 +8,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +24,10 @@
 namespace xcore::inline v1 {
 
 class ToolRegistry;
+
+// A node's name, and the name of a preset or an MCP server on a node: 1-40 of a-z, 0-9 and '-', not
+// starting with '-' (it prefixes tool names and is a path segment).
+bool is_node_name(std::string_view name) noexcept;
 
 // Who a connecting node is, as the host's authentication decided.
 struct NodeIdentity {
@@ -73,6 +79,49 @@ struct NodeHubOptions {
   LogSink log;
 };
 
+// An MCP server from npm that a node starts when asked: Node.js runs the package's `entry` as a sandboxed
+// plugin of the node, with no network, seeing only the package, its own data folder and the folders the
+// caller chose (its mounts), which the node keeps inside its --root folders.
+struct McpPreset {
+  std::string name;  // 1-40 of [a-z0-9-]
+  std::string description;
+  std::string package;  // npm name, e.g. @modelcontextprotocol/server-filesystem
+  std::string version;  // exact: installed as package@version, install scripts off
+  std::string entry;    // the script in the package, e.g. dist/index.js
+  std::vector<std::string> args;  // "{mounts}" stands for the chosen folders, "{data}" for its data folder
+  std::vector<std::pair<std::string, std::string>> env;  // values may hold "{data}"
+  unsigned min_mounts = 0, max_mounts = 0;
+  bool writable = false;  // mounts are read-write (else read-only)
+  unsigned memory_mb = 2048;  // address space (Node.js reserves more than it uses)
+  unsigned timeout_ms = 30000;
+  json::object to_json() const;
+  // Errors name the field, e.g. "preset 'files': version: expected an exact version such as 1.2.3".
+  static Result<McpPreset> from_json(std::string_view name, const json::value& v);
+};
+
+// The presets a host offers: the catalogue built into xcore (presets/mcp.yaml in its source), to which an
+// operator's files add presets or replace those of the same name.
+class McpCatalogue {
+ public:
+  static McpCatalogue builtin();
+  Result<void> add_file(const std::filesystem::path& file);
+  Result<void> add_text(std::string_view yaml, const std::filesystem::path& file_for_messages);
+  const McpPreset* find(std::string_view name) const;
+  std::vector<McpPreset> list() const;
+
+ private:
+  std::map<std::string, McpPreset, std::less<>> presets_;
+};
+
+// What a node is asked to start: a preset with its mounts, or an MCP server already running on the node,
+// reached at `url` (loopback only: the node does not proxy into its network).
+struct McpServerRequest {
+  std::string id;  // its plugin id on the node: its tools come as "<node>.<id>.<tool>"
+  std::optional<McpPreset> preset;
+  std::vector<std::string> mounts;  // absolute folders on the node
+  std::string url;
+};
+
 class NodeHub {
  public:
   explicit NodeHub(NodeHubOptions options);
@@ -93,6 +142,14 @@ class NodeHub {
   bool set_policy(std::string_view tenant, std::string_view name, const json::object& policy);
   // Drops a node (its token was revoked, it was deleted): true when it was connected.
   bool disconnect(std::string_view tenant, std::string_view name, std::string_view reason);
+
+  // MCP servers on a node (it must run with --allow-mcp). Starting one installs its package if need be
+  // (from the node's cache or npm) within `timeout`; its tools then join as the node's. The answers are
+  // the node's: {id, preset|url, mounts, state, tools, error?}; listing gives {"servers": [...]}.
+  Result<json::object> start_mcp(std::string_view tenant, std::string_view name, const McpServerRequest& request,
+                                 std::chrono::milliseconds timeout = std::chrono::minutes(5));
+  Result<void> stop_mcp(std::string_view tenant, std::string_view name, std::string_view id);
+  Result<json::object> list_mcp(std::string_view tenant, std::string_view name);
 
  private:
   struct Impl;

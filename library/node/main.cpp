@@ -31,6 +31,7 @@
 #include "core/thread_name.hpp"
 #include "mcp/mcp_server.hpp"
 #include "net/websocket.hpp"
+#include "node/mcp_servers.hpp"
 #include "node/native_tools.hpp"
 #include "nodes/ws_rpc.hpp"
 #include "sandbox/wire.hpp"
@@ -41,9 +42,9 @@ using namespace xcore;
 using Clock = std::chrono::steady_clock;
 
 struct Settings {
-  std::string server, token, name, ca_file, pin, policy_file;
-  std::vector<std::string> labels, plugin_dirs, roots;
-  bool allow_exec = false;
+  std::string server, token, name, ca_file, pin, policy_file, state;
+  std::vector<std::string> labels, plugin_dirs, roots, mcp_caches;
+  bool allow_exec = false, allow_mcp = false;
   unsigned workers = 8;
   int backoff_max_ms = 30000;
   bool verbose = false;
@@ -107,8 +108,8 @@ class Workers {
 // One connection's life: serve the host's requests until the link ends.
 class Session {
  public:
-  Session(const Settings& settings, Manager& manager, Workers& workers, std::shared_ptr<node::HostPolicy> host_policy)
-      : settings_(settings), manager_(manager), workers_(workers), host_policy_(std::move(host_policy)) {}
+  Session(const Settings& settings, Manager& manager, node::McpServers& mcp, Workers& workers, std::shared_ptr<node::HostPolicy> host_policy)
+      : settings_(settings), manager_(manager), mcp_(mcp), workers_(workers), host_policy_(std::move(host_policy)) {}
 
   // Returns when the link has ended (or `stop` was requested), with why.
   Error serve(std::shared_ptr<net::WsLink> link, std::stop_token stop) {
@@ -173,7 +174,21 @@ class Session {
     }
   }
 
+  // The host's own requests: MCP servers to start, stop and list here.
+  Result<json::value> host_request(const jsonrpc::Message& m, std::stop_token cancel) {
+    auto value = [](Result<json::object> r) -> Result<json::value> {
+      if (!r) return r.error();
+      return json::value(std::move(*r));
+    };
+    if (m.method == "xcore/node/mcp/list") return json::value(mcp_.list());
+    if (m.method == "xcore/node/mcp/stop") return value(mcp_.stop(m.params));
+    if (m.method == "xcore/node/mcp/start")  // installing a package may take minutes: the host's call says how long
+      return value(mcp_.start(m.params, Clock::now() + std::chrono::minutes(10), cancel));
+    return Error{ErrorCode::not_found, fmt::format("method '{}' not found", m.method)};
+  }
+
   void answer(const jsonrpc::Message& m, std::stop_token cancel) {
+    if (m.method.starts_with("xcore/node/")) return finish(m, host_request(m, cancel));
     mcp::ServerOptions so;
     so.name = "xcore-node";
     so.version = version();
@@ -192,6 +207,10 @@ class Session {
       for (const auto& l : settings_.labels) labels.emplace_back(l);
       result->as_object()["_meta"] = json::object{{"xcore/node", json::object{{"name", settings_.name}, {"labels", std::move(labels)}}}};
     }
+    finish(m, result);
+  }
+
+  void finish(const jsonrpc::Message& m, const Result<json::value>& result) {
     {
       std::lock_guard lock(calls_mutex_);
       calls_.erase(json::serialize(m.id));
@@ -206,6 +225,7 @@ class Session {
 
   const Settings& settings_;
   Manager& manager_;
+  node::McpServers& mcp_;
   Workers& workers_;
   std::shared_ptr<node::HostPolicy> host_policy_;
   std::mutex rpc_mutex_;
@@ -219,6 +239,29 @@ int run(const Settings& s) {
   ManagerOptions mo;
   for (const auto& d : s.plugin_dirs) mo.plugin_dirs.emplace_back(d);
   mo.log = log;
+  // url: plugins reach servers on this machine only: a node is no door into its network.
+  mo.remote_address = [](const PluginManifest& m, std::string_view host) -> Result<std::string> {
+    if (host == "127.0.0.1" || host == "localhost") return std::string("127.0.0.1");
+    if (host == "::1" || host == "[::1]") return std::string("::1");
+    return Error{ErrorCode::permission_denied, fmt::format("plugin '{}': a node's url: plugins reach this machine only, not '{}'", m.id, host)};
+  };
+  std::filesystem::path state;
+  if (s.allow_mcp) {
+    state = !s.state.empty()                  ? std::filesystem::path(s.state)
+            : std::getenv("XDG_STATE_HOME")   ? std::filesystem::path(std::getenv("XDG_STATE_HOME")) / "xcore-node" / s.name
+            : std::getenv("HOME")             ? std::filesystem::path(std::getenv("HOME")) / ".local/state/xcore-node" / s.name
+                                              : std::filesystem::path("/var/lib/xcore-node") / s.name;
+    std::error_code ec;
+    std::filesystem::create_directories(node::McpServers::plugins_dir(state), ec);
+    if (ec) {
+      log(LogLevel::error, "xcore-node", fmt::format("--state '{}': {}", state.string(), ec.message()));
+      return 2;
+    }
+    state = std::filesystem::canonical(state);
+    // The servers it was asked for come back with it.
+    mo.plugin_dirs.push_back(node::McpServers::plugins_dir(state));
+    mo.data_dir = state / "data";
+  }
   Manager manager(mo);
   auto report = manager.discover();
   for (const auto& p : report.problems) log(LogLevel::warn, "plugins", p.message);
@@ -257,8 +300,17 @@ int run(const Settings& s) {
     return 2;
   }
 
+  node::McpServersOptions mcp_options;
+  mcp_options.allowed = s.allow_mcp;
+  mcp_options.roots = no.roots;
+  for (const auto& c : s.mcp_caches) mcp_options.caches.emplace_back(c);
+  mcp_options.state = state;
+  mcp_options.data_dir = mo.data_dir;
+  mcp_options.log = log;
+  node::McpServers mcp(manager, std::move(mcp_options));
+
   Workers workers(s.workers);
-  Session session(s, manager, workers, no.host_policy);
+  Session session(s, manager, mcp, workers, no.host_policy);
   std::vector<Subscription> subs;
   for (const char* event : {"plugin.enabled", "plugin.disabled", "plugin.reloaded", "plugin.unloaded"})
     if (auto sub = manager.hooks().subscribe(event, [&session](const HookEvent&) {
@@ -340,6 +392,9 @@ int main(int argc, char** argv) {
   app.add_option("--root", s.roots, "a folder the file tools may reach (repeatable)");
   app.add_flag("--allow-exec", s.allow_exec, "serve exec_command (under --command-policy; without one, every command is refused)");
   app.add_option("--command-policy", s.policy_file, "a JSON file: {\"rules\": [{\"allow\": \"/usr/bin/git\"}, {\"deny\": \"/usr/bin/rm\"}]}");
+  app.add_flag("--allow-mcp", s.allow_mcp, "start MCP servers the host asks for (presets from npm, sandboxed, seeing only mounts inside --root folders)");
+  app.add_option("--mcp-cache", s.mcp_caches, "a folder holding node_modules/<package> to take presets' packages from before npm (repeatable)");
+  app.add_option("--state", s.state, "where this node keeps its MCP servers and their data (default: $XDG_STATE_HOME or ~/.local/state, xcore-node/NAME)");
   app.add_option("--ca-file", s.ca_file, "wss: verify the host against these CAs (default: the system's)");
   app.add_option("--pin-sha256", s.pin, "wss: the host's public key, hex SHA-256 of its SubjectPublicKeyInfo");
   app.add_option("--workers", s.workers, "requests served at once")->check(CLI::Range(1u, 256u));

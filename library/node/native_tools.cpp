@@ -1,5 +1,7 @@
 #include "node/native_tools.hpp"
 
+#include "node/run_program.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -175,84 +177,16 @@ Result<ToolResult> exec_command(const NativeToolsOptions& o, const json::value& 
   auto deadline = std::chrono::steady_clock::now() + timeout;
   if (ctx.deadline) deadline = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*ctx.deadline - std::chrono::system_clock::now()));
 
-  int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return Error{ErrorCode::unavailable, "pipe failed"};
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    ::close(out_pipe[0]);
-    ::close(out_pipe[1]);
-    return Error{ErrorCode::unavailable, "pipe failed"};
-  }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-  posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
-  // Nothing of the node's (its connection to the host above all) is inherited: a command left running
-  // must not keep a dead node's link open.
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  // The resolved executable runs, not whatever argv[0] would find now.
-  std::vector<char*> cargv;
-  for (auto& s : argv) cargv.push_back(s.data());
-  cargv.push_back(nullptr);
-  std::string env_path = "PATH=" + o.policy.path;
-  std::string env_home = "HOME=" + cwd.string();
-  char* envp[] = {env_path.data(), env_home.data(), const_cast<char*>("LANG=C.UTF-8"), nullptr};
-  pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, decision.executable.c_str(), &fa, &attr, cargv.data(), envp);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  if (rc != 0) {
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
-    return Error{ErrorCode::unavailable, fmt::format("cannot start {}: {}", decision.executable.string(), std::strerror(rc))};
-  }
-  std::string out, err;
-  bool truncated = false, timed_out = false, cancelled = false;
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  int open_fds = 2;
-  char buf[16384];
-  while (open_fds > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    if (ctx.cancel.stop_requested()) {
-      cancelled = true;
-      break;
-    }
-    int n = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, 100)));
-    if (n < 0 && errno != EINTR) break;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
-      if (got <= 0) {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-        continue;
-      }
-      auto& sink = i == 0 ? out : err;
-      const auto room = o.output_cap > sink.size() ? o.output_cap - sink.size() : 0;
-      if (static_cast<std::size_t>(got) > room) truncated = true;
-      sink.append(buf, std::min<std::size_t>(room, static_cast<std::size_t>(got)));
-    }
-  }
-  if (timed_out || cancelled) ::kill(-pid, SIGKILL);
-  for (auto& f : fds)
-    if (f.fd >= 0) ::close(f.fd);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  ProgramSpec spec;
+  spec.executable = decision.executable;  // the resolved executable runs, not whatever argv[0] would find now
+  spec.argv = argv;
+  spec.env = {"PATH=" + o.policy.path, "HOME=" + cwd.string(), "LANG=C.UTF-8"};
+  spec.cwd = cwd;
+  spec.deadline = deadline;
+  spec.cancel = ctx.cancel;
+  spec.output_cap = o.output_cap;
+  XCORE_ASSIGN_OR_RETURN(auto run, run_program(spec));
+  const auto& [out, err, truncated, timed_out, cancelled, status] = run;
   if (cancelled) return Error{ErrorCode::cancelled, fmt::format("{} was cancelled", argv[0])};
   json::object r{{"executable", decision.executable.string()}, {"stdout", out}, {"stderr", err}, {"truncated", truncated}, {"timed_out", timed_out}};
   if (WIFEXITED(status)) r["exit_code"] = WEXITSTATUS(status);

@@ -100,6 +100,9 @@ struct NodeHub::Impl : std::enable_shared_from_this<NodeHub::Impl> {
     });
   }
 
+  Result<json::value> request(std::string_view tenant, std::string_view name, std::string_view method, const json::value& params,
+                              std::chrono::milliseconds timeout);
+
   // On a worker: the tenant's registry, then the handshake.
   void join(const NodeIdentity& id, const std::shared_ptr<net::WsLink>& link) {
     auto registry = options.registry_for(id.tenant);
@@ -289,6 +292,49 @@ bool NodeHub::disconnect(std::string_view tenant, std::string_view name, std::st
   if (impl_->options.on_change)
     impl_->options.on_change(was_online->info(), false, Error{ErrorCode::unavailable, fmt::format("dropped by the host: {}", reason)});
   return true;
+}
+
+namespace {
+Result<json::object> object_answer(Result<json::value> r, std::string_view method) {
+  if (!r) return r.error();
+  if (!r->is_object()) return Error{ErrorCode::internal, fmt::format("the node's answer to {} is not an object", method)};
+  return std::move(r->as_object());
+}
+}  // namespace
+
+Result<json::value> NodeHub::Impl::request(std::string_view tenant, std::string_view name, std::string_view method, const json::value& params,
+                                           std::chrono::milliseconds timeout) {
+  std::shared_ptr<nodes::RemoteNode> n;
+  {
+    std::lock_guard lock(mutex);
+    if (auto it = online.find(key_of(tenant, name)); it != online.end()) n = it->second;
+  }
+  if (!n) return Error{ErrorCode::unavailable, fmt::format("node '{}' is not connected", name)};
+  return n->request(method, params, timeout);
+}
+
+Result<json::object> NodeHub::start_mcp(std::string_view tenant, std::string_view name, const McpServerRequest& request, std::chrono::milliseconds timeout) {
+  json::object params{{"id", request.id}};
+  if (request.preset) {
+    params["preset"] = request.preset->to_json();
+    params["preset"].as_object()["name"] = request.preset->name;
+    json::array mounts;
+    for (const auto& m : request.mounts) mounts.emplace_back(m);
+    params["mounts"] = std::move(mounts);
+  } else {
+    params["url"] = request.url;
+  }
+  return object_answer(impl_->request(tenant, name, "xcore/node/mcp/start", params, timeout), "xcore/node/mcp/start");
+}
+
+Result<void> NodeHub::stop_mcp(std::string_view tenant, std::string_view name, std::string_view id) {
+  auto r = impl_->request(tenant, name, "xcore/node/mcp/stop", json::object{{"id", id}}, impl_->options.call_timeout);
+  if (!r) return r.error();
+  return ok();
+}
+
+Result<json::object> NodeHub::list_mcp(std::string_view tenant, std::string_view name) {
+  return object_answer(impl_->request(tenant, name, "xcore/node/mcp/list", json::object{}, impl_->options.call_timeout), "xcore/node/mcp/list");
 }
 
 }  // namespace xcore::inline v1

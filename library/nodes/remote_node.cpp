@@ -171,6 +171,12 @@ Result<ToolResult> RemoteNode::call(const std::string& tool, const json::value& 
   return ToolResult::from_mcp(std::move(*r));
 }
 
+Result<json::value> RemoteNode::request(std::string_view method, const json::value& params, std::chrono::milliseconds timeout) {
+  auto link = rpc();
+  if (!link) return Error{ErrorCode::unavailable, fmt::format("node '{}' is not connected", identity_.name)};
+  return link->call(method, params, WsRpc::Clock::now() + timeout);
+}
+
 void RemoteNode::close(std::string_view reason) {
   if (auto r = rpc()) r->close(reason);
   std::lock_guard lock(mutex_);

@@ -39,6 +39,8 @@ class RemoteNode : public std::enable_shared_from_this<RemoteNode> {
   // The host's command policy, to the node (xcore/node/policy).
   Result<void> send_policy(const json::object& policy);
   void expire(WsRpc::Clock::time_point now);
+  // A request of the host's own to the node (xcore/node/...), answered within `timeout`.
+  Result<json::value> request(std::string_view method, const json::value& params, std::chrono::milliseconds timeout);
   NodeInfo info() const;
   const NodeIdentity& identity() const noexcept { return identity_; }
 

@@ -10,6 +10,7 @@ dir=${XCORE_PEERS_DIR:-$default_cache/xcore/mcp-peers}
 packages=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/server-filesystem@2026.8.31"
+  "@modelcontextprotocol/server-memory@2026.8.31"
   "@modelcontextprotocol/inspector-cli@1.0.3"
   "@modelcontextprotocol/conformance@0.1.13"
   "@redocly/cli@2.77.0"

@@ -32,12 +32,13 @@ struct NodeProcess {
   pid_t pid = -1;
   std::filesystem::path log;
   NodeProcess(const std::string& url, const std::string& token, const std::string& name, const std::filesystem::path& log_file,
-              std::vector<std::string> extra = {})
+              std::vector<std::string> extra = {}, std::vector<std::string> env = {})
       : log(log_file) {
     std::vector<std::string> args{XCORE_NODE_PATH, "--server", url, "--token", token, "--name", name, "--backoff-max-ms", "400"};
     args.insert(args.end(), extra.begin(), extra.end());
     const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-    pid = spawn_process(args, {"PATH=/usr/bin:/bin"}, devnull, log_file);
+    env.push_back("PATH=/usr/bin:/bin");
+    pid = spawn_process(args, env, devnull, log_file);
     ::close(devnull);
   }
   NodeProcess(const NodeProcess&) = delete;
