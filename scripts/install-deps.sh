@@ -11,6 +11,7 @@ packages=(
   libseccomp-dev doctest-dev libbenchmark-dev wrk
   prometheus  # promtool: the metrics test checks /metrics with it
   chromium    # the /docs test drives the page in it (headless)
+  iproute2    # ip netns: the node tests put a node in a network namespace of its own
 )
 
 # The sandbox tests load third-party MCP servers from the npm registry: they need node and npm. Use the

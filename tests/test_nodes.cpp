@@ -359,6 +359,74 @@ TEST_CASE("an idle ws:// link outlives its connect and idle timeouts: pings keep
   for (auto& a : accepted) a->close("done");
 }
 
+// A network namespace of the test's own, joined to this one by a veth pair: a node on "another machine",
+// and a link that can be cut. Root only; removed (with its pair) when it goes.
+struct NetNamespace {
+  std::string name, host_if, host_ip, node_ip;
+  bool ok = false;
+  std::string problem;
+  NetNamespace() {
+    const auto id = std::to_string(::getpid() % 100000);
+    name = "xcore-t" + id;
+    host_if = "xcv" + id + "h";
+    const int subnet = static_cast<int>(::getpid() % 250) + 1;
+    host_ip = fmt::format("10.213.{}.1", subnet);
+    node_ip = fmt::format("10.213.{}.2", subnet);
+    const auto node_if = "xcv" + id + "n";
+    for (const auto& cmd : {fmt::format("ip netns add {}", name), fmt::format("ip link add {} type veth peer name {}", host_if, node_if),
+                            fmt::format("ip link set {} netns {}", node_if, name), fmt::format("ip addr add {}/30 dev {}", host_ip, host_if),
+                            fmt::format("ip link set {} up", host_if), fmt::format("ip netns exec {} ip addr add {}/30 dev {}", name, node_ip, node_if),
+                            fmt::format("ip netns exec {} ip link set {} up", name, node_if), fmt::format("ip netns exec {} ip link set lo up", name)}) {
+      auto out = xcore_test::run_command(cmd + " && echo done");
+      if (out.find("done") == std::string::npos) {
+        problem = cmd + ": " + out;
+        return;
+      }
+    }
+    ok = true;
+  }
+  void link(bool up) const { (void)xcore_test::run_command(fmt::format("ip link set {} {}", host_if, up ? "up" : "down")); }
+  ~NetNamespace() {
+    (void)xcore_test::run_command(fmt::format("ip link del {}", host_if));
+    (void)xcore_test::run_command(fmt::format("ip netns del {}", name));
+  }
+};
+
+TEST_CASE("a node in a network namespace of its own: it serves across the veth, and a cut link drops it until the link is back") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: network namespaces need root");
+    return;
+  }
+  NetNamespace ns;
+  REQUIRE_MESSAGE(ns.ok, ns.problem);
+  TempDir tmp;
+  Host host;
+  host.tokens["tok-a"] = NodeIdentity{"acme", "edge1"};
+  auto o = host.options();
+  o.address = ns.host_ip;  // not loopback: the node reaches it only through the pair
+  o.idle_timeout = std::chrono::milliseconds(800);
+  host.start(o);
+  auto& tools = host.tools("acme");
+  const auto url = fmt::format("ws://{}:{}/nodes", ns.host_ip, host.hub->port());
+  // `ip netns exec` execs the node in the namespace: the pid is the node's.
+  xcore_test::NodeProcess node(url, "tok-a", "edge1", tmp / "node.log", {}, {}, {"/usr/sbin/ip", "netns", "exec", ns.name});
+  REQUIRE_MESSAGE(eventually([&] { return host.hub->find("acme", "edge1").has_value(); }), node.output());
+  CHECK(host.hub->find("acme", "edge1")->remote_address.starts_with(ns.node_ip));
+  auto r = tools.invoke("edge1.system_stats", J("{}"), caller("acme"));
+  REQUIRE(r);
+  CHECK_FALSE(r->is_error);
+
+  // The wire goes dead (no FIN, no RST): the host's pings go unanswered and it lets the node go.
+  ns.link(false);
+  CHECK(eventually([&] { return !tools.find("edge1.system_stats", "acme").has_value(); }, std::chrono::seconds(5)));
+  CHECK_FALSE(host.hub->find("acme", "edge1"));
+  auto lost = tools.invoke("edge1.system_stats", J("{}"), caller("acme"));
+  CHECK_FALSE(lost);
+  // Back: the node finds its old connection gone and dials again.
+  ns.link(true);
+  CHECK_MESSAGE(eventually([&] { return tools.find("edge1.system_stats", "acme").has_value(); }, std::chrono::seconds(30)), node.output());
+}
+
 // ---- the command policy ----------------------------------------------------------------------------------
 
 TEST_CASE("the command policy decides on the resolved program: bypass attempts are refused") {

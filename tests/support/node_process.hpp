@@ -32,9 +32,13 @@ struct NodeProcess {
   pid_t pid = -1;
   std::filesystem::path log;
   NodeProcess(const std::string& url, const std::string& token, const std::string& name, const std::filesystem::path& log_file,
-              std::vector<std::string> extra = {}, std::vector<std::string> env = {})
+              std::vector<std::string> extra = {}, std::vector<std::string> env = {}, std::vector<std::string> launcher = {})
       : log(log_file) {
-    std::vector<std::string> args{XCORE_NODE_PATH, "--server", url, "--token", token, "--name", name, "--backoff-max-ms", "400"};
+    // `launcher`: what runs it (ip netns exec NS), which must exec it so that the pid is the node's.
+    std::vector<std::string> args = std::move(launcher);
+    for (std::string a : {std::string(XCORE_NODE_PATH), std::string("--server"), url, std::string("--token"), token, std::string("--name"), name,
+                          std::string("--backoff-max-ms"), std::string("400")})
+      args.push_back(std::move(a));
     args.insert(args.end(), extra.begin(), extra.end());
     const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
     env.push_back("PATH=/usr/bin:/bin");
