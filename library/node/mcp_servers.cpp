@@ -7,7 +7,7 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
-#include "node/run_program.hpp"
+#include <xcore/run_program.hpp>
 
 extern char** environ;
 
@@ -134,7 +134,7 @@ Result<fs::path> McpServers::package_dir(const McpPreset& preset, std::chrono::s
   if (!npm) return Error{ErrorCode::unavailable, fmt::format("{}@{} is in no cache (--mcp-cache) and npm is not installed", preset.package, preset.version)};
   fs::create_directories(prefix, ec);
   if (ec) return Error{ErrorCode::unavailable, fmt::format("cannot make {}: {}", prefix.string(), ec.message())};
-  ProgramSpec spec;
+  sdk::ProgramSpec spec;
   spec.executable = *npm;
   spec.argv = {"npm", "install", "--prefix", prefix.string(), "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error",
                fmt::format("{}@{}", preset.package, preset.version)};
@@ -152,10 +152,15 @@ Result<fs::path> McpServers::package_dir(const McpPreset& preset, std::chrono::s
   }
   spec.cwd = prefix;
   spec.deadline = std::min(deadline, std::chrono::steady_clock::now() + options_.install_timeout);
-  spec.cancel = cancel;
+  spec.cancelled = [cancel] { return cancel.stop_requested(); };
   spec.output_cap = 64u << 10;
   if (options_.log) options_.log(LogLevel::info, "xcore-node", fmt::format("installing {}@{} with npm", preset.package, preset.version));
-  XCORE_ASSIGN_OR_RETURN(auto run, run_program(spec));
+  sdk::ProgramRun run;
+  try {
+    run = sdk::run_program(spec);
+  } catch (const std::runtime_error& e) {
+    return Error{ErrorCode::unavailable, e.what()};
+  }
   if (!run.succeeded() || installed_version(dir) != preset.version) {
     fs::remove_all(prefix, ec);
     auto why = run.timed_out ? std::string("it took too long") : run.cancelled ? std::string("it was cancelled") : last_lines(run.err, 3);

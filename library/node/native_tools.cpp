@@ -1,6 +1,6 @@
 #include "node/native_tools.hpp"
 
-#include "node/run_program.hpp"
+#include <xcore/run_program.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -177,15 +177,20 @@ Result<ToolResult> exec_command(const NativeToolsOptions& o, const json::value& 
   auto deadline = std::chrono::steady_clock::now() + timeout;
   if (ctx.deadline) deadline = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*ctx.deadline - std::chrono::system_clock::now()));
 
-  ProgramSpec spec;
+  sdk::ProgramSpec spec;
   spec.executable = decision.executable;  // the resolved executable runs, not whatever argv[0] would find now
   spec.argv = argv;
   spec.env = {"PATH=" + o.policy.path, "HOME=" + cwd.string(), "LANG=C.UTF-8"};
   spec.cwd = cwd;
   spec.deadline = deadline;
-  spec.cancel = ctx.cancel;
+  spec.cancelled = [cancel = ctx.cancel] { return cancel.stop_requested(); };
   spec.output_cap = o.output_cap;
-  XCORE_ASSIGN_OR_RETURN(auto run, run_program(spec));
+  sdk::ProgramRun run;
+  try {
+    run = sdk::run_program(spec);
+  } catch (const std::runtime_error& e) {
+    return Error{ErrorCode::unavailable, e.what()};
+  }
   const auto& [out, err, truncated, timed_out, cancelled, status] = run;
   if (cancelled) return Error{ErrorCode::cancelled, fmt::format("{} was cancelled", argv[0])};
   json::object r{{"executable", decision.executable.string()}, {"stdout", out}, {"stderr", err}, {"truncated", truncated}, {"timed_out", timed_out}};
