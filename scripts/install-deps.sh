@@ -12,6 +12,7 @@ packages=(
   prometheus  # promtool: the metrics test checks /metrics with it
   chromium    # the /docs test drives the page in it (headless)
   iproute2    # ip netns: the node tests put a node in a network namespace of its own
+  python3     # the shell example plugin's python_eval, and its tests
 )
 
 # The sandbox tests load third-party MCP servers from the npm registry: they need node and npm. Use the

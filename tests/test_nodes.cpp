@@ -359,6 +359,23 @@ TEST_CASE("an idle ws:// link outlives its connect and idle timeouts: pings keep
   for (auto& a : accepted) a->close("done");
 }
 
+TEST_CASE("a node serves the sandboxed shell plugin from --plugins: its tools join as the node's") {
+  TempDir tmp;
+  Host host;
+  host.tokens["tok-a"] = NodeIdentity{"acme", "edge1"};
+  host.start(host.options());
+  auto& tools = host.tools("acme");
+  NodeProcess node(host.url(), "tok-a", "edge1", tmp / "node.log", {"--plugins", XCORE_EXTRA_PLUGIN_DIR});
+  REQUIRE_MESSAGE(eventually([&] { return tools.find("edge1.python_eval", "acme").has_value(); }), node.output());
+  CHECK(tools.find("edge1.git_status", "acme"));
+  auto r = tools.invoke("edge1.python_eval", J(R"js({"code": "print(6 * 7)"})js"), caller("acme"));
+  REQUIRE(r);
+  CHECK_FALSE(r->is_error);
+  CHECK(r->structured.at("stdout") == "42\n");
+  auto rm = tools.invoke("edge1.run_command", J(R"({"argv": ["rm", "-rf", "/"]})"), caller("acme"));
+  CHECK((!rm || rm->is_error));
+}
+
 // A network namespace of the test's own, joined to this one by a veth pair: a node on "another machine",
 // and a link that can be cut. Root only; removed (with its pair) when it goes.
 struct NetNamespace {

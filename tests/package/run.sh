@@ -31,7 +31,7 @@ quiet cmake --build "$work/static-build"
 "$work/static-build/host" "$work/static-build/plugins"
 
 echo "== the examples, each built on its own"
-for example in plugins/core plugins/files plugins/audit plugins/wordcount host scheduler-host; do
+for example in plugins/core plugins/files plugins/shell plugins/audit plugins/wordcount host scheduler-host; do
   quiet cmake -S "$source_dir/examples/$example" -B "$work/examples/$example" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$work/static" "${launcher[@]}"
   quiet cmake --build "$work/examples/$example"
@@ -47,6 +47,8 @@ for id in core files audit wordcount; do
   grep -q "\"id\":\"$id\"" <<<"$plugins" || { echo "the installed server did not find plugin $id: $plugins"; cat "$work/server.log"; exit 1; }
 done
 echo "the installed server loads the installed example plugins"
+[[ -f $work/static/lib/xcore/extra-plugins/shell/plugin.yaml ]] || { echo "the shell plugin is not installed apart"; exit 1; }
+[[ -f $work/static/share/xcore/mcp-presets.yaml ]] || { echo "the MCP presets are not installed"; exit 1; }
 
 echo "== the README's snippets, as written"
 mkdir -p "$work/readme"
