@@ -7,6 +7,7 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
+#include <xcore/command_policy.hpp>
 #include <xcore/run_program.hpp>
 
 extern char** environ;
@@ -19,18 +20,10 @@ namespace {
 
 Error refused(std::string message) { return Error{ErrorCode::invalid_argument, std::move(message)}; }
 
-std::optional<fs::path> on_path(std::string_view program) {
+// The node's own PATH: npm and Node.js are found as its shell would find them.
+std::optional<fs::path> on_path(const std::string& program) {
   const char* path = std::getenv("PATH");
-  std::string_view rest = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
-  while (!rest.empty()) {
-    auto colon = rest.find(':');
-    auto dir = rest.substr(0, colon);
-    rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
-    if (dir.empty()) continue;
-    auto candidate = fs::path(dir) / program;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return std::nullopt;
+  return sdk::find_program(program, path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
 }
 
 std::optional<std::string> installed_version(const fs::path& package) {
@@ -285,8 +278,9 @@ json::object McpServers::describe(const std::string& id, const json::object& req
   return o;
 }
 
+// Without the lock: a start may be installing a package for minutes, and what list reads (request.json,
+// written whole by rename; the Manager) is safe to read meanwhile.
 json::object McpServers::list() const {
-  std::lock_guard lock(mutex_);
   json::array servers;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(plugins_dir(options_.state), ec)) {

@@ -43,7 +43,7 @@ class McpServers {
 
   Manager& manager_;
   McpServersOptions options_;
-  mutable std::mutex mutex_;  // one start or stop at a time
+  std::mutex mutex_;  // one start or stop at a time
 };
 
 }  // namespace xcore::node

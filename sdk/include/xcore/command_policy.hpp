@@ -65,6 +65,9 @@ struct CommandPolicy {
   static CommandPolicy parse(const boost::json::value& v);
 };
 
+// The first executable file named `name` on `path` (":"-separated), as execvp would pick; not resolved.
+std::optional<std::filesystem::path> find_program(const std::string& name, const std::string& path);
+
 // Resolves argv[0] against `policy.path` and `cwd` and applies the checks above. Throws
 // CommandPolicyError only for a command that cannot be resolved at all (no such program).
 CommandDecision decide_command(const CommandPolicy& policy, const std::vector<std::string>& argv, const std::filesystem::path& cwd);
@@ -138,6 +141,16 @@ inline bool executable_file(const fs::path& p) {
   return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
 }
 
+// The first executable file named `name` in the folders of `path` (":"-separated), as execvp would pick.
+inline std::optional<fs::path> find_program(const std::string& name, const std::string& path) {
+  for (const auto& dir : split(path, ':')) {
+    if (dir.empty()) continue;
+    auto candidate = fs::path(dir) / name;
+    if (executable_file(candidate)) return candidate;
+  }
+  return std::nullopt;
+}
+
 inline fs::path resolve(const std::string& program, const std::string& path, const fs::path& cwd) {
   using Kind = CommandPolicyError::Kind;
   if (program.empty()) throw CommandPolicyError(Kind::invalid, "the command is empty");
@@ -145,14 +158,7 @@ inline fs::path resolve(const std::string& program, const std::string& path, con
   if (program.find('/') != std::string::npos) {
     found = fs::path(program).is_absolute() ? fs::path(program) : cwd / program;
   } else {
-    for (const auto& dir : split(path, ':')) {
-      if (dir.empty()) continue;
-      auto candidate = fs::path(dir) / program;
-      if (executable_file(candidate)) {
-        found = candidate;
-        break;
-      }
-    }
+    found = find_program(program, path).value_or(fs::path());
     if (found.empty()) throw CommandPolicyError(Kind::not_found, "'" + program + "' is not a program on the path " + path);
   }
   std::error_code ec;
@@ -296,6 +302,10 @@ inline CommandPolicy CommandPolicy::parse(const boost::json::value& v) {
     }
   }
   return p;
+}
+
+inline std::optional<std::filesystem::path> find_program(const std::string& name, const std::string& path) {
+  return command_detail::find_program(name, path);
 }
 
 inline CommandDecision decide_command(const CommandPolicy& policy, const std::vector<std::string>& argv, const std::filesystem::path& cwd) {
