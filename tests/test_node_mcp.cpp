@@ -66,6 +66,12 @@ struct McpNode {
     node = std::make_unique<NodeProcess>(host.url(), "tok", "edge1", tmp / "node.log", args, env);
     REQUIRE_MESSAGE(eventually([&] { return host.hub->find("acme", "edge1").has_value(); }), node->output());
   }
+  // The old node gone from the hub first: until then its tools would answer for the new one.
+  void restart(std::vector<std::string> extra, std::vector<std::string> env = {}) {
+    node->kill();
+    REQUIRE(eventually([&] { return !host.hub->find("acme", "edge1").has_value(); }));
+    start(std::move(extra), std::move(env));
+  }
   McpPreset preset(std::string_view name) const {
     const auto catalogue = McpCatalogue::builtin();
     const auto* p = catalogue.find(name);
@@ -149,8 +155,7 @@ TEST_CASE("a preset with one mount reads inside it and is refused outside; it go
   CHECK(n.start_mcp("files", n.preset("memory")).error().code == ErrorCode::already_exists);
 
   // A node that restarts brings its servers back.
-  n.node->kill();
-  n.start({"--allow-mcp"});
+  n.restart({"--allow-mcp"});
   REQUIRE_MESSAGE(eventually([&] { return n.tools().find("edge1.read_text_file", "acme").has_value(); }), n.node->output());
   auto again = n.tools().invoke("edge1.read_text_file", J(fmt::format(R"({{"path":"{}"}})", (n.root / "shared/in.txt").string())), caller());
   REQUIRE(again);
@@ -192,13 +197,11 @@ TEST_CASE("the node checks what the host asks: mounts inside its roots, the pres
   // Not in the cache, and npm cannot reach its registry: the error says which package and why.
   auto missing = fs_preset;
   missing.version = "0.0.1";
-  n.node->kill();
-  n.start({"--allow-mcp"}, {"npm_config_registry=http://127.0.0.1:9/", "npm_config_fetch_retries=0", "npm_config_offline=true"});
+  n.restart({"--allow-mcp"}, {"npm_config_registry=http://127.0.0.1:9/", "npm_config_fetch_retries=0", "npm_config_offline=true"});
   auto npm = refused("a", missing, {(n.root / "shared").string()});
   CHECK_MESSAGE(npm.find("installing @modelcontextprotocol/server-filesystem@0.0.1 with npm failed") != std::string::npos, npm);
 
-  n.node->kill();
-  n.start({});
+  n.restart({});
   auto off = n.start_mcp("a", fs_preset, {(n.root / "shared").string()});
   REQUIRE_FALSE(off);
   CHECK(off.error().code == ErrorCode::permission_denied);

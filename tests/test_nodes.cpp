@@ -115,8 +115,13 @@ TEST_CASE("a node killed mid-call fails that call with unavailable at once, and 
     slow = tools.invoke("edge1.exec_command", J(R"({"argv":["sleep","30"]})"), caller("acme"));
     done = true;
   });
-  // The call is on the node (its sleep is running) when the node dies.
-  REQUIRE(eventually([&] { return xcore_test::run_command("pgrep -f '^sleep 30$'").find_first_of("0123456789") != std::string::npos; }));
+  // The call is on the node (its sleep is running) when the node dies. Only the node's own child is looked
+  // for, and ended: other tests may run a sleep of their own.
+  std::string sleep_pid;
+  REQUIRE(eventually([&] {
+    sleep_pid = xcore_test::run_command(fmt::format("pgrep -P {} -x sleep", node->pid));
+    return sleep_pid.find_first_of("0123456789") != std::string::npos;
+  }));
   const auto killed_at = std::chrono::steady_clock::now();
   node->kill();
   REQUIRE(eventually([&] { return done.load(); }, std::chrono::seconds(5)));
@@ -125,7 +130,7 @@ TEST_CASE("a node killed mid-call fails that call with unavailable at once, and 
   REQUIRE_FALSE(slow);
   CHECK(slow.error().code == ErrorCode::unavailable);
   CHECK(slow.error().message.find("edge1") != std::string::npos);
-  (void)xcore_test::run_command("pkill -f '^sleep 30$'");
+  (void)xcore_test::run_command("kill " + sleep_pid.substr(0, sleep_pid.find('\n')));
   CHECK_FALSE(tools.find("edge1.exec_command", "acme"));
 
   node = std::make_unique<NodeProcess>(host.url(), "tok", "edge1", tmp / "node2.log", exec);
@@ -158,7 +163,7 @@ TEST_CASE("deadlines and cancellation cross the wire") {
   auto c2 = caller("acme");
   c2.cancel = stop.get_token();
   std::thread canceller([&] {
-    (void)eventually([&] { return xcore_test::run_command("pgrep -f '^sleep 21$'").find_first_of("0123456789") != std::string::npos; });
+    (void)eventually([&] { return xcore_test::run_command(fmt::format("pgrep -P {} -x sleep", node.pid)).find_first_of("0123456789") != std::string::npos; });
     stop.request_stop();
   });
   auto cancelled = tools.invoke("edge1.exec_command", J(R"({"argv":["sleep","21"]})"), c2);
@@ -166,7 +171,7 @@ TEST_CASE("deadlines and cancellation cross the wire") {
   REQUIRE_FALSE(cancelled);
   CHECK(cancelled.error().code == ErrorCode::cancelled);
   // The node was told and ended the command: no sleep 21 is left.
-  CHECK(eventually([&] { return xcore_test::run_command("pgrep -f '^sleep 21$'").find_first_of("0123456789") == std::string::npos; }, std::chrono::seconds(3)));
+  CHECK(eventually([&] { return xcore_test::run_command(fmt::format("pgrep -P {} -x sleep", node.pid)).find_first_of("0123456789") == std::string::npos; }, std::chrono::seconds(3)));
 }
 
 TEST_CASE("a wrong token, another node's token and a revoked one are refused") {

@@ -75,7 +75,7 @@ TEST_CASE("shell: run_command runs what the policy allows, in the workspace, and
   auto slow = sh.call("run_command", R"({"argv": ["sleep", "30"], "timeout_ms": 200})");
   REQUIRE(slow.ok());
   CHECK(slow->is_error);
-  CHECK(slow->structured.at("timed_out") == true);
+  CHECK_MESSAGE(slow->structured.at("timed_out") == true, json_text::serialize(slow->structured));
 }
 
 TEST_CASE("shell: git_status parses the porcelain of a real repository; git_diff shows a file's change, staged or not") {
