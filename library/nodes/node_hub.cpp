@@ -137,17 +137,22 @@ struct NodeHub::Impl : std::enable_shared_from_this<NodeHub::Impl> {
           auto n = weak_node.lock();
           if (!self || !n) return;
           std::shared_ptr<nodes::RemoteNode> old;
+          bool still_joining = false;  // not dropped (disconnect) or replaced during its handshake
           {
             std::lock_guard lock(mutex);
-            if (auto it = joining.find(key); it != joining.end() && it->second == n) joining.erase(it);
+            if (auto it = joining.find(key); it != joining.end() && it->second == n) {
+              joining.erase(it);
+              still_joining = true;
+            }
             if (!ready) {
               log(LogLevel::warn, fmt::format("node {}: {}", n->info().name, ready.error().message));
-            } else {
+            } else if (still_joining) {
               if (auto it = online.find(key); it != online.end()) old = it->second;
               online[key] = n;
             }
           }
           if (!ready) return n->close(ready.error().message);
+          if (!still_joining) return n->close("dropped by the host while it joined");
           if (old) old->close("replaced by a newer connection of the same node");
           auto info = n->info();
           log(LogLevel::info, fmt::format("node {}/{} online from {} with {} tools", info.tenant, info.name, info.remote_address, info.tools.size()));
